@@ -1,0 +1,138 @@
+//! The seam between the engine and the clouds.
+//!
+//! Each cloud operation (DDM restart, TaurusDB proxy restart, ...) is one type implementing
+//! [`CloudOperation`]. The engine never speaks HTTP; it asks an operation to submit, poll or
+//! reconcile, and records the answer before acting on it.
+//!
+//! The three-way [`SubmitOutcome`] is what makes "at most once" possible: an operation must
+//! say `Indeterminate` whenever the request may have reached the cloud without an answer being
+//! read (a timeout after sending, a reset connection), and the engine then never re-sends.
+
+pub mod error;
+pub mod huawei;
+pub mod registry;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+pub use error::CloudError;
+pub use registry::Registry;
+
+/// What a job asks a cloud to do. Fixed when the job is requested; approvals are bound to it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobSpec {
+    /// Operation identifier from the command table, e.g. `ddm.restart`.
+    pub operation: String,
+    /// Name of the account in the config whose credentials and endpoints are used.
+    pub account: String,
+    /// What the user named: a configured target name, or the raw ID they typed.
+    pub target: String,
+    /// Validated parameters, e.g. `instance_id`, `mode`. Keys are defined by the operation.
+    pub params: BTreeMap<String, String>,
+}
+
+impl JobSpec {
+    pub fn param(&self, key: &str) -> Option<&str> {
+        self.params.get(key).map(String::as_str)
+    }
+}
+
+/// The answer to a submit.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SubmitOutcome {
+    /// The cloud accepted the work. `handle` is the operation's own record of it (job ID,
+    /// instance ID, ...) and is persisted and handed back to `poll` after a restart.
+    Accepted {
+        handle: serde_json::Value,
+        /// The cloud's identifier for the work, shown to users (e.g. the DDM `jobId`).
+        cloud_ref: Option<String>,
+        /// A short, secret-free summary of what the cloud answered, for the audit log.
+        answer: String,
+    },
+    /// The cloud answered and nothing was started (4xx/5xx with a vendor error, or retries
+    /// of a "busy"/throttled answer ran out).
+    Rejected(CloudError),
+    /// The request may have reached the cloud but no answer was read. Never re-sent.
+    Indeterminate(String),
+}
+
+/// One look at submitted work.
+#[derive(Clone, Debug, PartialEq)]
+pub enum PollOutcome {
+    /// Still going. `progress` is shown to users; `handle`, when set, replaces the stored one
+    /// (e.g. "instance seen RESTARTING").
+    InProgress {
+        progress: Option<String>,
+        handle: Option<serde_json::Value>,
+    },
+    /// Waiting for a person on the cloud side (e.g. a manual batch confirmation).
+    NeedsAttention(String),
+    Succeeded(String),
+    Failed(CloudError),
+    /// The look itself failed (network, throttling, 5xx). The poller backs off and tries again.
+    Transient(String),
+}
+
+/// What the cloud says about a job that crashed between "submitting" and recording the answer.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ReconcileOutcome {
+    /// The work is visibly under way (or done); carry on polling with this handle.
+    Running { handle: serde_json::Value, note: String },
+    /// The cloud cannot tell whether our request arrived. The job is marked unknown.
+    Unknown(String),
+}
+
+/// How often a provider may be polled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PollPolicy {
+    /// Wait before the first poll (jobs are often not queryable at once).
+    pub initial_delay: Duration,
+    /// Normal interval between polls; never faster than the vendor allows.
+    pub interval: Duration,
+    /// Ceiling for backoff after transient errors.
+    pub max_interval: Duration,
+    /// Give up (job becomes unknown) after this long without a final answer.
+    pub timeout: Duration,
+}
+
+#[async_trait]
+pub trait CloudOperation: Send + Sync {
+    fn poll_policy(&self) -> PollPolicy;
+
+    /// Send the request once. Retries are allowed only for answers that prove nothing
+    /// started (throttling, "operation in progress", connection refused).
+    async fn submit(&self, spec: &JobSpec) -> SubmitOutcome;
+
+    async fn poll(&self, spec: &JobSpec, handle: &serde_json::Value) -> PollOutcome;
+
+    /// Ask the cloud whether a request whose answer was lost took effect. Must not re-send it.
+    async fn reconcile(&self, spec: &JobSpec) -> ReconcileOutcome;
+}
+
+/// The cloud vendor behind an account. Each operation belongs to exactly one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Provider {
+    Huawei,
+    Alibaba,
+    Scnet,
+}
+
+impl Provider {
+    pub const ALL: [Provider; 3] = [Provider::Huawei, Provider::Alibaba, Provider::Scnet];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Provider::Huawei => "huawei",
+            Provider::Alibaba => "alibaba",
+            Provider::Scnet => "scnet",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Provider> {
+        Provider::ALL.into_iter().find(|p| p.name() == name)
+    }
+}

@@ -1,0 +1,62 @@
+//! Builds one [`CloudOperation`] per (operation, account) from the config and the command
+//! table, sharing each account's auth state (token cache, signer) between its operations.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::{huawei, CloudOperation, Provider};
+use crate::command::catalog::OPERATIONS;
+use crate::config::{Account, Config};
+
+/// The per-account clients an operation is built from.
+pub struct AccountClients {
+    pub account: Arc<Account>,
+    pub huawei: Option<Arc<huawei::HuaweiClient>>,
+}
+
+#[derive(Default)]
+pub struct Registry {
+    ops: HashMap<(String, String), Result<Arc<dyn CloudOperation>, String>>,
+}
+
+impl Registry {
+    pub fn from_config(config: &Config) -> Registry {
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("opsgate/", env!("CARGO_PKG_VERSION")))
+            // Redirects could carry a signed request to another host; the vendors never send them.
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap_or_default();
+        let mut registry = Registry::default();
+        for account in config.accounts.values() {
+            let clients = AccountClients {
+                account: account.clone(),
+                huawei: (account.provider == Provider::Huawei)
+                    .then(|| Arc::new(huawei::HuaweiClient::new(account.clone(), http.clone()))),
+            };
+            for op in OPERATIONS.iter().filter(|op| op.provider == account.provider) {
+                let built = (op.build)(&clients);
+                registry
+                    .ops
+                    .insert((op.id.to_string(), account.name.clone()), built);
+            }
+        }
+        registry
+    }
+
+    /// Replaces an operation, e.g. with a scripted fake in engine tests.
+    pub fn insert(&mut self, operation: &str, account: &str, op: Arc<dyn CloudOperation>) {
+        self.ops
+            .insert((operation.to_string(), account.to_string()), Ok(op));
+    }
+
+    pub fn get(&self, operation: &str, account: &str) -> Result<Arc<dyn CloudOperation>, String> {
+        match self.ops.get(&(operation.to_string(), account.to_string())) {
+            Some(Ok(op)) => Ok(op.clone()),
+            Some(Err(e)) => Err(e.clone()),
+            None => Err(format!(
+                "no `{operation}` operation is available for account `{account}`"
+            )),
+        }
+    }
+}

@@ -1,0 +1,184 @@
+//! Configuration: one TOML file, validated into the types the rest of the bot uses.
+//!
+//! `load` reports every problem at once, each with its key path, so `opsgate check-config`
+//! can show a whole broken file in one go. Secrets are only ever named here (an environment
+//! variable or a file); their values are read at load time into [`SecretRef`]s.
+
+mod raw;
+pub mod secrets;
+mod summary;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use secrets::SecretRef;
+pub use summary::summary;
+
+use crate::cloud::Provider;
+
+#[derive(Debug)]
+pub struct Config {
+    /// Where the file was read from; relative paths in it resolve against its directory.
+    pub source: PathBuf,
+    pub prefix: String,
+    pub data_dir: Option<PathBuf>,
+    /// Role name -> Discord role ID. Authorization always compares IDs.
+    pub roles: BTreeMap<String, u64>,
+    pub admin_roles: Vec<u64>,
+    /// Channel name -> channel ID (a Discord snowflake, or the name itself in the shell).
+    pub channels: BTreeMap<String, String>,
+    pub accounts: BTreeMap<String, Arc<Account>>,
+    pub targets: BTreeMap<String, Target>,
+    pub rules: Vec<Rule>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthMethod {
+    /// Huawei IAM password token (`POST /v3/auth/tokens`).
+    Password,
+    /// Access key / secret key request signing.
+    AkSk,
+}
+
+impl AuthMethod {
+    pub fn name(self) -> &'static str {
+        match self {
+            AuthMethod::Password => "password",
+            AuthMethod::AkSk => "aksk",
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Account {
+    pub name: String,
+    pub provider: Provider,
+    pub region: String,
+    pub project_id: Option<String>,
+    /// Used for raw IDs typed without `account=NAME`; at most one per provider.
+    pub default: bool,
+    pub auth: AuthMethod,
+    pub iam_user: Option<String>,
+    pub iam_domain: Option<String>,
+    pub password: SecretRef,
+    pub access_key: SecretRef,
+    pub secret_key: SecretRef,
+    /// Service name (`iam`, `ddm`, ...) -> base URL, overriding the region table.
+    pub endpoints: BTreeMap<String, String>,
+    /// Overrides the provider's default poll interval (never below its floor).
+    pub poll_interval: Option<Duration>,
+    pub request_timeout: Duration,
+}
+
+#[derive(Clone, Debug)]
+pub struct Target {
+    pub name: String,
+    /// Service as in the command table, e.g. `ddm`.
+    pub service: &'static str,
+    pub account: String,
+    pub params: BTreeMap<String, String>,
+    pub description: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Rule {
+    pub name: String,
+    /// Canonical command key, e.g. `restart ddm`.
+    pub command: String,
+    /// Modes this rule covers; empty means every mode.
+    pub modes: Vec<String>,
+    pub request_roles: Vec<u64>,
+    /// Channel IDs where the command may be requested; empty means anywhere.
+    pub channels: Vec<String>,
+    pub approvals: u32,
+    pub approver_roles: Vec<u64>,
+    pub expires: Duration,
+}
+
+/// One thing wrong with the config, at a key path such as `rules[1].approver_roles`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+/// Every problem found in a config file.
+#[derive(Debug)]
+pub struct Problems(pub Vec<Problem>);
+
+impl fmt::Display for Problems {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.0.len();
+        writeln!(f, "{n} problem{} in the config:", if n == 1 { "" } else { "s" })?;
+        for p in &self.0 {
+            writeln!(f, "  {p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Problems {}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, Problems> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Problems(vec![Problem {
+                path: String::new(),
+                message: format!("cannot read {}: {e}", path.display()),
+            }])
+        })?;
+        Config::parse(&text, path)
+    }
+
+    pub fn parse(text: &str, source: &Path) -> Result<Config, Problems> {
+        validate::parse(text, source).map_err(Problems)
+    }
+
+    /// The display name of a channel ID (the ID itself when it has no name).
+    pub fn channel_name<'a>(&'a self, id: &'a str) -> &'a str {
+        self.channels
+            .iter()
+            .find(|(_, v)| v.as_str() == id)
+            .map_or(id, |(k, _)| k.as_str())
+    }
+
+    /// The display name of a role ID.
+    pub fn role_name(&self, id: u64) -> Option<&str> {
+        self.roles
+            .iter()
+            .find(|(_, v)| **v == id)
+            .map(|(k, _)| k.as_str())
+    }
+
+    pub fn default_account(&self, provider: Provider) -> Option<&Arc<Account>> {
+        self.accounts
+            .values()
+            .find(|a| a.provider == provider && a.default)
+    }
+
+    /// Resolves a relative path in the config against the config file's directory.
+    pub fn resolve_path(&self, path: &Path) -> PathBuf {
+        base_dir(&self.source).join(path)
+    }
+}
+
+pub(crate) fn base_dir(source: &Path) -> PathBuf {
+    source
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}

@@ -1,0 +1,78 @@
+//! The TOML file as written. Validation into [`super::Config`] happens in `validate.rs`,
+//! so that every problem can be reported at once with its key path.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawConfig {
+    pub bot: RawBot,
+    pub roles: BTreeMap<String, RawId>,
+    pub channels: BTreeMap<String, RawId>,
+    pub accounts: BTreeMap<String, RawAccount>,
+    pub targets: BTreeMap<String, RawTarget>,
+    pub rules: Vec<RawRule>,
+}
+
+/// Discord snowflakes are 64-bit; TOML integers are signed 64-bit, so accept strings too.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum RawId {
+    Number(i64),
+    Text(String),
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawBot {
+    pub prefix: Option<String>,
+    pub data_dir: Option<String>,
+    pub admin_roles: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawAccount {
+    pub provider: Option<String>,
+    pub region: Option<String>,
+    pub project_id: Option<String>,
+    pub default: bool,
+    pub auth: Option<String>,
+    pub iam_user: Option<String>,
+    pub iam_domain: Option<String>,
+    pub password_env: Option<String>,
+    pub password_file: Option<String>,
+    pub access_key_env: Option<String>,
+    pub access_key_file: Option<String>,
+    pub secret_key_env: Option<String>,
+    pub secret_key_file: Option<String>,
+    pub endpoints: BTreeMap<String, String>,
+    pub poll_interval: Option<String>,
+    pub request_timeout: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawTarget {
+    pub service: Option<String>,
+    pub account: Option<String>,
+    pub description: Option<String>,
+    /// Service-specific identifiers (e.g. `instance_id`); checked against the command table.
+    #[serde(flatten)]
+    pub params: BTreeMap<String, toml::Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawRule {
+    pub name: Option<String>,
+    pub command: Option<String>,
+    pub modes: Vec<String>,
+    pub request_roles: Vec<String>,
+    pub channels: Vec<String>,
+    pub approvals: Option<i64>,
+    pub approver_roles: Vec<String>,
+    pub expires: Option<String>,
+}

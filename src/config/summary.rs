@@ -1,0 +1,89 @@
+//! The one-screen summary `opsgate check-config` prints for a valid file.
+
+use std::fmt::Write;
+
+use super::{AuthMethod, Config};
+
+pub fn summary(config: &Config) -> String {
+    let mut out = String::new();
+    let role_list = |ids: &[u64]| -> String {
+        let names: Vec<_> = ids
+            .iter()
+            .map(|id| config.role_name(*id).unwrap_or("?").to_string())
+            .collect();
+        if names.is_empty() {
+            "-".to_string()
+        } else {
+            names.join(", ")
+        }
+    };
+    let _ = writeln!(out, "config {} is valid", config.source.display());
+    let _ = writeln!(out, "prefix: {}", config.prefix);
+    let _ = writeln!(out, "roles ({}):", config.roles.len());
+    for (name, id) in &config.roles {
+        let admin = if config.admin_roles.contains(id) { " (admin)" } else { "" };
+        let _ = writeln!(out, "  {name:<16} {id}{admin}");
+    }
+    let _ = writeln!(out, "channels ({}):", config.channels.len());
+    for (name, id) in &config.channels {
+        let _ = writeln!(out, "  #{name:<15} {id}");
+    }
+    let _ = writeln!(out, "rules ({}):", config.rules.len());
+    for r in &config.rules {
+        let modes = if r.modes.is_empty() {
+            String::new()
+        } else {
+            format!(" [{}]", r.modes.join("|"))
+        };
+        let channels: Vec<_> = r.channels.iter().map(|c| format!("#{}", config.channel_name(c))).collect();
+        let approval = if r.approvals == 0 {
+            "no approval".to_string()
+        } else {
+            format!(
+                "{} approval(s) from {} within {}",
+                r.approvals,
+                role_list(&r.approver_roles),
+                humantime::format_duration(r.expires)
+            )
+        };
+        let _ = writeln!(
+            out,
+            "  {}{modes}: requested by {} in {}; {approval}",
+            r.command,
+            role_list(&r.request_roles),
+            if channels.is_empty() { "any channel".to_string() } else { channels.join(", ") },
+        );
+    }
+    let _ = writeln!(out, "targets ({}):", config.targets.len());
+    for (name, t) in &config.targets {
+        let params: Vec<_> = t.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let _ = writeln!(out, "  {name:<16} {} on {} ({})", t.service, t.account, params.join(" "));
+    }
+    let _ = writeln!(out, "accounts ({}):", config.accounts.len());
+    for (name, a) in &config.accounts {
+        let default = if a.default { ", default" } else { "" };
+        let secrets = match a.auth {
+            AuthMethod::Password if a.provider == crate::cloud::Provider::Huawei => {
+                format!("password {}", a.password.status())
+            }
+            _ => format!(
+                "access key {}, secret key {}",
+                a.access_key.status(),
+                a.secret_key.status()
+            ),
+        };
+        let endpoints = if a.endpoints.is_empty() {
+            String::new()
+        } else {
+            format!("; endpoints overridden: {}", a.endpoints.keys().cloned().collect::<Vec<_>>().join(", "))
+        };
+        let _ = writeln!(
+            out,
+            "  {name:<16} {} {} ({} auth{default}); {secrets}{endpoints}",
+            a.provider.name(),
+            a.region,
+            a.auth.name(),
+        );
+    }
+    out
+}

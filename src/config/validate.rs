@@ -1,0 +1,459 @@
+//! Raw TOML -> [`Config`], collecting every problem instead of stopping at the first.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::raw::{RawAccount, RawConfig, RawId, RawRule, RawTarget};
+use super::secrets::SecretRef;
+use super::{base_dir, Account, AuthMethod, Config, Problem, Rule, Target};
+use crate::cloud::Provider;
+use crate::command::catalog::{self, OPERATIONS};
+use crate::command::ids;
+
+const DEFAULT_EXPIRY: Duration = Duration::from_secs(30 * 60);
+const MAX_EXPIRY: Duration = Duration::from_secs(7 * 24 * 3600);
+const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+const MAX_APPROVALS: i64 = 10;
+
+/// Endpoint keys each provider understands (service name -> base URL).
+fn endpoint_keys(provider: Provider) -> &'static [&'static str] {
+    match provider {
+        Provider::Huawei => &["iam", "ddm", "gaussdb"],
+        Provider::Alibaba => &["sae"],
+        Provider::Scnet => &["token", "ac", "ai"],
+    }
+}
+
+#[derive(Default)]
+struct Collector(Vec<Problem>);
+
+impl Collector {
+    fn add(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.0.push(Problem {
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+}
+
+pub fn parse(text: &str, source: &Path) -> Result<Config, Vec<Problem>> {
+    let mut problems = Collector::default();
+    let mut unknown = Vec::new();
+    let raw: RawConfig = {
+        let de = toml::Deserializer::new(text);
+        let mut on_unknown = |path: serde_ignored::Path| unknown.push(path.to_string());
+        let de = serde_ignored::Deserializer::new(de, &mut on_unknown);
+        match serde_path_to_error::deserialize(de) {
+            Ok(raw) => raw,
+            Err(e) => {
+                let path = e.path().to_string();
+                let inner = e.into_inner();
+                let message = inner.message().trim().to_string();
+                let location = inner
+                    .span()
+                    .map(|s| {
+                        let line = text[..s.start.min(text.len())].matches('\n').count() + 1;
+                        format!(" (line {line})")
+                    })
+                    .unwrap_or_default();
+                problems.add(
+                    if path == "." { String::new() } else { path },
+                    format!("{message}{location}"),
+                );
+                return Err(problems.0);
+            }
+        }
+    };
+    for path in unknown {
+        problems.add(path, "unknown key");
+    }
+    let config = validate(raw, source, &mut problems);
+    if problems.0.is_empty() {
+        Ok(config)
+    } else {
+        Err(problems.0)
+    }
+}
+
+fn validate(raw: RawConfig, source: &Path, p: &mut Collector) -> Config {
+    let base = base_dir(source);
+
+    let prefix = raw.bot.prefix.unwrap_or_else(|| "!".to_string());
+    if prefix.is_empty() || prefix.len() > 3 || prefix.chars().any(char::is_whitespace) {
+        p.add("bot.prefix", "must be 1 to 3 characters without spaces");
+    }
+
+    let mut roles = BTreeMap::new();
+    for (name, id) in &raw.roles {
+        let path = format!("roles.{name}");
+        if !ids::NAME.matches(name) {
+            p.add(&path, format!("role name must be {}", ids::NAME.describe));
+        }
+        match snowflake(id) {
+            Some(v) => {
+                roles.insert(name.clone(), v);
+            }
+            None => p.add(&path, "must be a Discord role ID (a positive number)"),
+        }
+    }
+    let role_ids = |names: &[String], path: &str, p: &mut Collector| -> Vec<u64> {
+        let mut out = Vec::new();
+        for (i, n) in names.iter().enumerate() {
+            match roles.get(n) {
+                Some(id) => out.push(*id),
+                None => p.add(format!("{path}[{i}]"), format!("unknown role `{n}`")),
+            }
+        }
+        out
+    };
+    let admin_roles = role_ids(&raw.bot.admin_roles, "bot.admin_roles", p);
+
+    let mut channels = BTreeMap::new();
+    for (name, id) in &raw.channels {
+        let path = format!("channels.{name}");
+        if !ids::NAME.matches(name) {
+            p.add(&path, format!("channel name must be {}", ids::NAME.describe));
+        }
+        let id = match id {
+            RawId::Number(n) if *n > 0 => n.to_string(),
+            RawId::Text(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') => s.clone(),
+            _ => {
+                p.add(&path, "must be a channel ID (digits, or a name for the shell)");
+                continue;
+            }
+        };
+        channels.insert(name.clone(), id);
+    }
+
+    let mut accounts = BTreeMap::new();
+    for (name, raw) in raw.accounts {
+        let path = format!("accounts.{name}");
+        if !ids::NAME.matches(&name) {
+            p.add(&path, format!("account name must be {}", ids::NAME.describe));
+        }
+        if let Some(account) = account(&name, raw, &path, &base, p) {
+            accounts.insert(name, Arc::new(account));
+        }
+    }
+    for provider in Provider::ALL {
+        let defaults: Vec<_> = accounts
+            .values()
+            .filter(|a| a.provider == provider && a.default)
+            .map(|a| a.name.clone())
+            .collect();
+        if defaults.len() > 1 {
+            p.add(
+                "accounts",
+                format!(
+                    "more than one default {} account: {}",
+                    provider.name(),
+                    defaults.join(", ")
+                ),
+            );
+        }
+    }
+
+    let mut targets = BTreeMap::new();
+    for (name, raw) in raw.targets {
+        let path = format!("targets.{name}");
+        if !ids::NAME.matches(&name) {
+            p.add(&path, format!("target name must be {}", ids::NAME.describe));
+        }
+        if let Some(t) = target(&name, raw, &path, &accounts, p) {
+            targets.insert(name, t);
+        }
+    }
+
+    let mut rules: Vec<Rule> = Vec::new();
+    for (i, raw) in raw.rules.into_iter().enumerate() {
+        let path = format!("rules[{i}]");
+        if let Some(rule) = rule(raw, &path, &channels, &role_ids, p) {
+            if let Some(other) = rules.iter().find(|r| overlaps(r, &rule)) {
+                p.add(
+                    &path,
+                    format!(
+                        "overlaps rule `{}`: each command and mode must match exactly one rule",
+                        other.name
+                    ),
+                );
+            }
+            rules.push(rule);
+        }
+    }
+
+    Config {
+        source: source.to_path_buf(),
+        prefix,
+        data_dir: raw.bot.data_dir.map(|d| base.join(d)),
+        roles,
+        admin_roles,
+        channels,
+        accounts,
+        targets,
+        rules,
+    }
+}
+
+fn snowflake(id: &RawId) -> Option<u64> {
+    match id {
+        RawId::Number(n) if *n > 0 => Some(*n as u64),
+        RawId::Text(s) => s.parse::<u64>().ok().filter(|v| *v > 0),
+        _ => None,
+    }
+}
+
+fn duration(text: &str, path: &str, p: &mut Collector) -> Option<Duration> {
+    match humantime::parse_duration(text) {
+        Ok(d) if !d.is_zero() => Some(d),
+        _ => {
+            p.add(path, format!("`{text}` is not a duration such as 30s, 15m or 2h"));
+            None
+        }
+    }
+}
+
+fn account(
+    name: &str,
+    raw: RawAccount,
+    path: &str,
+    base: &Path,
+    p: &mut Collector,
+) -> Option<Account> {
+    let provider = match raw.provider.as_deref() {
+        Some(s) => match Provider::parse(s) {
+            Some(v) => Some(v),
+            None => {
+                p.add(format!("{path}.provider"), format!("unknown provider `{s}` (huawei, alibaba or scnet)"));
+                None
+            }
+        },
+        None => {
+            p.add(format!("{path}.provider"), "missing (huawei, alibaba or scnet)");
+            None
+        }
+    };
+    let region = raw.region.clone().unwrap_or_default();
+    if !ids::REGION.matches(&region) {
+        p.add(format!("{path}.region"), format!("must be {}", ids::REGION.describe));
+    }
+    let auth = match raw.auth.as_deref() {
+        None | Some("password") => AuthMethod::Password,
+        Some("aksk") => AuthMethod::AkSk,
+        Some(other) => {
+            p.add(format!("{path}.auth"), format!("unknown auth `{other}` (password or aksk)"));
+            AuthMethod::Password
+        }
+    };
+    let secret = |kind: &str, env: &Option<String>, file: &Option<String>, needed: bool, p: &mut Collector| {
+        if env.is_some() && file.is_some() {
+            p.add(format!("{path}.{kind}_env"), format!("set {kind}_env or {kind}_file, not both"));
+        }
+        if needed && env.is_none() && file.is_none() {
+            p.add(format!("{path}.{kind}_env"), format!("missing: name the environment variable ({kind}_env) or file ({kind}_file) that holds it"));
+        }
+        SecretRef::load(env.as_deref(), file.as_deref(), base)
+    };
+    let provider = provider?;
+    if provider == Provider::Huawei {
+        match &raw.project_id {
+            Some(id) if ids::HUAWEI_PROJECT.matches(id) => {}
+            Some(_) => p.add(format!("{path}.project_id"), format!("must be {}", ids::HUAWEI_PROJECT.describe)),
+            None => p.add(format!("{path}.project_id"), "missing (Huawei calls are project-scoped)"),
+        }
+    }
+    let password_auth = provider == Provider::Huawei && auth == AuthMethod::Password;
+    if password_auth {
+        if raw.iam_user.as_deref().unwrap_or("").is_empty() {
+            p.add(format!("{path}.iam_user"), "missing (the IAM user name)");
+        }
+        if raw.iam_domain.as_deref().unwrap_or("").is_empty() {
+            p.add(format!("{path}.iam_domain"), "missing (the account, i.e. domain, name)");
+        }
+    }
+    let password = secret("password", &raw.password_env, &raw.password_file, password_auth, p);
+    let access_key = secret("access_key", &raw.access_key_env, &raw.access_key_file, !password_auth, p);
+    let secret_key = secret("secret_key", &raw.secret_key_env, &raw.secret_key_file, !password_auth, p);
+    for (key, url) in &raw.endpoints {
+        let epath = format!("{path}.endpoints.{key}");
+        if !endpoint_keys(provider).contains(&key.as_str()) {
+            p.add(&epath, format!("unknown endpoint (known for {}: {})", provider.name(), endpoint_keys(provider).join(", ")));
+        }
+        if !(url.starts_with("https://") || url.starts_with("http://")) || url.contains(char::is_whitespace) {
+            p.add(&epath, "must be a base URL starting with https:// (or http:// for a local emulator)");
+        }
+    }
+    let poll_interval = raw
+        .poll_interval
+        .as_deref()
+        .and_then(|t| duration(t, &format!("{path}.poll_interval"), p));
+    let request_timeout = raw
+        .request_timeout
+        .as_deref()
+        .and_then(|t| duration(t, &format!("{path}.request_timeout"), p))
+        .unwrap_or(DEFAULT_REQUEST_TIMEOUT);
+    Some(Account {
+        name: name.to_string(),
+        provider,
+        region,
+        project_id: raw.project_id,
+        default: raw.default,
+        auth,
+        iam_user: raw.iam_user,
+        iam_domain: raw.iam_domain,
+        password,
+        access_key,
+        secret_key,
+        endpoints: raw
+            .endpoints
+            .into_iter()
+            .map(|(k, v)| (k, v.trim_end_matches('/').to_string()))
+            .collect(),
+        poll_interval,
+        request_timeout,
+    })
+}
+
+fn target(
+    name: &str,
+    raw: RawTarget,
+    path: &str,
+    accounts: &BTreeMap<String, Arc<Account>>,
+    p: &mut Collector,
+) -> Option<Target> {
+    let Some(service_name) = raw.service.as_deref() else {
+        p.add(format!("{path}.service"), format!("missing (one of: {})", catalog::services().collect::<Vec<_>>().join(", ")));
+        return None;
+    };
+    let Some(op) = OPERATIONS.iter().find(|op| op.service.eq_ignore_ascii_case(service_name) || op.aliases.iter().any(|a| a.eq_ignore_ascii_case(service_name))) else {
+        p.add(format!("{path}.service"), format!("unknown service `{service_name}` (one of: {})", catalog::services().collect::<Vec<_>>().join(", ")));
+        return None;
+    };
+    let account = match raw.account {
+        Some(a) => match accounts.get(&a) {
+            Some(acc) if acc.provider != op.provider => {
+                p.add(format!("{path}.account"), format!("account `{a}` is {}, but {} needs a {} account", acc.provider.name(), op.service, op.provider.name()));
+                a
+            }
+            Some(_) => a,
+            None => {
+                p.add(format!("{path}.account"), format!("unknown account `{a}`"));
+                a
+            }
+        },
+        None => match accounts.values().find(|acc| acc.provider == op.provider && acc.default) {
+            Some(acc) => acc.name.clone(),
+            None => {
+                p.add(format!("{path}.account"), format!("missing, and there is no default {} account", op.provider.name()));
+                String::new()
+            }
+        },
+    };
+    let mut params = BTreeMap::new();
+    for (key, value) in raw.params {
+        let kpath = format!("{path}.{key}");
+        let Some(param) = op.target.iter().find(|prm| prm.name == key) else {
+            let known: Vec<_> = op.target.iter().map(|prm| prm.name).collect();
+            p.add(kpath, format!("unknown key (a {} target has: service, account, description, {})", op.service, known.join(", ")));
+            continue;
+        };
+        match value.as_str() {
+            Some(v) if param.pattern.matches(v) => {
+                params.insert(key, v.to_string());
+            }
+            _ => p.add(kpath, format!("must be {}", param.pattern.describe)),
+        }
+    }
+    for param in op.target {
+        if !params.contains_key(param.name) && !p.0.iter().any(|x| x.path == format!("{path}.{}", param.name)) {
+            p.add(format!("{path}.{}", param.name), format!("missing ({})", param.pattern.describe));
+        }
+    }
+    Some(Target {
+        name: name.to_string(),
+        service: op.service,
+        account,
+        params,
+        description: raw.description,
+    })
+}
+
+fn rule(
+    raw: RawRule,
+    path: &str,
+    channels: &BTreeMap<String, String>,
+    role_ids: &dyn Fn(&[String], &str, &mut Collector) -> Vec<u64>,
+    p: &mut Collector,
+) -> Option<Rule> {
+    let Some(command) = raw.command.as_deref() else {
+        p.add(format!("{path}.command"), "missing (e.g. \"restart ddm\")");
+        return None;
+    };
+    let Some(op) = catalog::operation_by_key(command) else {
+        let known: Vec<_> = OPERATIONS.iter().map(|op| op.key()).collect();
+        p.add(format!("{path}.command"), format!("unknown command `{command}` (one of: {})", known.join(", ")));
+        return None;
+    };
+    let mut modes = Vec::new();
+    for (i, m) in raw.modes.iter().enumerate() {
+        let m = m.to_ascii_lowercase();
+        if op.mode_values().contains(&m.as_str()) {
+            modes.push(m);
+        } else if op.modes.is_none() {
+            p.add(format!("{path}.modes[{i}]"), format!("`{}` has no modes", op.key()));
+        } else {
+            p.add(format!("{path}.modes[{i}]"), format!("unknown mode `{m}` (one of: {})", op.mode_values().join(", ")));
+        }
+    }
+    if raw.request_roles.is_empty() {
+        p.add(format!("{path}.request_roles"), "missing: at least one role must be allowed to request this");
+    }
+    let request_roles = role_ids(&raw.request_roles, &format!("{path}.request_roles"), p);
+    let approver_roles = role_ids(&raw.approver_roles, &format!("{path}.approver_roles"), p);
+    let mut channel_ids = Vec::new();
+    for (i, c) in raw.channels.iter().enumerate() {
+        match channels.get(c) {
+            Some(id) => channel_ids.push(id.clone()),
+            None => p.add(format!("{path}.channels[{i}]"), format!("unknown channel `{c}` (add it under [channels])")),
+        }
+    }
+    let approvals = raw.approvals.unwrap_or(0);
+    if !(0..=MAX_APPROVALS).contains(&approvals) {
+        p.add(format!("{path}.approvals"), format!("must be between 0 and {MAX_APPROVALS}"));
+    }
+    if approvals > 0 && raw.approver_roles.is_empty() {
+        p.add(format!("{path}.approver_roles"), "missing: a rule that needs approvals must say who may approve");
+    }
+    let expires = match raw.expires.as_deref() {
+        Some(t) => duration(t, &format!("{path}.expires"), p).unwrap_or(DEFAULT_EXPIRY),
+        None => DEFAULT_EXPIRY,
+    };
+    if expires > MAX_EXPIRY {
+        p.add(format!("{path}.expires"), "must be at most 7 days");
+    }
+    let key = op.key();
+    let name = raw.name.unwrap_or_else(|| {
+        if modes.is_empty() {
+            key.clone()
+        } else {
+            format!("{key} {}", modes.join("|"))
+        }
+    });
+    Some(Rule {
+        name,
+        command: key,
+        modes,
+        request_roles,
+        channels: channel_ids,
+        approvals: approvals.clamp(0, MAX_APPROVALS) as u32,
+        approver_roles,
+        expires,
+    })
+}
+
+fn overlaps(a: &Rule, b: &Rule) -> bool {
+    a.command == b.command
+        && (a.modes.is_empty() == b.modes.is_empty())
+        && (a.modes.is_empty() || a.modes.iter().any(|m| b.modes.contains(m)))
+}

@@ -1,0 +1,1 @@
+//! A local emulator of the cloud APIs (placeholder until it lands).

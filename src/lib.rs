@@ -1,0 +1,12 @@
+//! opsgate: a chat-ops bot that runs approved, audited, restart-safe cloud operations.
+//!
+//! See ARCHITECTURE.md for the map. The short version: chat adapters turn what happens in
+//! chat into [`chat::ChatEvent`]s; the [`engine`] is the only place that decides; every job
+//! change is made durable in the [`store`] before anything acts on it; cloud operations sit
+//! behind [`cloud::CloudOperation`].
+
+pub mod cloud;
+pub mod command;
+pub mod config;
+pub mod emulator;
+pub mod secret;
