@@ -2,3 +2,6 @@
 
 pub mod catalog;
 pub mod ids;
+mod parse;
+
+pub use parse::{parse, quote, usage_of, Command, JobFilter, JobId, OperationRequest, ParseError};

@@ -53,7 +53,7 @@ impl AuthMethod {
     }
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Account {
     pub name: String,
     pub provider: Provider,

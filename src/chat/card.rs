@@ -1,0 +1,128 @@
+//! A job's message as structured data: the terminal prints it as one line, Discord as an
+//! embed with buttons. Built from the job alone, so it can be re-rendered after a restart.
+
+use crate::command::JobId;
+use crate::job::{Job, JobState};
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct JobCard {
+    pub job: JobId,
+    pub state: JobState,
+    /// e.g. `restart ddm orders-db hard`
+    pub action: String,
+    pub requester: String,
+    pub rule: String,
+    pub approvals: usize,
+    pub approvals_needed: u32,
+    pub approvers: Vec<String>,
+    /// Approver role names, for "needs approval from ...".
+    pub approver_roles: String,
+    pub expires_ms: u64,
+    pub cloud_ref: Option<String>,
+    pub progress: Option<String>,
+    pub outcome: Option<String>,
+    /// How long the cloud work took, once finished.
+    pub duration_ms: Option<u64>,
+}
+
+impl JobCard {
+    pub fn from_job(job: &Job, approver_roles: String) -> JobCard {
+        JobCard {
+            job: job.id,
+            state: job.state,
+            action: job.action(),
+            requester: job.requester.name.clone(),
+            rule: job.requirement.rule.clone(),
+            approvals: job.approvals.len(),
+            approvals_needed: job.requirement.approvals,
+            approvers: job.approvals.iter().map(|a| a.by.name.clone()).collect(),
+            approver_roles,
+            expires_ms: job.expires_ms,
+            cloud_ref: job.cloud_ref.clone(),
+            progress: job.progress.clone(),
+            outcome: job.outcome.clone(),
+            duration_ms: match (job.started_ms, job.finished_ms) {
+                (Some(s), Some(f)) => Some(f.saturating_sub(s)),
+                _ => None,
+            },
+        }
+    }
+
+    /// Whether Approve/Deny still mean something.
+    pub fn is_open(&self) -> bool {
+        self.state == JobState::AwaitingApproval
+    }
+
+    /// One line of text: the whole card for the terminal, the fallback text elsewhere.
+    pub fn line(&self) -> String {
+        let mut out = format!(
+            "{} job {} · {} · {} · requested by {}",
+            self.state.icon(),
+            self.job,
+            self.state.label(),
+            self.action,
+            self.requester
+        );
+        if self.approvals_needed > 0 {
+            out.push_str(&format!(
+                " · approvals {}/{}",
+                self.approvals, self.approvals_needed
+            ));
+            if !self.approvers.is_empty() {
+                out.push_str(&format!(" ({})", self.approvers.join(", ")));
+            }
+        }
+        if self.state == JobState::AwaitingApproval {
+            out.push_str(&format!(
+                " · rule `{}` needs {} from {} · expires {} · react ✅/❌ or !approve {} / !deny {}",
+                self.rule,
+                if self.approvals_needed == 1 { "an approval".to_string() } else { format!("{} approvals", self.approvals_needed) },
+                self.approver_roles,
+                format_utc(self.expires_ms),
+                self.job,
+                self.job
+            ));
+        }
+        if let Some(p) = &self.progress {
+            if !self.state.is_final() {
+                out.push_str(&format!(" · {p}"));
+            }
+        }
+        if let Some(r) = &self.cloud_ref {
+            out.push_str(&format!(" · cloud job {r}"));
+        }
+        if let Some(d) = self.duration_ms {
+            out.push_str(&format!(" · took {}", format_duration_ms(d)));
+        }
+        if let Some(o) = &self.outcome {
+            out.push_str(&format!(" · {o}"));
+        }
+        out
+    }
+}
+
+/// `2026-11-23 16:40:05 UTC`
+pub fn format_utc(ms: u64) -> String {
+    let secs = (ms / 1000) as i64;
+    match time::OffsetDateTime::from_unix_timestamp(secs) {
+        Ok(t) => format!(
+            "{:04}-{:02}-{:02} {:02}:{:02}:{:02} UTC",
+            t.year(),
+            t.month() as u8,
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second()
+        ),
+        Err(_) => format!("@{secs}"),
+    }
+}
+
+/// `1.2s`, `3m05s`
+pub fn format_duration_ms(ms: u64) -> String {
+    if ms < 60_000 {
+        format!("{:.1}s", ms as f64 / 1000.0)
+    } else {
+        format!("{}m{:02}s", ms / 60_000, (ms / 1000) % 60)
+    }
+}

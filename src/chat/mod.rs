@@ -1,0 +1,121 @@
+//! The chat seam: adapters (terminal, Discord) turn what happens in chat into [`ChatEvent`]s
+//! and carry out the engine's [`Outgoing`] messages through [`ChatOut`]. No adapter type
+//! crosses into the engine.
+
+pub mod card;
+pub mod shell;
+
+pub use card::JobCard;
+
+use crate::command::JobId;
+
+pub type MessageId = String;
+
+/// Who did something in chat. Authorization uses `roles` (IDs), never names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Actor {
+    pub id: String,
+    pub name: String,
+    pub roles: Vec<u64>,
+}
+
+/// Where an event came from, and how to answer it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Origin {
+    pub channel: String,
+    /// An interaction to answer (Discord slash commands and buttons); replies to it may be
+    /// private. `None` for plain messages.
+    pub interaction: Option<String>,
+}
+
+impl Origin {
+    pub fn channel(channel: impl Into<String>) -> Origin {
+        Origin {
+            channel: channel.into(),
+            interaction: None,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Vote {
+    Approve,
+    Deny,
+}
+
+impl Vote {
+    /// ✅ approves and ❌ denies; other emoji are ignored.
+    pub fn from_emoji(emoji: &str) -> Option<Vote> {
+        match emoji.trim_end_matches('\u{fe0f}') {
+            "✅" | "✔" | "☑" | "👍" => Some(Vote::Approve),
+            "❌" | "✖" | "👎" => Some(Vote::Deny),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ChatEvent {
+    /// A message that may be a command.
+    Message {
+        actor: Actor,
+        origin: Origin,
+        text: String,
+    },
+    /// A reaction added to (or removed from) a message.
+    Reaction {
+        actor: Actor,
+        origin: Origin,
+        message_id: MessageId,
+        emoji: String,
+        added: bool,
+    },
+    /// An Approve/Deny button on a job's message.
+    Button {
+        actor: Actor,
+        origin: Origin,
+        job: JobId,
+        vote: Vote,
+    },
+    /// The adapter learned the ID of a job's message after posting it.
+    MessagePosted { job: JobId, message_id: MessageId },
+}
+
+/// What the engine asks chat to do.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outgoing {
+    /// An answer to one event: help, refusals, listings. `private` asks for an ephemeral reply
+    /// where the chat supports it.
+    Reply {
+        to: Origin,
+        text: String,
+        private: bool,
+    },
+    /// A job's message (approval request and live status), posted once per job.
+    Card {
+        channel: String,
+        card: JobCard,
+        /// Roles to ping, only when the config asks for it.
+        mention_roles: Vec<u64>,
+    },
+    /// Replace a job's message with its new state.
+    UpdateCard {
+        channel: String,
+        message_id: Option<MessageId>,
+        card: JobCard,
+    },
+    /// A new message about a job, e.g. that it finished.
+    Notice {
+        channel: String,
+        job: Option<JobId>,
+        text: String,
+    },
+}
+
+/// The engine's only view of chat. Calls must not block on the network: an adapter that
+/// talks to a remote service queues the work and reports message IDs back as
+/// [`ChatEvent::MessagePosted`].
+pub trait ChatOut: Send + Sync {
+    /// Carries out `out`. Returns the new message's ID when it is known at once (the terminal).
+    fn send(&self, out: Outgoing) -> Option<MessageId>;
+}

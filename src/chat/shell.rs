@@ -1,0 +1,264 @@
+//! The terminal chat: stdin lines in, one stdout line per bot message out.
+//!
+//! It is the local demo, and the interface the end-to-end tests and benchmarks drive with
+//! piped input. Lines starting with `/` are shell directives (`/as`, `/in`, `/react`, `/wait`,
+//! ...); anything else is a chat message from the current user in the current channel.
+
+use std::collections::HashMap;
+use std::io::{BufRead, Write};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use super::{Actor, ChatEvent, ChatOut, MessageId, Origin, Outgoing};
+use crate::command::JobId;
+use crate::config::Config;
+use crate::engine::{EngineEvent, EngineHandle, JobObserver};
+use crate::job::JobState;
+
+/// The terminal names a job's message after the job, so `/react 7 ✅` finds it even after
+/// a restart (a real chat assigns its own IDs and reports them back).
+pub fn message_id_of(job: JobId) -> MessageId {
+    format!("job-{job}")
+}
+
+/// Prints bot messages as `[#channel] text`; an edit is printed again, marked `(edit)`.
+pub struct ShellChat {
+    config: Arc<Config>,
+    out: Mutex<std::io::Stdout>,
+}
+
+impl ShellChat {
+    pub fn new(config: Arc<Config>) -> ShellChat {
+        ShellChat {
+            config,
+            out: Mutex::new(std::io::stdout()),
+        }
+    }
+
+    fn print(&self, channel: &str, marker: &str, text: &str) {
+        let name = self.config.channel_name(channel);
+        let mut buf = String::with_capacity(text.len() + 32);
+        for (i, line) in text.lines().enumerate() {
+            buf.push_str("[#");
+            buf.push_str(name);
+            buf.push_str("] ");
+            if i == 0 {
+                buf.push_str(marker);
+            }
+            buf.push_str(line);
+            buf.push('\n');
+        }
+        let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
+        // A closed stdout (the reader went away) is not worth crashing the bot for.
+        let _ = out.write_all(buf.as_bytes());
+        let _ = out.flush();
+    }
+}
+
+impl ChatOut for ShellChat {
+    fn send(&self, out: Outgoing) -> Option<MessageId> {
+        match out {
+            Outgoing::Reply { to, text, private } => {
+                self.print(&to.channel, if private { "(only you) " } else { "" }, &text);
+                None
+            }
+            Outgoing::Card { channel, card, .. } => {
+                self.print(&channel, "", &card.line());
+                Some(message_id_of(card.job))
+            }
+            Outgoing::UpdateCard { channel, card, .. } => {
+                let marker = format!("(edit job-{}) ", card.job);
+                self.print(&channel, &marker, &card.line());
+                None
+            }
+            Outgoing::Notice { channel, text, .. } => {
+                self.print(&channel, "", &text);
+                None
+            }
+        }
+    }
+}
+
+/// Job states as the engine reports them, for `/wait` and for draining at end of input.
+#[derive(Default)]
+pub struct JobWatch {
+    states: Mutex<HashMap<JobId, JobState>>,
+    changed: Condvar,
+}
+
+impl JobObserver for JobWatch {
+    fn job_changed(&self, job: JobId, state: JobState) {
+        let mut states = self.states.lock().unwrap_or_else(|e| e.into_inner());
+        states.insert(job, state);
+        self.changed.notify_all();
+    }
+}
+
+impl JobWatch {
+    /// Waits until `done` holds for the known states, or `timeout` passes. Returns `done`'s value.
+    fn wait_until(&self, timeout: Duration, done: impl Fn(&HashMap<JobId, JobState>) -> bool) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut states = self.states.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if done(&states) {
+                return true;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            states = self
+                .changed
+                .wait_timeout(states, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
+    fn state(&self, job: JobId) -> Option<JobState> {
+        self.states.lock().unwrap_or_else(|e| e.into_inner()).get(&job).copied()
+    }
+}
+
+pub struct ShellOptions {
+    pub user: String,
+    pub roles: Vec<String>,
+    pub channel: String,
+    /// How long `/wait` waits for one job.
+    pub wait_timeout: Duration,
+    /// How long the end of input waits for in-flight jobs.
+    pub drain_timeout: Duration,
+}
+
+/// Reads `input` until its end, feeding the engine; then waits (bounded) for in-flight jobs.
+pub fn run(
+    input: impl BufRead,
+    config: &Config,
+    engine: &EngineHandle,
+    watch: &JobWatch,
+    opts: ShellOptions,
+) {
+    let mut session = Session::new(config, opts.user.clone(), &opts.roles, &opts.channel);
+    for line in input.lines() {
+        let Ok(line) = line else { break };
+        let line = line.trim_end_matches(['\r', '\n']);
+        if line.trim().is_empty() {
+            continue;
+        }
+        match line.strip_prefix('/') {
+            Some(directive) if !directive.starts_with('/') => {
+                if !session.directive(directive, engine, watch, &opts) {
+                    break;
+                }
+            }
+            // `//text` sends a message that starts with `/`.
+            _ => {
+                let text = line.strip_prefix('/').unwrap_or(line);
+                engine.chat(ChatEvent::Message {
+                    actor: session.actor(),
+                    origin: Origin::channel(session.channel.clone()),
+                    text: text.to_string(),
+                });
+            }
+        }
+    }
+    sync(engine);
+    let drained = watch.wait_until(opts.drain_timeout, |states| !states.values().any(|s| s.is_in_flight()));
+    if !drained {
+        say("end of input: jobs still running after the drain timeout; they resume on the next start");
+    }
+}
+
+/// Blocks until the engine has handled, persisted and acted on everything sent so far.
+fn sync(engine: &EngineHandle) {
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    if engine.send(EngineEvent::Sync(tx)) {
+        let _ = rx.recv_timeout(Duration::from_secs(30));
+    }
+}
+
+fn say(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "[shell] {text}");
+    let _ = out.flush();
+}
+
+struct Session<'a> {
+    config: &'a Config,
+    user: String,
+    roles: Vec<u64>,
+    channel: String,
+}
+
+impl<'a> Session<'a> {
+    fn new(config: &'a Config, user: String, roles: &[String], channel: &str) -> Session<'a> {
+        let mut s = Session { config, user, roles: Vec::new(), channel: String::new() };
+        s.set_roles(roles);
+        s.set_channel(channel);
+        s
+    }
+
+    fn actor(&self) -> Actor {
+        Actor { id: self.user.clone(), name: self.user.clone(), roles: self.roles.clone() }
+    }
+
+    fn set_roles(&mut self, names: &[String]) {
+        self.roles.clear();
+        for name in names.iter().filter(|n| !n.is_empty()) {
+            match self.config.roles.get(name) {
+                Some(id) => self.roles.push(*id),
+                None => say(&format!("unknown role `{name}` (known: {})", self.config.roles.keys().cloned().collect::<Vec<_>>().join(", "))),
+            }
+        }
+    }
+
+    fn set_channel(&mut self, name: &str) {
+        let name = name.trim_start_matches('#');
+        self.channel = self.config.channels.get(name).cloned().unwrap_or_else(|| name.to_string());
+    }
+
+    /// Returns false to stop reading input.
+    fn directive(&mut self, text: &str, engine: &EngineHandle, watch: &JobWatch, opts: &ShellOptions) -> bool {
+        let mut words = text.split_whitespace();
+        let name = words.next().unwrap_or_default();
+        let args: Vec<&str> = words.collect();
+        match (name, args.as_slice()) {
+            ("as", [user, rest @ ..]) if rest.len() <= 1 => {
+                self.user = user.to_string();
+                let roles: Vec<String> = rest.first().map(|r| r.split(',').map(str::to_string).collect()).unwrap_or_default();
+                self.set_roles(&roles);
+            }
+            ("in", [channel]) => self.set_channel(channel),
+            ("react" | "unreact", [job, emoji]) => match job.trim_start_matches('#').parse::<JobId>() {
+                Ok(id) => {
+                    engine.chat(ChatEvent::Reaction {
+                        actor: self.actor(),
+                        origin: Origin::channel(self.channel.clone()),
+                        message_id: message_id_of(id),
+                        emoji: emoji.to_string(),
+                        added: name == "react",
+                    });
+                }
+                Err(_) => say(&format!("usage: /{name} JOB EMOJI (JOB is a number)")),
+            },
+            ("wait", [job]) => match job.trim_start_matches('#').parse::<JobId>() {
+                Ok(id) => {
+                    sync(engine);
+                    if !watch.wait_until(opts.wait_timeout, |s| s.get(&id).is_some_and(|st| st.is_final())) {
+                        let state = watch.state(id).map_or("unknown to this shell", |s| s.label());
+                        say(&format!("timed out waiting for job {id} (it is {state})"));
+                    }
+                }
+                Err(_) => say("usage: /wait JOB"),
+            },
+            ("sleep", [d]) => match humantime::parse_duration(d) {
+                Ok(d) => std::thread::sleep(d.min(Duration::from_secs(3600))),
+                Err(_) => say("usage: /sleep 2s"),
+            },
+            ("sync", []) => sync(engine),
+            ("quit" | "exit", []) => return false,
+            _ => say("directives: /as NAME [ROLE,...] · /in CHANNEL · /react JOB EMOJI · /unreact JOB EMOJI · /wait JOB · /sleep 2s · /quit"),
+        }
+        true
+    }
+}

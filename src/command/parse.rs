@@ -1,0 +1,388 @@
+//! Chat text -> [`Command`]. Every rejection carries the usage line of what was expected.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use super::catalog::{self, Builtin, OperationDef, BUILTINS, OPERATIONS};
+use super::ids;
+use crate::config::Target;
+
+/// Longest message the parser looks at; anything longer is refused outright.
+pub const MAX_INPUT: usize = 1000;
+const MAX_REASON: usize = 300;
+
+pub type JobId = u64;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JobFilter {
+    /// Pending and running (the default).
+    Active,
+    Pending,
+    Running,
+    Mine,
+    All,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Command {
+    Operation(OperationRequest),
+    Approve(JobId),
+    Deny(JobId, Option<String>),
+    Cancel(JobId),
+    Status(JobId),
+    Jobs(JobFilter),
+    Help(Option<String>),
+    WhoAmI,
+}
+
+/// A parsed, validated request for a cloud operation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OperationRequest {
+    pub op: &'static OperationDef,
+    /// The named target or the raw ID as typed.
+    pub target: String,
+    /// Account from the named target or from `account=NAME`; `None` means the default.
+    pub account: Option<String>,
+    pub mode: Option<String>,
+    /// Target params, mode and further args, keyed by parameter name.
+    pub params: BTreeMap<String, String>,
+}
+
+impl PartialEq for OperationDef {
+    fn eq(&self, other: &Self) -> bool {
+        self.id == other.id
+    }
+}
+impl Eq for OperationDef {}
+impl fmt::Debug for OperationDef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.id)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParseError {
+    pub message: String,
+    /// What was expected; every rejection has one.
+    pub usage: String,
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} Usage: {}", self.message, self.usage)
+    }
+}
+
+fn reject(message: impl Into<String>, usage: impl Into<String>) -> ParseError {
+    ParseError {
+        message: message.into(),
+        usage: usage.into(),
+    }
+}
+
+/// Shows user input in a reply safely: no backticks to break out of code spans, bounded length.
+pub fn quote(text: &str) -> String {
+    let mut out: String = text
+        .chars()
+        .filter(|c| !c.is_control() && *c != '`')
+        .take(40)
+        .collect();
+    if text.chars().count() > 40 {
+        out.push('…');
+    }
+    format!("`{out}`")
+}
+
+fn general_usage(prefix: &str) -> String {
+    format!("{prefix}help lists the commands")
+}
+
+/// Parses one chat message. `Ok(None)` means the message is not addressed to the bot.
+pub fn parse(
+    text: &str,
+    prefix: &str,
+    targets: &BTreeMap<String, Target>,
+) -> Result<Option<Command>, ParseError> {
+    let Some(body) = text.trim_start().strip_prefix(prefix) else {
+        return Ok(None);
+    };
+    // "!" alone, or "! something", is ordinary chat, not a command.
+    if body.is_empty() || body.starts_with(char::is_whitespace) {
+        return Ok(None);
+    }
+    if text.len() > MAX_INPUT {
+        return Err(reject(
+            format!("That message is too long ({} bytes; at most {MAX_INPUT}).", text.len()),
+            general_usage(prefix),
+        ));
+    }
+    if body.chars().any(|c| c.is_control() && c != '\t') {
+        return Err(reject(
+            "Control characters are not allowed in commands.",
+            general_usage(prefix),
+        ));
+    }
+    let mut words = body.split_whitespace();
+    let verb = words.next().unwrap_or_default();
+    let args: Vec<&str> = words.collect();
+
+    if let Some(def) = catalog::builtin_by_verb(verb) {
+        return parse_builtin(def.builtin, def.usage, &args).map(Some);
+    }
+    if catalog::is_operation_verb(verb) {
+        return parse_operation(verb, &args, targets).map(Some);
+    }
+    Err(reject(
+        format!("Unknown command {}.", quote(verb)),
+        general_usage(prefix),
+    ))
+}
+
+fn job_id(arg: Option<&&str>, usage: &str) -> Result<JobId, ParseError> {
+    match arg {
+        Some(a) if ids::JOB_ID.matches(a) => a
+            .trim_start_matches('#')
+            .parse()
+            .map_err(|_| reject(format!("{} is not a job number.", quote(a)), usage)),
+        Some(a) => Err(reject(
+            format!("{} is not a job number; expected {}.", quote(a), ids::JOB_ID.describe),
+            usage,
+        )),
+        None => Err(reject("Which job? Give its number.", usage)),
+    }
+}
+
+fn no_more(args: &[&str], from: usize, usage: &str) -> Result<(), ParseError> {
+    match args.get(from) {
+        Some(extra) => Err(reject(format!("Unexpected {}.", quote(extra)), usage)),
+        None => Ok(()),
+    }
+}
+
+fn parse_builtin(builtin: Builtin, usage: &str, args: &[&str]) -> Result<Command, ParseError> {
+    Ok(match builtin {
+        Builtin::Approve => {
+            let id = job_id(args.first(), usage)?;
+            no_more(args, 1, usage)?;
+            Command::Approve(id)
+        }
+        Builtin::Deny => {
+            let id = job_id(args.first(), usage)?;
+            let reason = args[1.min(args.len())..].join(" ");
+            if reason.chars().count() > MAX_REASON {
+                return Err(reject(
+                    format!("The reason is too long (at most {MAX_REASON} characters)."),
+                    usage,
+                ));
+            }
+            Command::Deny(id, (!reason.is_empty()).then_some(reason))
+        }
+        Builtin::Cancel => {
+            let id = job_id(args.first(), usage)?;
+            no_more(args, 1, usage)?;
+            Command::Cancel(id)
+        }
+        Builtin::Status => {
+            let id = job_id(args.first(), usage)?;
+            no_more(args, 1, usage)?;
+            Command::Status(id)
+        }
+        Builtin::Jobs => {
+            let filter = match args.first().map(|a| a.to_ascii_lowercase()).as_deref() {
+                None => JobFilter::Active,
+                Some("pending") => JobFilter::Pending,
+                Some("running") => JobFilter::Running,
+                Some("mine") => JobFilter::Mine,
+                Some("all") => JobFilter::All,
+                Some(_) => {
+                    return Err(reject(
+                        format!("Unknown filter {}.", quote(args[0])),
+                        usage,
+                    ))
+                }
+            };
+            no_more(args, 1, usage)?;
+            Command::Jobs(filter)
+        }
+        Builtin::Help => {
+            let topic = args.join(" ").to_ascii_lowercase();
+            if topic.len() > 40 {
+                return Err(reject("That help topic is too long.", usage));
+            }
+            Command::Help((!topic.is_empty()).then_some(topic))
+        }
+        Builtin::WhoAmI => {
+            no_more(args, 0, usage)?;
+            Command::WhoAmI
+        }
+    })
+}
+
+fn usages_for_verb(verb: &str) -> String {
+    OPERATIONS
+        .iter()
+        .filter(|op| op.verb.eq_ignore_ascii_case(verb))
+        .map(|op| op.usage)
+        .collect::<Vec<_>>()
+        .join(" | ")
+}
+
+fn parse_operation(
+    verb: &str,
+    args: &[&str],
+    targets: &BTreeMap<String, Target>,
+) -> Result<Command, ParseError> {
+    let Some(service) = args.first() else {
+        return Err(reject("Which service?", usages_for_verb(verb)));
+    };
+    let Some(op) = OPERATIONS.iter().find(|op| op.answers_to(verb, service)) else {
+        return Err(reject(
+            format!("Unknown service {} for {}.", quote(service), verb.to_ascii_lowercase()),
+            usages_for_verb(verb),
+        ));
+    };
+    let usage = op.usage;
+
+    // `account=NAME` may stand anywhere after the service; everything else is positional.
+    let mut account = None;
+    let mut positional = Vec::with_capacity(args.len());
+    for arg in &args[1..] {
+        match arg.split_once('=') {
+            Some((key, value)) if key.eq_ignore_ascii_case("account") => {
+                if !ids::NAME.matches(value) {
+                    return Err(reject(
+                        format!("{} is not an account name.", quote(value)),
+                        usage,
+                    ));
+                }
+                if account.replace(value.to_string()).is_some() {
+                    return Err(reject("Give account= only once.", usage));
+                }
+            }
+            Some((key, _)) => {
+                return Err(reject(
+                    format!("Unknown option {} (only account=NAME).", quote(key)),
+                    usage,
+                ))
+            }
+            None => positional.push(*arg),
+        }
+    }
+
+    let mut rest = positional.into_iter().peekable();
+    let mut params = BTreeMap::new();
+    let Some(first) = rest.peek().copied() else {
+        return Err(reject("Which target?", usage));
+    };
+    let target_label;
+    if let Some(named) = targets.get(first) {
+        if named.service != op.service {
+            return Err(reject(
+                format!("{} is a {} target, not {}.", quote(first), named.service, op.service),
+                usage,
+            ));
+        }
+        if account.is_some() {
+            return Err(reject(
+                format!("{} already names its account; account= goes with raw IDs only.", quote(first)),
+                usage,
+            ));
+        }
+        rest.next();
+        target_label = first.to_string();
+        account = Some(named.account.clone());
+        params.extend(named.params.iter().map(|(k, v)| (k.clone(), v.clone())));
+    } else {
+        let mut raw = Vec::with_capacity(op.target.len());
+        for param in op.target {
+            let Some(value) = rest.next() else {
+                return Err(reject(format!("Missing {}.", param.label), usage));
+            };
+            if !param.pattern.matches(value) {
+                let named: Vec<_> = targets
+                    .values()
+                    .filter(|t| t.service == op.service)
+                    .map(|t| t.name.as_str())
+                    .collect();
+                let hint = if named.is_empty() || op.target.len() > 1 {
+                    String::new()
+                } else {
+                    format!(" Named {} targets: {}.", op.service, named.join(", "))
+                };
+                return Err(reject(
+                    format!(
+                        "{} is not a known target or valid ID for {}: expected {}.{hint}",
+                        quote(value),
+                        param.label,
+                        param.pattern.describe
+                    ),
+                    usage,
+                ));
+            }
+            raw.push(value);
+            params.insert(param.name.to_string(), value.to_string());
+        }
+        target_label = raw.join(" ");
+    }
+
+    let mut mode = None;
+    if let Some(modes) = &op.modes {
+        let chosen = match rest.peek() {
+            Some(word) if modes.values.iter().any(|m| m.eq_ignore_ascii_case(word)) => {
+                let m = word.to_ascii_lowercase();
+                rest.next();
+                m
+            }
+            Some(word) if op.args.is_empty() => {
+                return Err(reject(
+                    format!("Unknown mode {} (one of: {}).", quote(word), modes.values.join(", ")),
+                    usage,
+                ))
+            }
+            _ => modes.default.to_string(),
+        };
+        params.insert(modes.param.to_string(), chosen.clone());
+        mode = Some(chosen);
+    }
+    for param in op.args {
+        let Some(value) = rest.next() else {
+            return Err(reject(format!("Missing {}.", param.label), usage));
+        };
+        if !param.pattern.matches(value) {
+            return Err(reject(
+                format!("{} is not valid for {}: expected {}.", quote(value), param.label, param.pattern.describe),
+                usage,
+            ));
+        }
+        params.insert(param.name.to_string(), value.to_string());
+    }
+    if let Some(extra) = rest.next() {
+        return Err(reject(format!("Unexpected {}.", quote(extra)), usage));
+    }
+    if let Some(check) = op.check {
+        check(&params).map_err(|msg| reject(msg, usage))?;
+    }
+    Ok(Command::Operation(OperationRequest {
+        op,
+        target: target_label,
+        account,
+        mode,
+        params,
+    }))
+}
+
+/// The usage line of a command named by its verb (and service), for help replies.
+pub fn usage_of(topic: &str) -> Option<String> {
+    let mut words = topic.split_whitespace();
+    let verb = words.next()?.trim_start_matches('!');
+    if let Some(b) = BUILTINS.iter().find(|b| b.verb.eq_ignore_ascii_case(verb)) {
+        return Some(b.usage.to_string());
+    }
+    match words.next() {
+        Some(service) => OPERATIONS
+            .iter()
+            .find(|op| op.answers_to(verb, service))
+            .map(|op| op.usage.to_string()),
+        None => catalog::is_operation_verb(verb).then(|| usages_for_verb(verb)),
+    }
+}

@@ -1,0 +1,136 @@
+//! Cloud work runs as tasks on the async runtime and reports back as engine events, so the
+//! engine thread never waits on the network.
+
+use std::sync::mpsc::Sender;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{now_ms, Engine, EngineEvent};
+use crate::cloud::{CloudOperation, JobSpec, PollOutcome};
+use crate::command::JobId;
+
+use super::updates::CloudUpdate;
+
+fn report(tx: &Sender<EngineEvent>, job: JobId, update: CloudUpdate) {
+    // A closed channel means the engine stopped; the job resumes from disk on the next start.
+    let _ = tx.send(EngineEvent::Cloud { job, update });
+}
+
+/// `d` +/- 10 %, so many jobs polling one provider do not fall into step.
+fn jitter(d: Duration) -> Duration {
+    let factor = 0.9 + fastrand::f64() * 0.2;
+    d.mul_f64(factor)
+}
+
+impl Engine {
+    fn operation_for(&self, id: JobId) -> Option<(Result<Arc<dyn CloudOperation>, String>, JobSpec)> {
+        let job = self.active.get(&id)?;
+        Some((self.registry.get(&job.spec.operation, &job.spec.account), job.spec.clone()))
+    }
+
+    pub(super) fn spawn_submit(&mut self, id: JobId) {
+        let Some((op, spec)) = self.operation_for(id) else { return };
+        let tx = self.tx.clone();
+        match op {
+            Err(why) => report(&tx, id, CloudUpdate::Unavailable(why)),
+            Ok(op) => {
+                let span = tracing::info_span!("job", id);
+                self.runtime.spawn(tracing::Instrument::instrument(
+                    async move {
+                        tracing::info!(operation = %spec.operation, "submitting");
+                        let outcome = op.submit(&spec).await;
+                        report(&tx, id, CloudUpdate::Submitted(outcome));
+                    },
+                    span,
+                ));
+            }
+        }
+    }
+
+    pub(super) fn spawn_reconcile(&mut self, id: JobId) {
+        let Some((op, spec)) = self.operation_for(id) else { return };
+        let tx = self.tx.clone();
+        match op {
+            Err(why) => report(&tx, id, CloudUpdate::Reconciled(crate::cloud::ReconcileOutcome::Unknown(why))),
+            Ok(op) => {
+                self.runtime.spawn(async move {
+                    let outcome = op.reconcile(&spec).await;
+                    report(&tx, id, CloudUpdate::Reconciled(outcome));
+                });
+            }
+        }
+    }
+
+    pub(super) fn spawn_poll(&mut self, id: JobId) {
+        let Some((op, spec)) = self.operation_for(id) else { return };
+        let Some(job) = self.active.get(&id) else { return };
+        let handle = job.handle.clone().unwrap_or(serde_json::Value::Null);
+        let started = job.started_ms.unwrap_or_else(now_ms);
+        let tx = self.tx.clone();
+        match op {
+            Err(why) => report(&tx, id, CloudUpdate::GaveUp(why)),
+            Ok(op) => {
+                let span = tracing::info_span!("job", id);
+                self.runtime.spawn(tracing::Instrument::instrument(
+                    poll_until_done(op, spec, handle, started, id, tx),
+                    span,
+                ));
+            }
+        }
+    }
+}
+
+async fn poll_until_done(
+    op: Arc<dyn CloudOperation>,
+    spec: JobSpec,
+    mut handle: serde_json::Value,
+    started_ms: u64,
+    id: JobId,
+    tx: Sender<EngineEvent>,
+) {
+    let policy = op.poll_policy();
+    let deadline = started_ms + policy.timeout.as_millis() as u64;
+    let mut delay = policy.initial_delay;
+    let mut last_progress: Option<String> = None;
+    let mut last_attention: Option<String> = None;
+    loop {
+        tokio::time::sleep(jitter(delay)).await;
+        match op.poll(&spec, &handle).await {
+            PollOutcome::InProgress { progress, handle: new_handle } => {
+                delay = policy.interval;
+                let handle_changed = new_handle.as_ref().is_some_and(|h| *h != handle);
+                if let Some(h) = new_handle {
+                    handle = h;
+                }
+                if handle_changed || (progress.is_some() && progress != last_progress) {
+                    last_progress.clone_from(&progress);
+                    let update = CloudUpdate::Progress {
+                        progress,
+                        handle: handle_changed.then(|| handle.clone()),
+                    };
+                    report(&tx, id, update);
+                }
+            }
+            PollOutcome::NeedsAttention(what) => {
+                delay = policy.interval;
+                if last_attention.as_ref() != Some(&what) {
+                    last_attention = Some(what.clone());
+                    report(&tx, id, CloudUpdate::NeedsAttention(what));
+                }
+            }
+            PollOutcome::Succeeded(detail) => return report(&tx, id, CloudUpdate::Finished(Ok(detail))),
+            PollOutcome::Failed(err) => return report(&tx, id, CloudUpdate::Finished(Err(err))),
+            PollOutcome::Transient(why) => {
+                tracing::warn!(job = id, error = %why, "poll failed; backing off");
+                delay = (delay * 2).min(policy.max_interval).max(policy.interval);
+            }
+        }
+        if now_ms() > deadline {
+            let why = format!(
+                "no final answer from the cloud after {}",
+                humantime::format_duration(policy.timeout)
+            );
+            return report(&tx, id, CloudUpdate::GaveUp(why));
+        }
+    }
+}

@@ -1,0 +1,272 @@
+//! Chat events: commands, reactions and buttons.
+
+use super::{Effect, Engine};
+use crate::approval::{self, Refusal};
+use crate::chat::{Actor, ChatEvent, Origin, Outgoing, Vote};
+use crate::cloud::JobSpec;
+use crate::command::{self, Command, JobId, OperationRequest};
+use crate::job::{self, Job, JobState, Person, Requirement};
+use crate::policy;
+
+fn who(actor: &Actor) -> Option<String> {
+    Some(format!("{} ({})", actor.name, actor.id))
+}
+
+impl Engine {
+    pub(super) fn on_chat(&mut self, event: ChatEvent, now: u64) {
+        match event {
+            ChatEvent::Message { actor, origin, text } => self.on_message(&actor, &origin, &text, now),
+            ChatEvent::Reaction { actor, origin, message_id, emoji, added } => {
+                let Some(vote) = Vote::from_emoji(&emoji) else {
+                    return;
+                };
+                let job = match self.store.job_for_message(&message_id) {
+                    Ok(Some(job)) => job,
+                    // Reactions on messages that are not approval requests are chat, not votes.
+                    _ => return,
+                };
+                match (vote, added) {
+                    (Vote::Approve, true) => self.vote(&actor, &origin, job, Vote::Approve, None, now),
+                    (Vote::Deny, true) => self.vote(&actor, &origin, job, Vote::Deny, None, now),
+                    (Vote::Approve, false) => self.withdraw(&actor, &origin, job, now),
+                    (Vote::Deny, false) => {}
+                }
+            }
+            ChatEvent::Button { actor, origin, job, vote } => self.vote(&actor, &origin, job, vote, None, now),
+            ChatEvent::MessagePosted { job, message_id } => {
+                self.record_message_id(job, message_id);
+            }
+        }
+    }
+
+    fn on_message(&mut self, actor: &Actor, origin: &Origin, text: &str, now: u64) {
+        let parsed = command::parse(text, &self.config.prefix, &self.config.targets);
+        let cmd = match parsed {
+            Ok(Some(cmd)) => cmd,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::debug!(user = %actor.id, error = %e.message, "refused command");
+                self.reply(origin, e.to_string(), true);
+                return;
+            }
+        };
+        match cmd {
+            Command::Operation(req) => self.request(actor, origin, req, now),
+            Command::Approve(id) => self.vote(actor, origin, id, Vote::Approve, None, now),
+            Command::Deny(id, reason) => self.vote(actor, origin, id, Vote::Deny, reason, now),
+            Command::Cancel(id) => self.cancel(actor, origin, id, now),
+            Command::Status(id) => {
+                let text = self.status_text(id);
+                self.reply(origin, text, false);
+            }
+            Command::Jobs(filter) => {
+                let text = self.jobs_text(filter, actor);
+                self.reply(origin, text, false);
+            }
+            Command::Help(topic) => {
+                let text = self.help_text(topic.as_deref());
+                self.reply(origin, text, true);
+            }
+            Command::WhoAmI => {
+                let text = self.whoami_text(actor, &origin.channel);
+                self.reply(origin, text, true);
+            }
+        }
+    }
+
+    fn request(&mut self, actor: &Actor, origin: &Origin, req: OperationRequest, now: u64) {
+        let op = req.op;
+        let rule = match policy::check_request(&self.config, &actor.roles, &origin.channel, &op.key(), req.mode.as_deref()) {
+            Ok(rule) => rule.clone(),
+            Err(refusal) => return self.reply(origin, refusal, true),
+        };
+        let account = match &req.account {
+            Some(name) => match self.config.accounts.get(name) {
+                Some(acc) if acc.provider == op.provider => acc.name.clone(),
+                Some(acc) => {
+                    let msg = format!("Account `{name}` is a {} account; {} needs {}.", acc.provider.name(), op.key(), op.provider.name());
+                    return self.reply(origin, msg, true);
+                }
+                None => return self.reply(origin, format!("Unknown account `{name}`."), true),
+            },
+            None => match self.config.default_account(op.provider) {
+                Some(acc) => acc.name.clone(),
+                None => {
+                    let msg = format!("There is no default {} account; add account=NAME.", op.provider.name());
+                    return self.reply(origin, msg, true);
+                }
+            },
+        };
+        let spec = JobSpec { operation: op.id.to_string(), account, target: req.target, params: req.params };
+        let lock = job::lock_key(&spec);
+        if let Some(holder) = self.locks.get(&lock).and_then(|id| self.active.get(id)) {
+            let msg = format!(
+                "{} is busy: job {} ({}, {}) holds it. Wait for it to finish{}.",
+                spec.target,
+                holder.id,
+                holder.action(),
+                holder.state.label(),
+                if holder.state == JobState::AwaitingApproval { " or cancel it" } else { "" }
+            );
+            return self.reply(origin, msg, true);
+        }
+
+        let id = self.next_id;
+        self.next_id += 1;
+        self.batch.set_next_id(self.next_id);
+        let needs_approval = rule.approvals > 0;
+        let job = Job {
+            id,
+            spec,
+            requester: Person { id: actor.id.clone(), name: actor.name.clone() },
+            channel: origin.channel.clone(),
+            requirement: Requirement {
+                rule: rule.name.clone(),
+                approvals: rule.approvals,
+                approver_roles: rule.approver_roles.clone(),
+            },
+            state: JobState::AwaitingApproval,
+            approvals: Vec::new(),
+            created_ms: now,
+            expires_ms: if needs_approval { now + rule.expires.as_millis() as u64 } else { 0 },
+            updated_ms: now,
+            message_id: None,
+            cloud_ref: None,
+            handle: None,
+            progress: None,
+            outcome: None,
+            started_ms: None,
+            finished_ms: None,
+            audit_len: 0,
+        };
+        let detail = format!("{} under rule `{}` in #{}", job.action(), rule.name, self.config.channel_name(&origin.channel));
+        tracing::info!(job = id, user = %actor.id, action = %job.action(), "job requested");
+        self.locks.insert(lock, id);
+        if needs_approval {
+            self.expiries.insert((job.expires_ms, id));
+        }
+        self.active.insert(id, job);
+        self.save_quiet(id, who(actor), "requested", detail, now);
+        if needs_approval {
+            let card = self.card(&self.active[&id]);
+            self.effects.push(Effect::Chat(Outgoing::Card { channel: origin.channel.clone(), card, mention_roles: Vec::new() }));
+        } else {
+            self.start(id, "approved", format!("rule `{}` needs no approval", rule.name), None, now);
+            let card = self.card(&self.active[&id]);
+            self.effects.push(Effect::Chat(Outgoing::Card { channel: origin.channel.clone(), card, mention_roles: Vec::new() }));
+        }
+    }
+
+    /// Persist without queueing a card update (used before the card is first posted).
+    fn save_quiet(&mut self, id: JobId, actor: Option<String>, event: &str, detail: String, now: u64) {
+        if let Some(job) = self.active.get_mut(&id) {
+            job.updated_ms = now;
+            let entry = crate::store::AuditEntry { at_ms: now, actor, event: event.to_string(), detail };
+            self.batch.put_job(job, Some(entry));
+            self.effects.push(Effect::Observe(id, job.state));
+        }
+    }
+
+    /// Approved -> submitting, durably, then submit. `quiet` skips the card update when the
+    /// card is about to be posted anyway.
+    fn start(&mut self, id: JobId, event: &str, detail: String, actor: Option<String>, now: u64) {
+        if !self.transition(id, JobState::Approved) {
+            return;
+        }
+        self.expiries.retain(|(_, j)| *j != id);
+        self.save_quiet(id, actor, event, detail, now);
+        if self.transition(id, JobState::Submitting) {
+            self.save_quiet(id, None, "submitting", "sending the request to the cloud".into(), now);
+            self.effects.push(Effect::Submit(id));
+        }
+    }
+
+    /// A job that is not active: say what happened to it, or that it does not exist.
+    fn not_active(&self, id: JobId) -> String {
+        match self.store.job(id) {
+            Ok(Some(job)) => format!("Job {id} is already {} ({}).", job.state.label(), job.action()),
+            _ => format!("There is no job {id}."),
+        }
+    }
+
+    fn vote(&mut self, actor: &Actor, origin: &Origin, id: JobId, vote: Vote, reason: Option<String>, now: u64) {
+        let Some(job) = self.active.get_mut(&id) else {
+            let msg = self.not_active(id);
+            return self.reply(origin, msg, true);
+        };
+        let verb = if vote == Vote::Approve { "approve" } else { "deny" };
+        let result = match vote {
+            Vote::Approve => approval::approve(job, actor, now).map(Some),
+            Vote::Deny => approval::may_deny(job, actor, now).map(|_| None),
+        };
+        match result {
+            Err(Refusal::Expired) => {
+                self.finish(id, JobState::Expired, None, "expired", "no quorum before the deadline".into(), now);
+                self.reply(origin, format!("{}: job {id} has expired; nothing was run.", actor.name), true);
+            }
+            Err(Refusal::NotApprover(roles)) => {
+                let msg = format!(
+                    "{}: you cannot {verb} job {id}: it needs the role {}. The count did not change.",
+                    actor.name,
+                    policy::describe_roles(&self.config, &roles)
+                );
+                self.reply(origin, msg, true);
+            }
+            Err(refusal) => {
+                let msg = format!("{}: you cannot {verb} job {id}: {refusal}.", actor.name);
+                self.reply(origin, msg, true);
+            }
+            Ok(None) => {
+                let detail = match reason {
+                    Some(r) => format!("denied by {}: {r}", actor.name),
+                    None => format!("denied by {}", actor.name),
+                };
+                self.finish(id, JobState::Denied, who(actor), "denied", detail, now);
+            }
+            Ok(Some(quorum)) => {
+                let (have, need) = (job.approvals.len(), job.approvals_needed());
+                let detail = format!("approval {have} of {need} by {}", actor.name);
+                if quorum {
+                    self.start(id, "approved", detail, who(actor), now);
+                    self.save(id, None, "quorum", format!("{have} of {need} approvals"), now);
+                } else {
+                    self.save(id, who(actor), "approval", detail, now);
+                }
+            }
+        }
+    }
+
+    fn withdraw(&mut self, actor: &Actor, origin: &Origin, id: JobId, now: u64) {
+        let Some(job) = self.active.get_mut(&id) else {
+            return;
+        };
+        match approval::withdraw(job, actor) {
+            Ok(true) => {
+                let detail = format!("{} withdrew their approval", actor.name);
+                self.save(id, who(actor), "withdrawn", detail, now);
+            }
+            Ok(false) => {}
+            Err(_) => {
+                let msg = format!("{}: job {id} is already {}; removing ✅ does not change it.", actor.name, job.state.label());
+                self.reply(origin, msg, true);
+            }
+        }
+    }
+
+    fn cancel(&mut self, actor: &Actor, origin: &Origin, id: JobId, now: u64) {
+        let Some(job) = self.active.get(&id) else {
+            let msg = self.not_active(id);
+            return self.reply(origin, msg, true);
+        };
+        let allowed = job.requester.id == actor.id || policy::is_admin(&self.config, &actor.roles);
+        if !allowed {
+            let msg = format!("{}: only {} (who requested it) or an admin can cancel job {id}.", actor.name, job.requester.name);
+            return self.reply(origin, msg, true);
+        }
+        if !job.state.can_become(JobState::Cancelled) {
+            let msg = format!("Job {id} is {}: it can no longer be cancelled.", job.state.label());
+            return self.reply(origin, msg, true);
+        }
+        self.finish(id, JobState::Cancelled, who(actor), "cancelled", format!("cancelled by {}", actor.name), now);
+    }
+}

@@ -1,0 +1,378 @@
+//! The engine: the only place that decides.
+//!
+//! It runs on its own thread and owns all job state. Each turn it takes every event that is
+//! waiting (a group), applies them to the in-memory jobs while gathering the writes into one
+//! [`WriteBatch`], commits and flushes that batch (one fsync for the group), and only then
+//! lets the group's effects out: chat messages, cloud submits, polls. So nothing a user sees
+//! and nothing the cloud receives can get ahead of what a restart would find on disk.
+
+mod cloud_tasks;
+mod commands;
+mod updates;
+mod views;
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::chat::{ChatEvent, ChatOut, JobCard, Outgoing};
+use crate::cloud::Registry;
+use crate::command::JobId;
+use crate::config::Config;
+use crate::job::{Job, JobState};
+use crate::store::{AuditEntry, Store, StoreError, WriteBatch};
+
+pub use updates::CloudUpdate;
+
+/// Most events handled in one group before its writes are flushed and its effects released.
+const MAX_GROUP: usize = 512;
+
+pub enum EngineEvent {
+    Chat(ChatEvent),
+    Cloud { job: JobId, update: CloudUpdate },
+    /// Answered once every event sent before it has been handled, made durable and acted on.
+    Sync(std::sync::mpsc::SyncSender<()>),
+    /// Make everything durable and stop.
+    Shutdown,
+}
+
+/// Told about every job state change once it is durable (the terminal's `/wait` uses it).
+pub trait JobObserver: Send + Sync {
+    fn job_changed(&self, job: JobId, state: JobState);
+}
+
+/// A cheap, cloneable way to feed the engine.
+#[derive(Clone)]
+pub struct EngineHandle {
+    tx: Sender<EngineEvent>,
+}
+
+impl EngineHandle {
+    /// Returns false once the engine has stopped.
+    pub fn send(&self, event: EngineEvent) -> bool {
+        self.tx.send(event).is_ok()
+    }
+
+    pub fn chat(&self, event: ChatEvent) -> bool {
+        self.send(EngineEvent::Chat(event))
+    }
+}
+
+enum Effect {
+    Chat(Outgoing),
+    Submit(JobId),
+    Reconcile(JobId),
+    Poll(JobId),
+    Observe(JobId, JobState),
+}
+
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+pub struct Engine {
+    config: Arc<Config>,
+    store: Store,
+    registry: Arc<Registry>,
+    chat: Arc<dyn ChatOut>,
+    observer: Option<Arc<dyn JobObserver>>,
+    runtime: tokio::runtime::Handle,
+    tx: Sender<EngineEvent>,
+    /// Every job that is not final, by ID.
+    active: HashMap<JobId, Job>,
+    /// Per-target lock: lock key -> the pending or running job holding it.
+    locks: HashMap<String, JobId>,
+    /// Approval deadlines of pending jobs.
+    expiries: BTreeSet<(u64, JobId)>,
+    next_id: JobId,
+    batch: WriteBatch,
+    effects: Vec<Effect>,
+}
+
+impl Engine {
+    /// Loads the active jobs from `store` and decides what each needs after a restart.
+    pub fn new(
+        config: Arc<Config>,
+        store: Store,
+        registry: Arc<Registry>,
+        chat: Arc<dyn ChatOut>,
+        observer: Option<Arc<dyn JobObserver>>,
+        runtime: tokio::runtime::Handle,
+    ) -> Result<(Engine, EngineHandle, Receiver<EngineEvent>), StoreError> {
+        let (tx, rx) = mpsc::channel();
+        let next_id = store.next_job_id()?;
+        let mut engine = Engine {
+            config,
+            store,
+            registry,
+            chat,
+            observer,
+            runtime,
+            tx: tx.clone(),
+            active: HashMap::new(),
+            locks: HashMap::new(),
+            expiries: BTreeSet::new(),
+            next_id,
+            batch: WriteBatch::default(),
+            effects: Vec::new(),
+        };
+        engine.recover(now_ms())?;
+        Ok((engine, EngineHandle { tx }, rx))
+    }
+
+    fn recover(&mut self, now: u64) -> Result<(), StoreError> {
+        let jobs = self.store.active_jobs()?;
+        if !jobs.is_empty() {
+            tracing::info!(count = jobs.len(), "resuming unfinished jobs");
+        }
+        for job in jobs {
+            let id = job.id;
+            self.next_id = self.next_id.max(id + 1);
+            self.locks.insert(job.lock_key(), id);
+            match job.state {
+                JobState::AwaitingApproval => {
+                    self.expiries.insert((job.expires_ms, id));
+                }
+                // Approved but never marked submitting: provably not sent, so send it now.
+                JobState::Approved => self.effects.push(Effect::Submit(id)),
+                // May or may not have reached the cloud: ask, never re-send.
+                JobState::Submitting => self.effects.push(Effect::Reconcile(id)),
+                JobState::Running => self.effects.push(Effect::Poll(id)),
+                _ => {}
+            }
+            self.effects.push(Effect::Observe(id, job.state));
+            self.active.insert(id, job);
+        }
+        for id in self.take_reconciles() {
+            self.audit_only(id, "restart", "the bot restarted while this job was being submitted; asking the cloud whether it arrived (it is never re-sent)", now);
+        }
+        self.fire_expiries(now);
+        Ok(())
+    }
+
+    fn take_reconciles(&self) -> Vec<JobId> {
+        self.effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Reconcile(id) => Some(*id),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Runs until `Shutdown` or until every handle is dropped.
+    pub fn run(mut self, rx: Receiver<EngineEvent>) {
+        if let Err(e) = self.finish_group() {
+            tracing::error!(error = %e, "could not persist recovered state");
+            return;
+        }
+        let mut stop = false;
+        while !stop {
+            let wait = self
+                .expiries
+                .first()
+                .map(|(at, _)| Duration::from_millis(at.saturating_sub(now_ms())));
+            let first = match wait {
+                Some(w) => rx.recv_timeout(w),
+                None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+            };
+            let mut group = Vec::new();
+            let mut syncs = Vec::new();
+            match first {
+                Ok(ev) => group.push(ev),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => stop = true,
+            }
+            while group.len() < MAX_GROUP {
+                match rx.try_recv() {
+                    Ok(ev) => group.push(ev),
+                    Err(_) => break,
+                }
+            }
+            for event in group {
+                match event {
+                    EngineEvent::Shutdown => stop = true,
+                    EngineEvent::Sync(ack) => syncs.push(ack),
+                    event => self.handle(event, now_ms()),
+                }
+            }
+            self.fire_expiries(now_ms());
+            if let Err(e) = self.finish_group() {
+                // Without durable state nothing may be acted on; stop and let the supervisor
+                // restart us on the last durable state.
+                tracing::error!(error = %e, "storage failed; stopping the engine");
+                return;
+            }
+            for ack in syncs {
+                let _ = ack.try_send(());
+            }
+        }
+        if let Err(e) = self.store.flush() {
+            tracing::error!(error = %e, "final flush failed");
+        }
+        tracing::info!("engine stopped");
+    }
+
+    fn handle(&mut self, event: EngineEvent, now: u64) {
+        match event {
+            EngineEvent::Chat(ev) => self.on_chat(ev, now),
+            EngineEvent::Cloud { job, update } => self.on_cloud(job, update, now),
+            EngineEvent::Shutdown | EngineEvent::Sync(_) => {}
+        }
+    }
+
+    /// Commit and flush the group's writes, then release its effects.
+    fn finish_group(&mut self) -> Result<(), StoreError> {
+        if !self.batch.is_empty() {
+            self.store.commit(std::mem::take(&mut self.batch))?;
+            self.store.flush()?;
+        }
+        let effects = std::mem::take(&mut self.effects);
+        let mut learned_ids = false;
+        for effect in effects {
+            learned_ids |= self.apply_effect(effect);
+        }
+        if learned_ids {
+            // A pending job's message ID maps reactions to it, so it must survive a restart.
+            self.store.commit(std::mem::take(&mut self.batch))?;
+            self.store.flush()?;
+        } else if !self.batch.is_empty() {
+            self.store.commit(std::mem::take(&mut self.batch))?;
+        }
+        Ok(())
+    }
+
+    /// Returns true when a pending job's message ID was learned and must be flushed.
+    fn apply_effect(&mut self, effect: Effect) -> bool {
+        match effect {
+            Effect::Chat(out) => {
+                let card_job = match &out {
+                    Outgoing::Card { card, .. } => Some(card.job),
+                    _ => None,
+                };
+                let posted = self.chat.send(out);
+                if let (Some(job), Some(message_id)) = (card_job, posted) {
+                    return self.record_message_id(job, message_id);
+                }
+            }
+            Effect::Submit(id) => self.spawn_submit(id),
+            Effect::Reconcile(id) => self.spawn_reconcile(id),
+            Effect::Poll(id) => self.spawn_poll(id),
+            Effect::Observe(id, state) => {
+                if let Some(o) = &self.observer {
+                    o.job_changed(id, state);
+                }
+            }
+        }
+        false
+    }
+
+    fn record_message_id(&mut self, id: JobId, message_id: String) -> bool {
+        let Some(job) = self.active.get_mut(&id) else {
+            return false;
+        };
+        if job.message_id.as_deref() == Some(message_id.as_str()) {
+            return false;
+        }
+        job.message_id = Some(message_id.clone());
+        let pending = job.state == JobState::AwaitingApproval;
+        if pending {
+            self.batch.index_message(&message_id, id);
+            self.batch.put_job(job, None);
+        }
+        // Other jobs keep the ID in memory; it is written with their next change.
+        pending
+    }
+
+    fn fire_expiries(&mut self, now: u64) {
+        while let Some(&(at, id)) = self.expiries.first() {
+            if at > now {
+                break;
+            }
+            self.expiries.pop_first();
+            if self.active.get(&id).is_some_and(|j| j.state == JobState::AwaitingApproval) {
+                self.finish(id, JobState::Expired, None, "expired", "no quorum before the deadline".into(), now);
+            }
+        }
+    }
+
+    // ---- helpers shared by the handlers ----
+
+    fn reply(&mut self, to: &crate::chat::Origin, text: impl Into<String>, private: bool) {
+        self.effects.push(Effect::Chat(Outgoing::Reply {
+            to: to.clone(),
+            text: text.into(),
+            private,
+        }));
+    }
+
+    fn notice(&mut self, channel: &str, job: Option<JobId>, text: String) {
+        self.effects.push(Effect::Chat(Outgoing::Notice {
+            channel: channel.to_string(),
+            job,
+            text,
+        }));
+    }
+
+    fn card(&self, job: &Job) -> JobCard {
+        JobCard::from_job(job, crate::policy::describe_roles(&self.config, &job.requirement.approver_roles))
+    }
+
+    /// Persist `job` (with an audit entry) and queue an update of its message.
+    fn save(&mut self, id: JobId, actor: Option<String>, event: &str, detail: String, now: u64) {
+        let Some(job) = self.active.get_mut(&id) else {
+            return;
+        };
+        job.updated_ms = now;
+        let entry = AuditEntry { at_ms: now, actor, event: event.to_string(), detail };
+        self.batch.put_job(job, Some(entry));
+        let card = JobCard::from_job(job, crate::policy::describe_roles(&self.config, &job.requirement.approver_roles));
+        let (channel, message_id, state) = (job.channel.clone(), job.message_id.clone(), job.state);
+        self.effects.push(Effect::Chat(Outgoing::UpdateCard { channel, message_id, card }));
+        self.effects.push(Effect::Observe(id, state));
+    }
+
+    /// Append to a job's audit log without changing what chat shows.
+    fn audit_only(&mut self, id: JobId, event: &str, detail: &str, now: u64) {
+        if let Some(job) = self.active.get_mut(&id) {
+            let entry = AuditEntry { at_ms: now, actor: None, event: event.to_string(), detail: detail.to_string() };
+            self.batch.put_job(job, Some(entry));
+        }
+    }
+
+    /// Move a job to `state` if that move is legal; returns whether it moved.
+    fn transition(&mut self, id: JobId, state: JobState) -> bool {
+        match self.active.get_mut(&id) {
+            Some(job) if job.state.can_become(state) => {
+                job.state = state;
+                true
+            }
+            Some(job) => {
+                tracing::warn!(job = id, from = ?job.state, to = ?state, "illegal transition refused");
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// Move a job to a final state, release its lock, persist, and drop it from memory.
+    fn finish(&mut self, id: JobId, state: JobState, actor: Option<String>, event: &str, detail: String, now: u64) {
+        if !self.transition(id, state) {
+            return;
+        }
+        if let Some(job) = self.active.get_mut(&id) {
+            job.finished_ms = Some(now);
+            job.outcome = Some(detail.clone());
+        }
+        self.save(id, actor, event, detail, now);
+        if let Some(job) = self.active.remove(&id) {
+            if self.locks.get(&job.lock_key()) == Some(&id) {
+                self.locks.remove(&job.lock_key());
+            }
+            self.expiries.remove(&(job.expires_ms, id));
+        }
+    }
+}

@@ -1,0 +1,117 @@
+//! What the cloud tasks report back, and what the engine makes of it.
+
+use super::{Effect, Engine};
+use crate::cloud::{CloudError, ReconcileOutcome, SubmitOutcome};
+use crate::command::JobId;
+use crate::job::JobState;
+
+#[derive(Debug)]
+pub enum CloudUpdate {
+    Submitted(SubmitOutcome),
+    Reconciled(ReconcileOutcome),
+    /// Progress text changed, or the operation updated its handle.
+    Progress {
+        progress: Option<String>,
+        handle: Option<serde_json::Value>,
+    },
+    /// The cloud is waiting for a person (e.g. a manual batch confirmation).
+    NeedsAttention(String),
+    Finished(Result<String, CloudError>),
+    /// Polling ran out of time without a final answer.
+    GaveUp(String),
+    /// The operation could not even be built (missing secret, unknown account).
+    Unavailable(String),
+}
+
+impl Engine {
+    pub(super) fn on_cloud(&mut self, id: JobId, update: CloudUpdate, now: u64) {
+        let Some(job) = self.active.get(&id) else {
+            tracing::debug!(job = id, "update for a job that is no longer active");
+            return;
+        };
+        let channel = job.channel.clone();
+        match update {
+            CloudUpdate::Submitted(SubmitOutcome::Accepted { handle, cloud_ref, answer }) => {
+                if self.transition(id, JobState::Running) {
+                    if let Some(job) = self.active.get_mut(&id) {
+                        job.handle = Some(handle);
+                        job.cloud_ref = cloud_ref;
+                        job.started_ms = Some(now);
+                        job.progress = Some("accepted by the cloud".into());
+                    }
+                    self.save(id, None, "accepted", answer, now);
+                    self.effects.push(Effect::Poll(id));
+                }
+            }
+            CloudUpdate::Submitted(SubmitOutcome::Rejected(err)) => {
+                let text = format!("❌ job {id} failed: the cloud refused it: {err}");
+                self.finish(id, JobState::Failed, None, "rejected", err.to_string(), now);
+                self.notice(&channel, Some(id), text);
+            }
+            CloudUpdate::Submitted(SubmitOutcome::Indeterminate(why)) => {
+                // The request may have arrived. Re-sending could restart twice; ask instead.
+                self.audit_only(id, "no-answer", &format!("no answer from the cloud ({why}); asking the cloud whether the request arrived"), now);
+                self.effects.push(Effect::Reconcile(id));
+            }
+            CloudUpdate::Reconciled(ReconcileOutcome::Running { handle, note }) => {
+                if self.transition(id, JobState::Running) {
+                    if let Some(job) = self.active.get_mut(&id) {
+                        job.handle = Some(handle);
+                        job.started_ms = Some(now);
+                        job.progress = Some(note.clone());
+                    }
+                    self.save(id, None, "reconciled", note, now);
+                    self.effects.push(Effect::Poll(id));
+                }
+            }
+            CloudUpdate::Reconciled(ReconcileOutcome::Unknown(why)) => self.unknown(id, &channel, why, now),
+            CloudUpdate::Progress { progress, handle } => {
+                if let Some(job) = self.active.get_mut(&id) {
+                    if handle.is_some() {
+                        job.handle = handle;
+                    }
+                    let changed = progress.is_some() && job.progress != progress;
+                    if progress.is_some() {
+                        job.progress = progress.clone();
+                    }
+                    let detail = progress.unwrap_or_else(|| "progress".into());
+                    if changed {
+                        self.save(id, None, "progress", detail, now);
+                    } else {
+                        self.audit_only(id, "progress", &detail, now);
+                    }
+                }
+            }
+            CloudUpdate::NeedsAttention(what) => {
+                if let Some(job) = self.active.get_mut(&id) {
+                    job.progress = Some(format!("waiting for a person: {what}"));
+                }
+                self.save(id, None, "attention", what.clone(), now);
+                self.notice(&channel, Some(id), format!("⚠️ job {id} is waiting for a person on the cloud side: {what}"));
+            }
+            CloudUpdate::Finished(Ok(detail)) => {
+                self.finish(id, JobState::Succeeded, None, "succeeded", detail, now);
+            }
+            CloudUpdate::Finished(Err(err)) => {
+                let text = format!("❌ job {id} failed: {err}");
+                self.finish(id, JobState::Failed, None, "failed", err.to_string(), now);
+                self.notice(&channel, Some(id), text);
+            }
+            CloudUpdate::GaveUp(why) => self.unknown(id, &channel, why, now),
+            CloudUpdate::Unavailable(why) => {
+                // Nothing was sent: the operation could not be built.
+                let text = format!("❌ job {id} failed before anything was sent: {why}");
+                self.finish(id, JobState::Failed, None, "failed", why, now);
+                self.notice(&channel, Some(id), text);
+            }
+        }
+    }
+
+    fn unknown(&mut self, id: JobId, channel: &str, why: String, now: u64) {
+        let text = format!(
+            "⚠️ job {id}: the outcome is unknown and it was NOT re-sent: {why}. Check the cloud console before requesting it again."
+        );
+        self.finish(id, JobState::Unknown, None, "unknown", why, now);
+        self.notice(channel, Some(id), text);
+    }
+}

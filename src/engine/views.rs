@@ -1,0 +1,176 @@
+//! Read-only replies: `!status`, `!jobs`, `!help`, `!whoami`.
+
+use std::fmt::Write;
+
+use super::Engine;
+use crate::chat::card::format_utc;
+use crate::chat::{Actor, JobCard};
+use crate::command::catalog::{BUILTINS, OPERATIONS};
+use crate::command::{usage_of, JobFilter, JobId};
+use crate::job::{Job, JobState};
+use crate::policy;
+
+/// Most jobs one `!jobs` reply lists, and how far back it looks.
+const LIST_LIMIT: usize = 20;
+const LIST_SCAN: usize = 5_000;
+/// Most audit lines one `!status` reply shows (the newest ones).
+const HISTORY_LIMIT: usize = 25;
+
+impl Engine {
+    fn lookup(&self, id: JobId) -> Option<Job> {
+        self.active
+            .get(&id)
+            .cloned()
+            .or_else(|| self.store.job(id).ok().flatten())
+    }
+
+    pub(super) fn status_text(&self, id: JobId) -> String {
+        let Some(job) = self.lookup(id) else {
+            return format!("There is no job {id}.");
+        };
+        let card = JobCard::from_job(&job, policy::describe_roles(&self.config, &job.requirement.approver_roles));
+        let mut out = card.line();
+        let history = self.store.audit(id).unwrap_or_default();
+        let skip = history.len().saturating_sub(HISTORY_LIMIT);
+        if skip > 0 {
+            let _ = write!(out, "\n  … {skip} earlier entries");
+        }
+        for entry in history.iter().skip(skip) {
+            let actor = entry.actor.as_deref().map(|a| format!(" by {a}")).unwrap_or_default();
+            let _ = write!(out, "\n  {} {}{actor}: {}", format_utc(entry.at_ms), entry.event, entry.detail);
+        }
+        out
+    }
+
+    pub(super) fn jobs_text(&self, filter: JobFilter, actor: &Actor) -> String {
+        let keep = |j: &Job| match filter {
+            JobFilter::Active => !j.state.is_final(),
+            JobFilter::Pending => j.state == JobState::AwaitingApproval,
+            JobFilter::Running => j.state.is_in_flight(),
+            JobFilter::Mine => j.requester.id == actor.id,
+            JobFilter::All => true,
+        };
+        let jobs: Vec<Job> = match filter {
+            // Active jobs are all in memory; no need to touch the disk.
+            JobFilter::Active | JobFilter::Pending | JobFilter::Running => {
+                let mut v: Vec<Job> = self.active.values().filter(|j| keep(j)).cloned().collect();
+                v.sort_by_key(|j| std::cmp::Reverse(j.id));
+                v.truncate(LIST_LIMIT);
+                v
+            }
+            JobFilter::Mine | JobFilter::All => self.store.recent_jobs(LIST_LIMIT, LIST_SCAN, keep).unwrap_or_default(),
+        };
+        let name = match filter {
+            JobFilter::Active => "pending or running",
+            JobFilter::Pending => "pending",
+            JobFilter::Running => "running",
+            JobFilter::Mine => "your",
+            JobFilter::All => "recent",
+        };
+        if jobs.is_empty() {
+            return format!("No {name} jobs.");
+        }
+        let mut out = format!("{} {name} job{}:", jobs.len(), if jobs.len() == 1 { "" } else { "s" });
+        for j in &jobs {
+            let _ = write!(
+                out,
+                "\n  #{} {} {} · {} · by {} · {}",
+                j.id,
+                j.state.icon(),
+                j.state.label(),
+                j.action(),
+                j.requester.name,
+                format_utc(j.created_ms)
+            );
+        }
+        out
+    }
+
+    pub(super) fn help_text(&self, topic: Option<&str>) -> String {
+        let p = &self.config.prefix;
+        if let Some(topic) = topic {
+            let topic = topic.trim_start_matches(p.as_str());
+            let Some(usage) = usage_of(topic) else {
+                return format!("No command `{topic}`. {p}help lists them.");
+            };
+            let mut out = format!("Usage: {usage}");
+            let verb = topic.split_whitespace().next().unwrap_or_default();
+            for op in OPERATIONS.iter().filter(|op| op.verb.eq_ignore_ascii_case(verb)) {
+                if topic.split_whitespace().nth(1).is_none_or(|s| op.answers_to(verb, s)) {
+                    let _ = write!(out, "\n{}: {}", op.key(), op.summary);
+                    if !op.notes.is_empty() {
+                        let _ = write!(out, "\n  {}", op.notes);
+                    }
+                    let targets: Vec<&str> = self.config.targets.values().filter(|t| t.service == op.service).map(|t| t.name.as_str()).collect();
+                    if !targets.is_empty() {
+                        let _ = write!(out, "\n  named targets: {}", targets.join(", "));
+                    }
+                }
+            }
+            for b in BUILTINS.iter().filter(|b| b.verb.eq_ignore_ascii_case(verb)) {
+                let _ = write!(out, "\n{}", b.summary);
+            }
+            return out;
+        }
+        let mut out = String::from("Commands:");
+        for op in OPERATIONS {
+            let _ = write!(out, "\n  {} — {}", op.usage, op.summary);
+        }
+        for b in BUILTINS {
+            let _ = write!(out, "\n  {} — {}", b.usage, b.summary);
+        }
+        let _ = write!(out, "\nApprove or deny a request by reacting ✅ or ❌ on its message. {p}help <command> explains one.");
+        out
+    }
+
+    pub(super) fn whoami_text(&self, actor: &Actor, channel: &str) -> String {
+        let roles: Vec<String> = actor
+            .roles
+            .iter()
+            .map(|r| self.config.role_name(*r).map_or_else(|| r.to_string(), str::to_string))
+            .collect();
+        let mut out = format!(
+            "{} ({}) in #{} · roles: {}{}",
+            actor.name,
+            actor.id,
+            self.config.channel_name(channel),
+            if roles.is_empty() { "none".to_string() } else { roles.join(", ") },
+            if policy::is_admin(&self.config, &actor.roles) { " · admin" } else { "" }
+        );
+        for op in OPERATIONS {
+            let modes: Vec<Option<&str>> = match &op.modes {
+                Some(m) => m.values.iter().map(|v| Some(*v)).collect(),
+                None => vec![None],
+            };
+            for mode in modes {
+                let name = match mode {
+                    Some(m) => format!("{} {m}", op.key()),
+                    None => op.key(),
+                };
+                let verdict = match policy::check_request(&self.config, &actor.roles, channel, &op.key(), mode) {
+                    Ok(rule) if rule.approvals == 0 => "yes, runs at once".to_string(),
+                    Ok(rule) => format!(
+                        "yes, needs {} approval{} from {} within {}",
+                        rule.approvals,
+                        if rule.approvals == 1 { "" } else { "s" },
+                        policy::describe_roles(&self.config, &rule.approver_roles),
+                        humantime::format_duration(rule.expires)
+                    ),
+                    Err(why) => format!("no: {why}"),
+                };
+                let _ = write!(out, "\n  {name}: {verdict}");
+            }
+        }
+        let approver_of: Vec<&str> = self
+            .config
+            .rules
+            .iter()
+            .filter(|r| r.approvals > 0 && actor.roles.iter().any(|x| r.approver_roles.contains(x)))
+            .map(|r| r.name.as_str())
+            .collect();
+        if !approver_of.is_empty() {
+            let _ = write!(out, "\n  you may approve: {}", approver_of.join(", "));
+        }
+        out
+    }
+}

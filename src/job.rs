@@ -1,0 +1,213 @@
+//! The job and its state machine.
+//!
+//! A job's spec is fixed when it is requested; only its state, approvals and cloud progress
+//! change. [`JobState::can_become`] is the one table of legal moves; the engine refuses any
+//! other move, so a bug elsewhere cannot, say, resubmit a running job.
+
+use serde::{Deserialize, Serialize};
+
+use crate::cloud::JobSpec;
+use crate::command::JobId;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    AwaitingApproval,
+    Approved,
+    /// Durable before the request is sent: a job found here after a crash may or may not have
+    /// reached the cloud, so it is reconciled, never re-sent.
+    Submitting,
+    Running,
+    Succeeded,
+    Failed,
+    Denied,
+    Expired,
+    Cancelled,
+    /// The cloud could not tell us what happened; a person must look.
+    Unknown,
+}
+
+impl JobState {
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            JobState::Succeeded
+                | JobState::Failed
+                | JobState::Denied
+                | JobState::Expired
+                | JobState::Cancelled
+                | JobState::Unknown
+        )
+    }
+
+    /// Approved, submitting or running: the cloud work is (about to be) under way.
+    pub fn is_in_flight(self) -> bool {
+        matches!(
+            self,
+            JobState::Approved | JobState::Submitting | JobState::Running
+        )
+    }
+
+    pub fn can_become(self, next: JobState) -> bool {
+        use JobState::*;
+        matches!(
+            (self, next),
+            (AwaitingApproval, Approved | Denied | Expired | Cancelled)
+                | (Approved, Submitting | Cancelled)
+                | (Submitting, Running | Failed | Unknown)
+                | (Running, Running | Succeeded | Failed | Unknown)
+        )
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            JobState::AwaitingApproval => "awaiting approval",
+            JobState::Approved => "approved",
+            JobState::Submitting => "submitting",
+            JobState::Running => "running",
+            JobState::Succeeded => "succeeded",
+            JobState::Failed => "failed",
+            JobState::Denied => "denied",
+            JobState::Expired => "expired",
+            JobState::Cancelled => "cancelled",
+            JobState::Unknown => "unknown",
+        }
+    }
+
+    pub fn icon(self) -> &'static str {
+        match self {
+            JobState::AwaitingApproval => "⏳",
+            JobState::Approved | JobState::Submitting | JobState::Running => "🔄",
+            JobState::Succeeded => "✅",
+            JobState::Failed => "❌",
+            JobState::Denied => "🚫",
+            JobState::Expired => "⌛",
+            JobState::Cancelled => "↩️",
+            JobState::Unknown => "⚠️",
+        }
+    }
+}
+
+/// A chat user as recorded in a job: stable ID plus the name shown at the time.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Person {
+    pub id: String,
+    pub name: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Approval {
+    pub by: Person,
+    pub at_ms: u64,
+}
+
+/// What the matching rule demanded when the job was requested. Copied into the job so that a
+/// config change cannot loosen the terms of a request already made.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Requirement {
+    pub rule: String,
+    pub approvals: u32,
+    pub approver_roles: Vec<u64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Job {
+    pub id: JobId,
+    pub spec: JobSpec,
+    pub requester: Person,
+    /// Channel ID the request was made in; status updates go there.
+    pub channel: String,
+    pub requirement: Requirement,
+    pub state: JobState,
+    pub approvals: Vec<Approval>,
+    pub created_ms: u64,
+    /// When an unapproved request lapses (0 when no approval is needed).
+    pub expires_ms: u64,
+    pub updated_ms: u64,
+    /// The job's message in chat (approval request and live status), once known.
+    pub message_id: Option<String>,
+    /// The cloud's own identifier for the work, e.g. the DDM jobId.
+    pub cloud_ref: Option<String>,
+    /// The operation's record of submitted work, handed back to `poll` after a restart.
+    pub handle: Option<serde_json::Value>,
+    pub progress: Option<String>,
+    /// Final word: the cloud's answer, the deny reason, the error.
+    pub outcome: Option<String>,
+    pub started_ms: Option<u64>,
+    pub finished_ms: Option<u64>,
+    /// Number of audit entries written so far (the next entry's sequence number).
+    pub audit_len: u32,
+}
+
+impl Job {
+    pub fn approvals_needed(&self) -> u32 {
+        self.requirement.approvals
+    }
+
+    pub fn has_quorum(&self) -> bool {
+        self.approvals.len() as u32 >= self.requirement.approvals
+    }
+
+    /// The one-line description of what the job does, e.g. `restart ddm orders-db hard`.
+    pub fn action(&self) -> String {
+        let op = crate::command::catalog::operation_by_id(&self.spec.operation);
+        let (verb, service) = op.map_or(("run", self.spec.operation.as_str()), |o| (o.verb, o.service));
+        let mut out = format!("{verb} {service} {}", self.spec.target);
+        if let Some(mode) = self.spec.param("mode") {
+            out.push(' ');
+            out.push_str(mode);
+        }
+        if let Some(op) = op {
+            for arg in op.args {
+                if let Some(v) = self.spec.param(arg.name) {
+                    out.push(' ');
+                    out.push_str(v);
+                }
+            }
+        }
+        out
+    }
+
+    /// Per-target lock key: at most one pending or running job per key.
+    pub fn lock_key(&self) -> String {
+        lock_key(&self.spec)
+    }
+}
+
+pub fn lock_key(spec: &JobSpec) -> String {
+    let op = crate::command::catalog::operation_by_id(&spec.operation);
+    let service = op.map_or(spec.operation.as_str(), |o| o.service);
+    let mut key = format!("{}/{}", spec.account, service);
+    if let Some(op) = op {
+        for p in op.target {
+            key.push('/');
+            key.push_str(spec.param(p.name).unwrap_or(""));
+        }
+    }
+    key
+}
+
+#[cfg(test)]
+mod tests {
+    use super::JobState::*;
+
+    #[test]
+    fn only_the_documented_moves_are_legal() {
+        assert!(AwaitingApproval.can_become(Approved));
+        assert!(Approved.can_become(Submitting));
+        assert!(Submitting.can_become(Running));
+        assert!(Running.can_become(Succeeded));
+        // Nothing goes back to submitting, and final states are final.
+        for s in [AwaitingApproval, Submitting, Running, Succeeded, Failed, Unknown] {
+            assert!(!s.can_become(Submitting), "{s:?} -> Submitting");
+        }
+        for s in [Succeeded, Failed, Denied, Expired, Cancelled, Unknown] {
+            assert!(s.is_final());
+            for t in [AwaitingApproval, Approved, Running, Succeeded, Failed] {
+                assert!(!s.can_become(t));
+            }
+        }
+        assert!(!Submitting.can_become(Cancelled));
+        assert!(!Running.can_become(Cancelled));
+    }
+}

@@ -1,0 +1,284 @@
+//! The engine's rules, driven through its event interface with a scripted cloud operation.
+
+mod support;
+
+use opsgate::cloud::CloudError;
+use support::*;
+
+const HARD: &str = "!restart ddm orders-db hard";
+const SOFT: &str = "!restart ddm orders-db";
+
+#[test]
+fn a_rule_needing_no_approval_runs_at_once_and_completes() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = Harness::start(dir.path(), ScriptedOp::new(2));
+    let card = h.say("alice", &[ONCALL], SOFT);
+    assert!(card.contains("job 1"), "{card}");
+    let status = h.wait_for(1, "succeeded");
+    assert!(status.contains("cloud job cloud-job-1"), "{status}");
+    for event in ["requested", "approved", "submitting", "accepted", "succeeded"] {
+        assert!(status.contains(&format!(" {event}")), "audit lacks {event}: {status}");
+    }
+    assert_eq!(h.op.submits(), 1);
+    h.stop();
+}
+
+#[test]
+fn a_hard_restart_waits_for_an_approver_and_runs_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = Harness::start(dir.path(), ScriptedOp::new(1));
+    let card = h.say("alice", &[ONCALL], HARD);
+    assert!(card.contains("awaiting approval") && card.contains("approvals 0/1"), "{card}");
+    assert_eq!(h.op.submits(), 0);
+    h.react("bob", &[DBA], 1, "✅", true);
+    h.wait_for(1, "succeeded");
+    // A second ✅ and a !approve after the fact change nothing.
+    h.react("carol", &[DBA], 1, "✅", true);
+    let again = h.say("carol", &[DBA], "!approve 1");
+    assert!(again.contains("already succeeded"), "{again}");
+    assert_eq!(h.op.submits(), 1);
+    h.stop();
+}
+
+#[test]
+fn the_requester_never_approves_their_own_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = Harness::start(dir.path(), ScriptedOp::new(1));
+    h.say("alice", &[DBA], HARD);
+    h.react("alice", &[DBA], 1, "✅", true);
+    assert!(h.chat.last().contains("you requested it"), "{}", h.chat.last());
+    let reply = h.say("alice", &[DBA], "!approve 1");
+    assert!(reply.contains("you requested it"), "{reply}");
+    assert!(h.say("x", &[], "!status 1").contains("approvals 0/1"));
+    assert_eq!(h.op.submits(), 0);
+    h.stop();
+}
+
+#[test]
+fn a_user_without_an_approver_role_gets_a_clear_reply_and_the_count_stays() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = Harness::start(dir.path(), ScriptedOp::new(1));
+    h.say("alice", &[ONCALL], HARD);
+    let reply = h.say("mallory", &[ONCALL], "!approve 1");
+    assert!(reply.contains("needs the role dba") && reply.contains("count did not change"), "{reply}");
+    h.react("mallory", &[GUEST], 1, "✅", true);
+    assert!(h.chat.last().contains("needs the role dba"));
+    assert!(h.say("x", &[], "!status 1").contains("approvals 0/1"));
+    assert_eq!(h.op.submits(), 0);
+    h.stop();
+}
+
+#[test]
+fn a_deny_by_an_approver_ends_the_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = Harness::start(dir.path(), ScriptedOp::new(1));
+    h.say("alice", &[ONCALL], HARD);
+    h.say("bob", &[DBA], "!deny 1 not during the sale");
+    let status = h.wait_for(1, "denied");
+    assert!(status.contains("denied by bob: not during the sale"), "{status}");
+    let late = h.say("carol", &[DBA], "!approve 1");
+    assert!(late.contains("already denied"), "{late}");
+    // The lock is released: a new request on the target is accepted.
+    assert!(h.say("alice", &[ONCALL], HARD).contains("job 2"));
+    assert_eq!(h.op.submits(), 0);
+    h.stop();
+}
+
+#[test]
+fn a_deny_reaction_ends_the_request_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = Harness::start(dir.path(), ScriptedOp::new(1));
+    h.say("alice", &[ONCALL], HARD);
+    h.react("bob", &[DBA], 1, "❌", true);
+    h.wait_for(1, "denied");
+    assert_eq!(h.op.submits(), 0);
+    h.stop();
+}
+
+#[test]
+fn nothing_can_be_approved_after_expiry() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = Harness::start_with(dir.path(), ScriptedOp::new(1), "300ms", 1);
+    h.say("alice", &[ONCALL], HARD);
+    h.wait_for(1, "expired");
+    let late = h.say("bob", &[DBA], "!approve 1");
+    assert!(late.contains("already expired"), "{late}");
+    assert_eq!(h.op.submits(), 0);
+    h.stop();
+}
+
+#[test]
+fn withdrawing_a_check_mark_before_quorum_removes_that_approval() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = Harness::start_with(dir.path(), ScriptedOp::new(1), "30m", 2);
+    h.say("alice", &[ONCALL], HARD);
+    h.react("bob", &[DBA], 1, "✅", true);
+    assert!(h.say("x", &[], "!status 1").contains("approvals 1/2 (bob)"));
+    h.react("bob", &[DBA], 1, "✅", false);
+    assert!(h.say("x", &[], "!status 1").contains("approvals 0/2"));
+    h.react("carol", &[DBA], 1, "✅", true);
+    h.react("carol", &[DBA], 1, "✅", true);
+    assert!(h.say("x", &[], "!status 1").contains("approvals 1/2 (carol)"), "each approver counts once");
+    assert_eq!(h.op.submits(), 0);
+    h.react("dave", &[DBA], 1, "✅", true);
+    let done = h.wait_for(1, "succeeded");
+    assert!(done.contains("approvals 2/2 (carol, dave)"), "{done}");
+    assert_eq!(h.op.submits(), 1);
+    h.stop();
+}
+
+#[test]
+fn a_second_request_on_a_locked_target_names_the_holder() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = Harness::start(dir.path(), ScriptedOp::new(1));
+    h.say("alice", &[ONCALL], HARD);
+    let busy = h.say("bob", &[ONCALL], SOFT);
+    assert!(busy.contains("busy: job 1"), "{busy}");
+    // The raw instance ID is the same target.
+    let busy = h.say("bob", &[ONCALL], "!restart ddm 28e8841d0b9c4f6a9a30742ee60e1068in09");
+    assert!(busy.contains("busy: job 1"), "{busy}");
+    assert!(h.say("x", &[], "!jobs all").contains("1 recent job"));
+    h.stop();
+}
+
+#[test]
+fn bad_input_gets_one_reply_with_the_usage_and_persists_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = Harness::start(dir.path(), ScriptedOp::new(1));
+    for bad in [
+        "!restart ddm ../x",
+        "!restart ddm %2F",
+        "!restart ddm orders-db sideways",
+        "!restart ddm",
+        "!restart nosuch thing",
+        "!frobnicate",
+        "!approve abc",
+    ] {
+        let before = h.chat.texts().len();
+        let reply = h.say("alice", &[ONCALL], bad);
+        assert_eq!(h.chat.texts().len(), before + 1, "exactly one reply to {bad}");
+        assert!(reply.contains("Usage:"), "{bad} -> {reply}");
+    }
+    assert!(h.say("x", &[], "!jobs all").contains("No recent jobs"));
+    assert_eq!(h.op.submits(), 0);
+    h.stop();
+}
+
+#[test]
+fn roles_and_channels_are_enforced() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = Harness::start(dir.path(), ScriptedOp::new(1));
+    let r = h.say("guest", &[GUEST], SOFT);
+    assert!(r.contains("needs the role oncall or dba"), "{r}");
+    let r = h.say_in("alice", &[ONCALL], "random", SOFT);
+    assert!(r.contains("use #ops"), "{r}");
+    assert_eq!(h.op.submits(), 0);
+    h.stop();
+}
+
+#[test]
+fn only_the_requester_or_an_admin_can_cancel_before_it_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = Harness::start(dir.path(), ScriptedOp::new(1));
+    h.say("alice", &[ONCALL], HARD);
+    let r = h.say("bob", &[DBA], "!cancel 1");
+    assert!(r.contains("only alice"), "{r}");
+    h.say("alice", &[ONCALL], "!cancel 1");
+    h.wait_for(1, "cancelled");
+    h.say("alice", &[ONCALL], HARD);
+    h.say("root", &[ADMIN], "!cancel 2");
+    h.wait_for(2, "cancelled");
+    assert_eq!(h.op.submits(), 0);
+    h.stop();
+}
+
+#[test]
+fn a_vendor_rejection_fails_the_job_with_the_vendor_words() {
+    let dir = tempfile::tempdir().unwrap();
+    let op = ScriptedOp::with(|o| o.reject = Some(CloudError::new(Some(400), Some("DBS.280001".into()), "Parameter error.")));
+    let h = Harness::start(dir.path(), op);
+    h.say("alice", &[ONCALL], SOFT);
+    let s = h.wait_for(1, "failed");
+    assert!(s.contains("HTTP 400 DBS.280001: Parameter error."), "{s}");
+    h.stop();
+}
+
+#[test]
+fn a_pending_approval_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = Harness::start(dir.path(), ScriptedOp::new(1));
+    h.say("alice", &[ONCALL], HARD);
+    h.crash();
+    let op = ScriptedOp::new(1);
+    let h = Harness::start(dir.path(), op.clone());
+    let busy = h.say("carol", &[ONCALL], SOFT);
+    assert!(busy.contains("busy: job 1"), "the lock survives: {busy}");
+    h.react("bob", &[DBA], 1, "✅", true);
+    h.wait_for(1, "succeeded");
+    assert_eq!(op.submits(), 1);
+    assert!(h.say("alice", &[ONCALL], SOFT).contains("job 2"), "job IDs continue");
+    h.stop();
+}
+
+#[test]
+fn a_job_that_crashed_while_submitting_is_reconciled_never_resent() {
+    let dir = tempfile::tempdir().unwrap();
+    let hanging = ScriptedOp::with(|o| o.hang_submit = true);
+    let h = Harness::start(dir.path(), hanging.clone());
+    h.say("alice", &[ONCALL], SOFT);
+    // Wait until the submit is in flight, then crash.
+    for _ in 0..500 {
+        if hanging.submits() == 1 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert_eq!(hanging.submits(), 1);
+    h.crash();
+    let op = ScriptedOp::new(1);
+    let h = Harness::start(dir.path(), op.clone());
+    let s = h.wait_for(1, "unknown");
+    assert!(s.contains("cannot tell"), "{s}");
+    assert_eq!(op.submits(), 0, "never re-sent");
+    assert_eq!(op.reconciles.load(std::sync::atomic::Ordering::SeqCst), 1);
+    h.stop();
+}
+
+#[test]
+fn a_running_job_resumes_polling_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    // Never finishes in the first life.
+    let h = Harness::start(dir.path(), ScriptedOp::new(usize::MAX));
+    h.say("alice", &[ONCALL], SOFT);
+    h.wait_for(1, "running");
+    h.crash();
+    let op = ScriptedOp::new(1);
+    let h = Harness::start(dir.path(), op.clone());
+    h.wait_for(1, "succeeded");
+    assert_eq!(op.submits(), 0);
+    h.stop();
+}
+
+#[test]
+fn a_second_process_cannot_open_the_same_data_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let _first = opsgate::store::Store::open(dir.path()).unwrap();
+    let second = opsgate::store::Store::open(dir.path());
+    let err = second.err().expect("locked").to_string();
+    assert!(err.contains("already in use"), "{err}");
+}
+
+#[test]
+fn whoami_and_help_come_from_the_table_and_the_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = Harness::start(dir.path(), ScriptedOp::new(1));
+    let me = h.say("bob", &[DBA], "!whoami");
+    assert!(me.contains("roles: dba"), "{me}");
+    assert!(me.contains("restart ddm soft: yes, runs at once"), "{me}");
+    assert!(me.contains("restart ddm hard: yes, needs 1 approval from dba"), "{me}");
+    let help = h.say("bob", &[DBA], "!help");
+    assert!(help.contains("!restart ddm <target> [soft|hard]") && help.contains("!approve <job>"), "{help}");
+    let one = h.say("bob", &[DBA], "!HELP restart ddm");
+    assert!(one.contains("Usage: !restart ddm") && one.contains("orders-db"), "{one}");
+    h.stop();
+}

@@ -1,0 +1,280 @@
+//! Shared test helpers: an engine with a recording chat and a scripted cloud operation.
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use opsgate::chat::{Actor, ChatEvent, ChatOut, MessageId, Origin, Outgoing};
+use opsgate::cloud::{
+    CloudError, CloudOperation, JobSpec, PollOutcome, PollPolicy, ReconcileOutcome, Registry,
+    SubmitOutcome,
+};
+use opsgate::config::Config;
+use opsgate::engine::{Engine, EngineEvent, EngineHandle};
+use opsgate::store::Store;
+
+pub const CONFIG: &str = r#"
+[bot]
+admin_roles = ["admin"]
+[roles]
+oncall = "10"
+dba = "20"
+admin = "40"
+guest = "50"
+[channels]
+ops = "ops"
+random = "random"
+[accounts.acct]
+provider = "huawei"
+region = "cn-north-4"
+project_id = "0123456789abcdef0123456789abcdef"
+default = true
+iam_user = "u"
+iam_domain = "d"
+password_env = "OPSGATE_TEST_UNSET_PASSWORD"
+[targets.orders-db]
+service = "ddm"
+instance_id = "28e8841d0b9c4f6a9a30742ee60e1068in09"
+[[rules]]
+command = "restart ddm"
+modes = ["soft"]
+request_roles = ["oncall", "dba"]
+channels = ["ops"]
+[[rules]]
+command = "restart ddm"
+modes = ["hard"]
+request_roles = ["oncall", "dba"]
+channels = ["ops"]
+approvals = APPROVALS
+approver_roles = ["dba"]
+expires = "EXPIRES"
+"#;
+
+/// Records everything the engine asks chat to do.
+#[derive(Default)]
+pub struct RecordingChat {
+    pub sent: Mutex<Vec<Outgoing>>,
+}
+
+impl ChatOut for RecordingChat {
+    fn send(&self, out: Outgoing) -> Option<MessageId> {
+        let id = match &out {
+            Outgoing::Card { card, .. } => Some(format!("msg-{}", card.job)),
+            _ => None,
+        };
+        self.sent.lock().unwrap().push(out);
+        id
+    }
+}
+
+impl RecordingChat {
+    pub fn texts(&self) -> Vec<String> {
+        self.sent
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|o| match o {
+                Outgoing::Reply { text, .. } | Outgoing::Notice { text, .. } => text.clone(),
+                Outgoing::Card { card, .. } | Outgoing::UpdateCard { card, .. } => card.line(),
+            })
+            .collect()
+    }
+
+    pub fn last(&self) -> String {
+        self.texts().last().cloned().unwrap_or_default()
+    }
+}
+
+/// A cloud operation that counts submits and finishes after `polls` polls.
+pub struct ScriptedOp {
+    pub submits: AtomicUsize,
+    pub reconciles: AtomicUsize,
+    pub polls_needed: usize,
+    pub polls: AtomicUsize,
+    pub reject: Option<CloudError>,
+    /// Never answer a submit (simulates a crash while the request is in flight).
+    pub hang_submit: bool,
+}
+
+impl ScriptedOp {
+    pub fn new(polls_needed: usize) -> Arc<ScriptedOp> {
+        Arc::new(ScriptedOp {
+            submits: AtomicUsize::new(0),
+            reconciles: AtomicUsize::new(0),
+            polls_needed,
+            polls: AtomicUsize::new(0),
+            reject: None,
+            hang_submit: false,
+        })
+    }
+
+    pub fn with(f: impl FnOnce(&mut ScriptedOp)) -> Arc<ScriptedOp> {
+        let mut op = ScriptedOp {
+            submits: AtomicUsize::new(0),
+            reconciles: AtomicUsize::new(0),
+            polls_needed: 1,
+            polls: AtomicUsize::new(0),
+            reject: None,
+            hang_submit: false,
+        };
+        f(&mut op);
+        Arc::new(op)
+    }
+    pub fn submits(&self) -> usize {
+        self.submits.load(Ordering::SeqCst)
+    }
+}
+
+#[async_trait]
+impl CloudOperation for ScriptedOp {
+    fn poll_policy(&self) -> PollPolicy {
+        PollPolicy {
+            initial_delay: Duration::from_millis(5),
+            interval: Duration::from_millis(5),
+            max_interval: Duration::from_millis(20),
+            timeout: Duration::from_secs(30),
+        }
+    }
+    async fn submit(&self, _spec: &JobSpec) -> SubmitOutcome {
+        self.submits.fetch_add(1, Ordering::SeqCst);
+        if self.hang_submit {
+            std::future::pending::<()>().await;
+        }
+        match &self.reject {
+            Some(e) => SubmitOutcome::Rejected(e.clone()),
+            None => SubmitOutcome::Accepted {
+                handle: serde_json::json!({"n": 1}),
+                cloud_ref: Some("cloud-job-1".into()),
+                answer: "accepted".into(),
+            },
+        }
+    }
+    async fn poll(&self, _spec: &JobSpec, _handle: &serde_json::Value) -> PollOutcome {
+        let n = self.polls.fetch_add(1, Ordering::SeqCst) + 1;
+        if n >= self.polls_needed {
+            PollOutcome::Succeeded("done".into())
+        } else {
+            PollOutcome::InProgress { progress: Some(format!("{n} polls")), handle: None }
+        }
+    }
+    async fn reconcile(&self, _spec: &JobSpec) -> ReconcileOutcome {
+        self.reconciles.fetch_add(1, Ordering::SeqCst);
+        ReconcileOutcome::Unknown("instance is RUNNING; cannot tell".into())
+    }
+}
+
+pub struct Harness {
+    pub handle: EngineHandle,
+    pub chat: Arc<RecordingChat>,
+    pub op: Arc<ScriptedOp>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    pub rt: tokio::runtime::Runtime,
+}
+
+pub fn config(expires: &str, approvals: u32) -> Config {
+    let text = CONFIG.replace("EXPIRES", expires).replace("APPROVALS", &approvals.to_string());
+    Config::parse(&text, Path::new("t.toml")).expect("test config")
+}
+
+impl Harness {
+    pub fn start(dir: &Path, op: Arc<ScriptedOp>) -> Harness {
+        Harness::start_with(dir, op, "30m", 1)
+    }
+
+    pub fn start_with(dir: &Path, op: Arc<ScriptedOp>, expires: &str, approvals: u32) -> Harness {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let config = Arc::new(config(expires, approvals));
+        let mut registry = Registry::default();
+        registry.insert("ddm.restart", "acct", op.clone());
+        let chat = Arc::new(RecordingChat::default());
+        let store = Store::open(dir).unwrap();
+        let (engine, handle, rx) = Engine::new(
+            config,
+            store,
+            Arc::new(registry),
+            chat.clone(),
+            None,
+            rt.handle().clone(),
+        )
+        .unwrap();
+        let thread = std::thread::spawn(move || engine.run(rx));
+        let h = Harness { handle, chat, op, thread: Some(thread), rt };
+        h.sync();
+        h
+    }
+
+    pub fn sync(&self) {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.handle.send(EngineEvent::Sync(tx));
+        rx.recv_timeout(Duration::from_secs(10)).expect("engine answers sync");
+    }
+
+    pub fn say(&self, user: &str, roles: &[u64], text: &str) -> String {
+        self.say_in(user, roles, "ops", text)
+    }
+
+    pub fn say_in(&self, user: &str, roles: &[u64], channel: &str, text: &str) -> String {
+        self.handle.chat(ChatEvent::Message {
+            actor: actor(user, roles),
+            origin: Origin::channel(channel),
+            text: text.into(),
+        });
+        self.sync();
+        self.chat.last()
+    }
+
+    pub fn react(&self, user: &str, roles: &[u64], job: u64, emoji: &str, added: bool) {
+        self.handle.chat(ChatEvent::Reaction {
+            actor: actor(user, roles),
+            origin: Origin::channel("ops"),
+            message_id: format!("msg-{job}"),
+            emoji: emoji.into(),
+            added,
+        });
+        self.sync();
+    }
+
+    /// Polls `!status` until the job shows `state` (bounded).
+    pub fn wait_for(&self, job: u64, state: &str) -> String {
+        for _ in 0..500 {
+            let s = self.say("observer", &[], &format!("!status {job}"));
+            if s.lines().next().unwrap_or("").contains(&format!("· {state} ·")) {
+                return s;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("job {job} never became {state}: {}", self.say("observer", &[], &format!("!status {job}")));
+    }
+
+    /// Stops the engine but leaves cloud tasks unfinished, as a crash would.
+    pub fn crash(mut self) {
+        self.handle.send(EngineEvent::Shutdown);
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
+        }
+        self.rt.shutdown_background();
+    }
+
+    pub fn stop(mut self) {
+        self.handle.send(EngineEvent::Shutdown);
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
+        }
+    }
+}
+
+pub fn actor(user: &str, roles: &[u64]) -> Actor {
+    Actor { id: user.into(), name: user.into(), roles: roles.to_vec() }
+}
+
+pub const ONCALL: u64 = 10;
+pub const DBA: u64 = 20;
+pub const ADMIN: u64 = 40;
+pub const GUEST: u64 = 50;
