@@ -48,11 +48,7 @@ mod tests {
 
     #[test]
     fn shows_status_code_and_message_verbatim() {
-        let e = CloudError::new(
-            Some(400),
-            Some("DBS.280001".into()),
-            "Parameter error.",
-        );
+        let e = CloudError::new(Some(400), Some("DBS.280001".into()), "Parameter error.");
         assert_eq!(e.to_string(), "HTTP 400 DBS.280001: Parameter error.");
         assert_eq!(CloudError::local("no secret").to_string(), "no secret");
     }

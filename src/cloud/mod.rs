@@ -80,7 +80,10 @@ pub enum PollOutcome {
 #[derive(Clone, Debug, PartialEq)]
 pub enum ReconcileOutcome {
     /// The work is visibly under way (or done); carry on polling with this handle.
-    Running { handle: serde_json::Value, note: String },
+    Running {
+        handle: serde_json::Value,
+        note: String,
+    },
     /// The cloud cannot tell whether our request arrived. The job is marked unknown.
     Unknown(String),
 }

@@ -34,7 +34,10 @@ impl Registry {
                 huawei: (account.provider == Provider::Huawei)
                     .then(|| Arc::new(huawei::HuaweiClient::new(account.clone(), http.clone()))),
             };
-            for op in OPERATIONS.iter().filter(|op| op.provider == account.provider) {
+            for op in OPERATIONS
+                .iter()
+                .filter(|op| op.provider == account.provider)
+            {
                 let built = (op.build)(&clients);
                 registry
                     .ops

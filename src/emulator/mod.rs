@@ -1,1 +1,235 @@
-//! A local emulator of the cloud APIs (placeholder until it lands).
+//! A local emulator of the Huawei IAM and DDM APIs, for `opsgate demo`, `opsgate emulator`
+//! and the tests.
+//!
+//! It answers like the real services (status codes, error bodies, `X-Subject-Token`,
+//! AK/SK signature checks with the client's own signer) and can be told, through
+//! `/_emulator/`, to misbehave: throttle, be busy, send malformed bodies, or act on a
+//! request and then answer too late. It is product code: no input may make it panic.
+
+mod admin;
+mod auth;
+mod ddm;
+mod faults;
+mod iam;
+mod reply;
+mod state;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::{Request, State as AxState};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use percent_encoding::percent_decode_str;
+use tokio::task::JoinHandle;
+
+pub use faults::OPERATIONS;
+use reply::Reply;
+use state::{Shared, State};
+
+/// Requests larger than this are refused; real ones are under a kilobyte.
+const MAX_REQUEST_BODY: usize = 1 << 20;
+
+/// Credentials the emulator accepts out of the box (more can be added through
+/// `POST /_emulator/users` and `POST /_emulator/access-keys`).
+pub mod demo {
+    pub const IAM_USER: &str = "opsgate-demo";
+    pub const IAM_DOMAIN: &str = "opsgate-demo";
+    pub const PASSWORD: &str = "demo-password";
+    pub const ACCESS_KEY: &str = "DEMOACCESSKEYID00000";
+    pub const SECRET_KEY: &str = "demo-secret-access-key";
+    /// Any 32-character project ID is accepted; this one is for demo configs.
+    pub const PROJECT_ID: &str = "0123456789abcdef0123456789abcdef";
+    /// Any ID of the DDM shape names a RUNNING instance; this one is for demo configs.
+    pub const DDM_INSTANCE: &str = "28e8841d0b9c4f6a9a30742ee60e1068in09";
+}
+
+#[derive(Clone, Debug)]
+pub struct EmulatorOptions {
+    /// How long a restart keeps the instance RESTARTING and its job Running.
+    pub job_duration: Duration,
+    /// Lifetime of issued IAM tokens.
+    pub token_ttl: Duration,
+}
+
+impl Default for EmulatorOptions {
+    fn default() -> Self {
+        EmulatorOptions {
+            job_duration: Duration::from_secs(3),
+            token_ttl: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+/// A started emulator. The server runs on a spawned task until this is dropped.
+pub struct RunningEmulator {
+    addr: SocketAddr,
+    task: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+impl RunningEmulator {
+    /// `http://IP:PORT`, to use as `endpoints.iam` / `endpoints.ddm` in the config.
+    pub fn base_url(&self) -> String {
+        let mut addr = self.addr;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        format!("http://{addr}")
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Serves until the server fails (for `opsgate emulator`, which runs nothing else).
+    pub async fn wait(mut self) -> std::io::Result<()> {
+        match self.task.take() {
+            Some(task) => task.await.map_err(std::io::Error::other)?,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for RunningEmulator {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// Binds `addr` (port 0 picks a free one) and serves on a spawned task.
+pub async fn start(opts: EmulatorOptions, addr: SocketAddr) -> std::io::Result<RunningEmulator> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let addr = listener.local_addr()?;
+    let shared = Arc::new(Shared::new(State::new(&opts)));
+    let app = Router::new()
+        .nest("/_emulator", admin::router())
+        .fallback(cloud_api)
+        .with_state(shared);
+    let task = tokio::spawn(async move { axum::serve(listener, app).await });
+    tracing::info!(%addr, "cloud emulator listening");
+    Ok(RunningEmulator {
+        addr,
+        task: Some(task),
+    })
+}
+
+/// A received cloud API request, as the signature check needs it.
+pub(crate) struct Incoming {
+    pub method: Method,
+    /// The raw (still percent-encoded) path.
+    pub path: String,
+    pub query: Option<String>,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+/// The emulated APIs, by method and path.
+enum Route {
+    Token,
+    Restart { instance: String },
+    Instance { project: String, instance: String },
+    Job { job: String },
+}
+
+impl Route {
+    fn parse(method: &Method, raw_path: &str) -> Option<Route> {
+        let segs: Vec<String> = raw_path
+            .trim_start_matches('/')
+            .split('/')
+            .map(|s| percent_decode_str(s).decode_utf8_lossy().into_owned())
+            .collect();
+        let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
+        Some(match (method.as_str(), segs.as_slice()) {
+            ("POST", ["v3", "auth", "tokens"]) => Route::Token,
+            ("POST", ["v1", _, "instances", i, "action"]) => Route::Restart {
+                instance: i.to_string(),
+            },
+            ("GET", ["v1", p, "instances", i]) => Route::Instance {
+                project: p.to_string(),
+                instance: i.to_string(),
+            },
+            ("GET", ["v3", _, "jobs", j]) => Route::Job { job: j.to_string() },
+            _ => return None,
+        })
+    }
+
+    /// The name faults and call counts use.
+    fn operation(&self) -> &'static str {
+        match self {
+            Route::Token => "iam.token",
+            Route::Restart { .. } => "ddm.restart",
+            Route::Instance { .. } => "ddm.instance",
+            Route::Job { .. } => "ddm.job",
+        }
+    }
+}
+
+async fn cloud_api(AxState(shared): AxState<Arc<Shared>>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let Ok(body) = axum::body::to_bytes(body, MAX_REQUEST_BODY).await else {
+        return Reply::gateway_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "APIGW.0201",
+            "Request entity too large",
+        )
+        .into_response();
+    };
+    let req = Incoming {
+        method: parts.method,
+        path: parts.uri.path().to_string(),
+        query: parts.uri.query().map(str::to_string),
+        headers: parts.headers,
+        body,
+    };
+    let Some(route) = Route::parse(&req.method, &req.path) else {
+        return Reply::no_such_api().into_response();
+    };
+    let operation = route.operation();
+    let fault = {
+        let mut s = shared.lock();
+        s.count(operation);
+        s.take_fault(operation)
+    };
+    let reply = match fault {
+        None => handle(&shared, &route, &req),
+        Some(fault) => {
+            // With `execute`, the request takes effect before the delay: the client may
+            // give up waiting, but the work has started, as with a real lost answer.
+            let real = fault.execute.then(|| handle(&shared, &route, &req));
+            tokio::time::sleep(fault.delay).await;
+            match (fault.reply(), real) {
+                (Some(canned), _) => canned,
+                (None, Some(real)) => real,
+                (None, None) => handle(&shared, &route, &req),
+            }
+        }
+    };
+    tracing::debug!(
+        operation,
+        status = reply.status.as_u16(),
+        "emulator answered"
+    );
+    reply.into_response()
+}
+
+fn handle(shared: &Shared, route: &Route, req: &Incoming) -> Reply {
+    let now = Instant::now();
+    let mut s = shared.lock();
+    if let Route::Token = route {
+        return iam::token(&mut s, &req.body, now);
+    }
+    if let Err(refused) = auth::authenticate(&s, req, now) {
+        return refused;
+    }
+    match route {
+        Route::Token => Reply::no_such_api(),
+        Route::Restart { instance } => ddm::restart(&mut s, instance, &req.body, now),
+        Route::Instance { project, instance } => ddm::show_instance(&mut s, project, instance, now),
+        Route::Job { job } => ddm::show_job(&s, job, now),
+    }
+}

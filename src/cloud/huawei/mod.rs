@@ -1,19 +1,216 @@
-//! Huawei Cloud: IAM token and AK/SK auth shared by DDM and TaurusDB.
-//! (Placeholder until the Huawei client lands.)
+//! Huawei Cloud: one client per account, shared by its operations (DDM, TaurusDB).
+//!
+//! [`HuaweiClient::send`] is the only way an operation reaches Huawei. It resolves the
+//! endpoint, authenticates (IAM token or AK/SK signature), and says precisely what happened:
+//! an [`Answer`], or a [`SendError`] that tells "never sent" from "may have been sent".
 
 pub mod ddm;
+pub mod endpoints;
+pub mod errors;
+pub mod iam;
+pub mod retry;
+pub mod signer;
+pub mod transport;
 
 use std::sync::Arc;
 
-use crate::config::Account;
+use reqwest::header::{HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE, HOST};
+use reqwest::{Method, Url};
+
+pub use endpoints::{Endpoint, Service};
+pub use transport::{Answer, SendError};
+
+use crate::cloud::CloudError;
+use crate::config::{Account, AuthMethod};
+use crate::secret::Secret;
+use transport::Outgoing;
+
+const X_AUTH_TOKEN: HeaderName = HeaderName::from_static("x-auth-token");
+const X_PROJECT_ID: HeaderName = HeaderName::from_static("x-project-id");
+const X_SDK_DATE: HeaderName = HeaderName::from_static("x-sdk-date");
 
 pub struct HuaweiClient {
-    pub account: Arc<Account>,
-    pub http: reqwest::Client,
+    account: Arc<Account>,
+    http: reqwest::Client,
+    tokens: iam::TokenCache,
+}
+
+/// How a request is authenticated for one attempt.
+enum Credential {
+    Token(Secret),
+    AkSk { access: Secret, secret: Secret },
 }
 
 impl HuaweiClient {
     pub fn new(account: Arc<Account>, http: reqwest::Client) -> HuaweiClient {
-        HuaweiClient { account, http }
+        HuaweiClient {
+            account,
+            http,
+            tokens: iam::TokenCache::new(),
+        }
     }
+
+    pub fn account(&self) -> &Arc<Account> {
+        &self.account
+    }
+
+    pub fn endpoint(&self, service: Service) -> Result<Endpoint, String> {
+        endpoints::resolve(&self.account, service)
+    }
+
+    /// The project every Huawei call of this account is scoped to.
+    pub fn project_id(&self) -> Result<&str, CloudError> {
+        self.account.project_id.as_deref().ok_or_else(|| {
+            CloudError::local(format!(
+                "accounts.{}.project_id is not set",
+                self.account.name
+            ))
+        })
+    }
+
+    /// Sends one request and reads the answer.
+    ///
+    /// `path` is unencoded (IDs in it are validated before they get here). With password
+    /// auth, a 401 means the gateway refused the token before the service saw the request,
+    /// so the token is renewed and the request re-sent exactly once.
+    pub async fn send(
+        &self,
+        service: Service,
+        method: Method,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<Vec<u8>>,
+    ) -> Result<Answer, SendError> {
+        let failed = |m: String| SendError::Failed(CloudError::local(m));
+        let endpoint = self.endpoint(service).map_err(failed)?;
+        let body = body.unwrap_or_default();
+        match self.account.auth {
+            AuthMethod::AkSk => {
+                let what = |k: &str| format!("the {k} of account `{}`", self.account.name);
+                let access = self
+                    .account
+                    .access_key
+                    .require(&what("access key"))
+                    .map_err(failed)?;
+                let secret = self
+                    .account
+                    .secret_key
+                    .require(&what("secret key"))
+                    .map_err(failed)?;
+                let cred = Credential::AkSk {
+                    access: access.clone(),
+                    secret: secret.clone(),
+                };
+                self.attempt(&endpoint, &method, path, query, &body, &cred)
+                    .await
+            }
+            AuthMethod::Password => {
+                let token = self.tokens.get(&self.http, &self.account).await?;
+                let answer = self
+                    .attempt(
+                        &endpoint,
+                        &method,
+                        path,
+                        query,
+                        &body,
+                        &Credential::Token(token.clone()),
+                    )
+                    .await?;
+                if answer.status != 401 {
+                    return Ok(answer);
+                }
+                tracing::info!(account = %self.account.name, "token refused (401); renewing it and re-sending once");
+                self.tokens.invalidate(&token).await;
+                let token = self.tokens.get(&self.http, &self.account).await?;
+                self.attempt(
+                    &endpoint,
+                    &method,
+                    path,
+                    query,
+                    &body,
+                    &Credential::Token(token),
+                )
+                .await
+            }
+        }
+    }
+
+    async fn attempt(
+        &self,
+        endpoint: &Endpoint,
+        method: &Method,
+        path: &str,
+        query: &[(&str, &str)],
+        body: &[u8],
+        cred: &Credential,
+    ) -> Result<Answer, SendError> {
+        let failed = |m: String| SendError::Failed(CloudError::local(m));
+        let mut url = Url::parse(&endpoint.base)
+            .map_err(|e| failed(format!("bad endpoint `{}`: {e}", endpoint.base)))?;
+        // A base URL may carry a path prefix (private clouds); the signed path includes it.
+        let full_path = format!("{}{}", url.path().trim_end_matches('/'), path);
+        url.set_path(&signer::wire_path(&full_path));
+        let query_string = signer::wire_query(query);
+        url.set_query((!query_string.is_empty()).then_some(query_string.as_str()));
+        let host = transport::host_header(&url)
+            .ok_or_else(|| failed(format!("endpoint `{}` has no host", endpoint.base)))?;
+        let content_type = "application/json";
+
+        let mut headers = vec![
+            (HOST, header_value(&host)?),
+            (CONTENT_TYPE, HeaderValue::from_static(content_type)),
+        ];
+        match cred {
+            Credential::Token(token) => {
+                let mut v = header_value(token.expose())?;
+                v.set_sensitive(true);
+                headers.push((X_AUTH_TOKEN, v));
+            }
+            Credential::AkSk { access, secret } => {
+                let date = signer::sdk_date(time::OffsetDateTime::now_utc());
+                let signed_headers = [
+                    ("content-type", content_type),
+                    ("host", host.as_str()),
+                    ("x-sdk-date", date.as_str()),
+                ];
+                let input = signer::SigningInput {
+                    method: method.as_str(),
+                    path: &full_path,
+                    query,
+                    headers: &signed_headers,
+                    body,
+                };
+                let signed = signer::sign(access.expose(), secret.expose(), &input)
+                    .ok_or_else(|| failed("could not sign the request".to_string()))?;
+                let mut auth = header_value(&signed.authorization)?;
+                auth.set_sensitive(true);
+                headers.push((X_SDK_DATE, header_value(&date)?));
+                headers.push((AUTHORIZATION, auth));
+                // Project-level services want the project when signing with AK/SK.
+                if let Some(project) = self.account.project_id.as_deref() {
+                    headers.push((X_PROJECT_ID, header_value(project)?));
+                }
+            }
+        }
+        tracing::debug!(account = %self.account.name, %method, path = %full_path, "sending");
+        let out = Outgoing {
+            method: method.clone(),
+            url,
+            headers,
+            body: body.to_vec(),
+            timeout: self.account.request_timeout,
+        };
+        let received = transport::exchange(&self.http, out).await?;
+        tracing::debug!(account = %self.account.name, %method, path = %full_path, status = received.status, "answered");
+        Ok(received.into_answer())
+    }
+}
+
+/// A header value, or a local error that does not echo the (possibly secret) value.
+fn header_value(v: &str) -> Result<HeaderValue, SendError> {
+    HeaderValue::from_str(v).map_err(|_| {
+        SendError::Failed(CloudError::local(
+            "a credential or header contains characters not allowed in HTTP headers",
+        ))
+    })
 }

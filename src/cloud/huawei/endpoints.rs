@@ -1,0 +1,229 @@
+//! Where each Huawei service lives, per region.
+//!
+//! Hosts come from a table, not a `{service}.{region}` template: several regions use other
+//! host names (TaurusDB is `gaussdbformysql.` in three regions and `gaussdb-mysql.` in one;
+//! the EU region is on `myhuaweicloud.eu`), and a template would silently send a request to
+//! a host that does not exist or, worse, to another product. Sources: the Go SDK region
+//! tables (`services/{iam/v3,ddm/v1,gaussdb/v3}/region/region.go`) and the TaurusDB
+//! "Endpoints" page. A region missing here needs `endpoints.<service>` in the config.
+
+use crate::config::Account;
+
+/// A Huawei service the bot talks to. The name is the key of `account.endpoints`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Service {
+    Iam,
+    Ddm,
+    /// GaussDB(for MySQL), a.k.a. TaurusDB.
+    Gaussdb,
+}
+
+impl Service {
+    pub fn key(self) -> &'static str {
+        match self {
+            Service::Iam => "iam",
+            Service::Ddm => "ddm",
+            Service::Gaussdb => "gaussdb",
+        }
+    }
+}
+
+/// A resolved base URL (no trailing slash).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Endpoint {
+    pub base: String,
+    /// True when the config overrode the table (an emulator or a private cloud). Such
+    /// endpoints may be polled faster than the public ones.
+    pub overridden: bool,
+}
+
+fn iam_host(region: &str) -> Option<&'static str> {
+    Some(match region {
+        "af-south-1" => "iam.af-south-1.myhuaweicloud.com",
+        "ap-southeast-1" => "iam.ap-southeast-1.myhuaweicloud.com",
+        "ap-southeast-2" => "iam.ap-southeast-2.myhuaweicloud.com",
+        "ap-southeast-3" => "iam.ap-southeast-3.myhuaweicloud.com",
+        "cn-east-2" => "iam.cn-east-2.myhuaweicloud.com",
+        "cn-east-3" => "iam.cn-east-3.myhuaweicloud.com",
+        "cn-north-1" => "iam.cn-north-1.myhuaweicloud.com",
+        "cn-north-2" => "iam.cn-north-2.myhuaweicloud.com",
+        "cn-north-4" => "iam.cn-north-4.myhuaweicloud.com",
+        "cn-north-9" => "iam.cn-north-9.myhuaweicloud.com",
+        "cn-south-1" => "iam.cn-south-1.myhuaweicloud.com",
+        "cn-south-2" => "iam.cn-south-2.myhuaweicloud.com",
+        "cn-southwest-2" => "iam.cn-southwest-2.myhuaweicloud.com",
+        "eu-west-0" => "iam.eu-west-0.myhuaweicloud.com",
+        "eu-west-101" => "iam.eu-west-101.myhuaweicloud.eu",
+        "la-north-2" => "iam.la-north-2.myhuaweicloud.com",
+        "la-south-2" => "iam.la-south-2.myhuaweicloud.com",
+        "na-mexico-1" => "iam.na-mexico-1.myhuaweicloud.com",
+        "sa-brazil-1" => "iam.sa-brazil-1.myhuaweicloud.com",
+        _ => return None,
+    })
+}
+
+fn ddm_host(region: &str) -> Option<&'static str> {
+    Some(match region {
+        "ap-southeast-1" => "ddm.ap-southeast-1.myhuaweicloud.com",
+        "cn-east-2" => "ddm.cn-east-2.myhuaweicloud.com",
+        "cn-east-3" => "ddm.cn-east-3.myhuaweicloud.com",
+        "cn-north-1" => "ddm.cn-north-1.myhuaweicloud.com",
+        "cn-north-4" => "ddm.cn-north-4.myhuaweicloud.com",
+        "cn-north-9" => "ddm.cn-north-9.myhuaweicloud.com",
+        "cn-south-1" => "ddm.cn-south-1.myhuaweicloud.com",
+        "cn-south-2" => "ddm.cn-south-2.myhuaweicloud.com",
+        "cn-southwest-2" => "ddm.cn-southwest-2.myhuaweicloud.com",
+        "eu-west-101" => "ddm.eu-west-101.myhuaweicloud.eu",
+        "la-north-2" => "ddm.la-north-2.myhuaweicloud.com",
+        "la-south-2" => "ddm.la-south-2.myhuaweicloud.com",
+        "sa-brazil-1" => "ddm.sa-brazil-1.myhuaweicloud.com",
+        _ => return None,
+    })
+}
+
+fn gaussdb_host(region: &str) -> Option<&'static str> {
+    Some(match region {
+        "af-south-1" => "gaussdb-mysql.af-south-1.myhuaweicloud.com",
+        "ap-southeast-1" => "gaussdbformysql.ap-southeast-1.myhuaweicloud.com",
+        "ap-southeast-2" => "gaussdbformysql.ap-southeast-2.myhuaweicloud.com",
+        "ap-southeast-3" => "gaussdb.ap-southeast-3.myhuaweicloud.com",
+        "ap-southeast-4" => "gaussdb.ap-southeast-4.myhuaweicloud.com",
+        "cn-east-3" => "gaussdb.cn-east-3.myhuaweicloud.com",
+        "cn-north-2" => "gaussdb.cn-north-2.myhuaweicloud.com",
+        "cn-north-4" => "gaussdb.cn-north-4.myhuaweicloud.com",
+        "cn-north-9" => "gaussdb.cn-north-9.myhuaweicloud.com",
+        "cn-south-1" => "gaussdb.cn-south-1.myhuaweicloud.com",
+        "cn-southwest-2" => "gaussdb.cn-southwest-2.myhuaweicloud.com",
+        "ru-northwest-2" => "gaussdb.ru-northwest-2.myhuaweicloud.com",
+        "sa-brazil-1" => "gaussdb.sa-brazil-1.myhuaweicloud.com",
+        "tr-west-1" => "gaussdbformysql.tr-west-1.myhuaweicloud.com",
+        _ => return None,
+    })
+}
+
+/// The public host of `service` in `region`, if the table knows it.
+pub fn public_host(service: Service, region: &str) -> Option<&'static str> {
+    match service {
+        Service::Iam => iam_host(region),
+        Service::Ddm => ddm_host(region),
+        Service::Gaussdb => gaussdb_host(region),
+    }
+}
+
+/// The base URL for `service`: the account's override if any, else the region table.
+pub fn resolve(account: &Account, service: Service) -> Result<Endpoint, String> {
+    if let Some(base) = account.endpoints.get(service.key()) {
+        return Ok(Endpoint {
+            base: base.trim_end_matches('/').to_string(),
+            overridden: true,
+        });
+    }
+    match public_host(service, &account.region) {
+        Some(host) => Ok(Endpoint {
+            base: format!("https://{host}"),
+            overridden: false,
+        }),
+        None => Err(format!(
+            "no known {} endpoint for region `{}`; set accounts.{}.endpoints.{} to its base URL",
+            service.key(),
+            account.region,
+            account.name,
+            service.key()
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::cloud::Provider;
+    use crate::config::{AuthMethod, SecretRef};
+
+    fn account(region: &str, endpoints: &[(&str, &str)]) -> Account {
+        Account {
+            name: "acct".into(),
+            provider: Provider::Huawei,
+            region: region.into(),
+            project_id: Some("0123456789abcdef0123456789abcdef".into()),
+            default: false,
+            auth: AuthMethod::Password,
+            iam_user: None,
+            iam_domain: None,
+            password: SecretRef::default(),
+            access_key: SecretRef::default(),
+            secret_key: SecretRef::default(),
+            endpoints: endpoints
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<BTreeMap<_, _>>(),
+            poll_interval: None,
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+
+    fn base(region: &str, service: Service) -> String {
+        resolve(&account(region, &[]), service).unwrap().base
+    }
+
+    #[test]
+    fn common_regions_follow_the_usual_pattern() {
+        assert_eq!(
+            base("cn-north-4", Service::Iam),
+            "https://iam.cn-north-4.myhuaweicloud.com"
+        );
+        assert_eq!(
+            base("cn-north-4", Service::Ddm),
+            "https://ddm.cn-north-4.myhuaweicloud.com"
+        );
+        assert_eq!(
+            base("cn-north-4", Service::Gaussdb),
+            "https://gaussdb.cn-north-4.myhuaweicloud.com"
+        );
+    }
+
+    #[test]
+    fn documented_exceptions_are_in_the_table() {
+        for region in ["ap-southeast-1", "ap-southeast-2", "tr-west-1"] {
+            assert_eq!(
+                base(region, Service::Gaussdb),
+                format!("https://gaussdbformysql.{region}.myhuaweicloud.com")
+            );
+        }
+        assert_eq!(
+            base("af-south-1", Service::Gaussdb),
+            "https://gaussdb-mysql.af-south-1.myhuaweicloud.com"
+        );
+        assert_eq!(
+            base("eu-west-101", Service::Ddm),
+            "https://ddm.eu-west-101.myhuaweicloud.eu"
+        );
+        assert_eq!(
+            base("eu-west-101", Service::Iam),
+            "https://iam.eu-west-101.myhuaweicloud.eu"
+        );
+    }
+
+    #[test]
+    fn unknown_region_is_an_error_naming_the_override() {
+        let err = resolve(&account("xx-nowhere-9", &[]), Service::Ddm).unwrap_err();
+        assert!(err.contains("accounts.acct.endpoints.ddm"), "{err}");
+        // DDM is not offered in af-south-1 even though IAM is.
+        assert!(resolve(&account("af-south-1", &[]), Service::Ddm).is_err());
+        assert!(resolve(&account("af-south-1", &[]), Service::Iam).is_ok());
+    }
+
+    #[test]
+    fn override_wins_and_is_marked() {
+        let acc = account("xx-nowhere-9", &[("ddm", "http://127.0.0.1:8080/")]);
+        let ep = resolve(&acc, Service::Ddm).unwrap();
+        assert_eq!(ep.base, "http://127.0.0.1:8080");
+        assert!(ep.overridden);
+        // Only the overridden service is affected.
+        assert!(resolve(&acc, Service::Iam).is_err());
+        let public = resolve(&account("cn-north-4", &[]), Service::Ddm).unwrap();
+        assert!(!public.overridden);
+    }
+}

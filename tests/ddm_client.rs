@@ -1,0 +1,540 @@
+//! The DDM restart operation against the in-process cloud emulator, over loopback HTTP:
+//! token and AK/SK auth, retries of refusals only, verbatim vendor errors, malformed
+//! answers, the one-time token renewal, "no second submit after a timeout", and reconcile.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, Once};
+use std::time::Duration;
+
+use opsgate::cloud::huawei::ddm::DdmRestart;
+use opsgate::cloud::huawei::HuaweiClient;
+use opsgate::cloud::{
+    CloudError, CloudOperation, JobSpec, PollOutcome, ReconcileOutcome, Registry, SubmitOutcome,
+};
+use opsgate::config::Config;
+use opsgate::emulator::{self, demo, EmulatorOptions, RunningEmulator};
+use serde_json::{json, Value};
+
+const INSTANCE: &str = "28e8841d0b9c4f6a9a30742ee60e1068in09";
+const PASSWORD_VAR: &str = "OPSGATE_DDM_CLIENT_TEST_PASSWORD";
+const BAD_PASSWORD_VAR: &str = "OPSGATE_DDM_CLIENT_TEST_BAD_PASSWORD";
+const AK_VAR: &str = "OPSGATE_DDM_CLIENT_TEST_AK";
+const SK_VAR: &str = "OPSGATE_DDM_CLIENT_TEST_SK";
+const BAD_SK_VAR: &str = "OPSGATE_DDM_CLIENT_TEST_BAD_SK";
+
+/// All variables are set once, before any test reads the environment.
+fn init_env() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        std::env::set_var(PASSWORD_VAR, demo::PASSWORD);
+        std::env::set_var(BAD_PASSWORD_VAR, "not-the-password");
+        std::env::set_var(AK_VAR, demo::ACCESS_KEY);
+        std::env::set_var(SK_VAR, demo::SECRET_KEY);
+        std::env::set_var(BAD_SK_VAR, "not-the-secret-key");
+    });
+}
+
+async fn start_emulator(job_duration: Duration) -> RunningEmulator {
+    init_env();
+    let opts = EmulatorOptions {
+        job_duration,
+        ..EmulatorOptions::default()
+    };
+    emulator::start(opts, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap()
+}
+
+enum Auth {
+    Password(&'static str),
+    AkSk(&'static str),
+}
+
+fn config(emu: &RunningEmulator, auth: Auth, request_timeout: &str) -> Config {
+    let base = emu.base_url();
+    let auth = match auth {
+        Auth::Password(var) => format!(
+            "auth = \"password\"\niam_user = \"{}\"\niam_domain = \"{}\"\npassword_env = \"{var}\"",
+            demo::IAM_USER,
+            demo::IAM_DOMAIN
+        ),
+        Auth::AkSk(sk_var) => {
+            format!("auth = \"aksk\"\naccess_key_env = \"{AK_VAR}\"\nsecret_key_env = \"{sk_var}\"")
+        }
+    };
+    let text = format!(
+        r#"
+[roles]
+oncall = "1"
+
+[accounts.acct]
+provider = "huawei"
+region = "cn-north-4"
+project_id = "{project}"
+{auth}
+poll_interval = "100ms"
+request_timeout = "{request_timeout}"
+endpoints = {{ iam = "{base}", ddm = "{base}" }}
+"#,
+        project = demo::PROJECT_ID
+    );
+    Config::parse(&text, Path::new("test.toml")).unwrap()
+}
+
+/// The operation as the engine gets it.
+fn registry_op(config: &Config) -> Arc<dyn CloudOperation> {
+    Registry::from_config(config)
+        .get("ddm.restart", "acct")
+        .unwrap()
+}
+
+/// The same operation with retry waits shrunk to milliseconds.
+fn fast_op(config: &Config) -> DdmRestart {
+    let client = HuaweiClient::new(config.accounts["acct"].clone(), reqwest::Client::new());
+    let mut op = DdmRestart::new(Arc::new(client)).unwrap();
+    op.retry.throttled_base = Duration::from_millis(5);
+    op.retry.busy_base = Duration::from_millis(5);
+    op.retry.unreachable_base = Duration::from_millis(5);
+    op.retry.max_delay = Duration::from_millis(20);
+    op
+}
+
+fn spec(mode: &str) -> JobSpec {
+    JobSpec {
+        operation: "ddm.restart".into(),
+        account: "acct".into(),
+        target: INSTANCE.into(),
+        params: BTreeMap::from([
+            ("instance_id".to_string(), INSTANCE.to_string()),
+            ("mode".to_string(), mode.to_string()),
+        ]),
+    }
+}
+
+async fn admin(emu: &RunningEmulator, path: &str, body: Value) {
+    let resp = reqwest::Client::new()
+        .post(format!("{}/_emulator/{path}", emu.base_url()))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        resp.status().is_success(),
+        "admin {path}: {}",
+        resp.status()
+    );
+}
+
+async fn fault(emu: &RunningEmulator, fault: Value) {
+    admin(emu, "faults", fault).await;
+}
+
+async fn calls(emu: &RunningEmulator, operation: &str) -> u64 {
+    let counts: BTreeMap<String, u64> = reqwest::get(format!("{}/_emulator/calls", emu.base_url()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    counts.get(operation).copied().unwrap_or(0)
+}
+
+fn accepted(outcome: SubmitOutcome) -> (Value, Option<String>) {
+    match outcome {
+        SubmitOutcome::Accepted {
+            handle, cloud_ref, ..
+        } => (handle, cloud_ref),
+        other => panic!("expected Accepted, got {other:?}"),
+    }
+}
+
+fn rejected(outcome: SubmitOutcome) -> CloudError {
+    match outcome {
+        SubmitOutcome::Rejected(e) => e,
+        other => panic!("expected Rejected, got {other:?}"),
+    }
+}
+
+/// Polls at the operation's own pace until a final outcome. The bound is on the number of
+/// polls, not on time.
+async fn poll_to_end(op: &dyn CloudOperation, spec: &JobSpec, mut handle: Value) -> PollOutcome {
+    for _ in 0..600 {
+        tokio::time::sleep(op.poll_policy().interval).await;
+        match op.poll(spec, &handle).await {
+            PollOutcome::InProgress {
+                handle: Some(h), ..
+            } => handle = h,
+            PollOutcome::InProgress { .. } | PollOutcome::Transient(_) => {}
+            done => return done,
+        }
+    }
+    panic!("the restart never finished");
+}
+
+#[tokio::test]
+async fn soft_restart_is_submitted_and_polled_to_success() {
+    let emu = start_emulator(Duration::from_millis(300)).await;
+    let config = config(&emu, Auth::Password(PASSWORD_VAR), "5s");
+    let op = registry_op(&config);
+    assert_eq!(op.poll_policy().interval, Duration::from_millis(100));
+
+    let (handle, cloud_ref) = accepted(op.submit(&spec("soft")).await);
+    let job_id = cloud_ref.expect("the emulator returns a jobId");
+    assert_eq!(handle["job_id"], json!(job_id));
+    assert_eq!(handle["instance_id"], json!(INSTANCE));
+    assert_eq!(handle["seen_restarting"], json!(false));
+
+    let done = poll_to_end(op.as_ref(), &spec("soft"), handle).await;
+    assert!(
+        matches!(&done, PollOutcome::Succeeded(m) if m.contains(&job_id)),
+        "{done:?}"
+    );
+    assert_eq!(calls(&emu, "ddm.restart").await, 1);
+    assert_eq!(calls(&emu, "iam.token").await, 1, "the token is cached");
+    assert!(calls(&emu, "ddm.job").await >= 1);
+}
+
+#[tokio::test]
+async fn vendor_error_reaches_rejected_verbatim() {
+    let emu = start_emulator(Duration::from_secs(60)).await;
+    let op = registry_op(&config(&emu, Auth::Password(PASSWORD_VAR), "5s"));
+    fault(
+        &emu,
+        json!({"operation": "ddm.restart", "status": 400,
+               "body": r#"{"errCode":"DBS.280001","externalMessage":"Parameter error."}"#}),
+    )
+    .await;
+    let e = rejected(op.submit(&spec("hard")).await);
+    assert_eq!(
+        e,
+        CloudError::new(Some(400), Some("DBS.280001".into()), "Parameter error.")
+    );
+    assert_eq!(calls(&emu, "ddm.restart").await, 1, "a 400 is not retried");
+}
+
+#[tokio::test]
+async fn throttled_answer_is_retried_then_accepted() {
+    let emu = start_emulator(Duration::from_secs(60)).await;
+    let op = fast_op(&config(&emu, Auth::Password(PASSWORD_VAR), "5s"));
+    fault(
+        &emu,
+        json!({"operation": "ddm.restart", "status": 429,
+               "body": r#"{"error_code":"APIGW.0308","error_msg":"The throttling threshold has been reached: policy user over ratelimit,limit:5,time:1 minute"}"#}),
+    )
+    .await;
+    accepted(op.submit(&spec("soft")).await);
+    assert_eq!(calls(&emu, "ddm.restart").await, 2);
+}
+
+#[tokio::test]
+async fn busy_instance_is_retried_then_accepted() {
+    let emu = start_emulator(Duration::from_secs(60)).await;
+    let op = fast_op(&config(&emu, Auth::Password(PASSWORD_VAR), "5s"));
+    fault(
+        &emu,
+        json!({"operation": "ddm.restart", "status": 409, "times": 2,
+               "body": r#"{"errCode":"DBS.200019","externalMessage":"Another operation is being performed on the instance."}"#}),
+    )
+    .await;
+    accepted(op.submit(&spec("soft")).await);
+    assert_eq!(calls(&emu, "ddm.restart").await, 3);
+}
+
+#[tokio::test]
+async fn busy_retries_end_with_the_vendor_error() {
+    let emu = start_emulator(Duration::from_secs(60)).await;
+    let mut op = fast_op(&config(&emu, Auth::Password(PASSWORD_VAR), "5s"));
+    op.retry.max_attempts = 3;
+    // The first restart really runs; every later one meets a RESTARTING instance.
+    accepted(op.submit(&spec("soft")).await);
+    let e = rejected(op.submit(&spec("soft")).await);
+    assert_eq!(e.http_status, Some(409));
+    assert_eq!(e.code.as_deref(), Some("DBS.200019"));
+    assert_eq!(
+        e.message,
+        "Another operation is being performed on the instance."
+    );
+    assert_eq!(calls(&emu, "ddm.restart").await, 1 + 3);
+}
+
+#[tokio::test]
+async fn malformed_error_body_is_rejected_without_panic() {
+    let emu = start_emulator(Duration::from_secs(60)).await;
+    let op = registry_op(&config(&emu, Auth::Password(PASSWORD_VAR), "5s"));
+    fault(
+        &emu,
+        json!({"operation": "ddm.restart", "status": 500, "body": "{\"errCode\": \"DBS.2004<html>oops"}),
+    )
+    .await;
+    let e = rejected(op.submit(&spec("soft")).await);
+    assert_eq!(e.http_status, Some(500));
+    assert_eq!(e.code, None);
+    assert!(e.message.contains("oops"), "{}", e.message);
+    assert_eq!(calls(&emu, "ddm.restart").await, 1);
+}
+
+#[tokio::test]
+async fn accepted_with_malformed_body_follows_the_instance() {
+    let emu = start_emulator(Duration::from_secs(1)).await;
+    let op = registry_op(&config(&emu, Auth::Password(PASSWORD_VAR), "5s"));
+    // The restart happens for real, but the answer is cut off (older docs even show `{}`).
+    fault(
+        &emu,
+        json!({"operation": "ddm.restart", "status": 200, "body": "{\"jobId\":", "execute": true}),
+    )
+    .await;
+    let (handle, cloud_ref) = accepted(op.submit(&spec("soft")).await);
+    assert_eq!(cloud_ref, None);
+    assert_eq!(handle["job_id"], Value::Null);
+    let done = poll_to_end(op.as_ref(), &spec("soft"), handle).await;
+    assert!(matches!(done, PollOutcome::Succeeded(_)), "{done:?}");
+    assert_eq!(calls(&emu, "ddm.job").await, 0);
+    assert!(calls(&emu, "ddm.instance").await >= 1);
+}
+
+#[tokio::test]
+async fn job_api_not_found_falls_back_to_instance_status() {
+    let emu = start_emulator(Duration::from_secs(1)).await;
+    let op = registry_op(&config(&emu, Auth::Password(PASSWORD_VAR), "5s"));
+    fault(
+        &emu,
+        json!({"operation": "ddm.job", "status": 404, "times": 1000,
+               "body": r#"{"errCode":"DBS.280001","externalMessage":"not found"}"#}),
+    )
+    .await;
+    let (handle, _) = accepted(op.submit(&spec("hard")).await);
+    let done = poll_to_end(op.as_ref(), &spec("hard"), handle).await;
+    assert!(
+        matches!(&done, PollOutcome::Succeeded(m) if m.contains("RUNNING again")),
+        "{done:?}"
+    );
+}
+
+#[tokio::test]
+async fn revoked_token_is_renewed_once_and_the_restart_goes_through() {
+    let emu = start_emulator(Duration::from_secs(60)).await;
+    let op = registry_op(&config(&emu, Auth::Password(PASSWORD_VAR), "5s"));
+    // Get a token cached by looking at the instance.
+    assert!(matches!(
+        op.reconcile(&spec("soft")).await,
+        ReconcileOutcome::Unknown(_)
+    ));
+    assert_eq!(calls(&emu, "iam.token").await, 1);
+    admin(&emu, "tokens/revoke", json!({})).await;
+
+    accepted(op.submit(&spec("soft")).await);
+    assert_eq!(calls(&emu, "iam.token").await, 2, "exactly one renewal");
+    assert_eq!(
+        calls(&emu, "ddm.restart").await,
+        2,
+        "refused once, re-sent once"
+    );
+}
+
+#[tokio::test]
+async fn wrong_password_is_rejected_with_the_iam_message() {
+    let emu = start_emulator(Duration::from_secs(60)).await;
+    let op = registry_op(&config(&emu, Auth::Password(BAD_PASSWORD_VAR), "5s"));
+    let e = rejected(op.submit(&spec("soft")).await);
+    assert_eq!(e.http_status, Some(401));
+    assert_eq!(e.message, "The username or password is wrong.");
+    assert_eq!(calls(&emu, "ddm.restart").await, 0);
+}
+
+#[tokio::test]
+async fn aksk_signed_requests_are_accepted() {
+    let emu = start_emulator(Duration::from_millis(300)).await;
+    let op = registry_op(&config(&emu, Auth::AkSk(SK_VAR), "5s"));
+    let (handle, _) = accepted(op.submit(&spec("soft")).await);
+    // Polling signs GETs too.
+    let done = poll_to_end(op.as_ref(), &spec("soft"), handle).await;
+    assert!(matches!(done, PollOutcome::Succeeded(_)), "{done:?}");
+    assert_eq!(calls(&emu, "iam.token").await, 0);
+}
+
+#[tokio::test]
+async fn wrong_secret_key_is_rejected_verbatim() {
+    let emu = start_emulator(Duration::from_secs(60)).await;
+    let op = registry_op(&config(&emu, Auth::AkSk(BAD_SK_VAR), "5s"));
+    let e = rejected(op.submit(&spec("soft")).await);
+    assert_eq!(e.http_status, Some(401));
+    assert_eq!(e.code.as_deref(), Some("APIGW.0301"));
+    assert_eq!(
+        e.message,
+        "Incorrect IAM authentication information: verify aksk signature fail"
+    );
+    assert_eq!(
+        calls(&emu, "ddm.restart").await,
+        1,
+        "a bad signature is not retried"
+    );
+}
+
+#[tokio::test]
+async fn answer_lost_after_the_restart_started_is_indeterminate_and_never_resent() {
+    let emu = start_emulator(Duration::from_secs(60)).await;
+    let op = registry_op(&config(&emu, Auth::Password(PASSWORD_VAR), "1s"));
+    fault(
+        &emu,
+        json!({"operation": "ddm.restart", "delay_ms": 3000, "execute": true}),
+    )
+    .await;
+    match op.submit(&spec("soft")).await {
+        SubmitOutcome::Indeterminate(m) => assert!(m.contains("not be re-sent"), "{m}"),
+        other => panic!("expected Indeterminate, got {other:?}"),
+    }
+    assert_eq!(calls(&emu, "ddm.restart").await, 1);
+
+    // After a crash, reconcile finds the restart under way without re-sending it.
+    match op.reconcile(&spec("soft")).await {
+        ReconcileOutcome::Running { handle, .. } => {
+            assert_eq!(handle["seen_restarting"], json!(true));
+            assert_eq!(handle["job_id"], Value::Null);
+        }
+        other => panic!("expected Running, got {other:?}"),
+    }
+    assert_eq!(calls(&emu, "ddm.restart").await, 1);
+}
+
+#[tokio::test]
+async fn reconcile_running_instance_is_unknown_and_restarting_one_continues() {
+    let emu = start_emulator(Duration::from_secs(60)).await;
+    let op = registry_op(&config(&emu, Auth::Password(PASSWORD_VAR), "5s"));
+    match op.reconcile(&spec("soft")).await {
+        ReconcileOutcome::Unknown(m) => {
+            assert!(m.contains("RUNNING") && m.contains("may or may not"), "{m}")
+        }
+        other => panic!("expected Unknown, got {other:?}"),
+    }
+
+    admin(
+        &emu,
+        "instances",
+        json!({"instance_id": INSTANCE, "status": "RESTARTING"}),
+    )
+    .await;
+    let handle = match op.reconcile(&spec("soft")).await {
+        ReconcileOutcome::Running { handle, .. } => handle,
+        other => panic!("expected Running, got {other:?}"),
+    };
+    // The restart finishes; polling the reconciled handle sees it through.
+    admin(
+        &emu,
+        "instances",
+        json!({"instance_id": INSTANCE, "status": "RUNNING"}),
+    )
+    .await;
+    let done = poll_to_end(op.as_ref(), &spec("soft"), handle).await;
+    assert!(matches!(done, PollOutcome::Succeeded(_)), "{done:?}");
+    assert_eq!(calls(&emu, "ddm.restart").await, 0, "reconcile never sends");
+}
+
+#[tokio::test]
+async fn instance_in_error_fails_the_job() {
+    let emu = start_emulator(Duration::from_secs(60)).await;
+    let op = registry_op(&config(&emu, Auth::Password(PASSWORD_VAR), "5s"));
+    fault(
+        &emu,
+        json!({"operation": "ddm.job", "status": 404, "times": 1000, "body": ""}),
+    )
+    .await;
+    let (handle, _) = accepted(op.submit(&spec("hard")).await);
+    admin(
+        &emu,
+        "instances",
+        json!({"instance_id": INSTANCE, "status": "ERROR"}),
+    )
+    .await;
+    let done = poll_to_end(op.as_ref(), &spec("hard"), handle).await;
+    assert!(
+        matches!(&done, PollOutcome::Failed(e) if e.message.contains("ERROR")),
+        "{done:?}"
+    );
+}
+
+#[tokio::test]
+async fn unreachable_endpoint_is_rejected_not_indeterminate() {
+    init_env();
+    // A port that refuses connections: bind, note it, close it.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let text = format!(
+        r#"
+[roles]
+oncall = "1"
+[accounts.acct]
+provider = "huawei"
+region = "cn-north-4"
+project_id = "{}"
+auth = "aksk"
+access_key_env = "{AK_VAR}"
+secret_key_env = "{SK_VAR}"
+endpoints = {{ ddm = "http://127.0.0.1:{port}" }}
+"#,
+        demo::PROJECT_ID
+    );
+    let config = Config::parse(&text, Path::new("test.toml")).unwrap();
+    let op = fast_op(&config);
+    let e = rejected(op.submit(&spec("soft")).await);
+    assert!(e.message.contains("could not connect"), "{e}");
+}
+
+#[tokio::test]
+async fn emulator_answers_garbage_requests_without_falling_over() {
+    let emu = start_emulator(Duration::from_secs(60)).await;
+    let http = reqwest::Client::new();
+    let base = emu.base_url();
+    let cases: Vec<(reqwest::Method, String, Vec<u8>)> = vec![
+        (
+            reqwest::Method::POST,
+            "/v3/auth/tokens".into(),
+            b"\xff\xfe".to_vec(),
+        ),
+        (
+            reqwest::Method::POST,
+            "/v3/auth/tokens".into(),
+            b"{}".to_vec(),
+        ),
+        (
+            reqwest::Method::POST,
+            format!("/v1/p/instances/{INSTANCE}/action"),
+            b"{}".to_vec(),
+        ),
+        (
+            reqwest::Method::GET,
+            "/v1/%FF/instances/%00".into(),
+            Vec::new(),
+        ),
+        (reqwest::Method::DELETE, "/v1/x".into(), Vec::new()),
+        (
+            reqwest::Method::POST,
+            "/_emulator/faults".into(),
+            b"[".to_vec(),
+        ),
+        (
+            reqwest::Method::POST,
+            "/_emulator/settings".into(),
+            br#"{"job_duration_ms":18446744073709551615}"#.to_vec(),
+        ),
+    ];
+    for (method, path, body) in cases {
+        let resp = http
+            .request(method.clone(), format!("{base}{path}"))
+            .header("authorization", "SDK-HMAC-SHA256 Access=x")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        assert!(
+            (200..500).contains(&status),
+            "{method} {path} answered {status}"
+        );
+    }
+    let health = reqwest::get(format!("{base}/_emulator/healthz"))
+        .await
+        .unwrap();
+    assert!(health.status().is_success());
+}

@@ -1,0 +1,139 @@
+//! End to end: the built binary in shell mode, piped stdin, the cloud emulator on 127.0.0.1.
+
+#[path = "support/process.rs"]
+mod process;
+
+use process::*;
+
+fn setup(expires: &str) -> (tempfile::TempDir, Emulator, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let emu = Emulator::start("500ms");
+    let config = write_config(dir.path(), &emu.url, expires);
+    (dir, emu, config)
+}
+
+#[test]
+fn a_soft_restart_with_no_approval_runs_and_completes() {
+    let (dir, emu, config) = setup("30m");
+    let (out, err, ok) = run_shell(&config, &dir.path().join("data"), "!restart ddm orders-db\n/wait 1\n!status 1\n");
+    assert!(ok, "{err}");
+    assert!(out.contains("[#ops] 🔄 job 1 · submitting · restart ddm orders-db soft"), "{out}");
+    assert!(out.contains("(edit job-1) ✅ job 1 · succeeded"), "{out}");
+    assert!(out.contains("accepted: "), "the audit shows the cloud's answer: {out}");
+    assert_eq!(emu.calls("ddm.restart"), 1);
+}
+
+#[test]
+fn a_hard_restart_needs_an_approver_and_runs_exactly_once() {
+    let (dir, emu, config) = setup("30m");
+    let input = "!restart ddm orders-db hard\n/as bob dba\n/react 1 ✅\n/wait 1\n!approve 1\n/react 1 ✅\n";
+    let (out, err, ok) = run_shell(&config, &dir.path().join("data"), input);
+    assert!(ok, "{err}");
+    assert!(out.contains("⏳ job 1 · awaiting approval · restart ddm orders-db hard"), "{out}");
+    assert!(out.contains("approvals 1/1 (bob)"), "{out}");
+    assert!(out.contains("✅ job 1 · succeeded"), "{out}");
+    assert!(out.contains("Job 1 is already succeeded"), "{out}");
+    assert_eq!(emu.calls("ddm.restart"), 1);
+}
+
+#[test]
+fn self_approval_is_refused() {
+    let (dir, emu, config) = setup("30m");
+    let input = "/as alice dba\n!restart ddm orders-db hard\n/react 1 ✅\n!approve 1\n!status 1\n";
+    let (out, _, ok) = run_shell(&config, &dir.path().join("data"), input);
+    assert!(ok);
+    assert_eq!(out.matches("you requested it; someone else must decide").count(), 2, "{out}");
+    assert!(out.contains("awaiting approval") && out.contains("approvals 0/1"), "{out}");
+    assert_eq!(emu.calls("ddm.restart"), 0);
+}
+
+#[test]
+fn a_non_approver_is_refused_and_the_count_stays() {
+    let (dir, emu, config) = setup("30m");
+    let input = "!restart ddm orders-db hard\n/as mallory oncall\n/react 1 ✅\n!approve 1\n!status 1\n";
+    let (out, _, ok) = run_shell(&config, &dir.path().join("data"), input);
+    assert!(ok);
+    assert!(out.contains("mallory: you cannot approve job 1: it needs the role dba"), "{out}");
+    assert!(out.contains("approvals 0/1"), "{out}");
+    assert_eq!(emu.calls("ddm.restart"), 0);
+}
+
+#[test]
+fn a_deny_ends_the_request() {
+    let (dir, emu, config) = setup("30m");
+    let input = "!restart ddm orders-db hard\n/as bob dba\n!deny 1 change freeze\n/as carol dba\n/react 1 ✅\n";
+    let (out, _, ok) = run_shell(&config, &dir.path().join("data"), input);
+    assert!(ok);
+    assert!(out.contains("🚫 job 1 · denied") && out.contains("denied by bob: change freeze"), "{out}");
+    assert!(out.contains("carol: you cannot approve job 1: it is not awaiting approval"), "{out}");
+    assert_eq!(emu.calls("ddm.restart"), 0);
+}
+
+#[test]
+fn expiry_ends_the_request() {
+    let (dir, emu, config) = setup("1s");
+    let input = "!restart ddm orders-db hard\n/sleep 1500ms\n/as bob dba\n!approve 1\n";
+    let (out, _, ok) = run_shell(&config, &dir.path().join("data"), input);
+    assert!(ok);
+    assert!(out.contains("⌛ job 1 · expired"), "{out}");
+    assert!(out.contains("Job 1 is already expired"), "{out}");
+    assert_eq!(emu.calls("ddm.restart"), 0);
+}
+
+#[test]
+fn a_bad_command_gets_one_clear_reply_and_the_shell_goes_on() {
+    let (dir, _emu, config) = setup("30m");
+    let input = "!restart ddm ../etc/passwd\n!restart ddm orders-db\n/wait 1\n";
+    let (out, _, ok) = run_shell(&config, &dir.path().join("data"), input);
+    assert!(ok);
+    let first: Vec<&str> = out.lines().take_while(|l| !l.contains("job 1")).collect();
+    assert_eq!(first.len(), 1, "{out}");
+    assert!(first[0].contains("Usage: !restart ddm <target> [soft|hard]"), "{out}");
+    assert!(out.contains("succeeded"), "{out}");
+}
+
+#[test]
+fn sigkill_while_awaiting_approval_then_approve_after_restart() {
+    let (dir, emu, config) = setup("30m");
+    let data = dir.path().join("data");
+    let mut shell = LiveShell::start(&config, &data);
+    shell.send("!restart ddm orders-db hard");
+    shell.expect("awaiting approval");
+    shell.kill();
+
+    let input = "/as bob dba\n/react 1 ✅\n/wait 1\n";
+    let (out, err, ok) = run_shell(&config, &data, input);
+    assert!(ok, "{err}");
+    assert!(out.contains("✅ job 1 · succeeded"), "{out}");
+    assert_eq!(emu.calls("ddm.restart"), 1);
+}
+
+#[test]
+fn sigkill_while_running_then_polling_resumes_and_nothing_is_resent() {
+    let dir = tempfile::tempdir().unwrap();
+    let emu = Emulator::start("3s");
+    let config = write_config(dir.path(), &emu.url, "30m");
+    let data = dir.path().join("data");
+    let mut shell = LiveShell::start(&config, &data);
+    shell.send("!restart ddm orders-db");
+    shell.expect("· running ·");
+    shell.kill();
+
+    let (out, err, ok) = run_shell(&config, &data, "/wait 1\n!status 1\n");
+    assert!(ok, "{err}");
+    assert!(out.contains("✅ job 1 · succeeded"), "{out}");
+    assert_eq!(emu.calls("ddm.restart"), 1, "the restart was sent exactly once");
+}
+
+#[test]
+fn a_second_shell_on_the_same_data_gets_a_clear_error() {
+    let (dir, _emu, config) = setup("30m");
+    let data = dir.path().join("data");
+    let mut first = LiveShell::start(&config, &data);
+    first.send("!jobs");
+    first.expect("No pending or running jobs");
+    let (_, err, ok) = run_shell(&config, &data, "!jobs\n");
+    assert!(!ok);
+    assert!(err.contains("already in use by another opsgate process"), "{err}");
+    first.kill();
+}
