@@ -5,14 +5,15 @@
 //! change is made durable in the [`store`] before anything acts on it; cloud operations sit
 //! behind [`cloud::CloudOperation`].
 
+pub mod app;
+pub mod approval;
+pub mod chat;
 pub mod cloud;
 pub mod command;
 pub mod config;
 pub mod emulator;
-pub mod secret;
-pub mod approval;
-pub mod chat;
 pub mod engine;
 pub mod job;
 pub mod policy;
+pub mod secret;
 pub mod store;

@@ -96,7 +96,11 @@ impl JobObserver for JobWatch {
 
 impl JobWatch {
     /// Waits until `done` holds for the known states, or `timeout` passes. Returns `done`'s value.
-    fn wait_until(&self, timeout: Duration, done: impl Fn(&HashMap<JobId, JobState>) -> bool) -> bool {
+    fn wait_until(
+        &self,
+        timeout: Duration,
+        done: impl Fn(&HashMap<JobId, JobState>) -> bool,
+    ) -> bool {
         let deadline = Instant::now() + timeout;
         let mut states = self.states.lock().unwrap_or_else(|e| e.into_inner());
         loop {
@@ -116,7 +120,11 @@ impl JobWatch {
     }
 
     fn state(&self, job: JobId) -> Option<JobState> {
-        self.states.lock().unwrap_or_else(|e| e.into_inner()).get(&job).copied()
+        self.states
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&job)
+            .copied()
     }
 }
 
@@ -163,7 +171,9 @@ pub fn run(
         }
     }
     sync(engine);
-    let drained = watch.wait_until(opts.drain_timeout, |states| !states.values().any(|s| s.is_in_flight()));
+    let drained = watch.wait_until(opts.drain_timeout, |states| {
+        !states.values().any(|s| s.is_in_flight())
+    });
     if !drained {
         say("end of input: jobs still running after the drain timeout; they resume on the next start");
     }
@@ -192,14 +202,23 @@ struct Session<'a> {
 
 impl<'a> Session<'a> {
     fn new(config: &'a Config, user: String, roles: &[String], channel: &str) -> Session<'a> {
-        let mut s = Session { config, user, roles: Vec::new(), channel: String::new() };
+        let mut s = Session {
+            config,
+            user,
+            roles: Vec::new(),
+            channel: String::new(),
+        };
         s.set_roles(roles);
         s.set_channel(channel);
         s
     }
 
     fn actor(&self) -> Actor {
-        Actor { id: self.user.clone(), name: self.user.clone(), roles: self.roles.clone() }
+        Actor {
+            id: self.user.clone(),
+            name: self.user.clone(),
+            roles: self.roles.clone(),
+        }
     }
 
     fn set_roles(&mut self, names: &[String]) {
@@ -207,18 +226,37 @@ impl<'a> Session<'a> {
         for name in names.iter().filter(|n| !n.is_empty()) {
             match self.config.roles.get(name) {
                 Some(id) => self.roles.push(*id),
-                None => say(&format!("unknown role `{name}` (known: {})", self.config.roles.keys().cloned().collect::<Vec<_>>().join(", "))),
+                None => say(&format!(
+                    "unknown role `{name}` (known: {})",
+                    self.config
+                        .roles
+                        .keys()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )),
             }
         }
     }
 
     fn set_channel(&mut self, name: &str) {
         let name = name.trim_start_matches('#');
-        self.channel = self.config.channels.get(name).cloned().unwrap_or_else(|| name.to_string());
+        self.channel = self
+            .config
+            .channels
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| name.to_string());
     }
 
     /// Returns false to stop reading input.
-    fn directive(&mut self, text: &str, engine: &EngineHandle, watch: &JobWatch, opts: &ShellOptions) -> bool {
+    fn directive(
+        &mut self,
+        text: &str,
+        engine: &EngineHandle,
+        watch: &JobWatch,
+        opts: &ShellOptions,
+    ) -> bool {
         let mut words = text.split_whitespace();
         let name = words.next().unwrap_or_default();
         let args: Vec<&str> = words.collect();

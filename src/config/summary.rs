@@ -21,7 +21,11 @@ pub fn summary(config: &Config) -> String {
     let _ = writeln!(out, "prefix: {}", config.prefix);
     let _ = writeln!(out, "roles ({}):", config.roles.len());
     for (name, id) in &config.roles {
-        let admin = if config.admin_roles.contains(id) { " (admin)" } else { "" };
+        let admin = if config.admin_roles.contains(id) {
+            " (admin)"
+        } else {
+            ""
+        };
         let _ = writeln!(out, "  {name:<16} {id}{admin}");
     }
     let _ = writeln!(out, "channels ({}):", config.channels.len());
@@ -35,7 +39,11 @@ pub fn summary(config: &Config) -> String {
         } else {
             format!(" [{}]", r.modes.join("|"))
         };
-        let channels: Vec<_> = r.channels.iter().map(|c| format!("#{}", config.channel_name(c))).collect();
+        let channels: Vec<_> = r
+            .channels
+            .iter()
+            .map(|c| format!("#{}", config.channel_name(c)))
+            .collect();
         let approval = if r.approvals == 0 {
             "no approval".to_string()
         } else {
@@ -51,13 +59,23 @@ pub fn summary(config: &Config) -> String {
             "  {}{modes}: requested by {} in {}; {approval}",
             r.command,
             role_list(&r.request_roles),
-            if channels.is_empty() { "any channel".to_string() } else { channels.join(", ") },
+            if channels.is_empty() {
+                "any channel".to_string()
+            } else {
+                channels.join(", ")
+            },
         );
     }
     let _ = writeln!(out, "targets ({}):", config.targets.len());
     for (name, t) in &config.targets {
         let params: Vec<_> = t.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        let _ = writeln!(out, "  {name:<16} {} on {} ({})", t.service, t.account, params.join(" "));
+        let _ = writeln!(
+            out,
+            "  {name:<16} {} on {} ({})",
+            t.service,
+            t.account,
+            params.join(" ")
+        );
     }
     let _ = writeln!(out, "accounts ({}):", config.accounts.len());
     for (name, a) in &config.accounts {
@@ -75,7 +93,10 @@ pub fn summary(config: &Config) -> String {
         let endpoints = if a.endpoints.is_empty() {
             String::new()
         } else {
-            format!("; endpoints overridden: {}", a.endpoints.keys().cloned().collect::<Vec<_>>().join(", "))
+            format!(
+                "; endpoints overridden: {}",
+                a.endpoints.keys().cloned().collect::<Vec<_>>().join(", ")
+            )
         };
         let _ = writeln!(
             out,

@@ -26,6 +26,9 @@ fn endpoint_keys(provider: Provider) -> &'static [&'static str] {
     }
 }
 
+/// Resolves role names at a key path to IDs, reporting unknown ones.
+type RoleIds<'a> = &'a dyn Fn(&[String], &str, &mut Collector) -> Vec<u64>;
+
 #[derive(Default)]
 struct Collector(Vec<Problem>);
 
@@ -114,13 +117,25 @@ fn validate(raw: RawConfig, source: &Path, p: &mut Collector) -> Config {
     for (name, id) in &raw.channels {
         let path = format!("channels.{name}");
         if !ids::NAME.matches(name) {
-            p.add(&path, format!("channel name must be {}", ids::NAME.describe));
+            p.add(
+                &path,
+                format!("channel name must be {}", ids::NAME.describe),
+            );
         }
         let id = match id {
             RawId::Number(n) if *n > 0 => n.to_string(),
-            RawId::Text(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') => s.clone(),
+            RawId::Text(s)
+                if !s.is_empty()
+                    && s.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') =>
+            {
+                s.clone()
+            }
             _ => {
-                p.add(&path, "must be a channel ID (digits, or a name for the shell)");
+                p.add(
+                    &path,
+                    "must be a channel ID (digits, or a name for the shell)",
+                );
                 continue;
             }
         };
@@ -131,7 +146,10 @@ fn validate(raw: RawConfig, source: &Path, p: &mut Collector) -> Config {
     for (name, raw) in raw.accounts {
         let path = format!("accounts.{name}");
         if !ids::NAME.matches(&name) {
-            p.add(&path, format!("account name must be {}", ids::NAME.describe));
+            p.add(
+                &path,
+                format!("account name must be {}", ids::NAME.describe),
+            );
         }
         if let Some(account) = account(&name, raw, &path, &base, p) {
             accounts.insert(name, Arc::new(account));
@@ -208,7 +226,10 @@ fn duration(text: &str, path: &str, p: &mut Collector) -> Option<Duration> {
     match humantime::parse_duration(text) {
         Ok(d) if !d.is_zero() => Some(d),
         _ => {
-            p.add(path, format!("`{text}` is not a duration such as 30s, 15m or 2h"));
+            p.add(
+                path,
+                format!("`{text}` is not a duration such as 30s, 15m or 2h"),
+            );
             None
         }
     }
@@ -225,30 +246,49 @@ fn account(
         Some(s) => match Provider::parse(s) {
             Some(v) => Some(v),
             None => {
-                p.add(format!("{path}.provider"), format!("unknown provider `{s}` (huawei, alibaba or scnet)"));
+                p.add(
+                    format!("{path}.provider"),
+                    format!("unknown provider `{s}` (huawei, alibaba or scnet)"),
+                );
                 None
             }
         },
         None => {
-            p.add(format!("{path}.provider"), "missing (huawei, alibaba or scnet)");
+            p.add(
+                format!("{path}.provider"),
+                "missing (huawei, alibaba or scnet)",
+            );
             None
         }
     };
     let region = raw.region.clone().unwrap_or_default();
     if !ids::REGION.matches(&region) {
-        p.add(format!("{path}.region"), format!("must be {}", ids::REGION.describe));
+        p.add(
+            format!("{path}.region"),
+            format!("must be {}", ids::REGION.describe),
+        );
     }
     let auth = match raw.auth.as_deref() {
         None | Some("password") => AuthMethod::Password,
         Some("aksk") => AuthMethod::AkSk,
         Some(other) => {
-            p.add(format!("{path}.auth"), format!("unknown auth `{other}` (password or aksk)"));
+            p.add(
+                format!("{path}.auth"),
+                format!("unknown auth `{other}` (password or aksk)"),
+            );
             AuthMethod::Password
         }
     };
-    let secret = |kind: &str, env: &Option<String>, file: &Option<String>, needed: bool, p: &mut Collector| {
+    let secret = |kind: &str,
+                  env: &Option<String>,
+                  file: &Option<String>,
+                  needed: bool,
+                  p: &mut Collector| {
         if env.is_some() && file.is_some() {
-            p.add(format!("{path}.{kind}_env"), format!("set {kind}_env or {kind}_file, not both"));
+            p.add(
+                format!("{path}.{kind}_env"),
+                format!("set {kind}_env or {kind}_file, not both"),
+            );
         }
         if needed && env.is_none() && file.is_none() {
             p.add(format!("{path}.{kind}_env"), format!("missing: name the environment variable ({kind}_env) or file ({kind}_file) that holds it"));
@@ -259,8 +299,14 @@ fn account(
     if provider == Provider::Huawei {
         match &raw.project_id {
             Some(id) if ids::HUAWEI_PROJECT.matches(id) => {}
-            Some(_) => p.add(format!("{path}.project_id"), format!("must be {}", ids::HUAWEI_PROJECT.describe)),
-            None => p.add(format!("{path}.project_id"), "missing (Huawei calls are project-scoped)"),
+            Some(_) => p.add(
+                format!("{path}.project_id"),
+                format!("must be {}", ids::HUAWEI_PROJECT.describe),
+            ),
+            None => p.add(
+                format!("{path}.project_id"),
+                "missing (Huawei calls are project-scoped)",
+            ),
         }
     }
     let password_auth = provider == Provider::Huawei && auth == AuthMethod::Password;
@@ -269,19 +315,52 @@ fn account(
             p.add(format!("{path}.iam_user"), "missing (the IAM user name)");
         }
         if raw.iam_domain.as_deref().unwrap_or("").is_empty() {
-            p.add(format!("{path}.iam_domain"), "missing (the account, i.e. domain, name)");
+            p.add(
+                format!("{path}.iam_domain"),
+                "missing (the account, i.e. domain, name)",
+            );
         }
     }
-    let password = secret("password", &raw.password_env, &raw.password_file, password_auth, p);
-    let access_key = secret("access_key", &raw.access_key_env, &raw.access_key_file, !password_auth, p);
-    let secret_key = secret("secret_key", &raw.secret_key_env, &raw.secret_key_file, !password_auth, p);
+    let password = secret(
+        "password",
+        &raw.password_env,
+        &raw.password_file,
+        password_auth,
+        p,
+    );
+    let access_key = secret(
+        "access_key",
+        &raw.access_key_env,
+        &raw.access_key_file,
+        !password_auth,
+        p,
+    );
+    let secret_key = secret(
+        "secret_key",
+        &raw.secret_key_env,
+        &raw.secret_key_file,
+        !password_auth,
+        p,
+    );
     for (key, url) in &raw.endpoints {
         let epath = format!("{path}.endpoints.{key}");
         if !endpoint_keys(provider).contains(&key.as_str()) {
-            p.add(&epath, format!("unknown endpoint (known for {}: {})", provider.name(), endpoint_keys(provider).join(", ")));
+            p.add(
+                &epath,
+                format!(
+                    "unknown endpoint (known for {}: {})",
+                    provider.name(),
+                    endpoint_keys(provider).join(", ")
+                ),
+            );
         }
-        if !(url.starts_with("https://") || url.starts_with("http://")) || url.contains(char::is_whitespace) {
-            p.add(&epath, "must be a base URL starting with https:// (or http:// for a local emulator)");
+        if !(url.starts_with("https://") || url.starts_with("http://"))
+            || url.contains(char::is_whitespace)
+        {
+            p.add(
+                &epath,
+                "must be a base URL starting with https:// (or http:// for a local emulator)",
+            );
         }
     }
     let poll_interval = raw
@@ -323,17 +402,43 @@ fn target(
     p: &mut Collector,
 ) -> Option<Target> {
     let Some(service_name) = raw.service.as_deref() else {
-        p.add(format!("{path}.service"), format!("missing (one of: {})", catalog::services().collect::<Vec<_>>().join(", ")));
+        p.add(
+            format!("{path}.service"),
+            format!(
+                "missing (one of: {})",
+                catalog::services().collect::<Vec<_>>().join(", ")
+            ),
+        );
         return None;
     };
-    let Some(op) = OPERATIONS.iter().find(|op| op.service.eq_ignore_ascii_case(service_name) || op.aliases.iter().any(|a| a.eq_ignore_ascii_case(service_name))) else {
-        p.add(format!("{path}.service"), format!("unknown service `{service_name}` (one of: {})", catalog::services().collect::<Vec<_>>().join(", ")));
+    let Some(op) = OPERATIONS.iter().find(|op| {
+        op.service.eq_ignore_ascii_case(service_name)
+            || op
+                .aliases
+                .iter()
+                .any(|a| a.eq_ignore_ascii_case(service_name))
+    }) else {
+        p.add(
+            format!("{path}.service"),
+            format!(
+                "unknown service `{service_name}` (one of: {})",
+                catalog::services().collect::<Vec<_>>().join(", ")
+            ),
+        );
         return None;
     };
     let account = match raw.account {
         Some(a) => match accounts.get(&a) {
             Some(acc) if acc.provider != op.provider => {
-                p.add(format!("{path}.account"), format!("account `{a}` is {}, but {} needs a {} account", acc.provider.name(), op.service, op.provider.name()));
+                p.add(
+                    format!("{path}.account"),
+                    format!(
+                        "account `{a}` is {}, but {} needs a {} account",
+                        acc.provider.name(),
+                        op.service,
+                        op.provider.name()
+                    ),
+                );
                 a
             }
             Some(_) => a,
@@ -342,10 +447,19 @@ fn target(
                 a
             }
         },
-        None => match accounts.values().find(|acc| acc.provider == op.provider && acc.default) {
+        None => match accounts
+            .values()
+            .find(|acc| acc.provider == op.provider && acc.default)
+        {
             Some(acc) => acc.name.clone(),
             None => {
-                p.add(format!("{path}.account"), format!("missing, and there is no default {} account", op.provider.name()));
+                p.add(
+                    format!("{path}.account"),
+                    format!(
+                        "missing, and there is no default {} account",
+                        op.provider.name()
+                    ),
+                );
                 String::new()
             }
         },
@@ -355,7 +469,14 @@ fn target(
         let kpath = format!("{path}.{key}");
         let Some(param) = op.target.iter().find(|prm| prm.name == key) else {
             let known: Vec<_> = op.target.iter().map(|prm| prm.name).collect();
-            p.add(kpath, format!("unknown key (a {} target has: service, account, description, {})", op.service, known.join(", ")));
+            p.add(
+                kpath,
+                format!(
+                    "unknown key (a {} target has: service, account, description, {})",
+                    op.service,
+                    known.join(", ")
+                ),
+            );
             continue;
         };
         match value.as_str() {
@@ -366,8 +487,16 @@ fn target(
         }
     }
     for param in op.target {
-        if !params.contains_key(param.name) && !p.0.iter().any(|x| x.path == format!("{path}.{}", param.name)) {
-            p.add(format!("{path}.{}", param.name), format!("missing ({})", param.pattern.describe));
+        if !params.contains_key(param.name)
+            && !p
+                .0
+                .iter()
+                .any(|x| x.path == format!("{path}.{}", param.name))
+        {
+            p.add(
+                format!("{path}.{}", param.name),
+                format!("missing ({})", param.pattern.describe),
+            );
         }
     }
     Some(Target {
@@ -383,7 +512,7 @@ fn rule(
     raw: RawRule,
     path: &str,
     channels: &BTreeMap<String, String>,
-    role_ids: &dyn Fn(&[String], &str, &mut Collector) -> Vec<u64>,
+    role_ids: RoleIds<'_>,
     p: &mut Collector,
 ) -> Option<Rule> {
     let Some(command) = raw.command.as_deref() else {
@@ -392,7 +521,10 @@ fn rule(
     };
     let Some(op) = catalog::operation_by_key(command) else {
         let known: Vec<_> = OPERATIONS.iter().map(|op| op.key()).collect();
-        p.add(format!("{path}.command"), format!("unknown command `{command}` (one of: {})", known.join(", ")));
+        p.add(
+            format!("{path}.command"),
+            format!("unknown command `{command}` (one of: {})", known.join(", ")),
+        );
         return None;
     };
     let mut modes = Vec::new();
@@ -401,13 +533,25 @@ fn rule(
         if op.mode_values().contains(&m.as_str()) {
             modes.push(m);
         } else if op.modes.is_none() {
-            p.add(format!("{path}.modes[{i}]"), format!("`{}` has no modes", op.key()));
+            p.add(
+                format!("{path}.modes[{i}]"),
+                format!("`{}` has no modes", op.key()),
+            );
         } else {
-            p.add(format!("{path}.modes[{i}]"), format!("unknown mode `{m}` (one of: {})", op.mode_values().join(", ")));
+            p.add(
+                format!("{path}.modes[{i}]"),
+                format!(
+                    "unknown mode `{m}` (one of: {})",
+                    op.mode_values().join(", ")
+                ),
+            );
         }
     }
     if raw.request_roles.is_empty() {
-        p.add(format!("{path}.request_roles"), "missing: at least one role must be allowed to request this");
+        p.add(
+            format!("{path}.request_roles"),
+            "missing: at least one role must be allowed to request this",
+        );
     }
     let request_roles = role_ids(&raw.request_roles, &format!("{path}.request_roles"), p);
     let approver_roles = role_ids(&raw.approver_roles, &format!("{path}.approver_roles"), p);
@@ -415,15 +559,24 @@ fn rule(
     for (i, c) in raw.channels.iter().enumerate() {
         match channels.get(c) {
             Some(id) => channel_ids.push(id.clone()),
-            None => p.add(format!("{path}.channels[{i}]"), format!("unknown channel `{c}` (add it under [channels])")),
+            None => p.add(
+                format!("{path}.channels[{i}]"),
+                format!("unknown channel `{c}` (add it under [channels])"),
+            ),
         }
     }
     let approvals = raw.approvals.unwrap_or(0);
     if !(0..=MAX_APPROVALS).contains(&approvals) {
-        p.add(format!("{path}.approvals"), format!("must be between 0 and {MAX_APPROVALS}"));
+        p.add(
+            format!("{path}.approvals"),
+            format!("must be between 0 and {MAX_APPROVALS}"),
+        );
     }
     if approvals > 0 && raw.approver_roles.is_empty() {
-        p.add(format!("{path}.approver_roles"), "missing: a rule that needs approvals must say who may approve");
+        p.add(
+            format!("{path}.approver_roles"),
+            "missing: a rule that needs approvals must say who may approve",
+        );
     }
     let expires = match raw.expires.as_deref() {
         Some(t) => duration(t, &format!("{path}.expires"), p).unwrap_or(DEFAULT_EXPIRY),

@@ -16,6 +16,9 @@ fn report(tx: &Sender<EngineEvent>, job: JobId, update: CloudUpdate) {
     let _ = tx.send(EngineEvent::Cloud { job, update });
 }
 
+/// The operation for a job, or why it cannot be had (e.g. a missing secret).
+type OperationOrWhy = Result<Arc<dyn CloudOperation>, String>;
+
 /// `d` +/- 10 %, so many jobs polling one provider do not fall into step.
 fn jitter(d: Duration) -> Duration {
     let factor = 0.9 + fastrand::f64() * 0.2;
@@ -23,13 +26,18 @@ fn jitter(d: Duration) -> Duration {
 }
 
 impl Engine {
-    fn operation_for(&self, id: JobId) -> Option<(Result<Arc<dyn CloudOperation>, String>, JobSpec)> {
+    fn operation_for(&self, id: JobId) -> Option<(OperationOrWhy, JobSpec)> {
         let job = self.active.get(&id)?;
-        Some((self.registry.get(&job.spec.operation, &job.spec.account), job.spec.clone()))
+        Some((
+            self.registry.get(&job.spec.operation, &job.spec.account),
+            job.spec.clone(),
+        ))
     }
 
     pub(super) fn spawn_submit(&mut self, id: JobId) {
-        let Some((op, spec)) = self.operation_for(id) else { return };
+        let Some((op, spec)) = self.operation_for(id) else {
+            return;
+        };
         let tx = self.tx.clone();
         match op {
             Err(why) => report(&tx, id, CloudUpdate::Unavailable(why)),
@@ -48,10 +56,16 @@ impl Engine {
     }
 
     pub(super) fn spawn_reconcile(&mut self, id: JobId) {
-        let Some((op, spec)) = self.operation_for(id) else { return };
+        let Some((op, spec)) = self.operation_for(id) else {
+            return;
+        };
         let tx = self.tx.clone();
         match op {
-            Err(why) => report(&tx, id, CloudUpdate::Reconciled(crate::cloud::ReconcileOutcome::Unknown(why))),
+            Err(why) => report(
+                &tx,
+                id,
+                CloudUpdate::Reconciled(crate::cloud::ReconcileOutcome::Unknown(why)),
+            ),
             Ok(op) => {
                 self.runtime.spawn(async move {
                     let outcome = op.reconcile(&spec).await;
@@ -62,8 +76,12 @@ impl Engine {
     }
 
     pub(super) fn spawn_poll(&mut self, id: JobId) {
-        let Some((op, spec)) = self.operation_for(id) else { return };
-        let Some(job) = self.active.get(&id) else { return };
+        let Some((op, spec)) = self.operation_for(id) else {
+            return;
+        };
+        let Some(job) = self.active.get(&id) else {
+            return;
+        };
         let handle = job.handle.clone().unwrap_or(serde_json::Value::Null);
         let started = job.started_ms.unwrap_or_else(now_ms);
         let tx = self.tx.clone();
@@ -96,7 +114,10 @@ async fn poll_until_done(
     loop {
         tokio::time::sleep(jitter(delay)).await;
         match op.poll(&spec, &handle).await {
-            PollOutcome::InProgress { progress, handle: new_handle } => {
+            PollOutcome::InProgress {
+                progress,
+                handle: new_handle,
+            } => {
                 delay = policy.interval;
                 let handle_changed = new_handle.as_ref().is_some_and(|h| *h != handle);
                 if let Some(h) = new_handle {
@@ -118,7 +139,9 @@ async fn poll_until_done(
                     report(&tx, id, CloudUpdate::NeedsAttention(what));
                 }
             }
-            PollOutcome::Succeeded(detail) => return report(&tx, id, CloudUpdate::Finished(Ok(detail))),
+            PollOutcome::Succeeded(detail) => {
+                return report(&tx, id, CloudUpdate::Finished(Ok(detail)))
+            }
             PollOutcome::Failed(err) => return report(&tx, id, CloudUpdate::Finished(Err(err))),
             PollOutcome::Transient(why) => {
                 tracing::warn!(job = id, error = %why, "poll failed; backing off");

@@ -15,8 +15,18 @@ fn who(actor: &Actor) -> Option<String> {
 impl Engine {
     pub(super) fn on_chat(&mut self, event: ChatEvent, now: u64) {
         match event {
-            ChatEvent::Message { actor, origin, text } => self.on_message(&actor, &origin, &text, now),
-            ChatEvent::Reaction { actor, origin, message_id, emoji, added } => {
+            ChatEvent::Message {
+                actor,
+                origin,
+                text,
+            } => self.on_message(&actor, &origin, &text, now),
+            ChatEvent::Reaction {
+                actor,
+                origin,
+                message_id,
+                emoji,
+                added,
+            } => {
                 let Some(vote) = Vote::from_emoji(&emoji) else {
                     return;
                 };
@@ -26,13 +36,20 @@ impl Engine {
                     _ => return,
                 };
                 match (vote, added) {
-                    (Vote::Approve, true) => self.vote(&actor, &origin, job, Vote::Approve, None, now),
+                    (Vote::Approve, true) => {
+                        self.vote(&actor, &origin, job, Vote::Approve, None, now)
+                    }
                     (Vote::Deny, true) => self.vote(&actor, &origin, job, Vote::Deny, None, now),
                     (Vote::Approve, false) => self.withdraw(&actor, &origin, job, now),
                     (Vote::Deny, false) => {}
                 }
             }
-            ChatEvent::Button { actor, origin, job, vote } => self.vote(&actor, &origin, job, vote, None, now),
+            ChatEvent::Button {
+                actor,
+                origin,
+                job,
+                vote,
+            } => self.vote(&actor, &origin, job, vote, None, now),
             ChatEvent::MessagePosted { job, message_id } => {
                 self.record_message_id(job, message_id);
             }
@@ -56,10 +73,12 @@ impl Engine {
             Command::Deny(id, reason) => self.vote(actor, origin, id, Vote::Deny, reason, now),
             Command::Cancel(id) => self.cancel(actor, origin, id, now),
             Command::Status(id) => {
+                self.publish_writes();
                 let text = self.status_text(id);
                 self.reply(origin, text, false);
             }
             Command::Jobs(filter) => {
+                self.publish_writes();
                 let text = self.jobs_text(filter, actor);
                 self.reply(origin, text, false);
             }
@@ -76,7 +95,13 @@ impl Engine {
 
     fn request(&mut self, actor: &Actor, origin: &Origin, req: OperationRequest, now: u64) {
         let op = req.op;
-        let rule = match policy::check_request(&self.config, &actor.roles, &origin.channel, &op.key(), req.mode.as_deref()) {
+        let rule = match policy::check_request(
+            &self.config,
+            &actor.roles,
+            &origin.channel,
+            &op.key(),
+            req.mode.as_deref(),
+        ) {
             Ok(rule) => rule.clone(),
             Err(refusal) => return self.reply(origin, refusal, true),
         };
@@ -84,7 +109,12 @@ impl Engine {
             Some(name) => match self.config.accounts.get(name) {
                 Some(acc) if acc.provider == op.provider => acc.name.clone(),
                 Some(acc) => {
-                    let msg = format!("Account `{name}` is a {} account; {} needs {}.", acc.provider.name(), op.key(), op.provider.name());
+                    let msg = format!(
+                        "Account `{name}` is a {} account; {} needs {}.",
+                        acc.provider.name(),
+                        op.key(),
+                        op.provider.name()
+                    );
                     return self.reply(origin, msg, true);
                 }
                 None => return self.reply(origin, format!("Unknown account `{name}`."), true),
@@ -92,12 +122,20 @@ impl Engine {
             None => match self.config.default_account(op.provider) {
                 Some(acc) => acc.name.clone(),
                 None => {
-                    let msg = format!("There is no default {} account; add account=NAME.", op.provider.name());
+                    let msg = format!(
+                        "There is no default {} account; add account=NAME.",
+                        op.provider.name()
+                    );
                     return self.reply(origin, msg, true);
                 }
             },
         };
-        let spec = JobSpec { operation: op.id.to_string(), account, target: req.target, params: req.params };
+        let spec = JobSpec {
+            operation: op.id.to_string(),
+            account,
+            target: req.target,
+            params: req.params,
+        };
         let lock = job::lock_key(&spec);
         if let Some(holder) = self.locks.get(&lock).and_then(|id| self.active.get(id)) {
             let msg = format!(
@@ -106,7 +144,11 @@ impl Engine {
                 holder.id,
                 holder.action(),
                 holder.state.label(),
-                if holder.state == JobState::AwaitingApproval { " or cancel it" } else { "" }
+                if holder.state == JobState::AwaitingApproval {
+                    " or cancel it"
+                } else {
+                    ""
+                }
             );
             return self.reply(origin, msg, true);
         }
@@ -118,7 +160,10 @@ impl Engine {
         let job = Job {
             id,
             spec,
-            requester: Person { id: actor.id.clone(), name: actor.name.clone() },
+            requester: Person {
+                id: actor.id.clone(),
+                name: actor.name.clone(),
+            },
             channel: origin.channel.clone(),
             requirement: Requirement {
                 rule: rule.name.clone(),
@@ -128,7 +173,11 @@ impl Engine {
             state: JobState::AwaitingApproval,
             approvals: Vec::new(),
             created_ms: now,
-            expires_ms: if needs_approval { now + rule.expires.as_millis() as u64 } else { 0 },
+            expires_ms: if needs_approval {
+                now + rule.expires.as_millis() as u64
+            } else {
+                0
+            },
             updated_ms: now,
             message_id: None,
             cloud_ref: None,
@@ -139,7 +188,12 @@ impl Engine {
             finished_ms: None,
             audit_len: 0,
         };
-        let detail = format!("{} under rule `{}` in #{}", job.action(), rule.name, self.config.channel_name(&origin.channel));
+        let detail = format!(
+            "{} under rule `{}` in #{}",
+            job.action(),
+            rule.name,
+            self.config.channel_name(&origin.channel)
+        );
         tracing::info!(job = id, user = %actor.id, action = %job.action(), "job requested");
         self.locks.insert(lock, id);
         if needs_approval {
@@ -149,19 +203,45 @@ impl Engine {
         self.save_quiet(id, who(actor), "requested", detail, now);
         if needs_approval {
             let card = self.card(&self.active[&id]);
-            self.effects.push(Effect::Chat(Outgoing::Card { channel: origin.channel.clone(), card, mention_roles: Vec::new() }));
+            self.effects.push(Effect::Chat(Outgoing::Card {
+                channel: origin.channel.clone(),
+                card,
+                mention_roles: Vec::new(),
+            }));
         } else {
-            self.start(id, "approved", format!("rule `{}` needs no approval", rule.name), None, now);
+            self.start(
+                id,
+                "approved",
+                format!("rule `{}` needs no approval", rule.name),
+                None,
+                now,
+            );
             let card = self.card(&self.active[&id]);
-            self.effects.push(Effect::Chat(Outgoing::Card { channel: origin.channel.clone(), card, mention_roles: Vec::new() }));
+            self.effects.push(Effect::Chat(Outgoing::Card {
+                channel: origin.channel.clone(),
+                card,
+                mention_roles: Vec::new(),
+            }));
         }
     }
 
     /// Persist without queueing a card update (used before the card is first posted).
-    fn save_quiet(&mut self, id: JobId, actor: Option<String>, event: &str, detail: String, now: u64) {
+    fn save_quiet(
+        &mut self,
+        id: JobId,
+        actor: Option<String>,
+        event: &str,
+        detail: String,
+        now: u64,
+    ) {
         if let Some(job) = self.active.get_mut(&id) {
             job.updated_ms = now;
-            let entry = crate::store::AuditEntry { at_ms: now, actor, event: event.to_string(), detail };
+            let entry = crate::store::AuditEntry {
+                at_ms: now,
+                actor,
+                event: event.to_string(),
+                detail,
+            };
             self.batch.put_job(job, Some(entry));
             self.effects.push(Effect::Observe(id, job.state));
         }
@@ -176,33 +256,67 @@ impl Engine {
         self.expiries.retain(|(_, j)| *j != id);
         self.save_quiet(id, actor, event, detail, now);
         if self.transition(id, JobState::Submitting) {
-            self.save_quiet(id, None, "submitting", "sending the request to the cloud".into(), now);
+            self.save_quiet(
+                id,
+                None,
+                "submitting",
+                "sending the request to the cloud".into(),
+                now,
+            );
             self.effects.push(Effect::Submit(id));
         }
     }
 
     /// A job that is not active: say what happened to it, or that it does not exist.
-    fn not_active(&self, id: JobId) -> String {
+    fn not_active(&mut self, id: JobId) -> String {
+        self.publish_writes();
         match self.store.job(id) {
-            Ok(Some(job)) => format!("Job {id} is already {} ({}).", job.state.label(), job.action()),
+            Ok(Some(job)) => format!(
+                "Job {id} is already {} ({}).",
+                job.state.label(),
+                job.action()
+            ),
             _ => format!("There is no job {id}."),
         }
     }
 
-    fn vote(&mut self, actor: &Actor, origin: &Origin, id: JobId, vote: Vote, reason: Option<String>, now: u64) {
+    fn vote(
+        &mut self,
+        actor: &Actor,
+        origin: &Origin,
+        id: JobId,
+        vote: Vote,
+        reason: Option<String>,
+        now: u64,
+    ) {
         let Some(job) = self.active.get_mut(&id) else {
             let msg = self.not_active(id);
             return self.reply(origin, msg, true);
         };
-        let verb = if vote == Vote::Approve { "approve" } else { "deny" };
+        let verb = if vote == Vote::Approve {
+            "approve"
+        } else {
+            "deny"
+        };
         let result = match vote {
             Vote::Approve => approval::approve(job, actor, now).map(Some),
             Vote::Deny => approval::may_deny(job, actor, now).map(|_| None),
         };
         match result {
             Err(Refusal::Expired) => {
-                self.finish(id, JobState::Expired, None, "expired", "no quorum before the deadline".into(), now);
-                self.reply(origin, format!("{}: job {id} has expired; nothing was run.", actor.name), true);
+                self.finish(
+                    id,
+                    JobState::Expired,
+                    None,
+                    "expired",
+                    "no quorum before the deadline".into(),
+                    now,
+                );
+                self.reply(
+                    origin,
+                    format!("{}: job {id} has expired; nothing was run.", actor.name),
+                    true,
+                );
             }
             Err(Refusal::NotApprover(roles)) => {
                 let msg = format!(
@@ -228,7 +342,13 @@ impl Engine {
                 let detail = format!("approval {have} of {need} by {}", actor.name);
                 if quorum {
                     self.start(id, "approved", detail, who(actor), now);
-                    self.save(id, None, "quorum", format!("{have} of {need} approvals"), now);
+                    self.save(
+                        id,
+                        None,
+                        "quorum",
+                        format!("{have} of {need} approvals"),
+                        now,
+                    );
                 } else {
                     self.save(id, who(actor), "approval", detail, now);
                 }
@@ -247,7 +367,11 @@ impl Engine {
             }
             Ok(false) => {}
             Err(_) => {
-                let msg = format!("{}: job {id} is already {}; removing ✅ does not change it.", actor.name, job.state.label());
+                let msg = format!(
+                    "{}: job {id} is already {}; removing ✅ does not change it.",
+                    actor.name,
+                    job.state.label()
+                );
                 self.reply(origin, msg, true);
             }
         }
@@ -260,13 +384,26 @@ impl Engine {
         };
         let allowed = job.requester.id == actor.id || policy::is_admin(&self.config, &actor.roles);
         if !allowed {
-            let msg = format!("{}: only {} (who requested it) or an admin can cancel job {id}.", actor.name, job.requester.name);
+            let msg = format!(
+                "{}: only {} (who requested it) or an admin can cancel job {id}.",
+                actor.name, job.requester.name
+            );
             return self.reply(origin, msg, true);
         }
         if !job.state.can_become(JobState::Cancelled) {
-            let msg = format!("Job {id} is {}: it can no longer be cancelled.", job.state.label());
+            let msg = format!(
+                "Job {id} is {}: it can no longer be cancelled.",
+                job.state.label()
+            );
             return self.reply(origin, msg, true);
         }
-        self.finish(id, JobState::Cancelled, who(actor), "cancelled", format!("cancelled by {}", actor.name), now);
+        self.finish(
+            id,
+            JobState::Cancelled,
+            who(actor),
+            "cancelled",
+            format!("cancelled by {}", actor.name),
+            now,
+        );
     }
 }

@@ -30,7 +30,10 @@ const MAX_GROUP: usize = 512;
 
 pub enum EngineEvent {
     Chat(ChatEvent),
-    Cloud { job: JobId, update: CloudUpdate },
+    Cloud {
+        job: JobId,
+        update: CloudUpdate,
+    },
     /// Answered once every event sent before it has been handled, made durable and acted on.
     Sync(std::sync::mpsc::SyncSender<()>),
     /// Make everything durable and stop.
@@ -59,6 +62,9 @@ impl EngineHandle {
     }
 }
 
+// Effects live briefly in one Vec per group; boxing the chat variant would cost an
+// allocation per message for no gain.
+#[allow(clippy::large_enum_variant)]
 enum Effect {
     Chat(Outgoing),
     Submit(JobId),
@@ -135,6 +141,16 @@ impl Engine {
             match job.state {
                 JobState::AwaitingApproval => {
                     self.expiries.insert((job.expires_ms, id));
+                    // A crash between posting the card and recording its ID leaves approvers
+                    // nothing to react on: post it again.
+                    if job.message_id.is_none() {
+                        let card = self.card(&job);
+                        self.effects.push(Effect::Chat(Outgoing::Card {
+                            channel: job.channel.clone(),
+                            card,
+                            mention_roles: Vec::new(),
+                        }));
+                    }
                 }
                 // Approved but never marked submitting: provably not sent, so send it now.
                 JobState::Approved => self.effects.push(Effect::Submit(id)),
@@ -151,6 +167,12 @@ impl Engine {
         }
         self.fire_expiries(now);
         Ok(())
+    }
+
+    fn posts_approval_card(&self) -> bool {
+        self.effects.iter().any(|e| {
+            matches!(e, Effect::Chat(Outgoing::Card { card, .. }) if card.state == JobState::AwaitingApproval)
+        })
     }
 
     fn take_reconciles(&self) -> Vec<JobId> {
@@ -179,24 +201,27 @@ impl Engine {
                 Some(w) => rx.recv_timeout(w),
                 None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
             };
-            let mut group = Vec::new();
-            let mut syncs = Vec::new();
-            match first {
-                Ok(ev) => group.push(ev),
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => stop = true,
-            }
-            while group.len() < MAX_GROUP {
-                match rx.try_recv() {
-                    Ok(ev) => group.push(ev),
-                    Err(_) => break,
+            let mut next = match first {
+                Ok(ev) => Some(ev),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => {
+                    stop = true;
+                    None
                 }
-            }
-            for event in group {
+            };
+            let mut syncs = Vec::new();
+            let mut handled = 0;
+            while let Some(event) = next.take() {
                 match event {
                     EngineEvent::Shutdown => stop = true,
                     EngineEvent::Sync(ack) => syncs.push(ack),
                     event => self.handle(event, now_ms()),
+                }
+                handled += 1;
+                // An approval card ends the group: its message ID must be known before any
+                // later event (a reaction on that very message) is handled.
+                if handled < MAX_GROUP && !stop && !self.posts_approval_card() {
+                    next = rx.try_recv().ok();
                 }
             }
             self.fire_expiries(now_ms());
@@ -221,6 +246,16 @@ impl Engine {
             EngineEvent::Chat(ev) => self.on_chat(ev, now),
             EngineEvent::Cloud { job, update } => self.on_cloud(job, update, now),
             EngineEvent::Shutdown | EngineEvent::Sync(_) => {}
+        }
+    }
+
+    /// Makes this group's writes visible to reads of the store. Durability still waits for the
+    /// flush in `finish_group`, and so do all effects.
+    fn publish_writes(&mut self) {
+        if !self.batch.is_empty() {
+            if let Err(e) = self.store.commit(std::mem::take(&mut self.batch)) {
+                tracing::error!(error = %e, "could not apply pending writes");
+            }
         }
     }
 
@@ -293,8 +328,19 @@ impl Engine {
                 break;
             }
             self.expiries.pop_first();
-            if self.active.get(&id).is_some_and(|j| j.state == JobState::AwaitingApproval) {
-                self.finish(id, JobState::Expired, None, "expired", "no quorum before the deadline".into(), now);
+            if self
+                .active
+                .get(&id)
+                .is_some_and(|j| j.state == JobState::AwaitingApproval)
+            {
+                self.finish(
+                    id,
+                    JobState::Expired,
+                    None,
+                    "expired",
+                    "no quorum before the deadline".into(),
+                    now,
+                );
             }
         }
     }
@@ -318,7 +364,10 @@ impl Engine {
     }
 
     fn card(&self, job: &Job) -> JobCard {
-        JobCard::from_job(job, crate::policy::describe_roles(&self.config, &job.requirement.approver_roles))
+        JobCard::from_job(
+            job,
+            crate::policy::describe_roles(&self.config, &job.requirement.approver_roles),
+        )
     }
 
     /// Persist `job` (with an audit entry) and queue an update of its message.
@@ -327,18 +376,35 @@ impl Engine {
             return;
         };
         job.updated_ms = now;
-        let entry = AuditEntry { at_ms: now, actor, event: event.to_string(), detail };
+        let entry = AuditEntry {
+            at_ms: now,
+            actor,
+            event: event.to_string(),
+            detail,
+        };
         self.batch.put_job(job, Some(entry));
-        let card = JobCard::from_job(job, crate::policy::describe_roles(&self.config, &job.requirement.approver_roles));
+        let card = JobCard::from_job(
+            job,
+            crate::policy::describe_roles(&self.config, &job.requirement.approver_roles),
+        );
         let (channel, message_id, state) = (job.channel.clone(), job.message_id.clone(), job.state);
-        self.effects.push(Effect::Chat(Outgoing::UpdateCard { channel, message_id, card }));
+        self.effects.push(Effect::Chat(Outgoing::UpdateCard {
+            channel,
+            message_id,
+            card,
+        }));
         self.effects.push(Effect::Observe(id, state));
     }
 
     /// Append to a job's audit log without changing what chat shows.
     fn audit_only(&mut self, id: JobId, event: &str, detail: &str, now: u64) {
         if let Some(job) = self.active.get_mut(&id) {
-            let entry = AuditEntry { at_ms: now, actor: None, event: event.to_string(), detail: detail.to_string() };
+            let entry = AuditEntry {
+                at_ms: now,
+                actor: None,
+                event: event.to_string(),
+                detail: detail.to_string(),
+            };
             self.batch.put_job(job, Some(entry));
         }
     }
@@ -359,7 +425,15 @@ impl Engine {
     }
 
     /// Move a job to a final state, release its lock, persist, and drop it from memory.
-    fn finish(&mut self, id: JobId, state: JobState, actor: Option<String>, event: &str, detail: String, now: u64) {
+    fn finish(
+        &mut self,
+        id: JobId,
+        state: JobState,
+        actor: Option<String>,
+        event: &str,
+        detail: String,
+        now: u64,
+    ) {
         if !self.transition(id, state) {
             return;
         }

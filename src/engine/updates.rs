@@ -31,7 +31,11 @@ impl Engine {
         };
         let channel = job.channel.clone();
         match update {
-            CloudUpdate::Submitted(SubmitOutcome::Accepted { handle, cloud_ref, answer }) => {
+            CloudUpdate::Submitted(SubmitOutcome::Accepted {
+                handle,
+                cloud_ref,
+                answer,
+            }) => {
                 if self.transition(id, JobState::Running) {
                     if let Some(job) = self.active.get_mut(&id) {
                         job.handle = Some(handle);
@@ -64,7 +68,9 @@ impl Engine {
                     self.effects.push(Effect::Poll(id));
                 }
             }
-            CloudUpdate::Reconciled(ReconcileOutcome::Unknown(why)) => self.unknown(id, &channel, why, now),
+            CloudUpdate::Reconciled(ReconcileOutcome::Unknown(why)) => {
+                self.unknown(id, &channel, why, now)
+            }
             CloudUpdate::Progress { progress, handle } => {
                 if let Some(job) = self.active.get_mut(&id) {
                     if handle.is_some() {
@@ -87,7 +93,11 @@ impl Engine {
                     job.progress = Some(format!("waiting for a person: {what}"));
                 }
                 self.save(id, None, "attention", what.clone(), now);
-                self.notice(&channel, Some(id), format!("⚠️ job {id} is waiting for a person on the cloud side: {what}"));
+                self.notice(
+                    &channel,
+                    Some(id),
+                    format!("⚠️ job {id} is waiting for a person on the cloud side: {what}"),
+                );
             }
             CloudUpdate::Finished(Ok(detail)) => {
                 self.finish(id, JobState::Succeeded, None, "succeeded", detail, now);

@@ -28,7 +28,10 @@ impl Engine {
         let Some(job) = self.lookup(id) else {
             return format!("There is no job {id}.");
         };
-        let card = JobCard::from_job(&job, policy::describe_roles(&self.config, &job.requirement.approver_roles));
+        let card = JobCard::from_job(
+            &job,
+            policy::describe_roles(&self.config, &job.requirement.approver_roles),
+        );
         let mut out = card.line();
         let history = self.store.audit(id).unwrap_or_default();
         let skip = history.len().saturating_sub(HISTORY_LIMIT);
@@ -36,8 +39,18 @@ impl Engine {
             let _ = write!(out, "\n  … {skip} earlier entries");
         }
         for entry in history.iter().skip(skip) {
-            let actor = entry.actor.as_deref().map(|a| format!(" by {a}")).unwrap_or_default();
-            let _ = write!(out, "\n  {} {}{actor}: {}", format_utc(entry.at_ms), entry.event, entry.detail);
+            let actor = entry
+                .actor
+                .as_deref()
+                .map(|a| format!(" by {a}"))
+                .unwrap_or_default();
+            let _ = write!(
+                out,
+                "\n  {} {}{actor}: {}",
+                format_utc(entry.at_ms),
+                entry.event,
+                entry.detail
+            );
         }
         out
     }
@@ -58,7 +71,10 @@ impl Engine {
                 v.truncate(LIST_LIMIT);
                 v
             }
-            JobFilter::Mine | JobFilter::All => self.store.recent_jobs(LIST_LIMIT, LIST_SCAN, keep).unwrap_or_default(),
+            JobFilter::Mine | JobFilter::All => self
+                .store
+                .recent_jobs(LIST_LIMIT, LIST_SCAN, keep)
+                .unwrap_or_default(),
         };
         let name = match filter {
             JobFilter::Active => "pending or running",
@@ -70,7 +86,11 @@ impl Engine {
         if jobs.is_empty() {
             return format!("No {name} jobs.");
         }
-        let mut out = format!("{} {name} job{}:", jobs.len(), if jobs.len() == 1 { "" } else { "s" });
+        let mut out = format!(
+            "{} {name} job{}:",
+            jobs.len(),
+            if jobs.len() == 1 { "" } else { "s" }
+        );
         for j in &jobs {
             let _ = write!(
                 out,
@@ -95,19 +115,35 @@ impl Engine {
             };
             let mut out = format!("Usage: {usage}");
             let verb = topic.split_whitespace().next().unwrap_or_default();
-            for op in OPERATIONS.iter().filter(|op| op.verb.eq_ignore_ascii_case(verb)) {
-                if topic.split_whitespace().nth(1).is_none_or(|s| op.answers_to(verb, s)) {
+            for op in OPERATIONS
+                .iter()
+                .filter(|op| op.verb.eq_ignore_ascii_case(verb))
+            {
+                if topic
+                    .split_whitespace()
+                    .nth(1)
+                    .is_none_or(|s| op.answers_to(verb, s))
+                {
                     let _ = write!(out, "\n{}: {}", op.key(), op.summary);
                     if !op.notes.is_empty() {
                         let _ = write!(out, "\n  {}", op.notes);
                     }
-                    let targets: Vec<&str> = self.config.targets.values().filter(|t| t.service == op.service).map(|t| t.name.as_str()).collect();
+                    let targets: Vec<&str> = self
+                        .config
+                        .targets
+                        .values()
+                        .filter(|t| t.service == op.service)
+                        .map(|t| t.name.as_str())
+                        .collect();
                     if !targets.is_empty() {
                         let _ = write!(out, "\n  named targets: {}", targets.join(", "));
                     }
                 }
             }
-            for b in BUILTINS.iter().filter(|b| b.verb.eq_ignore_ascii_case(verb)) {
+            for b in BUILTINS
+                .iter()
+                .filter(|b| b.verb.eq_ignore_ascii_case(verb))
+            {
                 let _ = write!(out, "\n{}", b.summary);
             }
             return out;
@@ -127,15 +163,27 @@ impl Engine {
         let roles: Vec<String> = actor
             .roles
             .iter()
-            .map(|r| self.config.role_name(*r).map_or_else(|| r.to_string(), str::to_string))
+            .map(|r| {
+                self.config
+                    .role_name(*r)
+                    .map_or_else(|| r.to_string(), str::to_string)
+            })
             .collect();
         let mut out = format!(
             "{} ({}) in #{} · roles: {}{}",
             actor.name,
             actor.id,
             self.config.channel_name(channel),
-            if roles.is_empty() { "none".to_string() } else { roles.join(", ") },
-            if policy::is_admin(&self.config, &actor.roles) { " · admin" } else { "" }
+            if roles.is_empty() {
+                "none".to_string()
+            } else {
+                roles.join(", ")
+            },
+            if policy::is_admin(&self.config, &actor.roles) {
+                " · admin"
+            } else {
+                ""
+            }
         );
         for op in OPERATIONS {
             let modes: Vec<Option<&str>> = match &op.modes {
@@ -147,7 +195,13 @@ impl Engine {
                     Some(m) => format!("{} {m}", op.key()),
                     None => op.key(),
                 };
-                let verdict = match policy::check_request(&self.config, &actor.roles, channel, &op.key(), mode) {
+                let verdict = match policy::check_request(
+                    &self.config,
+                    &actor.roles,
+                    channel,
+                    &op.key(),
+                    mode,
+                ) {
                     Ok(rule) if rule.approvals == 0 => "yes, runs at once".to_string(),
                     Ok(rule) => format!(
                         "yes, needs {} approval{} from {} within {}",
