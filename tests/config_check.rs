@@ -74,12 +74,17 @@ fn every_problem_is_reported_with_its_key_path() {
     ] {
         assert!(text.contains(path), "missing `{path}` in:\n{text}");
     }
-    assert!(!text.contains("hunter2"), "a secret-looking value must not be echoed");
+    assert!(
+        !text.contains("hunter2"),
+        "a secret-looking value must not be echoed"
+    );
 }
 
 #[test]
 fn a_type_error_names_its_path() {
-    let err = Config::parse("[roles]\noncall = [1]\n", Path::new("c.toml")).unwrap_err().to_string();
+    let err = Config::parse("[roles]\noncall = [1]\n", Path::new("c.toml"))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("roles.oncall"), "{err}");
 }
 
@@ -89,7 +94,10 @@ fn the_example_config_is_valid_and_its_summary_shows_secrets_only_as_set_or_unse
     let config = Config::load(&path).unwrap_or_else(|p| panic!("{p}"));
     let summary = opsgate::config::summary(&config);
     assert!(summary.contains("restart ddm [hard]"), "{summary}");
-    assert!(summary.contains("password unset (env OPSGATE_HUAWEI_PROD_PASSWORD)"), "{summary}");
+    assert!(
+        summary.contains("password unset (env OPSGATE_HUAWEI_PROD_PASSWORD)"),
+        "{summary}"
+    );
     assert!(summary.contains("orders-db"), "{summary}");
 }
 
@@ -108,7 +116,10 @@ password_file = "pw"
 "#;
     let config = Config::parse(text, &dir.path().join("c.toml")).unwrap();
     let account = &config.accounts["a"];
-    assert_eq!(account.password.value.as_ref().unwrap().expose(), "s3cret-value");
+    assert_eq!(
+        account.password.value.as_ref().unwrap().expose(),
+        "s3cret-value"
+    );
     assert!(!format!("{config:?}").contains("s3cret-value"));
     assert!(!opsgate::config::summary(&config).contains("s3cret-value"));
 }

@@ -15,21 +15,35 @@ fn setup(expires: &str) -> (tempfile::TempDir, Emulator, std::path::PathBuf) {
 #[test]
 fn a_soft_restart_with_no_approval_runs_and_completes() {
     let (dir, emu, config) = setup("30m");
-    let (out, err, ok) = run_shell(&config, &dir.path().join("data"), "!restart ddm orders-db\n/wait 1\n!status 1\n");
+    let (out, err, ok) = run_shell(
+        &config,
+        &dir.path().join("data"),
+        "!restart ddm orders-db\n/wait 1\n!status 1\n",
+    );
     assert!(ok, "{err}");
-    assert!(out.contains("[#ops] 🔄 job 1 · submitting · restart ddm orders-db soft"), "{out}");
+    assert!(
+        out.contains("[#ops] 🔄 job 1 · submitting · restart ddm orders-db soft"),
+        "{out}"
+    );
     assert!(out.contains("(edit job-1) ✅ job 1 · succeeded"), "{out}");
-    assert!(out.contains("accepted: "), "the audit shows the cloud's answer: {out}");
+    assert!(
+        out.contains("accepted: "),
+        "the audit shows the cloud's answer: {out}"
+    );
     assert_eq!(emu.calls("ddm.restart"), 1);
 }
 
 #[test]
 fn a_hard_restart_needs_an_approver_and_runs_exactly_once() {
     let (dir, emu, config) = setup("30m");
-    let input = "!restart ddm orders-db hard\n/as bob dba\n/react 1 ✅\n/wait 1\n!approve 1\n/react 1 ✅\n";
+    let input =
+        "!restart ddm orders-db hard\n/as bob dba\n/react 1 ✅\n/wait 1\n!approve 1\n/react 1 ✅\n";
     let (out, err, ok) = run_shell(&config, &dir.path().join("data"), input);
     assert!(ok, "{err}");
-    assert!(out.contains("⏳ job 1 · awaiting approval · restart ddm orders-db hard"), "{out}");
+    assert!(
+        out.contains("⏳ job 1 · awaiting approval · restart ddm orders-db hard"),
+        "{out}"
+    );
     assert!(out.contains("approvals 1/1 (bob)"), "{out}");
     assert!(out.contains("✅ job 1 · succeeded"), "{out}");
     assert!(out.contains("Job 1 is already succeeded"), "{out}");
@@ -42,18 +56,30 @@ fn self_approval_is_refused() {
     let input = "/as alice dba\n!restart ddm orders-db hard\n/react 1 ✅\n!approve 1\n!status 1\n";
     let (out, _, ok) = run_shell(&config, &dir.path().join("data"), input);
     assert!(ok);
-    assert_eq!(out.matches("you requested it; someone else must decide").count(), 2, "{out}");
-    assert!(out.contains("awaiting approval") && out.contains("approvals 0/1"), "{out}");
+    assert_eq!(
+        out.matches("you requested it; someone else must decide")
+            .count(),
+        2,
+        "{out}"
+    );
+    assert!(
+        out.contains("awaiting approval") && out.contains("approvals 0/1"),
+        "{out}"
+    );
     assert_eq!(emu.calls("ddm.restart"), 0);
 }
 
 #[test]
 fn a_non_approver_is_refused_and_the_count_stays() {
     let (dir, emu, config) = setup("30m");
-    let input = "!restart ddm orders-db hard\n/as mallory oncall\n/react 1 ✅\n!approve 1\n!status 1\n";
+    let input =
+        "!restart ddm orders-db hard\n/as mallory oncall\n/react 1 ✅\n!approve 1\n!status 1\n";
     let (out, _, ok) = run_shell(&config, &dir.path().join("data"), input);
     assert!(ok);
-    assert!(out.contains("mallory: you cannot approve job 1: it needs the role dba"), "{out}");
+    assert!(
+        out.contains("mallory: you cannot approve job 1: it needs the role dba"),
+        "{out}"
+    );
     assert!(out.contains("approvals 0/1"), "{out}");
     assert_eq!(emu.calls("ddm.restart"), 0);
 }
@@ -64,8 +90,11 @@ fn a_deny_ends_the_request() {
     let input = "!restart ddm orders-db hard\n/as bob dba\n!deny 1 change freeze\n/as carol dba\n/react 1 ✅\n";
     let (out, _, ok) = run_shell(&config, &dir.path().join("data"), input);
     assert!(ok);
-    assert!(out.contains("🚫 job 1 · denied") && out.contains("denied by bob: change freeze"), "{out}");
-    assert!(out.contains("carol: you cannot approve job 1: it is not awaiting approval"), "{out}");
+    assert!(
+        out.contains("🚫 job 1 · denied") && out.contains("denied by bob: change freeze"),
+        "{out}"
+    );
+    assert!(out.contains("Job 1 is already denied"), "{out}");
     assert_eq!(emu.calls("ddm.restart"), 0);
 }
 
@@ -88,7 +117,10 @@ fn a_bad_command_gets_one_clear_reply_and_the_shell_goes_on() {
     assert!(ok);
     let first: Vec<&str> = out.lines().take_while(|l| !l.contains("job 1")).collect();
     assert_eq!(first.len(), 1, "{out}");
-    assert!(first[0].contains("Usage: !restart ddm <target> [soft|hard]"), "{out}");
+    assert!(
+        first[0].contains("Usage: !restart ddm <target> [soft|hard]"),
+        "{out}"
+    );
     assert!(out.contains("succeeded"), "{out}");
 }
 
@@ -122,7 +154,11 @@ fn sigkill_while_running_then_polling_resumes_and_nothing_is_resent() {
     let (out, err, ok) = run_shell(&config, &data, "/wait 1\n!status 1\n");
     assert!(ok, "{err}");
     assert!(out.contains("✅ job 1 · succeeded"), "{out}");
-    assert_eq!(emu.calls("ddm.restart"), 1, "the restart was sent exactly once");
+    assert_eq!(
+        emu.calls("ddm.restart"),
+        1,
+        "the restart was sent exactly once"
+    );
 }
 
 #[test]
@@ -134,6 +170,28 @@ fn a_second_shell_on_the_same_data_gets_a_clear_error() {
     first.expect("No pending or running jobs");
     let (_, err, ok) = run_shell(&config, &data, "!jobs\n");
     assert!(!ok);
-    assert!(err.contains("already in use by another opsgate process"), "{err}");
+    assert!(
+        err.contains("already in use by another opsgate process"),
+        "{err}"
+    );
     first.kill();
+}
+
+#[test]
+fn a_vendor_error_reaches_the_user_verbatim_with_the_http_status() {
+    let (dir, emu, config) = setup("30m");
+    emu.fault(r#"{"operation":"ddm.restart","status":400,"body":"{\"errCode\":\"DBS.280001\",\"externalMessage\":\"Parameter error.\"}","times":1}"#);
+    let (out, _, ok) = run_shell(
+        &config,
+        &dir.path().join("data"),
+        "!restart ddm orders-db\n/wait 1\n",
+    );
+    assert!(ok);
+    assert!(
+        out.contains(
+            "❌ job 1 failed: the cloud refused it: HTTP 400 DBS.280001: Parameter error."
+        ),
+        "{out}"
+    );
+    assert_eq!(emu.calls("ddm.restart"), 1, "a refusal is not retried");
 }

@@ -16,8 +16,17 @@ fn a_rule_needing_no_approval_runs_at_once_and_completes() {
     assert!(card.contains("job 1"), "{card}");
     let status = h.wait_for(1, "succeeded");
     assert!(status.contains("cloud job cloud-job-1"), "{status}");
-    for event in ["requested", "approved", "submitting", "accepted", "succeeded"] {
-        assert!(status.contains(&format!(" {event}")), "audit lacks {event}: {status}");
+    for event in [
+        "requested",
+        "approved",
+        "submitting",
+        "accepted",
+        "succeeded",
+    ] {
+        assert!(
+            status.contains(&format!(" {event}")),
+            "audit lacks {event}: {status}"
+        );
     }
     assert_eq!(h.op.submits(), 1);
     h.stop();
@@ -28,7 +37,10 @@ fn a_hard_restart_waits_for_an_approver_and_runs_exactly_once() {
     let dir = tempfile::tempdir().unwrap();
     let h = Harness::start(dir.path(), ScriptedOp::new(1));
     let card = h.say("alice", &[ONCALL], HARD);
-    assert!(card.contains("awaiting approval") && card.contains("approvals 0/1"), "{card}");
+    assert!(
+        card.contains("awaiting approval") && card.contains("approvals 0/1"),
+        "{card}"
+    );
     assert_eq!(h.op.submits(), 0);
     h.react("bob", &[DBA], 1, "✅", true);
     h.wait_for(1, "succeeded");
@@ -46,7 +58,11 @@ fn the_requester_never_approves_their_own_request() {
     let h = Harness::start(dir.path(), ScriptedOp::new(1));
     h.say("alice", &[DBA], HARD);
     h.react("alice", &[DBA], 1, "✅", true);
-    assert!(h.chat.last().contains("you requested it"), "{}", h.chat.last());
+    assert!(
+        h.chat.last().contains("you requested it"),
+        "{}",
+        h.chat.last()
+    );
     let reply = h.say("alice", &[DBA], "!approve 1");
     assert!(reply.contains("you requested it"), "{reply}");
     assert!(h.say("x", &[], "!status 1").contains("approvals 0/1"));
@@ -60,7 +76,10 @@ fn a_user_without_an_approver_role_gets_a_clear_reply_and_the_count_stays() {
     let h = Harness::start(dir.path(), ScriptedOp::new(1));
     h.say("alice", &[ONCALL], HARD);
     let reply = h.say("mallory", &[ONCALL], "!approve 1");
-    assert!(reply.contains("needs the role dba") && reply.contains("count did not change"), "{reply}");
+    assert!(
+        reply.contains("needs the role dba") && reply.contains("count did not change"),
+        "{reply}"
+    );
     h.react("mallory", &[GUEST], 1, "✅", true);
     assert!(h.chat.last().contains("needs the role dba"));
     assert!(h.say("x", &[], "!status 1").contains("approvals 0/1"));
@@ -75,7 +94,10 @@ fn a_deny_by_an_approver_ends_the_request() {
     h.say("alice", &[ONCALL], HARD);
     h.say("bob", &[DBA], "!deny 1 not during the sale");
     let status = h.wait_for(1, "denied");
-    assert!(status.contains("denied by bob: not during the sale"), "{status}");
+    assert!(
+        status.contains("denied by bob: not during the sale"),
+        "{status}"
+    );
     let late = h.say("carol", &[DBA], "!approve 1");
     assert!(late.contains("already denied"), "{late}");
     // The lock is released: a new request on the target is accepted.
@@ -118,7 +140,11 @@ fn withdrawing_a_check_mark_before_quorum_removes_that_approval() {
     assert!(h.say("x", &[], "!status 1").contains("approvals 0/2"));
     h.react("carol", &[DBA], 1, "✅", true);
     h.react("carol", &[DBA], 1, "✅", true);
-    assert!(h.say("x", &[], "!status 1").contains("approvals 1/2 (carol)"), "each approver counts once");
+    assert!(
+        h.say("x", &[], "!status 1")
+            .contains("approvals 1/2 (carol)"),
+        "each approver counts once"
+    );
     assert_eq!(h.op.submits(), 0);
     h.react("dave", &[DBA], 1, "✅", true);
     let done = h.wait_for(1, "succeeded");
@@ -135,7 +161,11 @@ fn a_second_request_on_a_locked_target_names_the_holder() {
     let busy = h.say("bob", &[ONCALL], SOFT);
     assert!(busy.contains("busy: job 1"), "{busy}");
     // The raw instance ID is the same target.
-    let busy = h.say("bob", &[ONCALL], "!restart ddm 28e8841d0b9c4f6a9a30742ee60e1068in09");
+    let busy = h.say(
+        "bob",
+        &[ONCALL],
+        "!restart ddm 28e8841d0b9c4f6a9a30742ee60e1068in09",
+    );
     assert!(busy.contains("busy: job 1"), "{busy}");
     assert!(h.say("x", &[], "!jobs all").contains("1 recent job"));
     h.stop();
@@ -156,7 +186,11 @@ fn bad_input_gets_one_reply_with_the_usage_and_persists_nothing() {
     ] {
         let before = h.chat.texts().len();
         let reply = h.say("alice", &[ONCALL], bad);
-        assert_eq!(h.chat.texts().len(), before + 1, "exactly one reply to {bad}");
+        assert_eq!(
+            h.chat.texts().len(),
+            before + 1,
+            "exactly one reply to {bad}"
+        );
         assert!(reply.contains("Usage:"), "{bad} -> {reply}");
     }
     assert!(h.say("x", &[], "!jobs all").contains("No recent jobs"));
@@ -195,7 +229,13 @@ fn only_the_requester_or_an_admin_can_cancel_before_it_runs() {
 #[test]
 fn a_vendor_rejection_fails_the_job_with_the_vendor_words() {
     let dir = tempfile::tempdir().unwrap();
-    let op = ScriptedOp::with(|o| o.reject = Some(CloudError::new(Some(400), Some("DBS.280001".into()), "Parameter error.")));
+    let op = ScriptedOp::with(|o| {
+        o.reject = Some(CloudError::new(
+            Some(400),
+            Some("DBS.280001".into()),
+            "Parameter error.",
+        ))
+    });
     let h = Harness::start(dir.path(), op);
     h.say("alice", &[ONCALL], SOFT);
     let s = h.wait_for(1, "failed");
@@ -216,7 +256,10 @@ fn a_pending_approval_survives_a_restart() {
     h.react("bob", &[DBA], 1, "✅", true);
     h.wait_for(1, "succeeded");
     assert_eq!(op.submits(), 1);
-    assert!(h.say("alice", &[ONCALL], SOFT).contains("job 2"), "job IDs continue");
+    assert!(
+        h.say("alice", &[ONCALL], SOFT).contains("job 2"),
+        "job IDs continue"
+    );
     h.stop();
 }
 
@@ -275,10 +318,72 @@ fn whoami_and_help_come_from_the_table_and_the_rules() {
     let me = h.say("bob", &[DBA], "!whoami");
     assert!(me.contains("roles: dba"), "{me}");
     assert!(me.contains("restart ddm soft: yes, runs at once"), "{me}");
-    assert!(me.contains("restart ddm hard: yes, needs 1 approval from dba"), "{me}");
+    assert!(
+        me.contains("restart ddm hard: yes, needs 1 approval from dba"),
+        "{me}"
+    );
     let help = h.say("bob", &[DBA], "!help");
-    assert!(help.contains("!restart ddm <target> [soft|hard]") && help.contains("!approve <job>"), "{help}");
+    assert!(
+        help.contains("!restart ddm <target> [soft|hard]") && help.contains("!approve <job>"),
+        "{help}"
+    );
     let one = h.say("bob", &[DBA], "!HELP restart ddm");
-    assert!(one.contains("Usage: !restart ddm") && one.contains("orders-db"), "{one}");
+    assert!(
+        one.contains("Usage: !restart ddm") && one.contains("orders-db"),
+        "{one}"
+    );
+    h.stop();
+}
+
+#[test]
+fn a_reaction_right_behind_the_request_is_counted() {
+    // Piped input can put the request and the reaction in one engine turn; the reaction must
+    // still find the approval message.
+    let dir = tempfile::tempdir().unwrap();
+    let h = Harness::start(dir.path(), ScriptedOp::new(1));
+    h.handle.chat(opsgate::chat::ChatEvent::Message {
+        actor: actor("alice", &[ONCALL]),
+        origin: opsgate::chat::Origin::channel("ops"),
+        text: HARD.into(),
+    });
+    h.handle.chat(opsgate::chat::ChatEvent::Reaction {
+        actor: actor("bob", &[DBA]),
+        origin: opsgate::chat::Origin::channel("ops"),
+        message_id: "msg-1".into(),
+        emoji: "✅".into(),
+        added: true,
+    });
+    h.wait_for(1, "succeeded");
+    assert_eq!(h.op.submits(), 1);
+    h.stop();
+}
+
+#[test]
+fn a_pending_job_whose_message_id_was_lost_gets_its_card_again_on_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = Harness::start(dir.path(), ScriptedOp::new(1));
+    h.say("alice", &[ONCALL], HARD);
+    h.crash();
+    // Simulate the crash window: the job is durable, its message ID is not.
+    {
+        let store = opsgate::store::Store::open(dir.path()).unwrap();
+        let mut job = store.job(1).unwrap().unwrap();
+        job.message_id = None;
+        let mut batch = opsgate::store::WriteBatch::default();
+        batch.put_job(&mut job, None);
+        store.commit(batch).unwrap();
+        store.flush().unwrap();
+    }
+    let h = Harness::start(dir.path(), ScriptedOp::new(1));
+    assert!(
+        h.chat
+            .texts()
+            .iter()
+            .any(|t| t.contains("job 1 · awaiting approval")),
+        "{:?}",
+        h.chat.texts()
+    );
+    h.react("bob", &[DBA], 1, "✅", true);
+    h.wait_for(1, "succeeded");
     h.stop();
 }

@@ -12,14 +12,19 @@ fn p(text: &str) -> Result<Option<Command>, opsgate::command::ParseError> {
     parse(text, "!", &config.targets)
 }
 
-fn op(text: &str) -> (String, Option<String>, Option<String>, Vec<(String, String)>) {
+/// (target, account, mode, params) of a parsed operation.
+type Parsed = (
+    String,
+    Option<String>,
+    Option<String>,
+    Vec<(String, String)>,
+);
+
+fn op(text: &str) -> Parsed {
     match p(text) {
-        Ok(Some(Command::Operation(r))) => (
-            r.target,
-            r.account,
-            r.mode,
-            r.params.into_iter().collect(),
-        ),
+        Ok(Some(Command::Operation(r))) => {
+            (r.target, r.account, r.mode, r.params.into_iter().collect())
+        }
         other => panic!("{text:?} -> {other:?}"),
     }
 }
@@ -51,14 +56,20 @@ fn builtins_parse() {
         ("!approve 42", Command::Approve(42)),
         ("!approve #42", Command::Approve(42)),
         ("!deny 7", Command::Deny(7, None)),
-        ("!deny 7 not now please", Command::Deny(7, Some("not now please".into()))),
+        (
+            "!deny 7 not now please",
+            Command::Deny(7, Some("not now please".into())),
+        ),
         ("!cancel 3", Command::Cancel(3)),
         ("!status 3", Command::Status(3)),
         ("!jobs", Command::Jobs(JobFilter::Active)),
         ("!jobs MINE", Command::Jobs(JobFilter::Mine)),
         ("!jobs all", Command::Jobs(JobFilter::All)),
         ("!help", Command::Help(None)),
-        ("!help restart ddm", Command::Help(Some("restart ddm".into()))),
+        (
+            "!help restart ddm",
+            Command::Help(Some("restart ddm".into())),
+        ),
         ("!whoami", Command::WhoAmI),
     ];
     for (text, want) in cases {
@@ -76,20 +87,52 @@ fn ordinary_chat_is_not_a_command() {
 #[test]
 fn bad_input_is_rejected_with_the_expected_usage() {
     let cases: &[(&str, &str, &str)] = &[
-        ("!restart ddm ../x", "not a known target or valid ID", "!restart ddm <target>"),
-        ("!restart ddm %2F", "not a known target or valid ID", "!restart ddm <target>"),
-        ("!restart ddm 28e8841d0b9c4f6a9a30742ee60e1068in09/../..", "not a known target", "!restart ddm"),
-        ("!restart ddm orders-db sideways", "Unknown mode", "[soft|hard]"),
-        ("!restart ddm orders-db hard extra", "Unexpected", "!restart ddm"),
-        ("!restart ddm orders-db account=acct", "account= goes with raw IDs only", "!restart ddm"),
+        (
+            "!restart ddm ../x",
+            "not a known target or valid ID",
+            "!restart ddm <target>",
+        ),
+        (
+            "!restart ddm %2F",
+            "not a known target or valid ID",
+            "!restart ddm <target>",
+        ),
+        (
+            "!restart ddm 28e8841d0b9c4f6a9a30742ee60e1068in09/../..",
+            "not a known target",
+            "!restart ddm",
+        ),
+        (
+            "!restart ddm orders-db sideways",
+            "Unknown mode",
+            "[soft|hard]",
+        ),
+        (
+            "!restart ddm orders-db hard extra",
+            "Unexpected",
+            "!restart ddm",
+        ),
+        (
+            "!restart ddm orders-db account=acct",
+            "account= goes with raw IDs only",
+            "!restart ddm",
+        ),
         ("!restart ddm", "Which target", "!restart ddm"),
         ("!restart", "Which service", "!restart ddm"),
         ("!restart mainframe x", "Unknown service", "!restart ddm"),
-        ("!restart ddm orders-db color=red", "Unknown option", "!restart ddm"),
+        (
+            "!restart ddm orders-db color=red",
+            "Unknown option",
+            "!restart ddm",
+        ),
         ("!approve", "Which job", "!approve <job>"),
         ("!approve 1234567890", "not a job number", "!approve <job>"),
         ("!approve ../1", "not a job number", "!approve <job>"),
-        ("!jobs everything", "Unknown filter", "!jobs [pending|running|mine|all]"),
+        (
+            "!jobs everything",
+            "Unknown filter",
+            "!jobs [pending|running|mine|all]",
+        ),
         ("!whoami now", "Unexpected", "!whoami"),
         ("!launch missiles", "Unknown command", "!help"),
         ("!restart ddm orders\u{7}db", "Control characters", "!help"),

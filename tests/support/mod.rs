@@ -157,7 +157,10 @@ impl CloudOperation for ScriptedOp {
         if n >= self.polls_needed {
             PollOutcome::Succeeded("done".into())
         } else {
-            PollOutcome::InProgress { progress: Some(format!("{n} polls")), handle: None }
+            PollOutcome::InProgress {
+                progress: Some(format!("{n} polls")),
+                handle: None,
+            }
         }
     }
     async fn reconcile(&self, _spec: &JobSpec) -> ReconcileOutcome {
@@ -175,7 +178,9 @@ pub struct Harness {
 }
 
 pub fn config(expires: &str, approvals: u32) -> Config {
-    let text = CONFIG.replace("EXPIRES", expires).replace("APPROVALS", &approvals.to_string());
+    let text = CONFIG
+        .replace("EXPIRES", expires)
+        .replace("APPROVALS", &approvals.to_string());
     Config::parse(&text, Path::new("t.toml")).expect("test config")
 }
 
@@ -205,7 +210,13 @@ impl Harness {
         )
         .unwrap();
         let thread = std::thread::spawn(move || engine.run(rx));
-        let h = Harness { handle, chat, op, thread: Some(thread), rt };
+        let h = Harness {
+            handle,
+            chat,
+            op,
+            thread: Some(thread),
+            rt,
+        };
         h.sync();
         h
     }
@@ -213,7 +224,8 @@ impl Harness {
     pub fn sync(&self) {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         self.handle.send(EngineEvent::Sync(tx));
-        rx.recv_timeout(Duration::from_secs(10)).expect("engine answers sync");
+        rx.recv_timeout(Duration::from_secs(10))
+            .expect("engine answers sync");
     }
 
     pub fn say(&self, user: &str, roles: &[u64], text: &str) -> String {
@@ -245,12 +257,19 @@ impl Harness {
     pub fn wait_for(&self, job: u64, state: &str) -> String {
         for _ in 0..500 {
             let s = self.say("observer", &[], &format!("!status {job}"));
-            if s.lines().next().unwrap_or("").contains(&format!("· {state} ·")) {
+            if s.lines()
+                .next()
+                .unwrap_or("")
+                .contains(&format!("· {state} ·"))
+            {
                 return s;
             }
             std::thread::sleep(Duration::from_millis(10));
         }
-        panic!("job {job} never became {state}: {}", self.say("observer", &[], &format!("!status {job}")));
+        panic!(
+            "job {job} never became {state}: {}",
+            self.say("observer", &[], &format!("!status {job}"))
+        );
     }
 
     /// Stops the engine but leaves cloud tasks unfinished, as a crash would.
@@ -271,7 +290,11 @@ impl Harness {
 }
 
 pub fn actor(user: &str, roles: &[u64]) -> Actor {
-    Actor { id: user.into(), name: user.into(), roles: roles.to_vec() }
+    Actor {
+        id: user.into(),
+        name: user.into(),
+        roles: roles.to_vec(),
+    }
 }
 
 pub const ONCALL: u64 = 10;

@@ -20,7 +20,13 @@ pub struct Emulator {
 impl Emulator {
     pub fn start(job_duration: &str) -> Emulator {
         let mut child = Command::new(BIN)
-            .args(["emulator", "--listen", "127.0.0.1:0", "--job-duration", job_duration])
+            .args([
+                "emulator",
+                "--listen",
+                "127.0.0.1:0",
+                "--job-duration",
+                job_duration,
+            ])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -29,12 +35,7 @@ impl Emulator {
         BufReader::new(child.stdout.take().unwrap())
             .read_line(&mut line)
             .expect("emulator prints its address");
-        let url = line
-            .trim()
-            .rsplit(' ')
-            .next()
-            .expect("address")
-            .to_string();
+        let url = line.trim().rsplit(' ').next().expect("address").to_string();
         assert!(url.starts_with("http://127.0.0.1:"), "{line}");
         Emulator { child, url }
     }
@@ -42,7 +43,9 @@ impl Emulator {
     fn request(&self, method: &str, path: &str, body: &str) -> String {
         let addr = self.url.trim_start_matches("http://");
         let mut stream = TcpStream::connect(addr).expect("connect emulator");
-        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
         write!(
             stream,
             "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -51,13 +54,17 @@ impl Emulator {
         .unwrap();
         let mut response = String::new();
         stream.read_to_string(&mut response).unwrap();
-        response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default()
+        response
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default()
     }
 
     /// How many requests the emulator received for `operation` (e.g. `ddm.restart`).
     pub fn calls(&self, operation: &str) -> u64 {
         let body = self.request("GET", "/_emulator/calls", "");
-        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
+        let v: serde_json::Value =
+            serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
         v.get(operation).and_then(|n| n.as_u64()).unwrap_or(0)
     }
 
@@ -126,7 +133,18 @@ fn shell_command(config: &Path, data: &Path) -> Command {
         .arg(config)
         .arg("--data")
         .arg(data)
-        .args(["--user", "alice", "--roles", "oncall", "--channel", "ops", "--wait-timeout", "30s", "--drain-timeout", "30s"])
+        .args([
+            "--user",
+            "alice",
+            "--roles",
+            "oncall",
+            "--channel",
+            "ops",
+            "--wait-timeout",
+            "30s",
+            "--drain-timeout",
+            "30s",
+        ])
         .env(PASSWORD_VAR, DEMO_PASSWORD)
         .env("RUST_LOG", "warn");
     cmd
@@ -140,7 +158,12 @@ pub fn run_shell(config: &Path, data: &Path, input: &str) -> (String, String, bo
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn shell");
-    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     (
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -173,7 +196,11 @@ impl LiveShell {
                 }
             }
         });
-        LiveShell { child, lines, seen: Vec::new() }
+        LiveShell {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
     }
 
     pub fn send(&mut self, line: &str) {
@@ -196,7 +223,10 @@ impl LiveShell {
                 Err(_) => break,
             }
         }
-        panic!("no line containing {needle:?}; saw:\n{}", self.seen.join("\n"));
+        panic!(
+            "no line containing {needle:?}; saw:\n{}",
+            self.seen.join("\n")
+        );
     }
 
     /// SIGKILL: no chance to flush or clean up.
