@@ -19,7 +19,9 @@ pub enum Refusal {
 impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Refusal::NotPending(state) => write!(f, "it is not awaiting approval (it is {})", state.label()),
+            Refusal::NotPending(state) => {
+                write!(f, "it is not awaiting approval (it is {})", state.label())
+            }
             Refusal::Expired => f.write_str("the request has expired"),
             Refusal::SelfApproval => f.write_str("you requested it; someone else must decide"),
             Refusal::NotApprover(_) => f.write_str("you do not have an approver role for it"),
@@ -93,9 +95,16 @@ mod tests {
                 target: "orders-db".into(),
                 params: Default::default(),
             },
-            requester: Person { id: "alice".into(), name: "alice".into() },
+            requester: Person {
+                id: "alice".into(),
+                name: "alice".into(),
+            },
             channel: "ops".into(),
-            requirement: Requirement { rule: "r".into(), approvals: needed, approver_roles: vec![APPROVER] },
+            requirement: Requirement {
+                rule: "r".into(),
+                approvals: needed,
+                approver_roles: vec![APPROVER],
+            },
             state: JobState::AwaitingApproval,
             approvals: vec![],
             created_ms: 0,
@@ -113,22 +122,35 @@ mod tests {
     }
 
     fn actor(id: &str, roles: &[u64]) -> Actor {
-        Actor { id: id.into(), name: id.into(), roles: roles.to_vec() }
+        Actor {
+            id: id.into(),
+            name: id.into(),
+            roles: roles.to_vec(),
+        }
     }
 
     #[test]
     fn requester_never_counts_even_with_the_approver_role() {
         let mut j = job(1);
-        assert_eq!(approve(&mut j, &actor("alice", &[APPROVER]), 10), Err(Refusal::SelfApproval));
+        assert_eq!(
+            approve(&mut j, &actor("alice", &[APPROVER]), 10),
+            Err(Refusal::SelfApproval)
+        );
         assert!(j.approvals.is_empty());
-        assert_eq!(may_deny(&j, &actor("alice", &[APPROVER]), 10), Err(Refusal::SelfApproval));
+        assert_eq!(
+            may_deny(&j, &actor("alice", &[APPROVER]), 10),
+            Err(Refusal::SelfApproval)
+        );
     }
 
     #[test]
     fn each_approver_counts_once_and_quorum_needs_distinct_people() {
         let mut j = job(2);
         assert_eq!(approve(&mut j, &actor("bob", &[APPROVER]), 10), Ok(false));
-        assert_eq!(approve(&mut j, &actor("bob", &[APPROVER]), 11), Err(Refusal::AlreadyCounted));
+        assert_eq!(
+            approve(&mut j, &actor("bob", &[APPROVER]), 11),
+            Err(Refusal::AlreadyCounted)
+        );
         assert_eq!(j.approvals.len(), 1);
         assert_eq!(approve(&mut j, &actor("carol", &[APPROVER]), 12), Ok(true));
     }
@@ -136,7 +158,10 @@ mod tests {
     #[test]
     fn a_user_without_an_approver_role_does_not_move_the_count() {
         let mut j = job(1);
-        assert_eq!(approve(&mut j, &actor("mallory", &[99]), 10), Err(Refusal::NotApprover(vec![APPROVER])));
+        assert_eq!(
+            approve(&mut j, &actor("mallory", &[99]), 10),
+            Err(Refusal::NotApprover(vec![APPROVER]))
+        );
         assert!(j.approvals.is_empty());
         assert!(may_deny(&j, &actor("mallory", &[99]), 10).is_err());
     }
@@ -144,7 +169,10 @@ mod tests {
     #[test]
     fn nothing_is_approved_after_expiry() {
         let mut j = job(1);
-        assert_eq!(approve(&mut j, &actor("bob", &[APPROVER]), 1_000), Err(Refusal::Expired));
+        assert_eq!(
+            approve(&mut j, &actor("bob", &[APPROVER]), 1_000),
+            Err(Refusal::Expired)
+        );
         assert!(j.approvals.is_empty());
     }
 
@@ -156,13 +184,19 @@ mod tests {
         assert!(j.approvals.is_empty());
         assert_eq!(withdraw(&mut j, &actor("bob", &[APPROVER])), Ok(false));
         j.state = JobState::Running;
-        assert_eq!(withdraw(&mut j, &actor("bob", &[APPROVER])), Err(Refusal::NotPending(JobState::Running)));
+        assert_eq!(
+            withdraw(&mut j, &actor("bob", &[APPROVER])),
+            Err(Refusal::NotPending(JobState::Running))
+        );
     }
 
     #[test]
     fn only_pending_jobs_can_be_decided() {
         let mut j = job(1);
         j.state = JobState::Denied;
-        assert_eq!(approve(&mut j, &actor("bob", &[APPROVER]), 10), Err(Refusal::NotPending(JobState::Denied)));
+        assert_eq!(
+            approve(&mut j, &actor("bob", &[APPROVER]), 10),
+            Err(Refusal::NotPending(JobState::Denied))
+        );
     }
 }

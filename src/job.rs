@@ -151,7 +151,9 @@ impl Job {
     /// The one-line description of what the job does, e.g. `restart ddm orders-db hard`.
     pub fn action(&self) -> String {
         let op = crate::command::catalog::operation_by_id(&self.spec.operation);
-        let (verb, service) = op.map_or(("run", self.spec.operation.as_str()), |o| (o.verb, o.service));
+        let (verb, service) = op.map_or(("run", self.spec.operation.as_str()), |o| {
+            (o.verb, o.service)
+        });
         let mut out = format!("{verb} {service} {}", self.spec.target);
         if let Some(mode) = self.spec.param("mode") {
             out.push(' ');
@@ -198,7 +200,14 @@ mod tests {
         assert!(Submitting.can_become(Running));
         assert!(Running.can_become(Succeeded));
         // Nothing goes back to submitting, and final states are final.
-        for s in [AwaitingApproval, Submitting, Running, Succeeded, Failed, Unknown] {
+        for s in [
+            AwaitingApproval,
+            Submitting,
+            Running,
+            Succeeded,
+            Failed,
+            Unknown,
+        ] {
             assert!(!s.can_become(Submitting), "{s:?} -> Submitting");
         }
         for s in [Succeeded, Failed, Denied, Expired, Cancelled, Unknown] {

@@ -39,7 +39,9 @@ pub fn check_request<'a>(
         None => format!("`{command}`"),
     };
     let Some(rule) = rule_for(config, command, mode) else {
-        return Err(format!("No rule allows {what}; ask an admin to add one to the config."));
+        return Err(format!(
+            "No rule allows {what}; ask an admin to add one to the config."
+        ));
     };
     if !roles.iter().any(|r| rule.request_roles.contains(r)) {
         return Err(format!(
@@ -111,8 +113,14 @@ approver_roles = ["dba"]
     #[test]
     fn the_mode_specific_rule_wins() {
         let c = config();
-        assert_eq!(rule_for(&c, "restart ddm", Some("hard")).unwrap().approvals, 1);
-        assert_eq!(rule_for(&c, "restart ddm", Some("soft")).unwrap().approvals, 0);
+        assert_eq!(
+            rule_for(&c, "restart ddm", Some("hard")).unwrap().approvals,
+            1
+        );
+        assert_eq!(
+            rule_for(&c, "restart ddm", Some("soft")).unwrap().approvals,
+            0
+        );
         assert!(rule_for(&c, "restart nothing", None).is_none());
     }
 

@@ -27,7 +27,10 @@ pub enum StoreError {
     #[error("storage error: {0}")]
     Sled(#[from] sled::Error),
     #[error("corrupt record {key}: {source}")]
-    Corrupt { key: String, source: serde_json::Error },
+    Corrupt {
+        key: String,
+        source: serde_json::Error,
+    },
 }
 
 /// One line of a job's history. Never holds a secret: what was sent is described, not copied.
@@ -115,7 +118,8 @@ impl WriteBatch {
     }
 
     pub fn index_message(&mut self, message_id: &str, job: JobId) {
-        self.batch.insert(message_key(message_id), &job.to_be_bytes());
+        self.batch
+            .insert(message_key(message_id), &job.to_be_bytes());
         self.writes += 1;
     }
 
@@ -139,17 +143,16 @@ impl Store {
                 sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
                     StoreError::Locked(shown.clone())
                 }
-                _ => StoreError::Open { dir: shown.clone(), source: e },
+                _ => StoreError::Open {
+                    dir: shown.clone(),
+                    source: e,
+                },
             })?;
         Ok(Store { db })
     }
 
     pub fn next_job_id(&self) -> Result<JobId, StoreError> {
-        Ok(self
-            .db
-            .get(NEXT_ID)?
-            .and_then(|v| id_from(&v))
-            .unwrap_or(1))
+        Ok(self.db.get(NEXT_ID)?.and_then(|v| id_from(&v)).unwrap_or(1))
     }
 
     pub fn commit(&self, batch: WriteBatch) -> Result<(), StoreError> {
@@ -222,6 +225,9 @@ impl Store {
     }
 
     pub fn job_for_message(&self, message_id: &str) -> Result<Option<JobId>, StoreError> {
-        Ok(self.db.get(message_key(message_id))?.and_then(|v| id_from(&v)))
+        Ok(self
+            .db
+            .get(message_key(message_id))?
+            .and_then(|v| id_from(&v)))
     }
 }

@@ -172,7 +172,9 @@ pub fn operation_by_key(key: &str) -> Option<&'static OperationDef> {
 }
 
 pub fn is_operation_verb(verb: &str) -> bool {
-    OPERATIONS.iter().any(|op| op.verb.eq_ignore_ascii_case(verb))
+    OPERATIONS
+        .iter()
+        .any(|op| op.verb.eq_ignore_ascii_case(verb))
 }
 
 pub fn builtin_by_verb(verb: &str) -> Option<&'static BuiltinDef> {

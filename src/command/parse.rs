@@ -112,7 +112,10 @@ pub fn parse(
     }
     if text.len() > MAX_INPUT {
         return Err(reject(
-            format!("That message is too long ({} bytes; at most {MAX_INPUT}).", text.len()),
+            format!(
+                "That message is too long ({} bytes; at most {MAX_INPUT}).",
+                text.len()
+            ),
             general_usage(prefix),
         ));
     }
@@ -145,7 +148,11 @@ fn job_id(arg: Option<&&str>, usage: &str) -> Result<JobId, ParseError> {
             .parse()
             .map_err(|_| reject(format!("{} is not a job number.", quote(a)), usage)),
         Some(a) => Err(reject(
-            format!("{} is not a job number; expected {}.", quote(a), ids::JOB_ID.describe),
+            format!(
+                "{} is not a job number; expected {}.",
+                quote(a),
+                ids::JOB_ID.describe
+            ),
             usage,
         )),
         None => Err(reject("Which job? Give its number.", usage)),
@@ -195,10 +202,7 @@ fn parse_builtin(builtin: Builtin, usage: &str, args: &[&str]) -> Result<Command
                 Some("mine") => JobFilter::Mine,
                 Some("all") => JobFilter::All,
                 Some(_) => {
-                    return Err(reject(
-                        format!("Unknown filter {}.", quote(args[0])),
-                        usage,
-                    ))
+                    return Err(reject(format!("Unknown filter {}.", quote(args[0])), usage))
                 }
             };
             no_more(args, 1, usage)?;
@@ -237,7 +241,11 @@ fn parse_operation(
     };
     let Some(op) = OPERATIONS.iter().find(|op| op.answers_to(verb, service)) else {
         return Err(reject(
-            format!("Unknown service {} for {}.", quote(service), verb.to_ascii_lowercase()),
+            format!(
+                "Unknown service {} for {}.",
+                quote(service),
+                verb.to_ascii_lowercase()
+            ),
             usages_for_verb(verb),
         ));
     };
@@ -278,13 +286,21 @@ fn parse_operation(
     if let Some(named) = targets.get(first) {
         if named.service != op.service {
             return Err(reject(
-                format!("{} is a {} target, not {}.", quote(first), named.service, op.service),
+                format!(
+                    "{} is a {} target, not {}.",
+                    quote(first),
+                    named.service,
+                    op.service
+                ),
                 usage,
             ));
         }
         if account.is_some() {
             return Err(reject(
-                format!("{} already names its account; account= goes with raw IDs only.", quote(first)),
+                format!(
+                    "{} already names its account; account= goes with raw IDs only.",
+                    quote(first)
+                ),
                 usage,
             ));
         }
@@ -335,7 +351,11 @@ fn parse_operation(
             }
             Some(word) if op.args.is_empty() => {
                 return Err(reject(
-                    format!("Unknown mode {} (one of: {}).", quote(word), modes.values.join(", ")),
+                    format!(
+                        "Unknown mode {} (one of: {}).",
+                        quote(word),
+                        modes.values.join(", ")
+                    ),
                     usage,
                 ))
             }
@@ -350,7 +370,12 @@ fn parse_operation(
         };
         if !param.pattern.matches(value) {
             return Err(reject(
-                format!("{} is not valid for {}: expected {}.", quote(value), param.label, param.pattern.describe),
+                format!(
+                    "{} is not valid for {}: expected {}.",
+                    quote(value),
+                    param.label,
+                    param.pattern.describe
+                ),
                 usage,
             ));
         }
