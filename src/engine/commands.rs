@@ -209,13 +209,8 @@ impl Engine {
                 mention_roles: Vec::new(),
             }));
         } else {
-            self.start(
-                id,
-                "approved",
-                format!("rule `{}` needs no approval", rule.name),
-                None,
-                now,
-            );
+            let why = format!("rule `{}` needs no approval", rule.name);
+            self.start(id, ("approved", why, None), false, now);
             let card = self.card(&self.active[&id]);
             self.effects.push(Effect::Chat(Outgoing::Card {
                 channel: origin.channel.clone(),
@@ -247,22 +242,28 @@ impl Engine {
         }
     }
 
-    /// Approved -> submitting, durably, then submit. `quiet` skips the card update when the
-    /// card is about to be posted anyway.
-    fn start(&mut self, id: JobId, event: &str, detail: String, actor: Option<String>, now: u64) {
+    /// Approved -> submitting, durably, then submit. `announce` updates the job's message;
+    /// it is off when the message is about to be posted for the first time anyway.
+    fn start(
+        &mut self,
+        id: JobId,
+        approval: (&str, String, Option<String>),
+        announce: bool,
+        now: u64,
+    ) {
         if !self.transition(id, JobState::Approved) {
             return;
         }
         self.expiries.retain(|(_, j)| *j != id);
+        let (event, detail, actor) = approval;
         self.save_quiet(id, actor, event, detail, now);
         if self.transition(id, JobState::Submitting) {
-            self.save_quiet(
-                id,
-                None,
-                "submitting",
-                "sending the request to the cloud".into(),
-                now,
-            );
+            let detail = "sending the request to the cloud".to_string();
+            if announce {
+                self.save(id, None, "submitting", detail, now);
+            } else {
+                self.save_quiet(id, None, "submitting", detail, now);
+            }
             self.effects.push(Effect::Submit(id));
         }
     }
@@ -341,14 +342,8 @@ impl Engine {
                 let (have, need) = (job.approvals.len(), job.approvals_needed());
                 let detail = format!("approval {have} of {need} by {}", actor.name);
                 if quorum {
-                    self.start(id, "approved", detail, who(actor), now);
-                    self.save(
-                        id,
-                        None,
-                        "quorum",
-                        format!("{have} of {need} approvals"),
-                        now,
-                    );
+                    let detail = format!("{detail}; quorum reached");
+                    self.start(id, ("approved", detail, who(actor)), true, now);
                 } else {
                     self.save(id, who(actor), "approval", detail, now);
                 }
