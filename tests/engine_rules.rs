@@ -387,3 +387,68 @@ fn a_pending_job_whose_message_id_was_lost_gets_its_card_again_on_start() {
     h.wait_for(1, "succeeded");
     h.stop();
 }
+
+#[test]
+fn incident_channels_hear_about_approved_jobs_and_every_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = Harness::start(dir.path(), ScriptedOp::new(1));
+    // A soft restart needs no approval and succeeds: no notification.
+    h.say("alice", &[ONCALL], SOFT);
+    h.wait_for(1, "succeeded");
+    assert!(h.chat.incidents().is_empty(), "{:?}", h.chat.incidents());
+
+    h.say("alice", &[ONCALL], HARD);
+    h.react("bob", &[DBA], 2, "✅", true);
+    h.wait_for(2, "succeeded");
+    let seen = h.chat.incidents();
+    let texts: Vec<&str> = seen.iter().map(|(_, t)| t.as_str()).collect();
+    assert!(seen.iter().all(|(c, _)| c == "incidents"), "{seen:?}");
+    for needle in [
+        "job 2 requested by alice",
+        "job 2 approved",
+        "job 2 started",
+        "job 2 succeeded",
+    ] {
+        assert!(
+            texts.iter().any(|t| t.contains(needle)),
+            "missing {needle}: {texts:?}"
+        );
+    }
+    h.stop();
+
+    // A failure of a job that needed no approval goes to the critical route.
+    let dir = tempfile::tempdir().unwrap();
+    let op = ScriptedOp::with(|o| {
+        o.reject = Some(CloudError::new(
+            Some(500),
+            Some("DBS.200412".into()),
+            "Server failure.",
+        ))
+    });
+    let h = Harness::start(dir.path(), op);
+    h.say("alice", &[ONCALL], SOFT);
+    h.wait_for(1, "failed");
+    let seen = h.chat.incidents();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0].0, "alerts");
+    assert!(
+        seen[0].1.contains("job 1 failed") && seen[0].1.contains("DBS.200412"),
+        "{seen:?}"
+    );
+    h.stop();
+}
+
+#[test]
+fn pending_approvals_can_be_listed_for_a_chat_that_reconnects() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = Harness::start(dir.path(), ScriptedOp::new(1));
+    h.say("alice", &[ONCALL], HARD);
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    h.handle
+        .send(opsgate::engine::EngineEvent::PendingApprovals(tx));
+    let pending = h.rt.block_on(rx).unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].job, 1);
+    assert_eq!(pending[0].message_id, "msg-1");
+    h.stop();
+}

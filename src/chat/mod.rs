@@ -104,6 +104,16 @@ pub enum Outgoing {
         message_id: Option<MessageId>,
         card: JobCard,
     },
+    /// A notification in an incident channel, linking to the job's message.
+    Incident {
+        channel: String,
+        job: JobId,
+        severity: crate::config::Severity,
+        text: String,
+        /// Where the job's own message is, for a link.
+        job_channel: String,
+        message_id: Option<MessageId>,
+    },
     /// A new message about a job, e.g. that it finished.
     Notice {
         channel: String,

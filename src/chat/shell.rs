@@ -71,6 +71,10 @@ impl ChatOut for ShellChat {
                 self.print(&channel, &marker, &card.line());
                 None
             }
+            Outgoing::Incident { channel, text, .. } => {
+                self.print(&channel, "", &text);
+                None
+            }
             Outgoing::Notice { channel, text, .. } => {
                 self.print(&channel, "", &text);
                 None

@@ -6,6 +6,7 @@
 
 mod raw;
 pub mod secrets;
+mod sections;
 mod summary;
 mod validate;
 
@@ -16,6 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use secrets::SecretRef;
+pub use sections::{Discord, IncidentRoute, Incidents, LogFormat, Severity};
 pub use summary::summary;
 
 use crate::cloud::Provider;
@@ -34,6 +36,11 @@ pub struct Config {
     pub accounts: BTreeMap<String, Arc<Account>>,
     pub targets: BTreeMap<String, Target>,
     pub rules: Vec<Rule>,
+    pub discord: Discord,
+    pub incidents: Incidents,
+    /// Where the health and metrics endpoint listens, when enabled.
+    pub http_listen: Option<std::net::SocketAddr>,
+    pub log_format: LogFormat,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -14,6 +14,10 @@ pub struct RawConfig {
     pub accounts: BTreeMap<String, RawAccount>,
     pub targets: BTreeMap<String, RawTarget>,
     pub rules: Vec<RawRule>,
+    pub discord: super::sections::RawDiscord,
+    pub incidents: super::sections::RawIncidents,
+    pub http: super::sections::RawHttp,
+    pub log: super::sections::RawLog,
 }
 
 /// Discord snowflakes are 64-bit; TOML integers are signed 64-bit, so accept strings too.

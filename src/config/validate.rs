@@ -30,10 +30,10 @@ fn endpoint_keys(provider: Provider) -> &'static [&'static str] {
 type RoleIds<'a> = &'a dyn Fn(&[String], &str, &mut Collector) -> Vec<u64>;
 
 #[derive(Default)]
-struct Collector(Vec<Problem>);
+pub(super) struct Collector(Vec<Problem>);
 
 impl Collector {
-    fn add(&mut self, path: impl Into<String>, message: impl Into<String>) {
+    pub(super) fn add(&mut self, path: impl Into<String>, message: impl Into<String>) {
         self.0.push(Problem {
             path: path.into(),
             message: message.into(),
@@ -201,7 +201,16 @@ fn validate(raw: RawConfig, source: &Path, p: &mut Collector) -> Config {
         }
     }
 
+    let discord = super::sections::discord(raw.discord, &base, p);
+    let incidents = super::sections::incidents(raw.incidents, &channels, p);
+    let http_listen = super::sections::http(raw.http, p);
+    let log_format = super::sections::log(raw.log, p);
+
     Config {
+        discord,
+        incidents,
+        http_listen,
+        log_format,
         source: source.to_path_buf(),
         prefix,
         data_dir: raw.bot.data_dir.map(|d| base.join(d)),

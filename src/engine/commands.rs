@@ -5,6 +5,7 @@ use crate::approval::{self, Refusal};
 use crate::chat::{Actor, ChatEvent, Origin, Outgoing, Vote};
 use crate::cloud::JobSpec;
 use crate::command::{self, Command, JobId, OperationRequest};
+use crate::config::Severity;
 use crate::job::{self, Job, JobState, Person, Requirement};
 use crate::policy;
 
@@ -203,11 +204,25 @@ impl Engine {
         self.save_quiet(id, who(actor), "requested", detail, now);
         if needs_approval {
             let card = self.card(&self.active[&id]);
+            let mention_roles = if self.config.discord.mention_approvers {
+                rule.approver_roles.clone()
+            } else {
+                Vec::new()
+            };
+            let text = format!(
+                "🔔 job {id} requested by {}: {} (needs {} approval{} from {})",
+                actor.name,
+                card.action,
+                rule.approvals,
+                if rule.approvals == 1 { "" } else { "s" },
+                card.approver_roles
+            );
             self.effects.push(Effect::Chat(Outgoing::Card {
                 channel: origin.channel.clone(),
                 card,
-                mention_roles: Vec::new(),
+                mention_roles,
             }));
+            self.incident(id, Severity::Info, text);
         } else {
             let why = format!("rule `{}` needs no approval", rule.name);
             self.start(id, ("approved", why, None), false, now);
@@ -343,6 +358,8 @@ impl Engine {
                 let detail = format!("approval {have} of {need} by {}", actor.name);
                 if quorum {
                     let detail = format!("{detail}; quorum reached");
+                    let text = format!("👍 job {id} approved ({detail}): {}", job.action());
+                    self.incident(id, Severity::Info, text);
                     self.start(id, ("approved", detail, who(actor)), true, now);
                 } else {
                     self.save(id, who(actor), "approval", detail, now);

@@ -8,6 +8,7 @@
 
 mod cloud_tasks;
 mod commands;
+mod incidents;
 mod updates;
 mod views;
 
@@ -34,10 +35,21 @@ pub enum EngineEvent {
         job: JobId,
         update: CloudUpdate,
     },
+    /// Answered with every job awaiting approval whose message is known, so a chat adapter
+    /// can apply reactions given while the bot was away.
+    PendingApprovals(tokio::sync::oneshot::Sender<Vec<PendingApproval>>),
     /// Answered once every event sent before it has been handled, made durable and acted on.
     Sync(std::sync::mpsc::SyncSender<()>),
     /// Make everything durable and stop.
     Shutdown,
+}
+
+/// A job awaiting approval and where its message is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PendingApproval {
+    pub job: JobId,
+    pub channel: String,
+    pub message_id: String,
 }
 
 /// Told about every job state change once it is durable (the terminal's `/wait` uses it).
@@ -245,6 +257,22 @@ impl Engine {
         match event {
             EngineEvent::Chat(ev) => self.on_chat(ev, now),
             EngineEvent::Cloud { job, update } => self.on_cloud(job, update, now),
+            EngineEvent::PendingApprovals(reply) => {
+                let mut pending: Vec<PendingApproval> = self
+                    .active
+                    .values()
+                    .filter(|j| j.state == JobState::AwaitingApproval)
+                    .filter_map(|j| {
+                        Some(PendingApproval {
+                            job: j.id,
+                            channel: j.channel.clone(),
+                            message_id: j.message_id.clone()?,
+                        })
+                    })
+                    .collect();
+                pending.sort_by_key(|p| p.job);
+                let _ = reply.send(pending);
+            }
             EngineEvent::Shutdown | EngineEvent::Sync(_) => {}
         }
     }
@@ -441,6 +469,7 @@ impl Engine {
             job.finished_ms = Some(now);
             job.outcome = Some(detail.clone());
         }
+        self.incident_on_finish(id, state, &detail);
         self.save(id, actor, event, detail, now);
         if let Some(job) = self.active.remove(&id) {
             if self.locks.get(&job.lock_key()) == Some(&id) {

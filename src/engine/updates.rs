@@ -45,6 +45,7 @@ impl Engine {
                     }
                     self.save(id, None, "accepted", answer, now);
                     self.effects.push(Effect::Poll(id));
+                    self.incident_on_start(id);
                 }
             }
             CloudUpdate::Submitted(SubmitOutcome::Rejected(err)) => {
@@ -93,6 +94,11 @@ impl Engine {
                     job.progress = Some(format!("waiting for a person: {what}"));
                 }
                 self.save(id, None, "attention", what.clone(), now);
+                self.incident(
+                    id,
+                    crate::config::Severity::Warning,
+                    format!("⚠️ job {id} is waiting for a person on the cloud side: {what}"),
+                );
                 self.notice(
                     &channel,
                     Some(id),

@@ -27,6 +27,11 @@ guest = "50"
 [channels]
 ops = "ops"
 random = "random"
+incidents = "incidents"
+alerts = "alerts"
+[incidents]
+default = "incidents"
+routes = [{ severities = ["critical"], channel = "alerts" }]
 [accounts.acct]
 provider = "huawei"
 region = "cn-north-4"
@@ -77,14 +82,38 @@ impl RecordingChat {
             .unwrap()
             .iter()
             .map(|o| match o {
-                Outgoing::Reply { text, .. } | Outgoing::Notice { text, .. } => text.clone(),
+                Outgoing::Reply { text, .. }
+                | Outgoing::Notice { text, .. }
+                | Outgoing::Incident { text, .. } => text.clone(),
                 Outgoing::Card { card, .. } | Outgoing::UpdateCard { card, .. } => card.line(),
             })
             .collect()
     }
 
+    /// (channel, text) of every incident notification so far.
+    pub fn incidents(&self) -> Vec<(String, String)> {
+        self.sent
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|o| match o {
+                Outgoing::Incident { channel, text, .. } => Some((channel.clone(), text.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The last thing said outside the incident channels (where commands are typed).
     pub fn last(&self) -> String {
-        self.texts().last().cloned().unwrap_or_default()
+        let sent = self.sent.lock().unwrap();
+        sent.iter()
+            .rev()
+            .find_map(|o| match o {
+                Outgoing::Incident { .. } => None,
+                Outgoing::Reply { text, .. } | Outgoing::Notice { text, .. } => Some(text.clone()),
+                Outgoing::Card { card, .. } | Outgoing::UpdateCard { card, .. } => Some(card.line()),
+            })
+            .unwrap_or_default()
     }
 }
 
