@@ -8,9 +8,11 @@
 //! say `Indeterminate` whenever the request may have reached the cloud without an answer being
 //! read (a timeout after sending, a reset connection), and the engine then never re-sends.
 
+pub mod alibaba;
 pub mod error;
 pub mod huawei;
 pub mod registry;
+pub mod scnet;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

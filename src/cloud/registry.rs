@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::{huawei, CloudOperation, Provider};
+use super::{alibaba, huawei, scnet, CloudOperation, Provider};
 use crate::command::catalog::OPERATIONS;
 use crate::config::{Account, Config};
 
@@ -12,6 +12,10 @@ use crate::config::{Account, Config};
 pub struct AccountClients {
     pub account: Arc<Account>,
     pub huawei: Option<Arc<huawei::HuaweiClient>>,
+    /// Holds the account's SAE call budget, shared by all its SAE jobs.
+    pub alibaba: Option<Arc<alibaba::AlibabaClient>>,
+    /// Holds the account's SCNet token and AI base URL.
+    pub scnet: Option<Arc<scnet::ScnetClient>>,
 }
 
 #[derive(Default)]
@@ -33,6 +37,10 @@ impl Registry {
                 account: account.clone(),
                 huawei: (account.provider == Provider::Huawei)
                     .then(|| Arc::new(huawei::HuaweiClient::new(account.clone(), http.clone()))),
+                alibaba: (account.provider == Provider::Alibaba)
+                    .then(|| Arc::new(alibaba::AlibabaClient::new(account.clone(), http.clone()))),
+                scnet: (account.provider == Provider::Scnet)
+                    .then(|| Arc::new(scnet::ScnetClient::new(account.clone(), http.clone()))),
             };
             for op in OPERATIONS
                 .iter()

@@ -133,30 +133,145 @@ pub static BUILTINS: &[BuiltinDef] = &[
     },
 ];
 
-pub static OPERATIONS: &[OperationDef] = &[OperationDef {
-    id: "ddm.restart",
-    verb: "restart",
-    service: "ddm",
-    aliases: &[],
-    provider: Provider::Huawei,
-    target: &[Param {
-        name: "instance_id",
-        label: "<target>",
-        pattern: &ids::DDM_INSTANCE,
-    }],
-    modes: Some(Modes {
-        param: "mode",
-        values: &["soft", "hard"],
-        default: "soft",
-    }),
-    args: &[],
-    usage: "!restart ddm <target> [soft|hard] [account=NAME]",
-    summary: "restart a Huawei Cloud DDM instance (soft: processes; hard: reboots the VM)",
-    notes: "<target> is a named target from the config, or a DDM instance ID used with the \
+pub static OPERATIONS: &[OperationDef] = &[
+    OperationDef {
+        id: "ddm.restart",
+        verb: "restart",
+        service: "ddm",
+        aliases: &[],
+        provider: Provider::Huawei,
+        target: &[Param {
+            name: "instance_id",
+            label: "<target>",
+            pattern: &ids::DDM_INSTANCE,
+        }],
+        modes: Some(Modes {
+            param: "mode",
+            values: &["soft", "hard"],
+            default: "soft",
+        }),
+        args: &[],
+        usage: "!restart ddm <target> [soft|hard] [account=NAME]",
+        summary: "restart a Huawei Cloud DDM instance (soft: processes; hard: reboots the VM)",
+        notes: "<target> is a named target from the config, or a DDM instance ID used with the \
             default Huawei account (or account=NAME).",
-    check: None,
-    build: crate::cloud::huawei::ddm::build,
-}];
+        check: None,
+        build: crate::cloud::huawei::ddm::build,
+    },
+    OperationDef {
+        id: "taurus-proxy.restart",
+        verb: "restart",
+        service: "taurus-proxy",
+        aliases: &["gaussdb-proxy"],
+        provider: Provider::Huawei,
+        target: TAURUS_PROXY_TARGET,
+        modes: None,
+        args: &[],
+        usage: "!restart taurus-proxy <instance> <proxy> [account=NAME]",
+        summary: "restart a Huawei Cloud TaurusDB (GaussDB for MySQL) proxy instance",
+        notes: "Instead of <instance> <proxy> (a TaurusDB instance ID ending in in07 and a proxy \
+            ID ending in po01, used with the default Huawei account or account=NAME), give a \
+            named taurus-proxy target from the config. Connections through the proxy drop \
+            while it restarts.",
+        check: None,
+        build: crate::cloud::huawei::taurus_restart::build,
+    },
+    OperationDef {
+        id: "taurus-proxy.upgrade",
+        verb: "upgrade",
+        service: "taurus-proxy",
+        aliases: &["gaussdb-proxy"],
+        provider: Provider::Huawei,
+        target: TAURUS_PROXY_TARGET,
+        modes: None,
+        args: &[
+            Param {
+                name: "source_version",
+                label: "<source_version>",
+                pattern: &ids::PROXY_VERSION,
+            },
+            Param {
+                name: "target_version",
+                label: "<target_version>",
+                pattern: &ids::PROXY_VERSION,
+            },
+        ],
+        usage: "!upgrade taurus-proxy <instance> <proxy> <source_version> <target_version> \
+            [account=NAME]",
+        summary: "upgrade the kernel version of a Huawei Cloud TaurusDB proxy instance",
+        notes: "<source_version> is the proxy's current kernel version and <target_version> the \
+            new one, e.g. 2.23.12.000 2.24.03.000; the target may not be lower than the \
+            source. <instance> <proxy> may be replaced by a named taurus-proxy target. \
+            TaurusDB may refuse the upgrade (REJECT); its reason is shown as it is.",
+        check: Some(crate::cloud::huawei::taurus_upgrade::check),
+        build: crate::cloud::huawei::taurus_upgrade::build,
+    },
+    OperationDef {
+        id: "sae.restart",
+        verb: "restart",
+        service: "sae",
+        aliases: &[],
+        provider: Provider::Alibaba,
+        target: &[Param {
+            name: "app_id",
+            label: "<app>",
+            pattern: &ids::SAE_APP,
+        }],
+        modes: None,
+        args: &[Param {
+            name: "instance_ids",
+            label: "<instance>[,<instance>...]",
+            pattern: &ids::SAE_INSTANCES,
+        }],
+        usage: "!restart sae <app> <instance>[,<instance>...] [account=NAME]",
+        summary: "restart instances of an Alibaba Cloud SAE application",
+        notes: "<app> is a named sae target from the config, or an SAE application ID (a UUID) \
+            used with the default Alibaba account (or account=NAME). Instances: 1 to 20 \
+            instance IDs of that app, separated by commas without spaces. SAE runs the \
+            restart as a change order; if it waits for a batch confirmation or an approval, \
+            the job says so here and someone must act in the SAE console.",
+        check: Some(crate::cloud::alibaba::sae::check),
+        build: crate::cloud::alibaba::sae::build,
+    },
+    OperationDef {
+        id: "scnet.restart",
+        verb: "restart",
+        service: "scnet",
+        aliases: &[],
+        provider: Provider::Scnet,
+        target: &[Param {
+            name: "instance_service_id",
+            label: "<instance-service-id>",
+            pattern: &ids::SCNET_INSTANCE,
+        }],
+        modes: None,
+        args: &[],
+        usage: "!restart scnet <instance-service-id> [account=NAME]",
+        summary: "restart (start) an SCNet AI container instance",
+        notes: "<instance-service-id> is a named scnet target from the config, or a container \
+            instance ID (32 hex characters) used with the default SCNet account (or \
+            account=NAME). Caution: SCNet documents this call as starting container \
+            instances that are stopped or failed; whether it restarts one that is already \
+            Running is UNCONFIRMED. The job succeeds when the instance is Running again.",
+        check: None,
+        build: crate::cloud::scnet::restart::build,
+    },
+];
+
+/// The target of both TaurusDB proxy operations (one named target works for both, and the
+/// per-target lock covers both).
+static TAURUS_PROXY_TARGET: &[Param] = &[
+    Param {
+        name: "instance_id",
+        label: "<instance>",
+        pattern: &ids::TAURUS_INSTANCE,
+    },
+    Param {
+        name: "proxy_id",
+        label: "<proxy>",
+        pattern: &ids::TAURUS_PROXY,
+    },
+];
 
 pub fn operation_by_id(id: &str) -> Option<&'static OperationDef> {
     OPERATIONS.iter().find(|op| op.id == id)

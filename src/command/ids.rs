@@ -13,20 +13,32 @@ pub struct IdPattern {
     regex: OnceLock<Regex>,
     /// What a valid value looks like, in words, for the reply to bad input.
     pub describe: &'static str,
+    /// Longest value accepted, checked before the regex runs.
+    max_len: usize,
 }
 
 impl IdPattern {
     pub const fn new(source: &'static str, describe: &'static str) -> Self {
+        IdPattern::with_max_len(source, describe, 128)
+    }
+
+    /// For lists (e.g. up to 20 comma-separated IDs) that may exceed the usual 128 bytes.
+    pub const fn with_max_len(
+        source: &'static str,
+        describe: &'static str,
+        max_len: usize,
+    ) -> Self {
         IdPattern {
             source,
             regex: OnceLock::new(),
             describe,
+            max_len,
         }
     }
 
     pub fn matches(&self, value: &str) -> bool {
-        // Cheap guard first: nothing valid here is longer than 128 bytes.
-        value.len() <= 128
+        // Cheap guard first: nothing valid here is longer than `max_len` (128 unless set).
+        value.len() <= self.max_len
             && self
                 .regex
                 // The sources are literals exercised by the unit tests, so this cannot fail.
@@ -61,6 +73,140 @@ pub static REGION: IdPattern = IdPattern::new(
     r"^[a-z]{2,3}(-[a-z]+)+-[0-9]{1,3}$",
     "a region such as cn-north-4",
 );
+
+/// TaurusDB (GaussDB for MySQL) instance ID: 32 letters or digits followed by `in07`.
+pub static TAURUS_INSTANCE: IdPattern = IdPattern::new(
+    r"^[0-9a-zA-Z]{32}in07$",
+    "a TaurusDB instance ID: 32 letters or digits followed by in07",
+);
+
+/// TaurusDB proxy instance ID: 32 letters or digits followed by `po01`.
+pub static TAURUS_PROXY: IdPattern = IdPattern::new(
+    r"^[0-9a-zA-Z]{32}po01$",
+    "a TaurusDB proxy ID: 32 letters or digits followed by po01",
+);
+
+/// A TaurusDB proxy kernel version such as `2.23.12.000`: 3 to 5 dot-separated numbers.
+pub static PROXY_VERSION: IdPattern = IdPattern::new(
+    r"^[0-9]{1,4}(\.[0-9]{1,4}){2,4}$",
+    "a proxy kernel version such as 2.23.12.000",
+);
+
+/// A job or workflow ID returned by a Huawei API, before it goes back into a URL.
+pub static HUAWEI_JOB_ID: IdPattern = IdPattern::new(
+    r"^[0-9a-zA-Z][0-9a-zA-Z_-]{0,63}$",
+    "a job ID of letters, digits, - or _",
+);
+
+/// Alibaba region IDs such as `cn-hangzhou`, `ap-southeast-1` or `cn-shanghai-finance-1`.
+pub static ALIBABA_REGION: IdPattern = IdPattern::new(
+    r"^[a-z]{2,3}(-[a-z]+)+(-[0-9]{1,3})?$",
+    "an Alibaba region such as cn-hangzhou",
+);
+
+/// SAE application ID: a lowercase UUID (e.g. `1daa7236-3844-4f36-b39a-605b0cc0aaaa`).
+pub static SAE_APP: IdPattern = IdPattern::new(
+    r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$",
+    "an SAE application ID (a lowercase UUID)",
+);
+
+/// Most SAE instance IDs one restart may name.
+pub const SAE_MAX_INSTANCES: usize = 20;
+
+/// 1 to 20 SAE instance IDs separated by commas, no spaces. One ID is a pod name such as
+/// `mysae-1daa7236-3844-4f36-b39a-605b0cc0caa6-x7k2p` (`<app name>-<...>-<suffix>`):
+/// lowercase letters, digits and inner hyphens, 3 to 100 characters.
+pub static SAE_INSTANCES: IdPattern = IdPattern::with_max_len(
+    // Kept in step with SAE_MAX_INSTANCES (checked by a unit test).
+    r"^[a-z0-9][a-z0-9-]{1,98}[a-z0-9](,[a-z0-9][a-z0-9-]{1,98}[a-z0-9]){0,19}$",
+    "1 to 20 SAE instance IDs (lowercase letters, digits and -) separated by commas, no spaces",
+    20 * 101,
+);
+
+/// SCNet container instance (service) ID: 32 lowercase hex characters.
+pub static SCNET_INSTANCE: IdPattern = IdPattern::new(
+    r"^[0-9a-f]{32}$",
+    "an SCNet container instance ID: 32 lowercase hex characters",
+);
+
+/// SCNet cluster (computing region) ID from the token answer, e.g. `11250` (config only).
+pub static SCNET_CLUSTER_ID: IdPattern = IdPattern::new(
+    r"^[A-Za-z0-9_-]{1,40}$",
+    "a cluster ID of letters, digits, - or _ such as 11250",
+);
+
+/// A JSON field name (config only: the SCNet detail status field).
+pub static SCNET_STATUS_FIELD: IdPattern = IdPattern::new(
+    r"^[A-Za-z_][A-Za-z0-9_]{0,39}$",
+    "a field name of letters, digits or _ such as status",
+);
+
+#[cfg(test)]
+mod alibaba_scnet_tests {
+    use super::*;
+
+    #[test]
+    fn sae_ids() {
+        assert!(SAE_APP.matches("1daa7236-3844-4f36-b39a-605b0cc0aaaa"));
+        assert!(!SAE_APP.matches("1daa7236-3844-4f36-b39a-605b0cc0AAAA"));
+        assert!(!SAE_APP.matches("1daa7236-3844-4f36-b39a-605b0cc0aaa"));
+        let one = "mysae-1daa7236-3844-4f36-b39a-605b0cc0caa6-x7k2p";
+        assert!(SAE_INSTANCES.matches(one));
+        assert!(SAE_INSTANCES.matches("inst-a,inst-b"));
+        let twenty = vec![one; SAE_MAX_INSTANCES].join(",");
+        assert!(SAE_INSTANCES.matches(&twenty), "{} bytes", twenty.len());
+        let too_many = vec![one; SAE_MAX_INSTANCES + 1].join(",");
+        assert!(!SAE_INSTANCES.matches(&too_many));
+        for bad in [
+            "",
+            ",",
+            "a,",
+            ",a",
+            "inst-a,,inst-b",
+            "inst-a, inst-b",
+            "Inst-a",
+            "-inst",
+            "inst-",
+            "inst_a",
+            "inst-a;inst-b",
+            "inst-a%2Cinst-b",
+            "../x",
+            "inst-a\n",
+        ] {
+            assert!(!SAE_INSTANCES.matches(bad), "{bad:?}");
+        }
+        assert!(SAE_INSTANCES.matches(&format!("a{}b", "-".repeat(98))));
+        assert!(!SAE_INSTANCES.matches(&format!("a{}b", "-".repeat(99))));
+        assert!(SAE_INSTANCES
+            .source
+            .ends_with(&format!("{{0,{}}}$", SAE_MAX_INSTANCES - 1)));
+    }
+
+    #[test]
+    fn regions_and_scnet() {
+        for good in [
+            "cn-hangzhou",
+            "ap-southeast-1",
+            "cn-shanghai-finance-1",
+            "us-west-1",
+        ] {
+            assert!(ALIBABA_REGION.matches(good), "{good}");
+        }
+        for bad in [
+            "",
+            "hangzhou",
+            "cn-hangzhou/x",
+            "cn_hangzhou",
+            "CN-hangzhou",
+        ] {
+            assert!(!ALIBABA_REGION.matches(bad), "{bad}");
+        }
+        assert!(SCNET_INSTANCE.matches("4c1f43ddb030483e89b55413bee6c004"));
+        assert!(!SCNET_INSTANCE.matches("4c1f43ddb030483e89b55413bee6c00"));
+        assert!(!SCNET_INSTANCE.matches("4c1f43ddb030483e89b55413bee6c004/x"));
+        assert!(!SCNET_INSTANCE.matches("4C1F43DDB030483E89B55413BEE6C004"));
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -101,5 +247,52 @@ mod tests {
         assert!(REGION.matches("ap-southeast-1"));
         assert!(!REGION.matches("cn-north-4/../x"));
         assert!(HUAWEI_PROJECT.matches("0123456789abcdef0123456789ABCDEF"));
+    }
+}
+
+#[cfg(test)]
+mod taurus_tests {
+    use super::*;
+
+    #[test]
+    fn taurus_ids_accept_the_documented_shapes_only() {
+        assert!(TAURUS_INSTANCE.matches("61a4ea66210545909d74a05c27a7179ein07"));
+        assert!(TAURUS_PROXY.matches("151c14381ac14ecfb9703a745b992677po01"));
+        for bad in [
+            "",
+            "../x",
+            "61a4ea66210545909d74a05c27a7179ein09",
+            "61a4ea66210545909d74a05c27a7179in07",
+            "61a4ea66210545909d74a05c27a7179ein07\n",
+            "61a4ea66210545909d74a05c27a717%2Fin07",
+        ] {
+            assert!(!TAURUS_INSTANCE.matches(bad), "{bad:?}");
+        }
+        assert!(!TAURUS_PROXY.matches("61a4ea66210545909d74a05c27a7179ein07"));
+        assert!(!TAURUS_PROXY.matches("151c14381ac14ecfb9703a745b992677po01/restart"));
+    }
+
+    #[test]
+    fn versions_are_strict() {
+        for good in ["2.23.12.000", "2.24.03.000", "1.0.0", "1.2.3.4.5"] {
+            assert!(PROXY_VERSION.matches(good), "{good}");
+        }
+        for bad in [
+            "",
+            "2",
+            "2.23",
+            "2.23.12.000.1.2",
+            "v2.23.12",
+            "2.23.12-1",
+            "2..12",
+            "12345.1.1",
+            "2.23.12 ",
+        ] {
+            assert!(!PROXY_VERSION.matches(bad), "{bad:?}");
+        }
+        assert!(HUAWEI_JOB_ID.matches("dff1d289-4d03-4942-854f-463ea07c000d"));
+        assert!(!HUAWEI_JOB_ID.matches("-x"));
+        assert!(!HUAWEI_JOB_ID.matches("a&b=c"));
+        assert!(!HUAWEI_JOB_ID.matches(&"a".repeat(65)));
     }
 }

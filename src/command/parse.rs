@@ -195,15 +195,12 @@ fn parse_builtin(builtin: Builtin, usage: &str, args: &[&str]) -> Result<Command
             Command::Status(id)
         }
         Builtin::Jobs => {
-            let filter = match args.first().map(|a| a.to_ascii_lowercase()).as_deref() {
+            let filter = match args.first() {
                 None => JobFilter::Active,
-                Some("pending") => JobFilter::Pending,
-                Some("running") => JobFilter::Running,
-                Some("mine") => JobFilter::Mine,
-                Some("all") => JobFilter::All,
-                Some(_) => {
-                    return Err(reject(format!("Unknown filter {}.", quote(args[0])), usage))
-                }
+                Some(a) => match JobFilter::parse(a) {
+                    Some(f) if f != JobFilter::Active => f,
+                    _ => return Err(reject(format!("Unknown filter {}.", quote(a)), usage)),
+                },
             };
             no_more(args, 1, usage)?;
             Command::Jobs(filter)

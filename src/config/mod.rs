@@ -79,6 +79,26 @@ pub struct Account {
     /// Overrides the provider's default poll interval (never below its floor).
     pub poll_interval: Option<Duration>,
     pub request_timeout: Duration,
+    /// Settings only some providers use (SCNet user and cluster, Alibaba call budget).
+    pub settings: ProviderSettings,
+}
+
+/// Account settings of one provider only; `Default` (all unset) for the others.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ProviderSettings {
+    /// Alibaba: API calls per minute (default 60, SAE's per-user limit), shared by every
+    /// SAE job's submit and polls on the account.
+    pub calls_per_minute: Option<u32>,
+    /// SCNet: the platform user (`user` header of the token request).
+    pub scnet_user: Option<String>,
+    /// SCNet: the organisation ID issued to the integrator (`orgId` header, password auth).
+    pub org_id: Option<String>,
+    /// SCNet: the cluster (computing region) by `clusterId`, or by `clusterName`.
+    pub cluster_id: Option<String>,
+    pub cluster_name: Option<String>,
+    /// SCNet: the status field of the container detail answer (UNCONFIRMED upstream);
+    /// unset tries `status` and then the usual alternatives.
+    pub status_field: Option<String>,
 }
 
 #[derive(Clone, Debug)]

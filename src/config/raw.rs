@@ -55,6 +55,16 @@ pub struct RawAccount {
     pub endpoints: BTreeMap<String, String>,
     pub poll_interval: Option<String>,
     pub request_timeout: Option<String>,
+    /// Alibaba: API calls per minute the account may make (SAE allows 60 per user).
+    pub calls_per_minute: Option<i64>,
+    /// SCNet: the platform user name, the organisation ID (password auth), and the cluster
+    /// (computing region) whose token and AI endpoint are used.
+    pub scnet_user: Option<String>,
+    pub org_id: Option<String>,
+    pub cluster_id: Option<String>,
+    pub cluster_name: Option<String>,
+    /// SCNet: the status field of the container detail answer (UNCONFIRMED upstream).
+    pub status_field: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -81,7 +81,7 @@ pub fn summary(config: &Config) -> String {
     for (name, a) in &config.accounts {
         let default = if a.default { ", default" } else { "" };
         let secrets = match a.auth {
-            AuthMethod::Password if a.provider == crate::cloud::Provider::Huawei => {
+            AuthMethod::Password if a.provider != crate::cloud::Provider::Alibaba => {
                 format!("password {}", a.password.status())
             }
             _ => format!(
@@ -98,11 +98,37 @@ pub fn summary(config: &Config) -> String {
                 a.endpoints.keys().cloned().collect::<Vec<_>>().join(", ")
             )
         };
+        let s = &a.settings;
+        let mut extra = Vec::new();
+        if let Some(n) = s.calls_per_minute {
+            extra.push(format!("{n} calls/min"));
+        } else if a.provider == crate::cloud::Provider::Alibaba {
+            extra.push("60 calls/min (default)".to_string());
+        }
+        if let Some(u) = &s.scnet_user {
+            extra.push(format!("user {u}"));
+        }
+        if let Some(o) = &s.org_id {
+            extra.push(format!("org {o}"));
+        }
+        match (&s.cluster_id, &s.cluster_name) {
+            (Some(id), _) => extra.push(format!("cluster id {id}")),
+            (None, Some(n)) => extra.push(format!("cluster `{n}`")),
+            _ => {}
+        }
+        if let Some(f) = &s.status_field {
+            extra.push(format!("status field {f}"));
+        }
+        let extra = if extra.is_empty() {
+            String::new()
+        } else {
+            format!("; {}", extra.join(", "))
+        };
+        let region = if a.region.is_empty() { "-" } else { &a.region };
         let _ = writeln!(
             out,
-            "  {name:<16} {} {} ({} auth{default}); {secrets}{endpoints}",
+            "  {name:<16} {} {region} ({} auth{default}); {secrets}{endpoints}{extra}",
             a.provider.name(),
-            a.region,
             a.auth.name(),
         );
     }

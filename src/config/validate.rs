@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::raw::{RawAccount, RawConfig, RawId, RawRule, RawTarget};
 use super::secrets::SecretRef;
-use super::{base_dir, Account, AuthMethod, Config, Problem, Rule, Target};
+use super::{base_dir, Account, AuthMethod, Config, Problem, ProviderSettings, Rule, Target};
 use crate::cloud::Provider;
 use crate::command::catalog::{self, OPERATIONS};
 use crate::command::ids;
@@ -271,13 +271,37 @@ fn account(
         }
     };
     let region = raw.region.clone().unwrap_or_default();
-    if !ids::REGION.matches(&region) {
-        p.add(
-            format!("{path}.region"),
-            format!("must be {}", ids::REGION.describe),
-        );
+    match provider {
+        Some(Provider::Alibaba) => {
+            if !ids::ALIBABA_REGION.matches(&region) {
+                p.add(
+                    format!("{path}.region"),
+                    format!("must be {}", ids::ALIBABA_REGION.describe),
+                );
+            }
+        }
+        // SCNet picks its endpoints from the config and its cluster by id or name; a
+        // region is optional and only shown in summaries.
+        Some(Provider::Scnet) => {
+            if !region.is_empty() && !ids::NAME.matches(&region) {
+                p.add(
+                    format!("{path}.region"),
+                    format!("optional for SCNet; if set, must be {}", ids::NAME.describe),
+                );
+            }
+        }
+        Some(Provider::Huawei) | None => {
+            if !ids::REGION.matches(&region) {
+                p.add(
+                    format!("{path}.region"),
+                    format!("must be {}", ids::REGION.describe),
+                );
+            }
+        }
     }
     let auth = match raw.auth.as_deref() {
+        // Alibaba has only AK/SK signing.
+        None if provider == Some(Provider::Alibaba) => AuthMethod::AkSk,
         None | Some("password") => AuthMethod::Password,
         Some("aksk") => AuthMethod::AkSk,
         Some(other) => {
@@ -318,8 +342,15 @@ fn account(
             ),
         }
     }
-    let password_auth = provider == Provider::Huawei && auth == AuthMethod::Password;
-    if password_auth {
+    if provider == Provider::Alibaba && auth != AuthMethod::AkSk {
+        p.add(
+            format!("{path}.auth"),
+            "Alibaba accounts use auth = \"aksk\" (access_key_* and secret_key_*)",
+        );
+    }
+    let settings = provider_settings(provider, auth, &raw, path, p);
+    let password_auth = provider != Provider::Alibaba && auth == AuthMethod::Password;
+    if password_auth && provider == Provider::Huawei {
         if raw.iam_user.as_deref().unwrap_or("").is_empty() {
             p.add(format!("{path}.iam_user"), "missing (the IAM user name)");
         }
@@ -400,7 +431,132 @@ fn account(
             .collect(),
         poll_interval,
         request_timeout,
+        settings,
     })
+}
+
+/// Printable ASCII without spaces: what may go into an HTTP header unchanged.
+fn header_safe(v: &str) -> bool {
+    !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic())
+}
+
+/// The keys only Alibaba or only SCNet accounts use, checked for the provider at hand.
+fn provider_settings(
+    provider: Provider,
+    auth: AuthMethod,
+    raw: &RawAccount,
+    path: &str,
+    p: &mut Collector,
+) -> ProviderSettings {
+    let mut only = |key: &str, set: bool, wanted: Provider| {
+        if set && provider != wanted {
+            p.add(
+                format!("{path}.{key}"),
+                format!("only for {} accounts", wanted.name()),
+            );
+        }
+    };
+    only(
+        "calls_per_minute",
+        raw.calls_per_minute.is_some(),
+        Provider::Alibaba,
+    );
+    only("scnet_user", raw.scnet_user.is_some(), Provider::Scnet);
+    only("org_id", raw.org_id.is_some(), Provider::Scnet);
+    only("cluster_id", raw.cluster_id.is_some(), Provider::Scnet);
+    only("cluster_name", raw.cluster_name.is_some(), Provider::Scnet);
+    only("status_field", raw.status_field.is_some(), Provider::Scnet);
+
+    let calls_per_minute = match raw.calls_per_minute {
+        Some(n) if (1..=600).contains(&n) => Some(n as u32),
+        Some(_) => {
+            p.add(
+                format!("{path}.calls_per_minute"),
+                "must be between 1 and 600 (SAE allows 60 per user)",
+            );
+            None
+        }
+        None => None,
+    };
+    if provider == Provider::Scnet {
+        match raw.scnet_user.as_deref() {
+            Some(u) if header_safe(u) => {}
+            Some(_) => p.add(
+                format!("{path}.scnet_user"),
+                "must be printable ASCII without spaces (it is sent as a header)",
+            ),
+            None => p.add(
+                format!("{path}.scnet_user"),
+                "missing (the SCNet user name)",
+            ),
+        }
+        match raw.org_id.as_deref() {
+            Some(o) if header_safe(o) => {}
+            Some(_) => p.add(
+                format!("{path}.org_id"),
+                "must be printable ASCII without spaces (it is sent as a header)",
+            ),
+            None if auth == AuthMethod::Password => p.add(
+                format!("{path}.org_id"),
+                "missing (the orgId issued to the integrator; needed for auth = \"password\")",
+            ),
+            None => {}
+        }
+        match (&raw.cluster_id, &raw.cluster_name) {
+            (Some(_), Some(_)) => p.add(
+                format!("{path}.cluster_id"),
+                "set cluster_id or cluster_name, not both",
+            ),
+            (None, None) => p.add(
+                format!("{path}.cluster_id"),
+                "missing: name the cluster (computing region) by cluster_id or cluster_name",
+            ),
+            (Some(id), None) if !ids::SCNET_CLUSTER_ID.matches(id) => p.add(
+                format!("{path}.cluster_id"),
+                format!("must be {}", ids::SCNET_CLUSTER_ID.describe),
+            ),
+            (None, Some(name))
+                if name.trim().is_empty()
+                    || name.chars().count() > 64
+                    || name.chars().any(char::is_control) =>
+            {
+                p.add(
+                    format!("{path}.cluster_name"),
+                    "must be 1 to 64 characters without control characters",
+                )
+            }
+            _ => {}
+        }
+        if let Some(f) = &raw.status_field {
+            if !ids::SCNET_STATUS_FIELD.matches(f) {
+                p.add(
+                    format!("{path}.status_field"),
+                    format!("must be {}", ids::SCNET_STATUS_FIELD.describe),
+                );
+            }
+        }
+        let has = |k: &str| raw.endpoints.contains_key(k);
+        if !has("token") && !has("ac") {
+            p.add(
+                format!("{path}.endpoints"),
+                "SCNet needs endpoints.ac (platform base URL) or endpoints.token (token service)",
+            );
+        }
+        if !has("ai") && !has("ac") {
+            p.add(
+                format!("{path}.endpoints"),
+                "SCNet needs endpoints.ac (to find the AI URL) or endpoints.ai",
+            );
+        }
+    }
+    ProviderSettings {
+        calls_per_minute,
+        scnet_user: raw.scnet_user.clone(),
+        org_id: raw.org_id.clone(),
+        cluster_id: raw.cluster_id.clone(),
+        cluster_name: raw.cluster_name.clone(),
+        status_field: raw.status_field.clone(),
+    }
 }
 
 fn target(

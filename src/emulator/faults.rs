@@ -16,7 +16,23 @@ use serde_json::Value;
 use super::reply::Reply;
 
 /// Operation names faults and call counts use.
-pub const OPERATIONS: &[&str] = &["iam.token", "ddm.restart", "ddm.instance", "ddm.job"];
+pub const OPERATIONS: &[&str] = &[
+    "iam.token",
+    "ddm.restart",
+    "ddm.instance",
+    "ddm.job",
+    "taurus.restart",
+    "taurus.upgrade",
+    "taurus.job",
+    "taurus.proxies",
+    "sae.restart",
+    "sae.changeorder",
+    "sae.changeorders",
+    "scnet.token",
+    "scnet.center",
+    "scnet.restart",
+    "scnet.detail",
+];
 
 const MAX_DELAY: Duration = Duration::from_secs(600);
 

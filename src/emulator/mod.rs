@@ -12,7 +12,11 @@ mod ddm;
 mod faults;
 mod iam;
 mod reply;
+mod sae;
+mod scnet;
+mod serve;
 mod state;
+mod taurus;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -45,6 +49,20 @@ pub mod demo {
     pub const PROJECT_ID: &str = "0123456789abcdef0123456789abcdef";
     /// Any ID of the DDM shape names a RUNNING instance; this one is for demo configs.
     pub const DDM_INSTANCE: &str = "28e8841d0b9c4f6a9a30742ee60e1068in09";
+    /// Alibaba (SAE) AK/SK; any UUID names an SAE application.
+    pub const ALIBABA_ACCESS_KEY: &str = "LTAIdemoAccessKeyId0";
+    pub const ALIBABA_SECRET_KEY: &str = "demo-alibaba-access-key-secret";
+    pub const SAE_APP: &str = "1daa7236-3844-4f36-b39a-605b0cc0aaaa";
+    /// SCNet user, password and orgId (password tokens), and AK/SK (signed tokens).
+    pub const SCNET_USER: &str = "opsgate-demo";
+    pub const SCNET_PASSWORD: &str = "demo-scnet-password";
+    pub const SCNET_ORG_ID: &str = "demo-org-0001";
+    pub const SCNET_ACCESS_KEY: &str = "85f96a42b13f4d2c8b760d2775bbcca8";
+    pub const SCNET_SECRET_KEY: &str = "demo-scnet-secret-key";
+    /// The cluster the demo tokens and the center API name; any 32-hex ID is a container.
+    pub const SCNET_CLUSTER_ID: &str = "11250";
+    pub const SCNET_CLUSTER_NAME: &str = "demo-cluster";
+    pub const SCNET_INSTANCE: &str = "4c1f43ddb030483e89b55413bee6c004";
 }
 
 #[derive(Clone, Debug)]
@@ -68,9 +86,22 @@ impl Default for EmulatorOptions {
 pub struct RunningEmulator {
     addr: SocketAddr,
     task: Option<JoinHandle<std::io::Result<()>>>,
+    shared: Arc<Shared>,
 }
 
 impl RunningEmulator {
+    /// When each `operation` request arrived, with the ID it acted on (benchmarks use this to
+    /// measure line-to-cloud latency on one clock).
+    pub fn arrivals(&self, operation: &str) -> Vec<(String, Instant)> {
+        self.shared
+            .lock()
+            .arrivals
+            .iter()
+            .filter(|(op, _, _)| *op == operation)
+            .map(|(_, id, at)| (id.clone(), *at))
+            .collect()
+    }
+
     /// `http://IP:PORT`, to use as `endpoints.iam` / `endpoints.ddm` in the config.
     pub fn base_url(&self) -> String {
         let mut addr = self.addr;
@@ -108,13 +139,16 @@ pub async fn start(opts: EmulatorOptions, addr: SocketAddr) -> std::io::Result<R
     let shared = Arc::new(Shared::new(State::new(&opts)));
     let app = Router::new()
         .nest("/_emulator", admin::router())
+        .merge(sae::router(shared.clone()))
+        .merge(scnet::router(shared.clone()))
         .fallback(cloud_api)
-        .with_state(shared);
+        .with_state(shared.clone());
     let task = tokio::spawn(async move { axum::serve(listener, app).await });
     tracing::info!(%addr, "cloud emulator listening");
     Ok(RunningEmulator {
         addr,
         task: Some(task),
+        shared,
     })
 }
 
@@ -134,6 +168,10 @@ enum Route {
     Restart { instance: String },
     Instance { project: String, instance: String },
     Job { job: String },
+    TaurusRestart { instance: String, proxy: String },
+    TaurusUpgrade { instance: String, proxy: String },
+    TaurusJob,
+    TaurusProxies { instance: String },
 }
 
 impl Route {
@@ -154,6 +192,20 @@ impl Route {
                 instance: i.to_string(),
             },
             ("GET", ["v3", _, "jobs", j]) => Route::Job { job: j.to_string() },
+            ("POST", ["v3", _, "instances", i, "proxy", p, "restart"]) => Route::TaurusRestart {
+                instance: i.to_string(),
+                proxy: p.to_string(),
+            },
+            ("POST", ["v3", _, "instances", i, "proxy", p, "upgrade-version"]) => {
+                Route::TaurusUpgrade {
+                    instance: i.to_string(),
+                    proxy: p.to_string(),
+                }
+            }
+            ("GET", ["v3", _, "jobs"]) => Route::TaurusJob,
+            ("GET", ["v3", _, "instances", i, "proxies"]) => Route::TaurusProxies {
+                instance: i.to_string(),
+            },
             _ => return None,
         })
     }
@@ -165,6 +217,10 @@ impl Route {
             Route::Restart { .. } => "ddm.restart",
             Route::Instance { .. } => "ddm.instance",
             Route::Job { .. } => "ddm.job",
+            Route::TaurusRestart { .. } => "taurus.restart",
+            Route::TaurusUpgrade { .. } => "taurus.upgrade",
+            Route::TaurusJob => "taurus.job",
+            Route::TaurusProxies { .. } => "taurus.proxies",
         }
     }
 }
@@ -231,5 +287,13 @@ fn handle(shared: &Shared, route: &Route, req: &Incoming) -> Reply {
         Route::Restart { instance } => ddm::restart(&mut s, instance, &req.body, now),
         Route::Instance { project, instance } => ddm::show_instance(&mut s, project, instance, now),
         Route::Job { job } => ddm::show_job(&s, job, now),
+        Route::TaurusRestart { instance, proxy } => {
+            taurus::restart(&mut s, instance, proxy, &req.body, now)
+        }
+        Route::TaurusUpgrade { instance, proxy } => {
+            taurus::upgrade(&mut s, instance, proxy, &req.body, now)
+        }
+        Route::TaurusJob => taurus::show_job(&mut s, req.query.as_deref(), now),
+        Route::TaurusProxies { instance } => taurus::list_proxies(&mut s, instance, now),
     }
 }

@@ -81,6 +81,10 @@ pub struct State {
     pub jobs: HashMap<String, Job>,
     pub faults: Vec<Fault>,
     pub calls: BTreeMap<String, u64>,
+    /// When each restart arrived (operation, target ID, time), for latency benchmarks.
+    pub arrivals: Vec<(&'static str, String, Instant)>,
+    /// TaurusDB proxies and their jobs.
+    pub taurus: super::taurus::Taurus,
 }
 
 impl State {
@@ -102,7 +106,18 @@ impl State {
             jobs: HashMap::new(),
             faults: Vec::new(),
             calls: BTreeMap::new(),
+            arrivals: Vec::new(),
+            taurus: Default::default(),
         }
+    }
+
+    /// Records the arrival of a request that acts on `target` (bounded, oldest dropped).
+    pub fn arrived(&mut self, operation: &'static str, target: &str, at: Instant) {
+        const KEEP: usize = 100_000;
+        if self.arrivals.len() >= KEEP {
+            self.arrivals.drain(..KEEP / 2);
+        }
+        self.arrivals.push((operation, target.to_string(), at));
     }
 
     pub fn count(&mut self, operation: &str) {

@@ -1,5 +1,6 @@
 //! Driving the built `opsgate` binary: the emulator as its own process (it must outlive the
 //! bot in crash tests), and the shell with piped stdin.
+#![allow(dead_code)] // Each test binary uses a different subset of these helpers.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -103,7 +104,7 @@ iam_domain = "opsgate-demo"
 password_env = "{PASSWORD_VAR}"
 poll_interval = "100ms"
 request_timeout = "5s"
-endpoints = {{ iam = "{emulator}", ddm = "{emulator}" }}
+endpoints = {{ iam = "{emulator}", ddm = "{emulator}", gaussdb = "{emulator}" }}
 [targets.orders-db]
 service = "ddm"
 instance_id = "28e8841d0b9c4f6a9a30742ee60e1068in09"
@@ -123,6 +124,17 @@ expires = "{hard_expires}"
 "#
     );
     let path = dir.join("config.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// [`write_config`] with more TOML appended (targets, rules, further accounts).
+#[allow(dead_code)] // not every test binary that includes this file uses it
+pub fn write_config_with(dir: &Path, emulator: &str, hard_expires: &str, extra: &str) -> PathBuf {
+    let path = write_config(dir, emulator, hard_expires);
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    text.push('\n');
+    text.push_str(extra);
     std::fs::write(&path, text).unwrap();
     path
 }

@@ -27,7 +27,7 @@ use crate::config::{Account, AuthMethod};
 /// exactly these on a 409).
 const BUSY_CODES: &[&str] = &["DBS.200019", "DBS.212033"];
 /// Throttling code of the API gateway; some FAQ pages spell it `APIG.0308`.
-const THROTTLE_CODES: &[&str] = &["APIGW.0308", "APIG.0308"];
+const THROTTLE_CODES: &[&str] = retry::THROTTLE_CODES;
 
 /// Terraform's pace for DDM: poll every 10 s.
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
@@ -429,6 +429,7 @@ mod tests {
             endpoints: BTreeMap::new(),
             poll_interval: poll,
             request_timeout: Duration::from_secs(30),
+            settings: Default::default(),
         }
     }
 

@@ -161,6 +161,7 @@ mod tests {
                 .collect::<BTreeMap<_, _>>(),
             poll_interval: None,
             request_timeout: Duration::from_secs(30),
+            settings: Default::default(),
         }
     }
 

@@ -10,6 +10,9 @@ pub mod errors;
 pub mod iam;
 pub mod retry;
 pub mod signer;
+pub mod taurus_job;
+pub mod taurus_restart;
+pub mod taurus_upgrade;
 pub mod transport;
 
 use std::sync::Arc;

@@ -11,6 +11,10 @@ use std::time::Duration;
 use super::transport::{Answer, SendError};
 use crate::cloud::CloudError;
 
+/// Throttling codes of the API gateway (HTTP 429); some FAQ pages spell it `APIG.0308`.
+/// Shared by every Huawei operation.
+pub const THROTTLE_CODES: &[&str] = &["APIGW.0308", "APIG.0308"];
+
 /// Why an answer is a refusal that may be retried.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Refusal {
