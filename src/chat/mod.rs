@@ -3,6 +3,7 @@
 //! crosses into the engine.
 
 pub mod card;
+pub mod discord;
 pub mod shell;
 
 pub use card::JobCard;

@@ -1,0 +1,422 @@
+//! Gateway events -> [`ChatEvent`]s. Messages and reactions go straight to the engine;
+//! slash commands and buttons are interactions, answered within Discord's 3 seconds through
+//! their own output lane (see `sender.rs`).
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serenity::all::{
+    CommandDataOption, CommandDataOptionValue, CommandInteraction, ComponentInteraction,
+    ConnectionStage, Context, EventHandler, Interaction, Member, Message, Reaction, ReactionType,
+    Ready, ResumedEvent, RoleId, ShardStageUpdateEvent, User,
+};
+use serenity::async_trait;
+use serenity::builder::{Builder, CreateInteractionResponse};
+
+use super::sender::{self, Item, IxKind, IxOp, IxTarget};
+use super::{catchup, render, slash, sync_engine, Shared};
+use crate::chat::{Actor, ChatEvent, Origin, Vote};
+
+/// Discord wants an answer within 3 s; defer if the engine has not answered by then.
+const DEFER_AFTER: Duration = Duration::from_secs(2);
+
+pub(crate) struct Handler {
+    shared: Arc<Shared>,
+}
+
+impl Handler {
+    pub fn new(shared: Arc<Shared>) -> Handler {
+        Handler { shared }
+    }
+}
+
+/// Who acted: the user's ID and name, and their role IDs in the guild.
+pub fn actor_of(user: &User, roles: &[RoleId]) -> Actor {
+    Actor {
+        id: user.id.get().to_string(),
+        name: user.name.clone(),
+        roles: roles.iter().map(|r| r.get()).collect(),
+    }
+}
+
+/// A guild message that may be a command, unless it comes from a bot (opsgate included).
+pub fn message_event(msg: &Message, prefix: &str) -> Option<ChatEvent> {
+    if msg.author.bot || msg.author.system {
+        return None;
+    }
+    if !msg.content.trim_start().starts_with(prefix) {
+        return None;
+    }
+    let roles = msg
+        .member
+        .as_ref()
+        .map(|m| m.roles.clone())
+        .unwrap_or_default();
+    Some(ChatEvent::Message {
+        actor: actor_of(&msg.author, &roles),
+        origin: Origin::channel(msg.channel_id.get().to_string()),
+        text: msg.content.clone(),
+    })
+}
+
+/// The emoji of a reaction that votes (✅/❌ and their variants); others are chat.
+pub fn vote_emoji(r: &Reaction) -> Option<String> {
+    match &r.emoji {
+        ReactionType::Unicode(e) if Vote::from_emoji(e).is_some() => Some(e.clone()),
+        _ => None,
+    }
+}
+
+/// A reaction event for the engine, given who reacted.
+pub fn reaction_event(r: &Reaction, member: &Member, added: bool) -> Option<ChatEvent> {
+    if member.user.bot {
+        return None;
+    }
+    Some(ChatEvent::Reaction {
+        actor: actor_of(&member.user, &member.roles),
+        origin: Origin::channel(r.channel_id.get().to_string()),
+        message_id: r.message_id.get().to_string(),
+        emoji: vote_emoji(r)?,
+        added,
+    })
+}
+
+/// (name, value) of a slash command's options, values as text.
+pub fn options_of(options: &[CommandDataOption]) -> Vec<(String, String)> {
+    options
+        .iter()
+        .filter_map(|o| {
+            let v = match &o.value {
+                CommandDataOptionValue::String(s) => s.clone(),
+                CommandDataOptionValue::Integer(i) => i.to_string(),
+                CommandDataOptionValue::Number(n) => n.to_string(),
+                CommandDataOptionValue::Boolean(b) => b.to_string(),
+                CommandDataOptionValue::Autocomplete { value, .. } => value.clone(),
+                _ => return None,
+            };
+            Some((o.name.clone(), v))
+        })
+        .collect()
+}
+
+/// The acting user of an interaction, with roles when it happened in a guild.
+fn interaction_actor(member: Option<&Member>, user: &User) -> Actor {
+    match member {
+        Some(m) => actor_of(&m.user, &m.roles),
+        None => actor_of(user, &[]),
+    }
+}
+
+impl Handler {
+    async fn on_reaction(&self, r: Reaction, added: bool) {
+        let Some(user) = r.user_id else { return };
+        if self.shared.is_me(user.get()) || vote_emoji(&r).is_none() {
+            return;
+        }
+        if let Some(g) = r.guild_id {
+            self.shared.learn_guild(r.channel_id.get(), g.get());
+        }
+        let member = match (&r.member, r.guild_id) {
+            (Some(m), _) => m.clone(),
+            // REACTION_REMOVE carries no member: ask for the roles.
+            (None, Some(g)) => match self.shared.http.get_member(g, user).await {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::warn!(user = user.get(), error = %e, "cannot read the roles of a reacting user; reaction ignored");
+                    return;
+                }
+            },
+            (None, None) => return,
+        };
+        if let Some(event) = reaction_event(&r, &member, added) {
+            self.shared.feed(event);
+        }
+    }
+
+    /// Sends an interaction's event to the engine; its answers go to the interaction's lane,
+    /// which is completed once the engine has acted on the event.
+    async fn forward(&self, key: String, target: IxTarget, actor: Actor, event: ChatEvent) {
+        let Some(engine) = self.shared.engine() else {
+            sender::answer_now(
+                &self.shared,
+                target.id,
+                &target.token,
+                "opsgate is starting; try again in a moment.",
+            )
+            .await;
+            return;
+        };
+        let lane = sender::open_interaction(&self.shared, &key, target, &actor.name);
+        engine.chat(event);
+        let timer = lane.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(DEFER_AFTER).await;
+            let _ = timer.send(IxOp::Defer);
+        });
+        sync_engine(&engine).await;
+        let _ = self.shared.out.send(Item::Complete(key));
+    }
+
+    async fn on_slash(&self, cmd: CommandInteraction) {
+        let actor = interaction_actor(cmd.member.as_deref(), &cmd.user);
+        if let Some(g) = cmd.guild_id {
+            self.shared.learn_guild(cmd.channel_id.get(), g.get());
+        }
+        let options = options_of(&cmd.data.options);
+        let text = match slash::to_text(&self.shared.config.prefix, &cmd.data.name, &options) {
+            Ok(t) => t,
+            Err(msg) => {
+                sender::answer_now(&self.shared, cmd.id, &cmd.token, &msg).await;
+                return;
+            }
+        };
+        let key = cmd.id.get().to_string();
+        let channel = cmd.channel_id.get().to_string();
+        let origin = Origin {
+            channel: channel.clone(),
+            interaction: Some(key.clone()),
+        };
+        let target = IxTarget {
+            id: cmd.id,
+            token: cmd.token.clone(),
+            kind: IxKind::Slash,
+            channel,
+        };
+        let event = ChatEvent::Message {
+            actor: actor.clone(),
+            origin,
+            text,
+        };
+        self.forward(key, target, actor, event).await;
+    }
+
+    async fn on_autocomplete(&self, cmd: CommandInteraction) {
+        let Some(focused) = cmd.data.autocomplete() else {
+            return;
+        };
+        let options = options_of(&cmd.data.options);
+        let service = options
+            .iter()
+            .find(|(n, _)| n == "service")
+            .map(|(_, v)| v.as_str());
+        let choices = if slash::is_operation(&cmd.data.name) {
+            slash::suggest(&self.shared.config, focused.name, focused.value, service)
+        } else {
+            Vec::new()
+        };
+        let response =
+            CreateInteractionResponse::Autocomplete(slash::autocomplete_response(choices));
+        if let Err(e) = response
+            .execute(&*self.shared.http, (cmd.id, &cmd.token))
+            .await
+        {
+            tracing::debug!(error = %e, "autocomplete answer failed");
+        }
+    }
+
+    async fn on_button(&self, c: ComponentInteraction) {
+        let Some((job, vote)) = render::parse_button_id(&c.data.custom_id) else {
+            sender::answer_now(
+                &self.shared,
+                c.id,
+                &c.token,
+                "This button is not one of opsgate's.",
+            )
+            .await;
+            return;
+        };
+        let actor = interaction_actor(c.member.as_ref(), &c.user);
+        if let Some(g) = c.guild_id {
+            self.shared.learn_guild(c.channel_id.get(), g.get());
+        }
+        let key = c.id.get().to_string();
+        let channel = c.channel_id.get().to_string();
+        let target = IxTarget {
+            id: c.id,
+            token: c.token.clone(),
+            kind: IxKind::Button,
+            channel: channel.clone(),
+        };
+        let event = ChatEvent::Button {
+            actor: actor.clone(),
+            origin: Origin {
+                channel,
+                interaction: Some(key.clone()),
+            },
+            job,
+            vote,
+        };
+        self.forward(key, target, actor, event).await;
+    }
+}
+
+#[async_trait]
+impl EventHandler for Handler {
+    async fn ready(&self, ctx: Context, ready: Ready) {
+        self.shared
+            .bot_user
+            .store(ready.user.id.get(), Ordering::SeqCst);
+        self.shared.http.set_application_id(ready.application.id);
+        self.shared.set_cache(ctx.cache.clone());
+        self.shared.connected.store(true, Ordering::SeqCst);
+        tracing::info!(user = %ready.user.name, guilds = ready.guilds.len(), "connected to Discord");
+        let shared = self.shared.clone();
+        tokio::spawn(async move {
+            slash::register(&shared.http, &shared.config).await;
+        });
+        tokio::spawn(catchup::run(self.shared.clone()));
+    }
+
+    async fn resume(&self, _ctx: Context, _event: ResumedEvent) {
+        self.shared.connected.store(true, Ordering::SeqCst);
+        tracing::info!("Discord session resumed");
+    }
+
+    async fn shard_stage_update(&self, _ctx: Context, event: ShardStageUpdateEvent) {
+        if event.new != ConnectionStage::Connected {
+            self.shared.connected.store(false, Ordering::SeqCst);
+        }
+    }
+
+    async fn message(&self, _ctx: Context, msg: Message) {
+        if self.shared.is_me(msg.author.id.get()) {
+            return;
+        }
+        if let Some(g) = msg.guild_id {
+            self.shared.learn_guild(msg.channel_id.get(), g.get());
+        }
+        if let Some(event) = message_event(&msg, &self.shared.config.prefix) {
+            self.shared.feed(event);
+        }
+    }
+
+    async fn reaction_add(&self, _ctx: Context, r: Reaction) {
+        self.on_reaction(r, true).await;
+    }
+
+    async fn reaction_remove(&self, _ctx: Context, r: Reaction) {
+        self.on_reaction(r, false).await;
+    }
+
+    async fn interaction_create(&self, _ctx: Context, interaction: Interaction) {
+        match interaction {
+            Interaction::Command(cmd) => self.on_slash(cmd).await,
+            Interaction::Autocomplete(cmd) => self.on_autocomplete(cmd).await,
+            Interaction::Component(c) => self.on_button(c).await,
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn message(author_bot: bool, content: &str) -> Message {
+        let v = json!({"id":"300000000000000001","channel_id":"200000000000000001",
+            "guild_id":"100000000000000001",
+            "author":{"id":"700000000000000001","username":"alice","bot":author_bot},
+            "member":{"roles":["400000000000000001","400000000000000002"]},
+            "content":content,"timestamp":"2024-01-01T00:00:00.000000+00:00",
+            "tts":false,"mention_everyone":false,"mentions":[],"mention_roles":[],
+            "attachments":[],"embeds":[],"pinned":false,"type":0});
+        match serde_json::from_value(v) {
+            Ok(m) => m,
+            Err(e) => panic!("fixture: {e}"),
+        }
+    }
+
+    fn reaction(emoji: &str, with_member: bool, bot: bool) -> Reaction {
+        let mut v = json!({"user_id":"700000000000000002","channel_id":"200000000000000001",
+            "message_id":"500000000000000000","guild_id":"100000000000000001",
+            "emoji":{"id":null,"name":emoji},"burst":false,"type":0});
+        if with_member {
+            v["member"] = json!({"user":{"id":"700000000000000002","username":"bob","bot":bot},
+                "roles":["400000000000000002"],"deaf":false,"mute":false,"flags":0});
+        }
+        match serde_json::from_value(v) {
+            Ok(r) => r,
+            Err(e) => panic!("fixture: {e}"),
+        }
+    }
+
+    #[test]
+    fn a_prefixed_message_becomes_a_message_event_with_role_ids() {
+        let event = message_event(&message(false, "!restart ddm orders-db hard"), "!");
+        assert_eq!(
+            event,
+            Some(ChatEvent::Message {
+                actor: Actor {
+                    id: "700000000000000001".into(),
+                    name: "alice".into(),
+                    roles: vec![400000000000000001, 400000000000000002],
+                },
+                origin: Origin::channel("200000000000000001"),
+                text: "!restart ddm orders-db hard".into(),
+            })
+        );
+    }
+
+    #[test]
+    fn bots_and_ordinary_chat_are_ignored() {
+        assert_eq!(message_event(&message(true, "!jobs"), "!"), None);
+        assert_eq!(message_event(&message(false, "hello"), "!"), None);
+    }
+
+    #[test]
+    fn a_check_mark_with_member_becomes_a_vote_with_roles() {
+        let r = reaction("✅", true, false);
+        let member = r.member.clone().unwrap_or_else(|| panic!("member"));
+        let event = reaction_event(&r, &member, true);
+        assert_eq!(
+            event,
+            Some(ChatEvent::Reaction {
+                actor: Actor {
+                    id: "700000000000000002".into(),
+                    name: "bob".into(),
+                    roles: vec![400000000000000002],
+                },
+                origin: Origin::channel("200000000000000001"),
+                message_id: "500000000000000000".into(),
+                emoji: "✅".into(),
+                added: true,
+            })
+        );
+    }
+
+    #[test]
+    fn other_emoji_and_bot_reactions_are_not_votes() {
+        assert_eq!(vote_emoji(&reaction("👀", true, false)), None);
+        let r = reaction("✅", true, true);
+        let member = r.member.clone().unwrap_or_else(|| panic!("member"));
+        assert_eq!(reaction_event(&r, &member, true), None);
+        // REACTION_REMOVE has no member: the handler fetches it.
+        assert!(reaction("✅", false, false).member.is_none());
+    }
+
+    #[test]
+    fn slash_options_are_read_as_text() {
+        let v = json!({"id":"800000000000000001","application_id":"900000000000000001","type":2,
+            "token":"itok","version":1,"channel_id":"200000000000000001","guild_id":"100000000000000001",
+            "member":{"user":{"id":"700000000000000001","username":"alice"},"roles":["400000000000000001"],
+                      "deaf":false,"mute":false,"flags":0,"permissions":"0"},
+            "data":{"id":"1","name":"restart","type":1,"options":[
+                {"name":"service","type":3,"value":"ddm"},
+                {"name":"target","type":3,"value":"orders-db"},
+                {"name":"mode","type":3,"value":"hard"}]},
+            "locale":"en-US","entitlements":[],"attachment_size_limit":10485760});
+        let cmd: CommandInteraction = match serde_json::from_value(v) {
+            Ok(c) => c,
+            Err(e) => panic!("fixture: {e}"),
+        };
+        let opts = options_of(&cmd.data.options);
+        assert_eq!(
+            slash::to_text("!", &cmd.data.name, &opts),
+            Ok("!restart ddm orders-db hard".into())
+        );
+        let actor = interaction_actor(cmd.member.as_deref(), &cmd.user);
+        assert_eq!(actor.roles, vec![400000000000000001]);
+    }
+}

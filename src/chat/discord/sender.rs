@@ -1,0 +1,634 @@
+//! Output: [`DiscordChat`] queues what the engine asks for and returns at once; a dispatcher
+//! task routes each item to a lane, a task that does the network work in order:
+//!
+//! * one lane per job: post the card (report its ID to the engine, add ✅/❌), then edits,
+//!   coalesced to at most one per `edit_interval` and always ending on the latest state;
+//! * one lane per channel: replies, notices and incident notifications, in order;
+//! * one lane per interaction: the response (or deferral), then follow-ups.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serenity::all::{ChannelId, InteractionId, MessageId as DiscordMessageId, ReactionType};
+use serenity::builder::{
+    Builder, CreateAllowedMentions, CreateInteractionResponse, CreateInteractionResponseFollowup,
+    CreateInteractionResponseMessage, CreateMessage, EditInteractionResponse, EditMessage,
+};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+use super::render::{self, APPROVE_EMOJI, DENY_EMOJI, MESSAGE_LIMIT};
+use super::{lock, Shared};
+use crate::chat::{ChatEvent, ChatOut, JobCard, MessageId, Outgoing};
+use crate::command::JobId;
+use crate::config::Severity;
+
+/// Replies to events with this interaction key are dropped: they answer reactions replayed
+/// after a restart (e.g. "you already approved"), which nobody is waiting for.
+pub(crate) const CATCH_UP: &str = "catch-up";
+
+/// How long an incident waits for its job's card to be posted, for the link.
+const LINK_WAIT: Duration = Duration::from_secs(10);
+
+// Items live briefly in the queue; boxing the common variant would cost an allocation per
+// message for no gain.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Item {
+    Out(Outgoing),
+    /// The engine has handled this interaction's event: answer it if nothing did.
+    Complete(String),
+}
+
+/// The engine's view of Discord: never blocks.
+pub(crate) struct DiscordChat {
+    shared: Arc<Shared>,
+}
+
+impl DiscordChat {
+    pub fn new(shared: Arc<Shared>) -> DiscordChat {
+        DiscordChat { shared }
+    }
+}
+
+impl ChatOut for DiscordChat {
+    fn send(&self, out: Outgoing) -> Option<MessageId> {
+        if self.shared.out.send(Item::Out(out)).is_err() {
+            tracing::warn!("discord output stopped; message dropped");
+        }
+        None
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum IxKind {
+    Slash,
+    Button,
+}
+
+pub(crate) enum IxOp {
+    Reply {
+        text: String,
+        private: bool,
+    },
+    /// A job card posted for this interaction's request.
+    Posted(JobId),
+    /// Nothing answered yet and the 3 s deadline nears.
+    Defer,
+    Complete,
+}
+
+/// An interaction waiting for the engine.
+pub(crate) struct InteractionEntry {
+    pub lane: mpsc::UnboundedSender<IxOp>,
+    pub channel: String,
+    pub actor_name: String,
+}
+
+pub(crate) struct IxTarget {
+    pub id: InteractionId,
+    pub token: String,
+    pub kind: IxKind,
+    pub channel: String,
+}
+
+/// Registers an interaction under `key` and starts its lane; returns the lane.
+pub(crate) fn open_interaction(
+    shared: &Arc<Shared>,
+    key: &str,
+    target: IxTarget,
+    actor_name: &str,
+) -> mpsc::UnboundedSender<IxOp> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    lock(&shared.interactions).insert(
+        key.to_string(),
+        InteractionEntry {
+            lane: tx.clone(),
+            channel: target.channel.clone(),
+            actor_name: actor_name.to_string(),
+        },
+    );
+    shared
+        .runtime
+        .spawn(run_interaction(shared.clone(), target, rx));
+    tx
+}
+
+enum JobOp {
+    Post {
+        card: JobCard,
+        mention_roles: Vec<u64>,
+    },
+    Update(JobCard),
+}
+
+enum IdSource {
+    Known(String),
+    Wait(watch::Receiver<Option<String>>),
+}
+
+enum ChanOp {
+    Text(String),
+    Incident {
+        job: JobId,
+        severity: Severity,
+        text: String,
+        job_channel: String,
+        id: Option<IdSource>,
+    },
+}
+
+struct JobLane {
+    tx: mpsc::UnboundedSender<JobOp>,
+    ids: watch::Receiver<Option<String>>,
+}
+
+/// A positive snowflake, or `None` (Discord IDs are never 0; serenity panics on 0).
+pub(crate) fn snowflake(s: &str) -> Option<u64> {
+    s.parse::<u64>().ok().filter(|v| *v > 0)
+}
+
+/// Routes queued items to lanes. Runs until the [`DiscordChat`] and every handler are gone.
+pub(crate) async fn dispatch(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Item>) {
+    let mut jobs: HashMap<JobId, JobLane> = HashMap::new();
+    let mut channels: HashMap<String, mpsc::UnboundedSender<ChanOp>> = HashMap::new();
+    while let Some(item) = rx.recv().await {
+        match item {
+            Item::Out(Outgoing::Card {
+                channel,
+                card,
+                mention_roles,
+            }) => {
+                for entry in lock(&shared.interactions).values() {
+                    if entry.channel == channel && entry.actor_name == card.requester {
+                        let _ = entry.lane.send(IxOp::Posted(card.job));
+                    }
+                }
+                let lane = job_lane(&shared, &mut jobs, card.job, &channel, None);
+                let _ = lane.send(JobOp::Post {
+                    card,
+                    mention_roles,
+                });
+            }
+            Item::Out(Outgoing::UpdateCard {
+                channel,
+                message_id,
+                card,
+            }) => {
+                let (job, last) = (card.job, card.state.is_final());
+                let lane = job_lane(&shared, &mut jobs, job, &channel, message_id);
+                let _ = lane.send(JobOp::Update(card));
+                if last {
+                    // The lane flushes its last edit and ends.
+                    jobs.remove(&job);
+                }
+            }
+            Item::Out(Outgoing::Reply { to, text, private }) => match to.interaction {
+                Some(key) if key == CATCH_UP => {
+                    tracing::debug!(%text, "reply to a replayed reaction dropped");
+                }
+                Some(key) => {
+                    let lane = lock(&shared.interactions).get(&key).map(|e| e.lane.clone());
+                    match lane {
+                        Some(lane) => {
+                            let _ = lane.send(IxOp::Reply { text, private });
+                        }
+                        None if !private => {
+                            channel_lane(&shared, &mut channels, &to.channel)
+                                .send(ChanOp::Text(text))
+                                .ok();
+                        }
+                        None => {
+                            tracing::debug!(%text, "private reply to a finished interaction dropped")
+                        }
+                    }
+                }
+                None => {
+                    channel_lane(&shared, &mut channels, &to.channel)
+                        .send(ChanOp::Text(text))
+                        .ok();
+                }
+            },
+            Item::Out(Outgoing::Notice { channel, text, .. }) => {
+                channel_lane(&shared, &mut channels, &channel)
+                    .send(ChanOp::Text(text))
+                    .ok();
+            }
+            Item::Out(Outgoing::Incident {
+                channel,
+                job,
+                severity,
+                text,
+                job_channel,
+                message_id,
+            }) => {
+                let id = match message_id {
+                    Some(m) => Some(IdSource::Known(m)),
+                    None => jobs.get(&job).map(|l| IdSource::Wait(l.ids.clone())),
+                };
+                channel_lane(&shared, &mut channels, &channel)
+                    .send(ChanOp::Incident {
+                        job,
+                        severity,
+                        text,
+                        job_channel,
+                        id,
+                    })
+                    .ok();
+            }
+            Item::Complete(key) => {
+                if let Some(entry) = lock(&shared.interactions).remove(&key) {
+                    let _ = entry.lane.send(IxOp::Complete);
+                }
+            }
+        }
+    }
+}
+
+fn job_lane(
+    shared: &Arc<Shared>,
+    jobs: &mut HashMap<JobId, JobLane>,
+    job: JobId,
+    channel: &str,
+    message_id: Option<MessageId>,
+) -> mpsc::UnboundedSender<JobOp> {
+    if let Some(lane) = jobs.get(&job).filter(|l| !l.tx.is_closed()) {
+        return lane.tx.clone();
+    }
+    let (tx, rx) = mpsc::unbounded_channel();
+    let (ids_tx, ids_rx) = watch::channel(message_id.clone());
+    shared.runtime.spawn(run_job(
+        shared.clone(),
+        job,
+        channel.to_string(),
+        message_id,
+        ids_tx,
+        rx,
+    ));
+    jobs.insert(
+        job,
+        JobLane {
+            tx: tx.clone(),
+            ids: ids_rx,
+        },
+    );
+    tx
+}
+
+fn channel_lane(
+    shared: &Arc<Shared>,
+    channels: &mut HashMap<String, mpsc::UnboundedSender<ChanOp>>,
+    channel: &str,
+) -> mpsc::UnboundedSender<ChanOp> {
+    if let Some(tx) = channels.get(channel).filter(|t| !t.is_closed()) {
+        return tx.clone();
+    }
+    let (tx, rx) = mpsc::unbounded_channel();
+    shared
+        .runtime
+        .spawn(run_channel(shared.clone(), channel.to_string(), rx));
+    channels.insert(channel.to_string(), tx.clone());
+    tx
+}
+
+/// A job's message: post, report the ID, then coalesced edits.
+async fn run_job(
+    shared: Arc<Shared>,
+    job: JobId,
+    channel: String,
+    mut message: Option<MessageId>,
+    ids: watch::Sender<Option<MessageId>>,
+    mut rx: mpsc::UnboundedReceiver<JobOp>,
+) {
+    let interval = shared.config.discord.edit_interval;
+    let mut latest: Option<JobCard> = None;
+    let mut last_write: Option<Instant> = None;
+    loop {
+        let due = match (&latest, &message) {
+            (Some(_), Some(_)) => Some(last_write.map_or_else(Instant::now, |t| t + interval)),
+            _ => None,
+        };
+        tokio::select! {
+            op = rx.recv() => match op {
+                Some(JobOp::Post { card, mention_roles }) => {
+                    if message.is_some() {
+                        latest = Some(card);
+                        continue;
+                    }
+                    if let Some(id) = post_card(&shared, &channel, &card, &mention_roles).await {
+                        last_write = Some(Instant::now());
+                        message = Some(id.clone());
+                        ids.send_replace(Some(id.clone()));
+                        shared.feed(ChatEvent::MessagePosted { job, message_id: id.clone() });
+                        if card.is_open() {
+                            add_votes(&shared, &channel, &id).await;
+                        }
+                    }
+                }
+                Some(JobOp::Update(card)) => latest = Some(card),
+                None => break,
+            },
+            _ = tokio::time::sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() => {
+                if let (Some(card), Some(id)) = (latest.take(), message.as_deref()) {
+                    edit_card(&shared, &channel, id, &card).await;
+                    last_write = Some(Instant::now());
+                }
+            }
+        }
+    }
+    if let (Some(card), Some(id)) = (latest.take(), message.as_deref()) {
+        if let Some(t) = last_write {
+            tokio::time::sleep_until(t + interval).await;
+        }
+        edit_card(&shared, &channel, id, &card).await;
+    }
+}
+
+/// Is this error worth another try (network trouble or a server error, not a refusal)?
+fn transient(e: &serenity::Error) -> bool {
+    match e {
+        serenity::Error::Http(h) => h.status_code().is_none_or(|s| s.is_server_error()),
+        _ => false,
+    }
+}
+
+async fn post_card(
+    shared: &Shared,
+    channel: &str,
+    card: &JobCard,
+    mention_roles: &[u64],
+) -> Option<MessageId> {
+    let Some(ch) = snowflake(channel) else {
+        tracing::warn!(
+            channel,
+            job = card.job,
+            "not a Discord channel ID; card not posted"
+        );
+        return None;
+    };
+    let prefix = &shared.config.prefix;
+    for attempt in 0..3u32 {
+        let mut msg = CreateMessage::new()
+            .embed(render::card_embed(card, prefix))
+            .components(render::card_buttons(card))
+            .allowed_mentions(render::card_mentions(card, mention_roles));
+        if let Some(content) = render::card_content(card, mention_roles) {
+            msg = msg.content(content);
+        }
+        match ChannelId::new(ch).send_message(&*shared.http, msg).await {
+            Ok(m) => return Some(m.id.get().to_string()),
+            Err(e) if transient(&e) && attempt < 2 => {
+                tracing::warn!(job = card.job, error = %e, "posting the job's message failed; retrying");
+                tokio::time::sleep(Duration::from_millis(500 << attempt)).await;
+            }
+            Err(e) => {
+                tracing::error!(job = card.job, error = %e, "could not post the job's message");
+                return None;
+            }
+        }
+    }
+    None
+}
+
+async fn add_votes(shared: &Shared, channel: &str, id: &str) {
+    let (Some(ch), Some(m)) = (snowflake(channel), snowflake(id)) else {
+        return;
+    };
+    for emoji in [APPROVE_EMOJI, DENY_EMOJI] {
+        let r = ReactionType::Unicode(emoji.to_string());
+        if let Err(e) = shared
+            .http
+            .create_reaction(ChannelId::new(ch), DiscordMessageId::new(m), &r)
+            .await
+        {
+            tracing::warn!(error = %e, "could not add {emoji} to the job's message (Add Reactions permission?)");
+        }
+    }
+}
+
+async fn edit_card(shared: &Shared, channel: &str, id: &str, card: &JobCard) {
+    let (Some(ch), Some(m)) = (snowflake(channel), snowflake(id)) else {
+        return;
+    };
+    for attempt in 0..3u32 {
+        let edit = EditMessage::new()
+            .embed(render::card_embed(card, &shared.config.prefix))
+            .components(render::card_buttons(card))
+            .allowed_mentions(CreateAllowedMentions::new());
+        match ChannelId::new(ch)
+            .edit_message(&*shared.http, DiscordMessageId::new(m), edit)
+            .await
+        {
+            Ok(_) => return,
+            Err(e) if transient(&e) && attempt < 2 => {
+                tokio::time::sleep(Duration::from_millis(500 << attempt)).await;
+            }
+            Err(e) => {
+                tracing::warn!(job = card.job, error = %e, "could not edit the job's message");
+                return;
+            }
+        }
+    }
+}
+
+async fn say(shared: &Shared, channel: &str, text: &str) {
+    let Some(ch) = snowflake(channel) else {
+        tracing::warn!(channel, "not a Discord channel ID; message dropped");
+        return;
+    };
+    for part in render::split_message(text, MESSAGE_LIMIT) {
+        if part.trim().is_empty() {
+            continue;
+        }
+        let msg = CreateMessage::new()
+            .content(part)
+            .allowed_mentions(CreateAllowedMentions::new());
+        if let Err(e) = ChannelId::new(ch).send_message(&*shared.http, msg).await {
+            tracing::warn!(channel, error = %e, "could not send a message");
+            return;
+        }
+    }
+}
+
+async fn run_channel(
+    shared: Arc<Shared>,
+    channel: String,
+    mut rx: mpsc::UnboundedReceiver<ChanOp>,
+) {
+    while let Some(op) = rx.recv().await {
+        match op {
+            ChanOp::Text(text) => say(&shared, &channel, &text).await,
+            ChanOp::Incident {
+                job,
+                severity,
+                text,
+                job_channel,
+                id,
+            } => {
+                let id = match id {
+                    Some(IdSource::Known(id)) => Some(id),
+                    Some(IdSource::Wait(mut rx)) => {
+                        match tokio::time::timeout(LINK_WAIT, rx.wait_for(|v| v.is_some())).await {
+                            Ok(Ok(v)) => v.clone(),
+                            _ => None,
+                        }
+                    }
+                    None => None,
+                };
+                let link = match id {
+                    Some(id) => shared
+                        .guild_of(&job_channel)
+                        .await
+                        .map(|g| render::message_link(g, &job_channel, &id)),
+                    None => None,
+                };
+                let text =
+                    render::incident_text(severity, &text, job, link.as_deref(), &job_channel);
+                say(&shared, &channel, &text).await;
+            }
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum IxState {
+    Fresh,
+    Deferred,
+    Responded,
+}
+
+async fn run_interaction(shared: Arc<Shared>, t: IxTarget, mut rx: mpsc::UnboundedReceiver<IxOp>) {
+    let http = &*shared.http;
+    let mut state = IxState::Fresh;
+    let mut replied = false;
+    let mut posted: Vec<JobId> = Vec::new();
+    while let Some(op) = rx.recv().await {
+        let result = match op {
+            IxOp::Posted(job) => {
+                posted.push(job);
+                Ok(())
+            }
+            IxOp::Reply { text, private } => {
+                replied = true;
+                let mut result = Ok(());
+                for part in render::split_message(&text, MESSAGE_LIMIT) {
+                    result = match state {
+                        IxState::Fresh => {
+                            state = IxState::Responded;
+                            let mut msg = CreateInteractionResponseMessage::new()
+                                .content(part)
+                                .allowed_mentions(CreateAllowedMentions::new());
+                            if private {
+                                msg = msg.ephemeral(true);
+                            }
+                            CreateInteractionResponse::Message(msg)
+                                .execute(http, (t.id, &t.token))
+                                .await
+                        }
+                        IxState::Deferred if t.kind == IxKind::Slash => {
+                            state = IxState::Responded;
+                            EditInteractionResponse::new()
+                                .content(part)
+                                .allowed_mentions(CreateAllowedMentions::new())
+                                .execute(http, &t.token)
+                                .await
+                                .map(|_| ())
+                        }
+                        _ => {
+                            state = IxState::Responded;
+                            let mut msg = CreateInteractionResponseFollowup::new()
+                                .content(part)
+                                .allowed_mentions(CreateAllowedMentions::new());
+                            if private {
+                                msg = msg.ephemeral(true);
+                            }
+                            msg.execute(http, (None, &t.token)).await.map(|_| ())
+                        }
+                    };
+                    if result.is_err() {
+                        break;
+                    }
+                }
+                result
+            }
+            IxOp::Defer if state == IxState::Fresh => {
+                state = IxState::Deferred;
+                defer(http, &t).await
+            }
+            IxOp::Defer => Ok(()),
+            IxOp::Complete => {
+                let result = if replied {
+                    Ok(())
+                } else {
+                    let summary = match posted.as_slice() {
+                        [] => "Done.".to_string(),
+                        jobs => {
+                            let list: Vec<String> = jobs.iter().map(|j| j.to_string()).collect();
+                            format!(
+                                "Posted job {} in <#{}>: approve or deny it there.",
+                                list.join(", "),
+                                t.channel
+                            )
+                        }
+                    };
+                    match (state, t.kind) {
+                        (IxState::Fresh, IxKind::Slash) => {
+                            let msg = CreateInteractionResponseMessage::new()
+                                .content(summary)
+                                .ephemeral(true)
+                                .allowed_mentions(CreateAllowedMentions::new());
+                            CreateInteractionResponse::Message(msg)
+                                .execute(http, (t.id, &t.token))
+                                .await
+                        }
+                        (IxState::Fresh, IxKind::Button) => {
+                            CreateInteractionResponse::Acknowledge
+                                .execute(http, (t.id, &t.token))
+                                .await
+                        }
+                        (IxState::Deferred, IxKind::Slash) => EditInteractionResponse::new()
+                            .content(summary)
+                            .allowed_mentions(CreateAllowedMentions::new())
+                            .execute(http, &t.token)
+                            .await
+                            .map(|_| ()),
+                        _ => Ok(()),
+                    }
+                };
+                if let Err(e) = result {
+                    tracing::warn!(error = %e, "could not answer an interaction");
+                }
+                break;
+            }
+        };
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "could not answer an interaction");
+        }
+    }
+}
+
+async fn defer(http: &serenity::http::Http, t: &IxTarget) -> serenity::Result<()> {
+    let response = match t.kind {
+        IxKind::Slash => CreateInteractionResponse::Defer(
+            CreateInteractionResponseMessage::new()
+                .ephemeral(true)
+                .allowed_mentions(CreateAllowedMentions::new()),
+        ),
+        IxKind::Button => CreateInteractionResponse::Acknowledge,
+    };
+    response.execute(http, (t.id, &t.token)).await
+}
+
+/// Answers an interaction at once with an ephemeral message (errors before the engine).
+pub(crate) async fn answer_now(shared: &Shared, id: InteractionId, token: &str, text: &str) {
+    let msg = CreateInteractionResponseMessage::new()
+        .content(render::truncate(text, MESSAGE_LIMIT))
+        .ephemeral(true)
+        .allowed_mentions(CreateAllowedMentions::new());
+    if let Err(e) = CreateInteractionResponse::Message(msg)
+        .execute(&*shared.http, (id, token))
+        .await
+    {
+        tracing::warn!(error = %e, "could not answer an interaction");
+    }
+}

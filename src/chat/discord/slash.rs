@@ -1,0 +1,474 @@
+//! Slash commands, generated from the command table: one command per operation verb
+//! (`/restart`, `/upgrade`, ...) with a choice of service and mode and autocomplete of named
+//! targets, plus the built-ins. A slash command becomes the equivalent `!` text, so the
+//! engine treats it exactly like a typed command.
+
+use serenity::all::{CommandOptionType, GuildId};
+use serenity::builder::{CreateAutocompleteResponse, CreateCommand, CreateCommandOption};
+
+use super::render::truncate;
+use crate::command::catalog::{self, OperationDef, BUILTINS, OPERATIONS};
+use crate::config::Config;
+
+/// Discord's limits.
+const MAX_OPTIONS: usize = 25;
+const MAX_CHOICES: usize = 25;
+const DESCRIPTION_LIMIT: usize = 100;
+
+/// Built-ins offered as slash commands (the rest of the table stays `!`-only).
+const SLASH_BUILTINS: &[&str] = &[
+    "approve", "deny", "status", "jobs", "cancel", "help", "whoami",
+];
+
+/// Option names used by the operation commands themselves.
+const RESERVED: &[&str] = &["service", "target", "mode", "account"];
+
+/// Operation verbs in table order, each once.
+fn verbs() -> Vec<&'static str> {
+    let mut out: Vec<&'static str> = Vec::new();
+    for op in OPERATIONS {
+        let verb = op.verb;
+        if !out.iter().any(|v| v.eq_ignore_ascii_case(verb)) {
+            out.push(verb);
+        }
+    }
+    out
+}
+
+fn ops_for(verb: &str) -> Vec<&'static OperationDef> {
+    OPERATIONS
+        .iter()
+        .filter(|op| op.verb.eq_ignore_ascii_case(verb))
+        .collect()
+}
+
+/// A valid option or command name: lowercase letters, digits, `-` and `_`, 1 to 32 chars.
+fn option_name(name: &str) -> Option<String> {
+    let n: String = name
+        .to_lowercase()
+        .chars()
+        .map(|c| {
+            if c.is_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(32)
+        .collect();
+    (!n.is_empty()).then_some(n)
+}
+
+/// Modes and further arguments of every operation with this verb, in table order.
+fn mode_values(ops: &[&OperationDef]) -> Vec<&'static str> {
+    let mut modes: Vec<&'static str> = Vec::new();
+    for op in ops {
+        for m in op.mode_values() {
+            if !modes.contains(m) {
+                modes.push(m);
+            }
+        }
+    }
+    modes
+}
+
+fn arg_names(ops: &[&OperationDef]) -> Vec<(String, &'static str)> {
+    let mut args: Vec<(String, &'static str)> = Vec::new();
+    for op in ops {
+        for p in op.args {
+            if let Some(name) = option_name(p.name) {
+                if !RESERVED.contains(&name.as_str()) && !args.iter().any(|(n, _)| *n == name) {
+                    args.push((name, p.label));
+                }
+            }
+        }
+    }
+    args
+}
+
+fn desc(text: &str) -> String {
+    truncate(text, DESCRIPTION_LIMIT)
+}
+
+/// The slash commands for this config.
+pub fn commands(config: &Config) -> Vec<CreateCommand> {
+    let mut out = Vec::new();
+    for verb in verbs() {
+        let ops = ops_for(verb);
+        let Some(name) = option_name(verb) else {
+            continue;
+        };
+        let services: Vec<&str> = ops.iter().map(|op| op.service).collect();
+        let mut service =
+            CreateCommandOption::new(CommandOptionType::String, "service", "which service")
+                .required(true);
+        for s in services.iter().take(MAX_CHOICES) {
+            service = service.add_string_choice(*s, *s);
+        }
+        let mut options = vec![
+            service,
+            CreateCommandOption::new(
+                CommandOptionType::String,
+                "target",
+                "a named target, or the resource ID(s) separated by spaces",
+            )
+            .required(true)
+            .set_autocomplete(true),
+        ];
+        let modes = mode_values(&ops);
+        if !modes.is_empty() {
+            let mut mode = CreateCommandOption::new(
+                CommandOptionType::String,
+                "mode",
+                "how (default: the service's default)",
+            );
+            for m in modes.iter().take(MAX_CHOICES) {
+                mode = mode.add_string_choice(*m, *m);
+            }
+            options.push(mode);
+        }
+        for (arg, label) in arg_names(&ops) {
+            options.push(CreateCommandOption::new(
+                CommandOptionType::String,
+                arg,
+                desc(&format!("{label} (for services that take it)")),
+            ));
+        }
+        if !config.accounts.is_empty() {
+            options.push(
+                CreateCommandOption::new(
+                    CommandOptionType::String,
+                    "account",
+                    "cloud account for a raw ID (default: the provider's default account)",
+                )
+                .set_autocomplete(true),
+            );
+        }
+        options.truncate(MAX_OPTIONS);
+        let summary = format!("{verb} a cloud resource ({})", services.join(", "));
+        out.push(
+            CreateCommand::new(name)
+                .description(desc(&summary))
+                .set_options(options),
+        );
+    }
+    for b in BUILTINS.iter().filter(|b| SLASH_BUILTINS.contains(&b.verb)) {
+        let job = || {
+            CreateCommandOption::new(CommandOptionType::Integer, "job", "job number")
+                .required(true)
+                .min_int_value(1)
+        };
+        let options = match b.verb {
+            "approve" | "status" | "cancel" => vec![job()],
+            "deny" => vec![
+                job(),
+                CreateCommandOption::new(
+                    CommandOptionType::String,
+                    "reason",
+                    "why (shown on the job)",
+                )
+                .max_length(300),
+            ],
+            "jobs" => {
+                let mut filter = CreateCommandOption::new(
+                    CommandOptionType::String,
+                    "filter",
+                    "which jobs (default: pending and running)",
+                );
+                for f in ["pending", "running", "mine", "all"] {
+                    filter = filter.add_string_choice(f, f);
+                }
+                vec![filter]
+            }
+            "help" => vec![CreateCommandOption::new(
+                CommandOptionType::String,
+                "command",
+                "a command, e.g. restart ddm",
+            )],
+            _ => Vec::new(),
+        };
+        out.push(
+            CreateCommand::new(b.verb)
+                .description(desc(b.summary))
+                .set_options(options),
+        );
+    }
+    out
+}
+
+/// Registers the commands in every configured guild (takes effect at once).
+pub async fn register(http: &serenity::http::Http, config: &Config) {
+    let commands = commands(config);
+    for guild in &config.discord.guilds {
+        let Some(g) = (*guild > 0).then(|| GuildId::new(*guild)) else {
+            continue;
+        };
+        match g.set_commands(http, commands.clone()).await {
+            Ok(_) => tracing::info!(guild, count = commands.len(), "slash commands registered"),
+            Err(e) => tracing::warn!(
+                guild,
+                error = %e,
+                "could not register slash commands (was the bot invited with the applications.commands scope?)"
+            ),
+        }
+    }
+}
+
+/// Option text for the `!` line: one line, no control characters.
+fn clean(value: &str) -> String {
+    value
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect::<String>()
+        .trim()
+        .to_string()
+}
+
+/// The `!` text a slash command stands for, from its name and (name, value) options.
+pub fn to_text(prefix: &str, name: &str, options: &[(String, String)]) -> Result<String, String> {
+    let get = |key: &str| {
+        options
+            .iter()
+            .find(|(n, _)| n == key)
+            .map(|(_, v)| clean(v))
+            .filter(|v| !v.is_empty())
+    };
+    let mut words: Vec<String> = vec![format!("{prefix}{name}")];
+    if SLASH_BUILTINS.contains(&name) {
+        for key in ["job", "filter", "command", "reason"] {
+            if let Some(v) = get(key) {
+                words.push(v);
+            }
+        }
+        return Ok(words.join(" "));
+    }
+    let ops = ops_for(name);
+    if ops.is_empty() {
+        return Err(format!(
+            "Unknown command `/{}`.",
+            clean(name).replace('`', "'")
+        ));
+    }
+    let service = get("service").ok_or("Which service?")?;
+    let target = get("target").ok_or("Which target?")?;
+    words.push(service);
+    words.push(target);
+    if let Some(mode) = get("mode") {
+        words.push(mode);
+    }
+    for (arg, _) in arg_names(&ops) {
+        if let Some(v) = get(&arg) {
+            words.push(v);
+        }
+    }
+    if let Some(account) = get("account") {
+        words.push(format!("account={account}"));
+    }
+    Ok(words.join(" "))
+}
+
+/// Suggestions for an autocompleted option: named targets of the chosen service, or accounts.
+pub fn suggest(
+    config: &Config,
+    option: &str,
+    typed: &str,
+    service: Option<&str>,
+) -> Vec<(String, String)> {
+    let typed = typed.trim().to_lowercase();
+    match option {
+        "target" => {
+            let service = service.and_then(|s| {
+                OPERATIONS
+                    .iter()
+                    .find(|op| {
+                        op.service.eq_ignore_ascii_case(s)
+                            || op.aliases.iter().any(|a| a.eq_ignore_ascii_case(s))
+                    })
+                    .map(|op| op.service)
+            });
+            config
+                .targets
+                .values()
+                .filter(|t| service.is_none_or(|s| t.service == s))
+                .filter(|t| typed.is_empty() || t.name.to_lowercase().contains(&typed))
+                .take(MAX_CHOICES)
+                .map(|t| {
+                    let label = match &t.description {
+                        Some(d) => format!("{} — {} ({})", t.name, d, t.service),
+                        None => format!("{} ({})", t.name, t.service),
+                    };
+                    (truncate(&label, 100), t.name.clone())
+                })
+                .collect()
+        }
+        "account" => config
+            .accounts
+            .keys()
+            .filter(|a| typed.is_empty() || a.to_lowercase().contains(&typed))
+            .take(MAX_CHOICES)
+            .map(|a| (a.clone(), a.clone()))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+pub fn autocomplete_response(choices: Vec<(String, String)>) -> CreateAutocompleteResponse {
+    choices
+        .into_iter()
+        .fold(CreateAutocompleteResponse::new(), |r, (name, value)| {
+            r.add_string_choice(name, value)
+        })
+}
+
+/// Whether the catalog knows `verb` as an operation (used to route autocomplete).
+pub fn is_operation(verb: &str) -> bool {
+    catalog::is_operation_verb(verb)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    const CONFIG: &str = r#"
+[roles]
+oncall = "1"
+[accounts.acct]
+provider = "huawei"
+region = "cn-north-4"
+project_id = "0123456789abcdef0123456789abcdef"
+default = true
+iam_user = "u"
+iam_domain = "d"
+password_env = "OPSGATE_SLASH_TEST_UNSET"
+[targets.orders-db]
+service = "ddm"
+instance_id = "28e8841d0b9c4f6a9a30742ee60e1068in09"
+description = "orders"
+[targets.billing-db]
+service = "ddm"
+instance_id = "5d2f6a0c9b1e4c7d8a3f2e1d0c9b8a7fin09"
+"#;
+
+    fn config() -> Config {
+        match Config::parse(CONFIG, Path::new("t.toml")) {
+            Ok(c) => c,
+            Err(p) => panic!("{p}"),
+        }
+    }
+
+    fn opts(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn every_operation_verb_and_the_builtins_become_commands() {
+        let cmds = commands(&config());
+        let json: Vec<serde_json::Value> = cmds
+            .iter()
+            .map(|c| serde_json::to_value(c).unwrap_or_default())
+            .collect();
+        let names: Vec<&str> = json.iter().filter_map(|c| c["name"].as_str()).collect();
+        for verb in verbs() {
+            assert!(names.contains(&verb), "{verb} missing: {names:?}");
+        }
+        for b in ["approve", "deny", "status", "jobs"] {
+            assert!(names.contains(&b), "{b} missing");
+        }
+        let restart = json
+            .iter()
+            .find(|c| c["name"] == "restart")
+            .cloned()
+            .unwrap_or_default();
+        let service = &restart["options"][0];
+        assert_eq!(service["name"], "service");
+        let choices: Vec<&str> = service["choices"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|c| c["value"].as_str()).collect())
+            .unwrap_or_default();
+        for op in OPERATIONS.iter().filter(|op| op.verb == "restart") {
+            assert!(choices.contains(&op.service), "{} missing", op.service);
+        }
+        assert_eq!(restart["options"][1]["autocomplete"], true);
+        for c in &json {
+            let d = c["description"].as_str().unwrap_or_default();
+            assert!(!d.is_empty() && d.chars().count() <= 100, "{c}");
+            // Discord wants required options first.
+            let opts = c["options"].as_array().cloned().unwrap_or_default();
+            let first_optional = opts
+                .iter()
+                .position(|o| o["required"] != true)
+                .unwrap_or(opts.len());
+            assert!(
+                opts[first_optional..].iter().all(|o| o["required"] != true),
+                "{c}"
+            );
+            assert!(opts.len() <= MAX_OPTIONS);
+        }
+    }
+
+    #[test]
+    fn slash_options_become_the_same_text_as_typed() {
+        assert_eq!(
+            to_text(
+                "!",
+                "restart",
+                &opts(&[
+                    ("service", "ddm"),
+                    ("target", "orders-db"),
+                    ("mode", "hard")
+                ])
+            ),
+            Ok("!restart ddm orders-db hard".to_string())
+        );
+        assert_eq!(
+            to_text(
+                "!",
+                "restart",
+                &opts(&[("service", "ddm"), ("target", "x"), ("account", "acct")])
+            ),
+            Ok("!restart ddm x account=acct".to_string())
+        );
+        assert_eq!(
+            to_text(
+                "!",
+                "deny",
+                &opts(&[("job", "4"), ("reason", "not now\nplease")])
+            ),
+            Ok("!deny 4 not now please".to_string())
+        );
+        assert_eq!(to_text("!", "jobs", &[]), Ok("!jobs".to_string()));
+        assert_eq!(
+            to_text("?", "approve", &opts(&[("job", "9")])),
+            Ok("?approve 9".to_string())
+        );
+        assert!(to_text("!", "restart", &opts(&[("service", "ddm")])).is_err());
+        assert!(to_text("!", "frobnicate", &[]).is_err());
+    }
+
+    #[test]
+    fn targets_are_suggested_by_service_and_typed_text() {
+        let c = config();
+        let all = suggest(&c, "target", "", Some("ddm"));
+        assert_eq!(all.len(), 2);
+        let some = suggest(&c, "target", "ORD", Some("ddm"));
+        assert_eq!(some.len(), 1);
+        assert_eq!(some[0].1, "orders-db");
+        assert!(some[0].0.contains("orders"));
+        let other: Vec<&str> = OPERATIONS
+            .iter()
+            .map(|o| o.service)
+            .filter(|s| *s != "ddm")
+            .collect();
+        if let Some(s) = other.first() {
+            assert!(suggest(&c, "target", "", Some(s)).is_empty());
+        }
+        assert_eq!(
+            suggest(&c, "account", "", None),
+            vec![("acct".to_string(), "acct".to_string())]
+        );
+    }
+}

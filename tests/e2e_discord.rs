@@ -1,0 +1,643 @@
+//! The Discord adapter end to end: the real serenity client (through `opsgate::chat::discord`)
+//! against a fake Discord on 127.0.0.1 (REST + gateway websocket), the real engine on its own
+//! thread, and the cloud emulator for DDM. No timed assertions: every wait is bounded and
+//! polls for a state.
+
+#[path = "support/fake_discord.rs"]
+mod fake_discord;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, Once};
+use std::time::Duration;
+
+use fake_discord::*;
+use opsgate::chat::discord::Discord;
+use opsgate::cloud::Registry;
+use opsgate::config::Config;
+use opsgate::emulator::{self, demo, EmulatorOptions, RunningEmulator};
+use opsgate::engine::{Engine, EngineEvent, EngineHandle};
+use opsgate::store::Store;
+use serde_json::{json, Value};
+
+const TOKEN_VAR: &str = "OPSGATE_E2E_DISCORD_TOKEN";
+const TOKEN: &str = "fake-token-e2e";
+const PASSWORD_VAR: &str = "OPSGATE_E2E_DISCORD_HUAWEI_PASSWORD";
+
+fn init_env() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        std::env::set_var(TOKEN_VAR, TOKEN);
+        std::env::set_var(PASSWORD_VAR, demo::PASSWORD);
+    });
+}
+
+fn config_text(discord: &str, emu: &str) -> String {
+    format!(
+        r#"
+[bot]
+admin_roles = ["admin"]
+[roles]
+oncall = "{ONCALL_ROLE}"
+dba = "{DBA_ROLE}"
+admin = "400000000000000004"
+[channels]
+ops = "{OPS}"
+incidents = "{INCIDENTS}"
+[incidents]
+default = "incidents"
+[discord]
+token_env = "{TOKEN_VAR}"
+guilds = ["{GUILD}"]
+api_base = "{discord}"
+edit_interval = "200ms"
+[accounts.huawei]
+provider = "huawei"
+region = "cn-north-4"
+project_id = "{project}"
+default = true
+auth = "password"
+iam_user = "{user}"
+iam_domain = "{domain}"
+password_env = "{PASSWORD_VAR}"
+poll_interval = "100ms"
+endpoints = {{ iam = "{emu}", ddm = "{emu}" }}
+[targets.orders-db]
+service = "ddm"
+instance_id = "{instance}"
+description = "orders DDM cluster"
+[[rules]]
+name = "soft restart"
+command = "restart ddm"
+modes = ["soft"]
+request_roles = ["oncall", "dba"]
+channels = ["ops"]
+approvals = 0
+[[rules]]
+name = "hard restart"
+command = "restart ddm"
+modes = ["hard"]
+request_roles = ["oncall", "dba"]
+channels = ["ops"]
+approvals = 1
+approver_roles = ["dba"]
+expires = "15m"
+"#,
+        project = demo::PROJECT_ID,
+        user = demo::IAM_USER,
+        domain = demo::IAM_DOMAIN,
+        instance = demo::DDM_INSTANCE,
+    )
+}
+
+async fn start_emulator() -> RunningEmulator {
+    init_env();
+    let opts = EmulatorOptions {
+        job_duration: Duration::from_millis(300),
+        ..EmulatorOptions::default()
+    };
+    emulator::start(opts, "127.0.0.1:0".parse().expect("addr"))
+        .await
+        .expect("emulator starts")
+}
+
+/// opsgate wired the way `app.rs` wires the shell, with the Discord chat.
+struct Bot {
+    discord: Arc<Discord>,
+    engine: EngineHandle,
+    engine_thread: Option<std::thread::JoinHandle<()>>,
+    run: tokio::task::JoinHandle<Result<(), String>>,
+}
+
+impl Bot {
+    async fn start(fake: &FakeDiscord, emu: &RunningEmulator, data: &Path) -> Bot {
+        init_env();
+        let text = config_text(&fake.base(), &emu.base_url());
+        let config = match Config::parse(&text, Path::new("e2e.toml")) {
+            Ok(c) => Arc::new(c),
+            Err(p) => panic!("{p}"),
+        };
+        let store = Store::open(data).expect("store");
+        let registry = Arc::new(Registry::from_config(&config));
+        let rt = tokio::runtime::Handle::current();
+        let discord = Arc::new(Discord::new(config.clone(), rt.clone()).expect("discord"));
+        let (engine, handle, rx) =
+            Engine::new(config, store, registry, discord.chat(), None, rt).expect("engine");
+        let engine_thread = std::thread::spawn(move || engine.run(rx));
+        let (d, h) = (discord.clone(), handle.clone());
+        let run = tokio::spawn(async move { d.run(h).await });
+        Bot {
+            discord,
+            engine: handle,
+            engine_thread: Some(engine_thread),
+            run,
+        }
+    }
+
+    async fn stop(mut self) {
+        self.discord.stop().await;
+        let result = tokio::time::timeout(Duration::from_secs(20), &mut self.run)
+            .await
+            .expect("run returns after stop")
+            .expect("run task");
+        assert_eq!(result, Ok(()));
+        self.engine.send(EngineEvent::Shutdown);
+        if let Some(t) = self.engine_thread.take() {
+            tokio::task::spawn_blocking(move || t.join())
+                .await
+                .expect("join")
+                .expect("engine thread");
+        }
+    }
+}
+
+async fn ready(fake: &FakeDiscord, n: usize) {
+    fake.wait("READY", |i| (i.readies >= n).then_some(())).await;
+    // Slash commands are registered once per READY.
+    fake.wait("slash command registration", |i| {
+        (i.calls_to("PUT", &format!("/guilds/{GUILD}/commands"))
+            .len()
+            >= n)
+            .then_some(())
+    })
+    .await;
+}
+
+async fn card(fake: &FakeDiscord, job: u64) -> (u64, Stored) {
+    fake.wait(&format!("the card of job {job}"), |i| i.card(job))
+        .await
+}
+
+async fn card_state(fake: &FakeDiscord, job: u64, state: &str) -> Stored {
+    fake.wait(&format!("job {job} {state}"), |i| {
+        i.card(job)
+            .filter(|(_, m)| m.title().contains(state))
+            .map(|(_, m)| m)
+    })
+    .await
+}
+
+/// A message in `channel` containing `text`.
+async fn message_with(fake: &FakeDiscord, channel: u64, text: &str) -> Stored {
+    fake.wait(&format!("a message with {text:?}"), |i| {
+        i.in_channel(channel)
+            .into_iter()
+            .map(|(_, m)| m)
+            .find(|m| m.content.contains(text))
+    })
+    .await
+}
+
+fn reacted(i: &Inner, message: u64, emoji: &str, user: u64) -> bool {
+    i.reactions
+        .get(&(message, emoji.to_string()))
+        .is_some_and(|u| u.contains(&user))
+}
+
+fn buttons(m: &Stored) -> Vec<(String, bool)> {
+    m.components[0]["components"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|b| {
+                    (
+                        b["custom_id"].as_str().unwrap_or_default().to_string(),
+                        b["disabled"].as_bool().unwrap_or(false),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Every message the bot sent or edited carried empty allowed mentions.
+fn assert_no_pings(i: &Inner) {
+    let none = json!({"parse": [], "roles": [], "users": []});
+    let mut checked = 0;
+    for c in &i.calls {
+        let message_body = match (c.method.as_str(), c.path.as_str()) {
+            ("POST" | "PATCH", p) if p.contains("/messages") && !p.contains("/reactions") => {
+                Some(&c.body)
+            }
+            ("POST", p) if p.starts_with("/api/v10/webhooks/") => Some(&c.body),
+            ("POST", p) if p.ends_with("/callback") => {
+                match c.body["type"].as_u64() {
+                    // message, deferred message, update message
+                    Some(4 | 5 | 7) => Some(&c.body["data"]),
+                    _ => None,
+                }
+            }
+            _ => None,
+        };
+        if let Some(body) = message_body {
+            checked += 1;
+            assert_eq!(
+                body["allowed_mentions"], none,
+                "{} {} sent mentions: {}",
+                c.method, c.path, body
+            );
+        }
+    }
+    assert!(checked > 0, "no message was checked");
+}
+
+async fn calls(emu: &RunningEmulator, operation: &str) -> u64 {
+    let counts: BTreeMap<String, u64> = reqwest::get(format!("{}/_emulator/calls", emu.base_url()))
+        .await
+        .expect("calls")
+        .json()
+        .await
+        .expect("calls json");
+    counts.get(operation).copied().unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approvers_reaction_runs_the_job_and_the_card_and_incidents_follow() {
+    let fake = FakeDiscord::start().await;
+    let emu = start_emulator().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bot = Bot::start(&fake, &emu, dir.path()).await;
+    ready(&fake, 1).await;
+    {
+        let i = fake.lock();
+        let identify = &i.identifies[0]["d"];
+        // GUILDS | GUILD_MESSAGES | GUILD_MESSAGE_REACTIONS | MESSAGE_CONTENT
+        assert_eq!(identify["intents"], 34305, "{identify}");
+        assert_eq!(identify["token"], "<redacted>");
+    }
+    assert!(bot.discord.connected());
+
+    // Bots (here another one) are ignored, even with approver roles.
+    fake.say(OTHER_BOT, OPS, "!help");
+    // 1. A request that needs approval: one card with both reactions and both buttons.
+    fake.say(CAROL, OPS, "!restart ddm orders-db hard");
+    let (msg, card1) = card(&fake, 1).await;
+    let text = card1.text();
+    for want in [
+        "awaiting approval",
+        "carol",
+        "restart ddm orders-db hard",
+        "hard restart",
+        "0 of 1",
+        "dba",
+        "<t:",
+    ] {
+        assert!(text.contains(want), "card lacks {want}: {text}");
+    }
+    assert_eq!(
+        buttons(&card1),
+        vec![
+            ("approve:1".to_string(), false),
+            ("deny:1".to_string(), false)
+        ]
+    );
+    fake.wait("✅ and ❌ from the bot", |i| {
+        (reacted(i, msg, "✅", BOT) && reacted(i, msg, "❌", BOT)).then_some(())
+    })
+    .await;
+
+    // 3. A non-approver's ✅ and the requester's ✅ change nothing.
+    fake.react(ALICE, msg, "✅", true, true);
+    message_with(&fake, OPS, "alice: you cannot approve job 1").await;
+    fake.react(CAROL, msg, "✅", true, true);
+    message_with(
+        &fake,
+        OPS,
+        "carol: you cannot approve job 1: you requested it",
+    )
+    .await;
+    {
+        let i = fake.lock();
+        let (_, now) = i.card(1).expect("card");
+        assert_eq!(now.edits, 0, "the card changed: {}", now.text());
+    }
+    assert_eq!(calls(&emu, "ddm.restart").await, 0);
+    // Removing a reaction arrives without a member: the bot asks for the roles.
+    fake.react(CAROL, msg, "✅", false, true);
+    fake.wait("GET member after a reaction removal", |i| {
+        (!i.calls_to("GET", &format!("/guilds/{GUILD}/members/{CAROL}"))
+            .is_empty())
+        .then_some(())
+    })
+    .await;
+
+    // 2. An approver's ✅ runs the job; the card is edited until it shows success.
+    fake.react(BOB, msg, "✅", true, true);
+    let done = card_state(&fake, 1, "succeeded").await;
+    let text = done.text();
+    assert!(text.contains("1 of 1") && text.contains("bob"), "{text}");
+    assert!(
+        text.contains("Cloud job") && text.contains("Took"),
+        "{text}"
+    );
+    assert_eq!(
+        buttons(&done),
+        vec![
+            ("approve:1".to_string(), true),
+            ("deny:1".to_string(), true)
+        ]
+    );
+    assert_eq!(calls(&emu, "ddm.restart").await, 1);
+    {
+        // Edits are coalesced: never two writes of the card closer than edit_interval
+        // (a lower bound, which a slow machine only makes larger).
+        let i = fake.lock();
+        let writes: Vec<std::time::Instant> = i
+            .calls
+            .iter()
+            .filter(|c| {
+                (c.method == "PATCH" && c.path.ends_with(&format!("/messages/{msg}")))
+                    || (c.method == "POST"
+                        && c.path.ends_with(&format!("/channels/{OPS}/messages"))
+                        && c.body["embeds"][0]["title"]
+                            .as_str()
+                            .is_some_and(|t| t.contains("Job 1 ·")))
+            })
+            .map(|c| c.at)
+            .collect();
+        assert!(writes.len() >= 2, "{}", writes.len());
+        for pair in writes.windows(2) {
+            let gap = pair[1].duration_since(pair[0]);
+            assert!(
+                gap >= Duration::from_millis(190),
+                "two writes {gap:?} apart"
+            );
+        }
+    }
+
+    // 8. The incident channel hears about it, each notice linking to the card.
+    let link = format!("https://discord.com/channels/{GUILD}/{OPS}/{msg}");
+    for what in ["requested", "approved", "started", "succeeded"] {
+        let notice = message_with(&fake, INCIDENTS, &format!("job 1 {what}")).await;
+        assert!(notice.content.contains(&link), "{what}: {}", notice.content);
+    }
+
+    bot.stop().await;
+    let i = fake.lock();
+    // The other bot's !help got no answer.
+    assert!(
+        !i.in_channel(OPS)
+            .iter()
+            .any(|(_, m)| m.content.contains("approve <job>")),
+        "a bot's command was answered"
+    );
+    // 7. Nothing the bot sent could ping anyone.
+    assert_no_pings(&i);
+    // The token went out only as the Authorization header / IDENTIFY value.
+    assert!(
+        i.tokens.iter().all(|t| t == &format!("Bot {TOKEN}")),
+        "{:?}",
+        i.tokens
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slash_commands_and_buttons_answer_their_interactions() {
+    let fake = FakeDiscord::start().await;
+    let emu = start_emulator().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bot = Bot::start(&fake, &emu, dir.path()).await;
+    ready(&fake, 1).await;
+    {
+        let i = fake.lock();
+        let reg = &i.calls_to("PUT", "/commands")[0].body;
+        let names: Vec<&str> = reg
+            .as_array()
+            .map(|a| a.iter().filter_map(|c| c["name"].as_str()).collect())
+            .unwrap_or_default();
+        for want in ["restart", "approve", "deny", "status", "jobs"] {
+            assert!(names.contains(&want), "{want} not registered: {names:?}");
+        }
+    }
+
+    // Autocomplete suggests the named targets of the chosen service.
+    let ac = fake.autocomplete(
+        ALICE,
+        "restart",
+        &[("service", "ddm"), ("target", "ord")],
+        "target",
+    );
+    let answer = fake
+        .wait("autocomplete answer", |i| i.callbacks(ac).first().cloned())
+        .await;
+    assert_eq!(answer["type"], 8, "{answer}");
+    assert_eq!(
+        answer["data"]["choices"][0]["value"], "orders-db",
+        "{answer}"
+    );
+
+    // /restart posts the card; the slash command itself gets an ephemeral "posted job 1".
+    let ix = fake.slash(
+        ALICE,
+        OPS,
+        "restart",
+        &[
+            ("service", "ddm"),
+            ("target", "orders-db"),
+            ("mode", "hard"),
+        ],
+    );
+    let (msg, _) = card(&fake, 1).await;
+    let done = fake
+        .wait("the slash command's answer", |i| {
+            i.callbacks(ix).first().cloned()
+        })
+        .await;
+    assert_eq!(done["type"], 4, "{done}");
+    assert_eq!(done["data"]["flags"], 64, "{done}");
+    assert!(
+        done["data"]["content"]
+            .as_str()
+            .is_some_and(|c| c.contains("Posted job 1")),
+        "{done}"
+    );
+
+    // A bad slash command gets an ephemeral refusal with the usage.
+    let bad = fake.slash(
+        ALICE,
+        OPS,
+        "restart",
+        &[("service", "ddm"), ("target", "no/such")],
+    );
+    let refusal = fake
+        .wait("the refusal", |i| i.callbacks(bad).first().cloned())
+        .await;
+    assert_eq!(refusal["data"]["flags"], 64, "{refusal}");
+    assert!(
+        refusal["data"]["content"]
+            .as_str()
+            .is_some_and(|c| c.contains("Usage")),
+        "{refusal}"
+    );
+
+    // 4. A refused click gets an ephemeral reply and changes nothing.
+    let click = fake.click(MALLORY, msg, "approve:1");
+    let reply = fake
+        .wait("the refused click's reply", |i| {
+            i.callbacks(click).first().cloned()
+        })
+        .await;
+    assert_eq!(reply["type"], 4, "{reply}");
+    assert_eq!(reply["data"]["flags"], 64, "{reply}");
+    assert!(
+        reply["data"]["content"]
+            .as_str()
+            .is_some_and(|c| c.contains("cannot approve job 1")),
+        "{reply}"
+    );
+    assert_eq!(fake.lock().card(1).expect("card").1.edits, 0);
+
+    // An approver's click is acknowledged and the card runs to success, buttons disabled.
+    let click = fake.click(BOB, msg, "approve:1");
+    let ack = fake
+        .wait("the click's acknowledgement", |i| {
+            i.callbacks(click).first().cloned()
+        })
+        .await;
+    assert_eq!(ack["type"], 6, "{ack}");
+    let done = card_state(&fake, 1, "succeeded").await;
+    assert!(buttons(&done).iter().all(|(_, disabled)| *disabled));
+
+    // /status answers in the channel (not private).
+    let status = fake.slash(ALICE, OPS, "status", &[("job", "1")]);
+    let answer = fake
+        .wait("the status answer", |i| {
+            i.callbacks(status).first().cloned()
+        })
+        .await;
+    assert_eq!(answer["type"], 4, "{answer}");
+    assert_ne!(answer["data"]["flags"], 64, "{answer}");
+    assert!(
+        answer["data"]["content"]
+            .as_str()
+            .is_some_and(|c| c.contains("succeeded")),
+        "{answer}"
+    );
+
+    bot.stop().await;
+    assert_no_pings(&fake.lock());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approval_given_while_the_bot_was_offline_is_applied_after_restart() {
+    let fake = FakeDiscord::start().await;
+    let emu = start_emulator().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bot = Bot::start(&fake, &emu, dir.path()).await;
+    ready(&fake, 1).await;
+    fake.say(ALICE, OPS, "!restart ddm orders-db hard");
+    let (msg, _) = card(&fake, 1).await;
+    fake.wait("✅ and ❌ from the bot", |i| {
+        (reacted(i, msg, "✅", BOT) && reacted(i, msg, "❌", BOT)).then_some(())
+    })
+    .await;
+    bot.stop().await;
+
+    // While opsgate is down: the requester, another bot, and an approver react.
+    fake.react(ALICE, msg, "✅", true, false);
+    fake.react(OTHER_BOT, msg, "❌", true, false);
+    fake.react(BOB, msg, "✅", true, false);
+
+    let bot = Bot::start(&fake, &emu, dir.path()).await;
+    ready(&fake, 2).await;
+    let done = card_state(&fake, 1, "succeeded").await;
+    assert!(done.text().contains("bob"), "{}", done.text());
+    assert_eq!(calls(&emu, "ddm.restart").await, 1);
+    {
+        let i = fake.lock();
+        assert!(!i
+            .calls_to("GET", &format!("/messages/{msg}/reactions/"))
+            .is_empty());
+        // Replayed reactions get no chat answers (the requester's ✅ was refused quietly).
+        assert!(
+            !i.in_channel(OPS)
+                .iter()
+                .any(|(_, m)| m.content.contains("cannot approve")),
+            "a replayed reaction was answered"
+        );
+    }
+    bot.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_reconnect_and_resume_commands_still_work_and_failures_reach_incidents() {
+    let fake = FakeDiscord::start().await;
+    let emu = start_emulator().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bot = Bot::start(&fake, &emu, dir.path()).await;
+    ready(&fake, 1).await;
+
+    // 6. op 7: serenity reconnects and resumes (no second IDENTIFY).
+    fake.reconnect();
+    fake.wait("RESUME", |i| (i.resumes >= 1).then_some(()))
+        .await;
+    fake.wait("connected again", |_| bot.discord.connected().then_some(()))
+        .await;
+    assert_eq!(fake.lock().identifies.len(), 1);
+
+    // A command after the resume still works; this one fails in the cloud.
+    let resp = reqwest::Client::new()
+        .post(format!("{}/_emulator/faults", emu.base_url()))
+        .json(&json!({"operation": "ddm.restart", "status": 400,
+                      "body": {"error_code": "DBS.280001", "error_msg": "instance is frozen"}}))
+        .send()
+        .await
+        .expect("fault");
+    assert!(resp.status().is_success());
+    fake.say(ALICE, OPS, "!restart ddm orders-db soft");
+    let (msg, _) = card(&fake, 1).await;
+    let failed = card_state(&fake, 1, "failed").await;
+    assert!(failed.text().contains("frozen"), "{}", failed.text());
+    // No approval was needed, so no ✅/❌ and no buttons.
+    assert!(!fake.lock().reactions.contains_key(&(msg, "✅".to_string())));
+    assert!(buttons(&failed).is_empty(), "{}", failed.components);
+    let notice = message_with(&fake, INCIDENTS, "job 1 failed").await;
+    assert!(notice.content.contains("critical"), "{}", notice.content);
+    assert!(
+        notice
+            .content
+            .contains(&format!("https://discord.com/channels/{GUILD}/{OPS}/{msg}")),
+        "{}",
+        notice.content
+    );
+    bot.stop().await;
+    assert_no_pings(&fake.lock());
+}
+
+async fn fatal(code: u16) -> String {
+    let fake = FakeDiscord::start().await;
+    let emu = start_emulator().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    fake.lock().close_on_identify = Some(code);
+    let mut bot = Bot::start(&fake, &emu, dir.path()).await;
+    let result = tokio::time::timeout(Duration::from_secs(30), &mut bot.run)
+        .await
+        .expect("run ends on a fatal close")
+        .expect("run task");
+    bot.engine.send(EngineEvent::Shutdown);
+    if let Some(t) = bot.engine_thread.take() {
+        let _ = tokio::task::spawn_blocking(move || t.join()).await;
+    }
+    let err = result.expect_err("a fatal close is an error");
+    assert!(!err.contains(TOKEN), "the token leaked: {err}");
+    err
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fatal_gateway_closes_say_what_to_fix() {
+    let bad_token = fatal(4004).await;
+    assert!(
+        bad_token.contains("token") && bad_token.contains(TOKEN_VAR),
+        "{bad_token}"
+    );
+    let intents = fatal(4014).await;
+    assert!(intents.contains("Message Content intent"), "{intents}");
+}
+
+#[test]
+fn fixtures_match_serenity_models() {
+    // The fake checks every fixture it sends; this makes a drift visible without a gateway.
+    let v: Value = json!({"user_id": "1", "channel_id": "2", "message_id": "3",
+        "emoji": {"id": null, "name": "✅"}, "burst": false, "type": 0});
+    assert!(serde_json::from_value::<serenity::all::Reaction>(v).is_ok());
+}

@@ -1,0 +1,639 @@
+//! A small fake Discord on 127.0.0.1 for the end-to-end tests: the REST routes opsgate uses
+//! and a gateway websocket (HELLO, IDENTIFY -> READY, RESUME -> RESUMED, heartbeats, op 7,
+//! close codes), driven by the real serenity client. It records every REST call and keeps
+//! messages and reactions, so tests can look at what the bot did. Test code only.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::http::{Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+
+pub const GUILD: u64 = 100000000000000001;
+pub const OPS: u64 = 200000000000000001;
+pub const INCIDENTS: u64 = 200000000000000009;
+pub const BOT: u64 = 900000000000000001;
+pub const ONCALL_ROLE: u64 = 400000000000000001;
+pub const DBA_ROLE: u64 = 400000000000000002;
+pub const ALICE: u64 = 700000000000000001;
+pub const BOB: u64 = 700000000000000002;
+pub const MALLORY: u64 = 700000000000000003;
+pub const CAROL: u64 = 700000000000000004;
+pub const OTHER_BOT: u64 = 700000000000000009;
+
+#[derive(Clone, Debug)]
+pub struct Call {
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    pub body: Value,
+    pub at: Instant,
+}
+
+#[derive(Clone, Debug)]
+pub struct Stored {
+    pub channel: u64,
+    pub content: String,
+    pub embeds: Value,
+    pub components: Value,
+    pub allowed_mentions: Value,
+    pub edits: usize,
+}
+
+impl Stored {
+    pub fn title(&self) -> String {
+        self.embeds[0]["title"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// The embed as text, for `contains` checks.
+    pub fn text(&self) -> String {
+        format!("{} {}", self.content, self.embeds)
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct FakeUser {
+    pub name: String,
+    pub roles: Vec<u64>,
+    pub bot: bool,
+}
+
+enum WsCmd {
+    Dispatch(String, Value),
+    Reconnect,
+}
+
+#[derive(Default)]
+pub struct Inner {
+    pub calls: Vec<Call>,
+    pub messages: BTreeMap<u64, Stored>,
+    /// (message, emoji) -> users, in order.
+    pub reactions: BTreeMap<(u64, String), Vec<u64>>,
+    pub users: BTreeMap<u64, FakeUser>,
+    /// IDENTIFY frames, token redacted.
+    pub identifies: Vec<Value>,
+    pub readies: usize,
+    pub resumes: usize,
+    pub heartbeats: usize,
+    /// Close the next IDENTIFY with this code (4004 bad token, 4014 disallowed intents).
+    pub close_on_identify: Option<u16>,
+    gateway: Option<mpsc::UnboundedSender<WsCmd>>,
+    next_id: u64,
+    seq: u64,
+    /// Tokens seen in Authorization headers and IDENTIFY, to prove they stay out of logs.
+    pub tokens: Vec<String>,
+}
+
+impl Inner {
+    fn id(&mut self) -> u64 {
+        self.next_id += 1;
+        500000000000000000 + self.next_id
+    }
+
+    /// Bot messages in a channel, oldest first.
+    pub fn in_channel(&self, channel: u64) -> Vec<(u64, Stored)> {
+        self.messages
+            .iter()
+            .filter(|(_, m)| m.channel == channel)
+            .map(|(id, m)| (*id, m.clone()))
+            .collect()
+    }
+
+    /// The card of job `job`: (message ID, message).
+    pub fn card(&self, job: u64) -> Option<(u64, Stored)> {
+        let want = format!("Job {job} ·");
+        self.messages
+            .iter()
+            .find(|(_, m)| m.title().contains(&want))
+            .map(|(id, m)| (*id, m.clone()))
+    }
+
+    pub fn calls_to(&self, method: &str, fragment: &str) -> Vec<Call> {
+        self.calls
+            .iter()
+            .filter(|c| c.method == method && c.path.contains(fragment))
+            .cloned()
+            .collect()
+    }
+
+    /// Interaction callbacks (type, data) for interaction `id`.
+    pub fn callbacks(&self, id: u64) -> Vec<Value> {
+        self.calls
+            .iter()
+            .filter(|c| c.path.starts_with(&format!("/api/v10/interactions/{id}/")))
+            .map(|c| c.body.clone())
+            .collect()
+    }
+}
+
+pub struct FakeDiscord {
+    pub port: u16,
+    state: Arc<Shared>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+struct Shared {
+    inner: Mutex<Inner>,
+    port: u16,
+}
+
+impl Drop for FakeDiscord {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn user_json(id: u64, u: &FakeUser) -> Value {
+    json!({"id": id.to_string(), "username": u.name, "bot": u.bot, "discriminator": "0000"})
+}
+
+fn member_json(id: u64, u: &FakeUser) -> Value {
+    json!({"user": user_json(id, u),
+           "roles": u.roles.iter().map(|r| r.to_string()).collect::<Vec<_>>(),
+           "deaf": false, "mute": false, "flags": 0, "joined_at": "2024-01-01T00:00:00.000000+00:00"})
+}
+
+fn message_json(id: u64, channel: u64, author: Value, content: &str) -> Value {
+    json!({"id": id.to_string(), "channel_id": channel.to_string(), "guild_id": GUILD.to_string(),
+           "author": author, "content": content, "timestamp": "2024-01-01T00:00:00.000000+00:00",
+           "tts": false, "mention_everyone": false, "mentions": [], "mention_roles": [],
+           "attachments": [], "embeds": [], "pinned": false, "type": 0})
+}
+
+fn bot_user() -> Value {
+    json!({"id": BOT.to_string(), "username": "opsgate", "bot": true, "discriminator": "0000"})
+}
+
+/// Deserializes a fixture with serenity's own type before sending it, so a fixture that
+/// drifted from serenity's model fails loudly instead of being dropped as `Event::Unknown`.
+fn checked<T: serde::de::DeserializeOwned>(what: &str, v: Value) -> Value {
+    if let Err(e) = serde_json::from_value::<T>(v.clone()) {
+        panic!("fake Discord fixture {what} does not deserialize with serenity: {e}\n{v}");
+    }
+    v
+}
+
+impl FakeDiscord {
+    pub async fn start() -> FakeDiscord {
+        let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .await
+            .expect("bind fake discord");
+        let port = listener.local_addr().expect("addr").port();
+        let mut inner = Inner::default();
+        for (id, name, roles, bot) in [
+            (ALICE, "alice", vec![ONCALL_ROLE], false),
+            (BOB, "bob", vec![DBA_ROLE], false),
+            (MALLORY, "mallory", vec![ONCALL_ROLE], false),
+            (CAROL, "carol", vec![DBA_ROLE], false),
+            (OTHER_BOT, "otherbot", vec![DBA_ROLE, ONCALL_ROLE], true),
+            (BOT, "opsgate", vec![], true),
+        ] {
+            inner.users.insert(
+                id,
+                FakeUser {
+                    name: name.into(),
+                    roles,
+                    bot,
+                },
+            );
+        }
+        let state = Arc::new(Shared {
+            inner: Mutex::new(inner),
+            port,
+        });
+        let app = Router::new()
+            .route("/gateway", get(gateway))
+            .fallback(rest)
+            .with_state(state.clone());
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        FakeDiscord { port, state, task }
+    }
+
+    pub fn base(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.state.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Waits (bounded) until `done` holds; panics with `what` and the recorded calls if not.
+    pub async fn wait<T>(&self, what: &str, done: impl Fn(&Inner) -> Option<T>) -> T {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(v) = done(&self.lock()) {
+                return v;
+            }
+            if Instant::now() > deadline {
+                let calls: Vec<String> = self
+                    .lock()
+                    .calls
+                    .iter()
+                    .map(|c| format!("{} {} {}", c.method, c.path, c.body))
+                    .collect();
+                panic!("timed out waiting for {what}; calls:\n{}", calls.join("\n"));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn send(&self, cmd: WsCmd) {
+        let gw = self.lock().gateway.clone();
+        match gw {
+            Some(gw) => {
+                if gw.send(cmd).is_err() {
+                    panic!("the bot is not connected to the fake gateway");
+                }
+            }
+            None => panic!("the bot is not connected to the fake gateway"),
+        }
+    }
+
+    pub fn dispatch(&self, t: &str, d: Value) {
+        self.send(WsCmd::Dispatch(t.to_string(), d));
+    }
+
+    /// Sends op 7 and closes the socket; serenity resumes.
+    pub fn reconnect(&self) {
+        self.send(WsCmd::Reconnect);
+    }
+
+    fn user(&self, id: u64) -> FakeUser {
+        self.lock().users.get(&id).cloned().expect("known user")
+    }
+
+    /// MESSAGE_CREATE from `user` in `channel`.
+    pub fn say(&self, user: u64, channel: u64, content: &str) {
+        let u = self.user(user);
+        let id = self.lock().id();
+        let mut m = message_json(id, channel, user_json(user, &u), content);
+        m["member"] = json!({"roles": u.roles.iter().map(|r| r.to_string()).collect::<Vec<_>>()});
+        let m = checked::<serenity::all::Message>("MESSAGE_CREATE", m);
+        self.dispatch("MESSAGE_CREATE", m);
+    }
+
+    /// Records a reaction as Discord would (so REST reads see it) and, if `live`, sends the
+    /// gateway event (REACTION_ADD with member; REACTION_REMOVE without, as Discord does).
+    pub fn react(&self, user: u64, message: u64, emoji: &str, added: bool, live: bool) {
+        let u = self.user(user);
+        {
+            let mut inner = self.lock();
+            let list = inner
+                .reactions
+                .entry((message, emoji.to_string()))
+                .or_default();
+            if added {
+                if !list.contains(&user) {
+                    list.push(user);
+                }
+            } else {
+                list.retain(|x| *x != user);
+            }
+        }
+        if !live {
+            return;
+        }
+        let channel = self
+            .lock()
+            .messages
+            .get(&message)
+            .map_or(OPS, |m| m.channel);
+        let mut r = json!({"user_id": user.to_string(), "channel_id": channel.to_string(),
+            "message_id": message.to_string(), "guild_id": GUILD.to_string(),
+            "message_author_id": BOT.to_string(),
+            "emoji": {"id": null, "name": emoji}, "burst": false, "type": 0});
+        if added {
+            r["member"] = member_json(user, &u);
+        }
+        let r = checked::<serenity::all::Reaction>("MESSAGE_REACTION", r);
+        self.dispatch(
+            if added {
+                "MESSAGE_REACTION_ADD"
+            } else {
+                "MESSAGE_REACTION_REMOVE"
+            },
+            r,
+        );
+    }
+
+    fn interaction(
+        &self,
+        user: u64,
+        channel: u64,
+        kind: u8,
+        data: Value,
+        message: Option<u64>,
+    ) -> u64 {
+        let u = self.user(user);
+        let id = self.lock().id();
+        let mut m = member_json(user, &u);
+        m["permissions"] = json!("0");
+        let mut i = json!({"id": id.to_string(), "application_id": BOT.to_string(), "type": kind,
+            "token": format!("itok-{id}"), "version": 1, "channel_id": channel.to_string(),
+            "guild_id": GUILD.to_string(), "member": m, "data": data,
+            "locale": "en-US", "entitlements": [], "attachment_size_limit": 10485760});
+        if let Some(msg) = message {
+            i["message"] = message_json(msg, channel, bot_user(), "");
+        }
+        let i = checked::<serenity::all::Interaction>("INTERACTION_CREATE", i);
+        self.dispatch("INTERACTION_CREATE", i);
+        id
+    }
+
+    /// A click on a button of the bot's message; returns the interaction ID.
+    pub fn click(&self, user: u64, message: u64, custom_id: &str) -> u64 {
+        let channel = self
+            .lock()
+            .messages
+            .get(&message)
+            .map_or(OPS, |m| m.channel);
+        self.interaction(
+            user,
+            channel,
+            3,
+            json!({"custom_id": custom_id, "component_type": 2}),
+            Some(message),
+        )
+    }
+
+    /// A slash command with string options; returns the interaction ID.
+    pub fn slash(&self, user: u64, channel: u64, name: &str, options: &[(&str, &str)]) -> u64 {
+        let opts: Vec<Value> = options
+            .iter()
+            .map(|(n, v)| json!({"name": n, "type": 3, "value": v}))
+            .collect();
+        self.interaction(
+            user,
+            channel,
+            2,
+            json!({"id": "1", "name": name, "type": 1, "options": opts}),
+            None,
+        )
+    }
+
+    /// An autocomplete request with `focused` being typed; returns the interaction ID.
+    pub fn autocomplete(
+        &self,
+        user: u64,
+        name: &str,
+        options: &[(&str, &str)],
+        focused: &str,
+    ) -> u64 {
+        let opts: Vec<Value> = options
+            .iter()
+            .map(|(n, v)| {
+                let mut o = json!({"name": n, "type": 3, "value": v});
+                if *n == focused {
+                    o["focused"] = json!(true);
+                }
+                o
+            })
+            .collect();
+        self.interaction(
+            user,
+            OPS,
+            4,
+            json!({"id": "1", "name": name, "type": 1, "options": opts}),
+            None,
+        )
+    }
+}
+
+async fn gateway(State(state): State<Arc<Shared>>, ws: WebSocketUpgrade) -> Response {
+    ws.on_upgrade(move |socket| session(state, socket))
+}
+
+fn frame(v: Value) -> WsMessage {
+    WsMessage::Text(v.to_string().into())
+}
+
+async fn session(state: Arc<Shared>, mut socket: WebSocket) {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    {
+        let mut inner = state.inner.lock().unwrap_or_else(|e| e.into_inner());
+        inner.gateway = Some(tx);
+    }
+    if socket
+        .send(frame(json!({"op": 10, "d": {"heartbeat_interval": 5000}})))
+        .await
+        .is_err()
+    {
+        return;
+    }
+    loop {
+        tokio::select! {
+            incoming = socket.recv() => {
+                let Some(Ok(msg)) = incoming else { break };
+                let text = match msg {
+                    WsMessage::Text(t) => t.to_string(),
+                    WsMessage::Close(_) => break,
+                    _ => continue,
+                };
+                let Ok(mut v) = serde_json::from_str::<Value>(&text) else { continue };
+                match v["op"].as_u64() {
+                    Some(1) => {
+                        state.inner.lock().unwrap_or_else(|e| e.into_inner()).heartbeats += 1;
+                        let _ = socket.send(frame(json!({"op": 11}))).await;
+                    }
+                    Some(2) => {
+                        let close = {
+                            let mut inner = state.inner.lock().unwrap_or_else(|e| e.into_inner());
+                            if let Some(t) = v["d"]["token"].as_str() {
+                                inner.tokens.push(t.to_string());
+                            }
+                            v["d"]["token"] = json!("<redacted>");
+                            inner.identifies.push(v.clone());
+                            inner.close_on_identify.take()
+                        };
+                        if let Some(code) = close {
+                            let _ = socket
+                                .send(WsMessage::Close(Some(CloseFrame { code, reason: "fake close".into() })))
+                                .await;
+                            break;
+                        }
+                        let ready = json!({"v": 10, "user": {"id": BOT.to_string(), "username": "opsgate", "bot": true},
+                            "guilds": [], "session_id": "fake-session",
+                            "resume_gateway_url": format!("ws://127.0.0.1:{}/gateway", state.port),
+                            "shard": [0, 1], "application": {"id": BOT.to_string(), "flags": 0}});
+                        let ready = checked::<serenity::all::Ready>("READY", ready);
+                        let seq = {
+                            let mut inner = state.inner.lock().unwrap_or_else(|e| e.into_inner());
+                            inner.readies += 1;
+                            inner.seq += 1;
+                            inner.seq
+                        };
+                        let _ = socket.send(frame(json!({"op": 0, "s": seq, "t": "READY", "d": ready}))).await;
+                    }
+                    Some(6) => {
+                        let seq = {
+                            let mut inner = state.inner.lock().unwrap_or_else(|e| e.into_inner());
+                            inner.resumes += 1;
+                            inner.seq += 1;
+                            inner.seq
+                        };
+                        let _ = socket.send(frame(json!({"op": 0, "s": seq, "t": "RESUMED", "d": {}}))).await;
+                    }
+                    _ => {}
+                }
+            }
+            cmd = rx.recv() => match cmd {
+                Some(WsCmd::Dispatch(t, d)) => {
+                    let seq = {
+                        let mut inner = state.inner.lock().unwrap_or_else(|e| e.into_inner());
+                        inner.seq += 1;
+                        inner.seq
+                    };
+                    if socket.send(frame(json!({"op": 0, "s": seq, "t": t, "d": d}))).await.is_err() {
+                        break;
+                    }
+                }
+                Some(WsCmd::Reconnect) => {
+                    let _ = socket.send(frame(json!({"op": 7, "d": null}))).await;
+                    let _ = socket.send(WsMessage::Close(Some(CloseFrame { code: 4000, reason: "reconnect".into() }))).await;
+                    break;
+                }
+                None => break,
+            }
+        }
+    }
+}
+
+fn not_found() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        Json(json!({"message": "Unknown route", "code": 0})),
+    )
+        .into_response()
+}
+
+fn decode(s: &str) -> String {
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+async fn rest(
+    State(state): State<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> Response {
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let path = uri.path().to_string();
+    let query = uri.query().unwrap_or_default().to_string();
+    let mut inner = state.inner.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(auth) = headers.get("authorization").and_then(|v| v.to_str().ok()) {
+        if !inner.tokens.iter().any(|t| t == auth) {
+            inner.tokens.push(auth.to_string());
+        }
+    }
+    inner.calls.push(Call {
+        method: method.to_string(),
+        path: path.clone(),
+        query: query.clone(),
+        body: body.clone(),
+        at: Instant::now(),
+    });
+    let Some(rest) = path.strip_prefix("/api/v10/") else {
+        return not_found();
+    };
+    let seg: Vec<String> = rest.split('/').map(decode).collect();
+    let seg: Vec<&str> = seg.iter().map(String::as_str).collect();
+    let num = |s: &str| s.parse::<u64>().unwrap_or(0);
+    match (method.as_str(), seg.as_slice()) {
+        ("GET", ["gateway"]) => {
+            Json(json!({"url": format!("ws://127.0.0.1:{}/gateway", state.port)})).into_response()
+        }
+        ("POST", ["channels", c, "messages"]) => {
+            let id = inner.id();
+            let channel = num(c);
+            inner.messages.insert(
+                id,
+                Stored {
+                    channel,
+                    content: body["content"].as_str().unwrap_or_default().to_string(),
+                    embeds: body["embeds"].clone(),
+                    components: body["components"].clone(),
+                    allowed_mentions: body["allowed_mentions"].clone(),
+                    edits: 0,
+                },
+            );
+            let content = body["content"].as_str().unwrap_or_default();
+            Json(message_json(id, channel, bot_user(), content)).into_response()
+        }
+        ("PATCH", ["channels", c, "messages", m]) => {
+            let id = num(m);
+            let Some(stored) = inner.messages.get_mut(&id) else {
+                return not_found();
+            };
+            if let Some(c) = body["content"].as_str() {
+                stored.content = c.to_string();
+            }
+            if !body["embeds"].is_null() {
+                stored.embeds = body["embeds"].clone();
+            }
+            if !body["components"].is_null() {
+                stored.components = body["components"].clone();
+            }
+            stored.edits += 1;
+            let content = stored.content.clone();
+            Json(message_json(id, num(c), bot_user(), &content)).into_response()
+        }
+        ("PUT", ["channels", _, "messages", m, "reactions", emoji, "@me"]) => {
+            let list = inner
+                .reactions
+                .entry((num(m), emoji.to_string()))
+                .or_default();
+            if !list.contains(&BOT) {
+                list.push(BOT);
+            }
+            StatusCode::NO_CONTENT.into_response()
+        }
+        ("GET", ["channels", _, "messages", m, "reactions", emoji]) => {
+            let after = query
+                .split('&')
+                .find_map(|kv| kv.strip_prefix("after="))
+                .map_or(0, num);
+            let ids = inner
+                .reactions
+                .get(&(num(m), emoji.to_string()))
+                .cloned()
+                .unwrap_or_default();
+            let mut ids: Vec<u64> = ids.into_iter().filter(|u| *u > after).collect();
+            ids.sort_unstable();
+            let users: Vec<Value> = ids
+                .iter()
+                .filter_map(|u| inner.users.get(u).map(|fu| user_json(*u, fu)))
+                .collect();
+            Json(Value::Array(users)).into_response()
+        }
+        ("GET", ["guilds", _, "members", u]) => match inner.users.get(&num(u)) {
+            Some(fu) => Json(member_json(num(u), fu)).into_response(),
+            None => not_found(),
+        },
+        ("PUT", ["applications", _, "guilds", _, "commands"]) => Json(json!([])).into_response(),
+        ("POST", ["interactions", _, _, "callback"]) => StatusCode::NO_CONTENT.into_response(),
+        ("PATCH", ["webhooks", _, _, "messages", "@original"]) | ("POST", ["webhooks", _, _]) => {
+            let id = inner.id();
+            let content = body["content"].as_str().unwrap_or_default().to_string();
+            Json(message_json(id, OPS, bot_user(), &content)).into_response()
+        }
+        _ => not_found(),
+    }
+}
