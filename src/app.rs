@@ -1,4 +1,10 @@
-//! Start-up and wiring for the command-line modes: shell, demo, emulator, check-config.
+//! Start-up and wiring for the command-line modes: shell, demo, emulator, check-config,
+//! jobs and audit.
+
+pub mod http;
+pub mod jobs_cli;
+pub mod logging;
+mod signals;
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
@@ -10,8 +16,11 @@ use crate::chat::shell::{self, JobWatch, ShellChat, ShellOptions};
 use crate::cloud::{Provider, Registry};
 use crate::config::{Config, SecretRef};
 use crate::emulator;
-use crate::engine::{Engine, EngineEvent};
+use crate::engine::{Engine, EngineEvent, EngineHandle};
+use crate::metrics::Metrics;
 use crate::store::Store;
+use http::Health;
+use std::sync::atomic::Ordering;
 
 /// The example config, built in so `opsgate demo` works from any directory.
 pub const EXAMPLE_CONFIG: &str = include_str!("../config.example.toml");
@@ -23,6 +32,8 @@ pub struct ShellArgs {
     pub channel: String,
     pub wait_timeout: Duration,
     pub drain_timeout: Duration,
+    /// Health/metrics endpoint address; overrides `[http] listen`.
+    pub http: Option<SocketAddr>,
 }
 
 pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
@@ -39,7 +50,10 @@ pub fn check_config(path: &Path) -> Result<String, String> {
         .map_err(|p| p.to_string())
 }
 
-/// Runs the terminal chat on `config` until the end of input.
+/// How long SIGTERM waits for submits in flight to record the cloud's answer.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Runs the terminal chat on `config` until the end of input (or SIGTERM / Ctrl-C).
 pub fn run_shell(
     config: Config,
     args: ShellArgs,
@@ -51,11 +65,12 @@ pub fn run_shell(
         .or_else(|| config.data_dir.clone())
         .unwrap_or_else(|| PathBuf::from("opsgate-data"));
     let store = Store::open(&data).map_err(|e| e.to_string())?;
+    let reader = store.clone();
     let config = Arc::new(config);
     let registry = Arc::new(Registry::from_config(&config));
     let chat = Arc::new(ShellChat::new(config.clone()));
     let watch = Arc::new(JobWatch::default());
-    let (engine, handle, rx) = Engine::new(
+    let (mut engine, handle, rx) = Engine::new(
         config.clone(),
         store,
         registry,
@@ -64,10 +79,30 @@ pub fn run_shell(
         rt.handle().clone(),
     )
     .map_err(|e| e.to_string())?;
+    let metrics = Arc::new(Metrics::new());
+    engine.set_metrics(metrics.clone());
+
+    let health = Arc::new(Health::default());
+    health.store_open.store(true, Ordering::Relaxed);
+    if let Some(addr) = args.http.or(config.http_listen) {
+        let server = rt
+            .block_on(http::serve(addr, health.clone(), metrics, reader, None))
+            .map_err(|e| format!("cannot listen on {addr} for health and metrics: {e}"))?;
+        eprintln!("opsgate: http endpoint listening on {}", server.addr);
+    }
+
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+    let engine_health = health.clone();
     let engine_thread = std::thread::Builder::new()
         .name("engine".into())
-        .spawn(move || engine.run(rx))
+        .spawn(move || {
+            engine.run(rx);
+            engine_health.store_open.store(false, Ordering::Relaxed);
+            let _ = done_tx.send(());
+        })
         .map_err(|e| format!("cannot start the engine thread: {e}"))?;
+    rt.spawn(exit_on_signal(handle.clone(), done_rx));
+    health.chat_ready.store(true, Ordering::Relaxed);
     tracing::info!(data = %data.display(), "shell ready");
 
     let opts = ShellOptions {
@@ -86,6 +121,20 @@ pub fn run_shell(
     Ok(())
 }
 
+/// SIGTERM or Ctrl-C: drain the engine (no new commands; submits in flight record their
+/// answer, bounded), wait until it has flushed and stopped, then exit 0. Jobs still running
+/// resume polling on the next start.
+async fn exit_on_signal(engine: EngineHandle, stopped: tokio::sync::oneshot::Receiver<()>) {
+    signals::terminated().await;
+    tracing::info!("termination requested; draining");
+    engine.send(EngineEvent::Drain {
+        timeout: DRAIN_TIMEOUT,
+    });
+    let _ = stopped.await;
+    tracing::info!("stopped cleanly");
+    std::process::exit(0);
+}
+
 /// The example config pointed at a local emulator, with the emulator's demo credentials.
 pub fn demo_config(emulator_url: &str) -> Result<Config, String> {
     let mut config = Config::parse(EXAMPLE_CONFIG, Path::new("config.example.toml"))
@@ -102,6 +151,28 @@ pub fn demo_config(emulator_url: &str) -> Result<Config, String> {
             a.password = SecretRef::from_value("demo", emulator::demo::PASSWORD);
             a.access_key = SecretRef::from_value("demo", emulator::demo::ACCESS_KEY);
             a.secret_key = SecretRef::from_value("demo", emulator::demo::SECRET_KEY);
+        }
+        if a.provider == Provider::Alibaba {
+            a.endpoints
+                .insert("sae".to_string(), emulator_url.to_string());
+            a.access_key = SecretRef::from_value("demo", emulator::demo::ALIBABA_ACCESS_KEY);
+            a.secret_key = SecretRef::from_value("demo", emulator::demo::ALIBABA_SECRET_KEY);
+        }
+        if a.provider == Provider::Scnet {
+            // Tokens and the center API on the emulator; the AI URL is found through the
+            // center API, as it would be without endpoints.ai.
+            a.endpoints.remove("ai");
+            for service in ["token", "ac"] {
+                a.endpoints
+                    .insert(service.to_string(), emulator_url.to_string());
+            }
+            a.settings.scnet_user = Some(emulator::demo::SCNET_USER.to_string());
+            a.settings.org_id = Some(emulator::demo::SCNET_ORG_ID.to_string());
+            a.settings.cluster_id = Some(emulator::demo::SCNET_CLUSTER_ID.to_string());
+            a.settings.cluster_name = None;
+            a.password = SecretRef::from_value("demo", emulator::demo::SCNET_PASSWORD);
+            a.access_key = SecretRef::from_value("demo", emulator::demo::SCNET_ACCESS_KEY);
+            a.secret_key = SecretRef::from_value("demo", emulator::demo::SCNET_SECRET_KEY);
         }
         a.poll_interval = Some(Duration::from_millis(500));
         *account = Arc::new(a);

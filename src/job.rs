@@ -74,6 +74,14 @@ impl JobState {
         }
     }
 
+    /// The state as a metric label (no spaces).
+    pub fn label_metric(self) -> &'static str {
+        match self {
+            JobState::AwaitingApproval => "awaiting_approval",
+            other => other.label(),
+        }
+    }
+
     pub fn icon(self) -> &'static str {
         match self {
             JobState::AwaitingApproval => "⏳",
@@ -173,6 +181,33 @@ impl Job {
     /// Per-target lock key: at most one pending or running job per key.
     pub fn lock_key(&self) -> String {
         lock_key(&self.spec)
+    }
+}
+
+impl crate::command::JobFilter {
+    /// Filter names as typed after `!jobs` or passed to the HTTP API.
+    pub fn parse(name: &str) -> Option<Self> {
+        use crate::command::JobFilter::*;
+        Some(match name.to_ascii_lowercase().as_str() {
+            "active" => Active,
+            "pending" => Pending,
+            "running" => Running,
+            "mine" => Mine,
+            "all" => All,
+            _ => return None,
+        })
+    }
+
+    /// Whether `job` belongs in the listing for the user `me`.
+    pub fn keeps(self, job: &Job, me: &str) -> bool {
+        use crate::command::JobFilter::*;
+        match self {
+            Active => !job.state.is_final(),
+            Pending => job.state == JobState::AwaitingApproval,
+            Running => job.state.is_in_flight(),
+            Mine => job.requester.id == me,
+            All => true,
+        }
     }
 }
 

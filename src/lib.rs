@@ -14,6 +14,7 @@ pub mod config;
 pub mod emulator;
 pub mod engine;
 pub mod job;
+pub mod metrics;
 pub mod policy;
 pub mod secret;
 pub mod store;

@@ -5,10 +5,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 
-use opsgate::app::{self, ShellArgs};
-use opsgate::config::Config;
+use opsgate::app::{self, jobs_cli, logging, ShellArgs};
+use opsgate::command::JobFilter;
+use opsgate::config::{Config, LogFormat};
 
 #[derive(Parser)]
 #[command(
@@ -17,8 +18,17 @@ use opsgate::config::Config;
     about = "Chat-ops bot: approved, audited, restart-safe cloud operations"
 )]
 struct Cli {
+    /// Log format on stderr (default: `[log] format` from the config, else human).
+    #[arg(long, global = true, value_enum)]
+    log_format: Option<LogFormatArg>,
     #[command(subcommand)]
     command: Cmd,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormatArg {
+    Human,
+    Json,
 }
 
 #[derive(clap::Args)]
@@ -41,6 +51,9 @@ struct Identity {
     /// How long the end of input waits for running jobs to finish.
     #[arg(long, default_value = "300s", value_parser = humantime::parse_duration)]
     drain_timeout: Duration,
+    /// Serve /healthz, /readyz and /metrics here (overrides `[http] listen`; port 0 picks one).
+    #[arg(long)]
+    http: Option<SocketAddr>,
 }
 
 impl Identity {
@@ -52,8 +65,21 @@ impl Identity {
             channel: self.channel,
             wait_timeout: self.wait_timeout,
             drain_timeout: self.drain_timeout,
+            http: self.http,
         }
     }
+}
+
+#[derive(clap::Args)]
+struct Store {
+    #[arg(long)]
+    config: PathBuf,
+    /// Data directory (default: `[bot] data_dir` from the config).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Subcommand)]
@@ -72,6 +98,22 @@ enum Cmd {
     },
     /// Check a config file: every problem with its key path, or a summary.
     CheckConfig { file: PathBuf },
+    /// List jobs (from the data directory, or through the running bot's HTTP endpoint).
+    Jobs {
+        #[command(flatten)]
+        store: Store,
+        /// active (default), pending, running or all.
+        #[arg(long, default_value = "active")]
+        filter: String,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Show one job's audit log.
+    Audit {
+        job: u64,
+        #[command(flatten)]
+        store: Store,
+    },
     /// Run the local cloud emulator on its own (for tests and experiments).
     Emulator {
         #[arg(long, default_value = "127.0.0.1:0")]
@@ -82,53 +124,103 @@ enum Cmd {
     },
 }
 
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,opsgate=info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+/// Exit status for an invalid config (sysexits EX_CONFIG): the systemd unit does not
+/// restart-loop on it.
+const EXIT_CONFIG: u8 = 78;
+const CONFIG_MARK: &str = "\u{0}config:";
+
+fn load(path: &std::path::Path) -> Result<Config, String> {
+    Config::load(path).map_err(|p| format!("{CONFIG_MARK}{p}"))
+}
+
+fn log_format(flag: Option<LogFormatArg>, config: Option<&Config>) -> LogFormat {
+    match flag {
+        Some(LogFormatArg::Json) => LogFormat::Json,
+        Some(LogFormatArg::Human) => LogFormat::Human,
+        None => config.map_or(LogFormat::Human, |c| c.log_format),
+    }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    let flag = cli.log_format;
     let result = match cli.command {
         Cmd::CheckConfig { file } => app::check_config(&file).map(|summary| print!("{summary}")),
-        Cmd::Shell { config, identity } => {
-            let rt = match app::runtime() {
-                Ok(rt) => rt,
-                Err(e) => return fail(&format!("cannot start the runtime: {e}")),
-            };
-            Config::load(&config)
-                .map_err(|p| p.to_string())
-                .and_then(|config| app::run_shell(config, identity.into_args(), &rt))
+        Cmd::Shell { config, identity } => load(&config).and_then(|config| {
+            logging::init(log_format(flag, Some(&config)));
+            let rt = app::runtime().map_err(|e| format!("cannot start the runtime: {e}"))?;
+            app::run_shell(config, identity.into_args(), &rt)
+        }),
+        Cmd::Demo { identity } => {
+            logging::init(log_format(flag, None));
+            app::runtime()
+                .map_err(|e| format!("cannot start the runtime: {e}"))
+                .and_then(|rt| app::run_demo(identity.into_args(), &rt))
         }
-        Cmd::Demo { identity } => app::runtime()
-            .map_err(|e| format!("cannot start the runtime: {e}"))
-            .and_then(|rt| app::run_demo(identity.into_args(), &rt)),
+        Cmd::Jobs {
+            store,
+            filter,
+            limit,
+        } => {
+            logging::init(log_format(flag, None));
+            match JobFilter::parse(&filter).filter(|f| *f != JobFilter::Mine) {
+                None => Err(format!(
+                    "unknown filter `{filter}` (active, pending, running or all)"
+                )),
+                Some(filter) => with_source(&store, |source, rt| {
+                    jobs_cli::jobs(source, filter, limit, store.json, rt)
+                }),
+            }
+        }
+        Cmd::Audit { job, store } => {
+            logging::init(log_format(flag, None));
+            with_source(&store, |source, rt| {
+                jobs_cli::audit(source, job, store.json, rt)
+            })
+        }
         Cmd::Emulator {
             listen,
             job_duration,
-        } => app::runtime()
-            .map_err(|e| format!("cannot start the runtime: {e}"))
-            .and_then(|rt| {
-                let opts = opsgate::emulator::EmulatorOptions {
-                    job_duration,
-                    ..Default::default()
-                };
-                app::run_emulator(listen, opts, &rt)
-            }),
+        } => {
+            logging::init(log_format(flag, None));
+            app::runtime()
+                .map_err(|e| format!("cannot start the runtime: {e}"))
+                .and_then(|rt| {
+                    let opts = opsgate::emulator::EmulatorOptions {
+                        job_duration,
+                        ..Default::default()
+                    };
+                    app::run_emulator(listen, opts, &rt)
+                })
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => fail(&e),
+        Err(e) => match e.strip_prefix(CONFIG_MARK) {
+            Some(problems) => {
+                eprintln!("opsgate: {}", problems.trim_end());
+                ExitCode::from(EXIT_CONFIG)
+            }
+            None => {
+                eprintln!("opsgate: {}", e.trim_end());
+                ExitCode::FAILURE
+            }
+        },
     }
 }
 
-fn fail(message: &str) -> ExitCode {
-    eprintln!("opsgate: {}", message.trim_end());
-    ExitCode::FAILURE
+fn with_source(
+    store: &Store,
+    show: impl FnOnce(&jobs_cli::Source, &tokio::runtime::Runtime) -> Result<String, String>,
+) -> Result<(), String> {
+    let config = load(&store.config)?;
+    let data = store
+        .data
+        .clone()
+        .or_else(|| config.data_dir.clone())
+        .ok_or("no data directory: give --data or set [bot] data_dir")?;
+    let rt = app::runtime().map_err(|e| format!("cannot start the runtime: {e}"))?;
+    let source = jobs_cli::source(data, config.http_listen)?;
+    print!("{}", show(&source, &rt)?);
+    Ok(())
 }

@@ -5,6 +5,8 @@
 //! and audit entries of many events together) is applied atomically, and one `flush` makes a
 //! whole group of events durable. The engine never lets an effect out before that flush.
 
+pub mod fixtures;
+
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -44,6 +46,9 @@ pub struct AuditEntry {
     pub detail: String,
 }
 
+/// Cheap to clone: clones share one sled database. Only the engine writes; clones serve
+/// read-only queries (the HTTP API).
+#[derive(Clone)]
 pub struct Store {
     db: sled::Db,
 }

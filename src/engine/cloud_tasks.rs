@@ -8,12 +8,41 @@ use std::time::Duration;
 use super::{now_ms, Engine, EngineEvent};
 use crate::cloud::{CloudOperation, JobSpec, PollOutcome};
 use crate::command::JobId;
+use crate::metrics::Metrics;
 
 use super::updates::CloudUpdate;
 
 fn report(tx: &Sender<EngineEvent>, job: JobId, update: CloudUpdate) {
     // A closed channel means the engine stopped; the job resumes from disk on the next start.
     let _ = tx.send(EngineEvent::Cloud { job, update });
+}
+
+/// Times one cloud call for the latency histogram.
+struct CallTimer {
+    metrics: Arc<Metrics>,
+    provider: &'static str,
+    operation: String,
+}
+
+impl CallTimer {
+    fn new(metrics: Arc<Metrics>, spec: &JobSpec) -> CallTimer {
+        let provider = crate::command::catalog::operation_by_id(&spec.operation)
+            .map_or("unknown", |op| op.provider.name());
+        CallTimer {
+            metrics,
+            provider,
+            operation: spec.operation.clone(),
+        }
+    }
+
+    async fn time<T>(&self, call: &str, fut: impl std::future::Future<Output = T>) -> T {
+        let start = std::time::Instant::now();
+        let out = fut.await;
+        let label = format!("{}/{call}", self.operation);
+        self.metrics
+            .cloud_call(self.provider, label, start.elapsed().as_secs_f64());
+        out
+    }
 }
 
 /// The operation for a job, or why it cannot be had (e.g. a missing secret).
@@ -38,15 +67,17 @@ impl Engine {
         let Some((op, spec)) = self.operation_for(id) else {
             return;
         };
+        self.in_flight += 1;
         let tx = self.tx.clone();
         match op {
             Err(why) => report(&tx, id, CloudUpdate::Unavailable(why)),
             Ok(op) => {
-                let span = tracing::info_span!("job", id);
+                let span = tracing::info_span!("job", job = id);
+                let timer = CallTimer::new(self.metrics.clone(), &spec);
                 self.runtime.spawn(tracing::Instrument::instrument(
                     async move {
                         tracing::info!(operation = %spec.operation, "submitting");
-                        let outcome = op.submit(&spec).await;
+                        let outcome = timer.time("submit", op.submit(&spec)).await;
                         report(&tx, id, CloudUpdate::Submitted(outcome));
                     },
                     span,
@@ -59,6 +90,7 @@ impl Engine {
         let Some((op, spec)) = self.operation_for(id) else {
             return;
         };
+        self.in_flight += 1;
         let tx = self.tx.clone();
         match op {
             Err(why) => report(
@@ -67,10 +99,15 @@ impl Engine {
                 CloudUpdate::Reconciled(crate::cloud::ReconcileOutcome::Unknown(why)),
             ),
             Ok(op) => {
-                self.runtime.spawn(async move {
-                    let outcome = op.reconcile(&spec).await;
-                    report(&tx, id, CloudUpdate::Reconciled(outcome));
-                });
+                let timer = CallTimer::new(self.metrics.clone(), &spec);
+                let span = tracing::info_span!("job", job = id);
+                self.runtime.spawn(tracing::Instrument::instrument(
+                    async move {
+                        let outcome = timer.time("reconcile", op.reconcile(&spec)).await;
+                        report(&tx, id, CloudUpdate::Reconciled(outcome));
+                    },
+                    span,
+                ));
             }
         }
     }
@@ -88,9 +125,10 @@ impl Engine {
         match op {
             Err(why) => report(&tx, id, CloudUpdate::GaveUp(why)),
             Ok(op) => {
-                let span = tracing::info_span!("job", id);
+                let span = tracing::info_span!("job", job = id);
+                let timer = CallTimer::new(self.metrics.clone(), &spec);
                 self.runtime.spawn(tracing::Instrument::instrument(
-                    poll_until_done(op, spec, handle, started, id, tx),
+                    poll_until_done(op, spec, handle, started, id, tx, timer),
                     span,
                 ));
             }
@@ -105,6 +143,7 @@ async fn poll_until_done(
     started_ms: u64,
     id: JobId,
     tx: Sender<EngineEvent>,
+    timer: CallTimer,
 ) {
     let policy = op.poll_policy();
     let deadline = started_ms + policy.timeout.as_millis() as u64;
@@ -113,7 +152,7 @@ async fn poll_until_done(
     let mut last_attention: Option<String> = None;
     loop {
         tokio::time::sleep(jitter(delay)).await;
-        match op.poll(&spec, &handle).await {
+        match timer.time("poll", op.poll(&spec, &handle)).await {
             PollOutcome::InProgress {
                 progress,
                 handle: new_handle,

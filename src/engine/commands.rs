@@ -9,6 +9,24 @@ use crate::config::Severity;
 use crate::job::{self, Job, JobState, Person, Requirement};
 use crate::policy;
 
+/// The verb of a command, for metric labels: known verbs only, so chat cannot inflate the
+/// label set.
+fn metric_verb(text: &str, prefix: &str) -> String {
+    let verb = text
+        .trim_start()
+        .strip_prefix(prefix)
+        .and_then(|b| b.split_whitespace().next())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let known = crate::command::catalog::builtin_by_verb(&verb).is_some()
+        || crate::command::catalog::is_operation_verb(&verb);
+    if known {
+        verb
+    } else {
+        "unknown".to_string()
+    }
+}
+
 fn who(actor: &Actor) -> Option<String> {
     Some(format!("{} ({})", actor.name, actor.id))
 }
@@ -63,11 +81,15 @@ impl Engine {
             Ok(Some(cmd)) => cmd,
             Ok(None) => return,
             Err(e) => {
+                self.metrics
+                    .command(&metric_verb(text, &self.config.prefix), "invalid");
                 tracing::debug!(user = %actor.id, error = %e.message, "refused command");
                 self.reply(origin, e.to_string(), true);
                 return;
             }
         };
+        let verb = metric_verb(text, &self.config.prefix);
+        let replies_before = self.refusals;
         match cmd {
             Command::Operation(req) => self.request(actor, origin, req, now),
             Command::Approve(id) => self.vote(actor, origin, id, Vote::Approve, None, now),
@@ -92,6 +114,18 @@ impl Engine {
                 self.reply(origin, text, true);
             }
         }
+        let outcome = if self.refusals > replies_before {
+            "refused"
+        } else {
+            "accepted"
+        };
+        self.metrics.command(&verb, outcome);
+    }
+
+    /// Replies that refuse something; counted so the command metric can tell refusals apart.
+    fn refuse(&mut self, origin: &Origin, text: impl Into<String>) {
+        self.refusals += 1;
+        self.reply(origin, text, true);
     }
 
     fn request(&mut self, actor: &Actor, origin: &Origin, req: OperationRequest, now: u64) {
@@ -104,7 +138,7 @@ impl Engine {
             req.mode.as_deref(),
         ) {
             Ok(rule) => rule.clone(),
-            Err(refusal) => return self.reply(origin, refusal, true),
+            Err(refusal) => return self.refuse(origin, refusal),
         };
         let account = match &req.account {
             Some(name) => match self.config.accounts.get(name) {
@@ -116,9 +150,9 @@ impl Engine {
                         op.key(),
                         op.provider.name()
                     );
-                    return self.reply(origin, msg, true);
+                    return self.refuse(origin, msg);
                 }
-                None => return self.reply(origin, format!("Unknown account `{name}`."), true),
+                None => return self.refuse(origin, format!("Unknown account `{name}`.")),
             },
             None => match self.config.default_account(op.provider) {
                 Some(acc) => acc.name.clone(),
@@ -127,7 +161,7 @@ impl Engine {
                         "There is no default {} account; add account=NAME.",
                         op.provider.name()
                     );
-                    return self.reply(origin, msg, true);
+                    return self.refuse(origin, msg);
                 }
             },
         };
@@ -151,7 +185,7 @@ impl Engine {
                     ""
                 }
             );
-            return self.reply(origin, msg, true);
+            return self.refuse(origin, msg);
         }
 
         let id = self.next_id;
@@ -246,6 +280,8 @@ impl Engine {
     ) {
         if let Some(job) = self.active.get_mut(&id) {
             job.updated_ms = now;
+            tracing::info_span!("job", job = id)
+                .in_scope(|| tracing::info!(event, state = job.state.label(), "{detail}"));
             let entry = crate::store::AuditEntry {
                 at_ms: now,
                 actor,
@@ -307,7 +343,7 @@ impl Engine {
     ) {
         let Some(job) = self.active.get_mut(&id) else {
             let msg = self.not_active(id);
-            return self.reply(origin, msg, true);
+            return self.refuse(origin, msg);
         };
         let verb = if vote == Vote::Approve {
             "approve"
@@ -328,11 +364,8 @@ impl Engine {
                     "no quorum before the deadline".into(),
                     now,
                 );
-                self.reply(
-                    origin,
-                    format!("{}: job {id} has expired; nothing was run.", actor.name),
-                    true,
-                );
+                let msg = format!("{}: job {id} has expired; nothing was run.", actor.name);
+                self.refuse(origin, msg);
             }
             Err(Refusal::NotApprover(roles)) => {
                 let msg = format!(
@@ -340,11 +373,11 @@ impl Engine {
                     actor.name,
                     policy::describe_roles(&self.config, &roles)
                 );
-                self.reply(origin, msg, true);
+                self.refuse(origin, msg);
             }
             Err(refusal) => {
                 let msg = format!("{}: you cannot {verb} job {id}: {refusal}.", actor.name);
-                self.reply(origin, msg, true);
+                self.refuse(origin, msg);
             }
             Ok(None) => {
                 let detail = match reason {
@@ -357,6 +390,9 @@ impl Engine {
                 let (have, need) = (job.approvals.len(), job.approvals_needed());
                 let detail = format!("approval {have} of {need} by {}", actor.name);
                 if quorum {
+                    self.metrics.approval("granted");
+                    let waited = now.saturating_sub(job.created_ms) as f64 / 1000.0;
+                    self.metrics.approval_wait.observe(waited);
                     let detail = format!("{detail}; quorum reached");
                     let text = format!("👍 job {id} approved ({detail}): {}", job.action());
                     self.incident(id, Severity::Info, text);
@@ -384,7 +420,7 @@ impl Engine {
                     actor.name,
                     job.state.label()
                 );
-                self.reply(origin, msg, true);
+                self.refuse(origin, msg);
             }
         }
     }
@@ -392,7 +428,7 @@ impl Engine {
     fn cancel(&mut self, actor: &Actor, origin: &Origin, id: JobId, now: u64) {
         let Some(job) = self.active.get(&id) else {
             let msg = self.not_active(id);
-            return self.reply(origin, msg, true);
+            return self.refuse(origin, msg);
         };
         let allowed = job.requester.id == actor.id || policy::is_admin(&self.config, &actor.roles);
         if !allowed {
@@ -400,14 +436,14 @@ impl Engine {
                 "{}: only {} (who requested it) or an admin can cancel job {id}.",
                 actor.name, job.requester.name
             );
-            return self.reply(origin, msg, true);
+            return self.refuse(origin, msg);
         }
         if !job.state.can_become(JobState::Cancelled) {
             let msg = format!(
                 "Job {id} is {}: it can no longer be cancelled.",
                 job.state.label()
             );
-            return self.reply(origin, msg, true);
+            return self.refuse(origin, msg);
         }
         self.finish(
             id,

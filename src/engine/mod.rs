@@ -22,6 +22,7 @@ use crate::cloud::Registry;
 use crate::command::JobId;
 use crate::config::Config;
 use crate::job::{Job, JobState};
+use crate::metrics::Metrics;
 use crate::store::{AuditEntry, Store, StoreError, WriteBatch};
 
 pub use updates::CloudUpdate;
@@ -42,6 +43,12 @@ pub enum EngineEvent {
     Sync(std::sync::mpsc::SyncSender<()>),
     /// Make everything durable and stop.
     Shutdown,
+    /// Graceful stop (SIGTERM): take no new commands, wait up to `timeout` for submits and
+    /// reconciles in flight to record the cloud's answer, then flush and stop. Polls are not
+    /// waited for: a running job is already at a safe recorded point and resumes on start.
+    Drain {
+        timeout: Duration,
+    },
 }
 
 /// A job awaiting approval and where its message is.
@@ -108,6 +115,13 @@ pub struct Engine {
     next_id: JobId,
     batch: WriteBatch,
     effects: Vec<Effect>,
+    metrics: Arc<Metrics>,
+    /// Refusal replies so far (see `commands.rs`).
+    refusals: u64,
+    /// Submits and reconciles whose answer has not been recorded yet.
+    in_flight: usize,
+    /// Set while draining: stop once nothing is in flight, or at this instant.
+    drain_until: Option<std::time::Instant>,
 }
 
 impl Engine {
@@ -136,9 +150,34 @@ impl Engine {
             next_id,
             batch: WriteBatch::default(),
             effects: Vec::new(),
+            metrics: Arc::new(Metrics::new()),
+            refusals: 0,
+            in_flight: 0,
+            drain_until: None,
         };
         engine.recover(now_ms())?;
         Ok((engine, EngineHandle { tx }, rx))
+    }
+
+    /// Shares `metrics` with whoever serves `/metrics`.
+    pub fn set_metrics(&mut self, metrics: Arc<Metrics>) {
+        self.metrics = metrics;
+    }
+
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
+    }
+
+    fn update_gauges(&self) {
+        let pending = self
+            .active
+            .values()
+            .filter(|j| j.state == JobState::AwaitingApproval)
+            .count();
+        self.metrics.pending.set(pending as i64);
+        self.metrics
+            .running
+            .set((self.active.len() - pending) as i64);
     }
 
     fn recover(&mut self, now: u64) -> Result<(), StoreError> {
@@ -205,10 +244,17 @@ impl Engine {
         }
         let mut stop = false;
         while !stop {
-            let wait = self
+            let expiry_wait = self
                 .expiries
                 .first()
                 .map(|(at, _)| Duration::from_millis(at.saturating_sub(now_ms())));
+            let drain_wait = self
+                .drain_until
+                .map(|until| until.saturating_duration_since(std::time::Instant::now()));
+            let wait = match (expiry_wait, drain_wait) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             let first = match wait {
                 Some(w) => rx.recv_timeout(w),
                 None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
@@ -226,6 +272,10 @@ impl Engine {
             while let Some(event) = next.take() {
                 match event {
                     EngineEvent::Shutdown => stop = true,
+                    EngineEvent::Drain { timeout } => {
+                        tracing::info!(in_flight = self.in_flight, "draining: no new commands");
+                        self.drain_until = Some(std::time::Instant::now() + timeout);
+                    }
                     EngineEvent::Sync(ack) => syncs.push(ack),
                     event => self.handle(event, now_ms()),
                 }
@@ -237,6 +287,7 @@ impl Engine {
                 }
             }
             self.fire_expiries(now_ms());
+            self.update_gauges();
             if let Err(e) = self.finish_group() {
                 // Without durable state nothing may be acted on; stop and let the supervisor
                 // restart us on the last durable state.
@@ -245,6 +296,17 @@ impl Engine {
             }
             for ack in syncs {
                 let _ = ack.try_send(());
+            }
+            if let Some(until) = self.drain_until {
+                if self.in_flight == 0 || std::time::Instant::now() >= until {
+                    if self.in_flight > 0 {
+                        tracing::warn!(
+                            in_flight = self.in_flight,
+                            "drain timed out; those jobs are reconciled on the next start"
+                        );
+                    }
+                    stop = true;
+                }
             }
         }
         if let Err(e) = self.store.flush() {
@@ -255,6 +317,7 @@ impl Engine {
 
     fn handle(&mut self, event: EngineEvent, now: u64) {
         match event {
+            EngineEvent::Chat(ev) if self.drain_until.is_some() => self.refuse_while_draining(ev),
             EngineEvent::Chat(ev) => self.on_chat(ev, now),
             EngineEvent::Cloud { job, update } => self.on_cloud(job, update, now),
             EngineEvent::PendingApprovals(reply) => {
@@ -273,7 +336,30 @@ impl Engine {
                 pending.sort_by_key(|p| p.job);
                 let _ = reply.send(pending);
             }
-            EngineEvent::Shutdown | EngineEvent::Sync(_) => {}
+            EngineEvent::Shutdown | EngineEvent::Drain { .. } | EngineEvent::Sync(_) => {}
+        }
+    }
+
+    /// While draining nothing new starts; commands get a reply saying why. Reactions are left
+    /// alone: the chat adapter reads them again when the bot is back.
+    fn refuse_while_draining(&mut self, event: ChatEvent) {
+        match event {
+            ChatEvent::Message { origin, text, .. }
+                if text.trim_start().starts_with(self.config.prefix.as_str()) =>
+            {
+                self.reply(
+                    &origin,
+                    "opsgate is restarting and takes no new commands; try again in a minute.",
+                    true,
+                );
+            }
+            ChatEvent::Button { origin, .. } => {
+                self.reply(&origin, "opsgate is restarting; decide again in a minute (reactions are picked up after the restart).", true);
+            }
+            ChatEvent::MessagePosted { job, message_id } => {
+                self.record_message_id(job, message_id);
+            }
+            _ => {}
         }
     }
 
@@ -404,6 +490,8 @@ impl Engine {
             return;
         };
         job.updated_ms = now;
+        tracing::info_span!("job", job = id)
+            .in_scope(|| tracing::info!(event, state = job.state.label(), "{detail}"));
         let entry = AuditEntry {
             at_ms: now,
             actor,
@@ -470,6 +558,16 @@ impl Engine {
             job.outcome = Some(detail.clone());
         }
         self.incident_on_finish(id, state, &detail);
+        if let Some(job) = self.active.get(&id) {
+            let provider = crate::command::catalog::operation_by_id(&job.spec.operation)
+                .map_or("unknown", |op| op.provider.name());
+            self.metrics.job_finished(provider, state.label_metric());
+            match state {
+                JobState::Denied => self.metrics.approval("denied"),
+                JobState::Expired => self.metrics.approval("expired"),
+                _ => {}
+            }
+        }
         self.save(id, actor, event, detail, now);
         if let Some(job) = self.active.remove(&id) {
             if self.locks.get(&job.lock_key()) == Some(&id) {

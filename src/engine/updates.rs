@@ -25,6 +25,12 @@ pub enum CloudUpdate {
 
 impl Engine {
     pub(super) fn on_cloud(&mut self, id: JobId, update: CloudUpdate, now: u64) {
+        if matches!(
+            update,
+            CloudUpdate::Submitted(_) | CloudUpdate::Reconciled(_) | CloudUpdate::Unavailable(_)
+        ) {
+            self.in_flight = self.in_flight.saturating_sub(1);
+        }
         let Some(job) = self.active.get(&id) else {
             tracing::debug!(job = id, "update for a job that is no longer active");
             return;

@@ -7,7 +7,7 @@ use crate::chat::card::format_utc;
 use crate::chat::{Actor, JobCard};
 use crate::command::catalog::{BUILTINS, OPERATIONS};
 use crate::command::{usage_of, JobFilter, JobId};
-use crate::job::{Job, JobState};
+use crate::job::Job;
 use crate::policy;
 
 /// Most jobs one `!jobs` reply lists, and how far back it looks.
@@ -56,13 +56,7 @@ impl Engine {
     }
 
     pub(super) fn jobs_text(&self, filter: JobFilter, actor: &Actor) -> String {
-        let keep = |j: &Job| match filter {
-            JobFilter::Active => !j.state.is_final(),
-            JobFilter::Pending => j.state == JobState::AwaitingApproval,
-            JobFilter::Running => j.state.is_in_flight(),
-            JobFilter::Mine => j.requester.id == actor.id,
-            JobFilter::All => true,
-        };
+        let keep = |j: &Job| filter.keeps(j, &actor.id);
         let jobs: Vec<Job> = match filter {
             // Active jobs are all in memory; no need to touch the disk.
             JobFilter::Active | JobFilter::Pending | JobFilter::Running => {

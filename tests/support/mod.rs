@@ -111,7 +111,9 @@ impl RecordingChat {
             .find_map(|o| match o {
                 Outgoing::Incident { .. } => None,
                 Outgoing::Reply { text, .. } | Outgoing::Notice { text, .. } => Some(text.clone()),
-                Outgoing::Card { card, .. } | Outgoing::UpdateCard { card, .. } => Some(card.line()),
+                Outgoing::Card { card, .. } | Outgoing::UpdateCard { card, .. } => {
+                    Some(card.line())
+                }
             })
             .unwrap_or_default()
     }

@@ -1,0 +1,155 @@
+//! The local HTTP endpoint: `/healthz`, `/readyz`, `/metrics`, and a read-only job API used
+//! by `opsgate jobs` / `opsgate audit` while the bot holds the data directory.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+
+use crate::command::JobFilter;
+use crate::metrics::Metrics;
+use crate::store::Store;
+
+/// What `/healthz` and `/readyz` report.
+#[derive(Default)]
+pub struct Health {
+    /// The engine runs and holds the store.
+    pub store_open: AtomicBool,
+    /// The chat side takes commands (the shell reads input; Discord's gateway is ready).
+    pub chat_ready: AtomicBool,
+}
+
+#[derive(Clone)]
+struct AppState {
+    health: Arc<Health>,
+    metrics: Arc<Metrics>,
+    store: Store,
+    /// Overrides `chat_ready` with a live probe (Discord's gateway state).
+    chat_probe: Option<Arc<dyn Fn() -> bool + Send + Sync>>,
+}
+
+#[derive(Deserialize)]
+struct JobsQuery {
+    filter: Option<String>,
+    limit: Option<usize>,
+}
+
+pub struct Server {
+    pub addr: SocketAddr,
+}
+
+/// Starts the endpoint on `addr` (port 0 picks one) and returns where it listens.
+pub async fn serve(
+    addr: SocketAddr,
+    health: Arc<Health>,
+    metrics: Arc<Metrics>,
+    store: Store,
+    chat_probe: Option<Arc<dyn Fn() -> bool + Send + Sync>>,
+) -> std::io::Result<Server> {
+    let state = AppState {
+        health,
+        metrics,
+        store,
+        chat_probe,
+    };
+    let app = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
+        .route("/api/jobs", get(jobs))
+        .route("/api/jobs/{id}", get(job))
+        .route("/api/jobs/{id}/audit", get(audit))
+        .with_state(state);
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "http endpoint stopped");
+        }
+    });
+    tracing::info!(%addr, "health and metrics endpoint listening");
+    Ok(Server { addr })
+}
+
+async fn healthz(State(s): State<AppState>) -> Response {
+    if s.health.store_open.load(Ordering::Relaxed) {
+        (StatusCode::OK, "ok\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "store closed\n").into_response()
+    }
+}
+
+async fn readyz(State(s): State<AppState>) -> Response {
+    let store = s.health.store_open.load(Ordering::Relaxed);
+    let chat = match &s.chat_probe {
+        Some(probe) => probe(),
+        None => s.health.chat_ready.load(Ordering::Relaxed),
+    };
+    match (store, chat) {
+        (true, true) => (StatusCode::OK, "ready\n").into_response(),
+        (false, _) => (StatusCode::SERVICE_UNAVAILABLE, "store closed\n").into_response(),
+        (true, false) => (StatusCode::SERVICE_UNAVAILABLE, "chat not connected\n").into_response(),
+    }
+}
+
+async fn metrics_text(State(s): State<AppState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        s.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn jobs(State(s): State<AppState>, Query(q): Query<JobsQuery>) -> Response {
+    let Some(filter) =
+        JobFilter::parse(q.filter.as_deref().unwrap_or("active")).filter(|f| *f != JobFilter::Mine)
+    else {
+        return (
+            StatusCode::BAD_REQUEST,
+            "filter must be active, pending, running or all\n",
+        )
+            .into_response();
+    };
+    let limit = q.limit.unwrap_or(50).min(1000);
+    let store = s.store.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        store.recent_jobs(limit, 100_000, |j| filter.keeps(j, ""))
+    })
+    .await;
+    match result {
+        Ok(Ok(jobs)) => Json(jobs).into_response(),
+        _ => (StatusCode::INTERNAL_SERVER_ERROR, "could not read jobs\n").into_response(),
+    }
+}
+
+async fn job(State(s): State<AppState>, Path(id): Path<u64>) -> Response {
+    match s.store.job(id) {
+        Ok(Some(job)) => Json(job).into_response(),
+        Ok(None) => (StatusCode::NOT_FOUND, "no such job\n").into_response(),
+        Err(_) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "could not read the job\n",
+        )
+            .into_response(),
+    }
+}
+
+async fn audit(State(s): State<AppState>, Path(id): Path<u64>) -> Response {
+    match s.store.audit(id) {
+        Ok(entries) => Json(entries).into_response(),
+        Err(_) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "could not read the audit log\n",
+        )
+            .into_response(),
+    }
+}
