@@ -1,0 +1,389 @@
+//! Whole-process benchmark: `opsgate shell` driven through piped stdin against the cloud
+//! emulator on 127.0.0.1, under a `restart ddm` rule that needs no approval, with distinct
+//! instance IDs. Prints one table; BENCHMARKS.md records it.
+//!
+//!     cargo bench --bench overhead
+//!
+//! The emulator runs inside this process so that "line written" and "POST received" are read
+//! off one clock.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::time::{Duration, Instant};
+
+use opsgate::emulator::{self, EmulatorOptions, RunningEmulator};
+
+const BIN: &str = env!("CARGO_BIN_EXE_opsgate");
+const N: usize = 1000;
+const PASSWORD_VAR: &str = "OPSGATE_BENCH_IAM_PASSWORD";
+
+fn instance(i: usize) -> String {
+    format!("{:032x}in09", i + 1)
+}
+
+fn write_config(dir: &Path, url: &str) -> PathBuf {
+    let text = format!(
+        r#"
+[roles]
+oncall = "10"
+[channels]
+ops = "ops"
+[accounts.huawei]
+provider = "huawei"
+region = "cn-north-4"
+project_id = "0123456789abcdef0123456789abcdef"
+default = true
+iam_user = "{user}"
+iam_domain = "{domain}"
+password_env = "{PASSWORD_VAR}"
+# Polls are not what is measured: keep them out of the way.
+poll_interval = "60s"
+request_timeout = "30s"
+endpoints = {{ iam = "{url}", ddm = "{url}" }}
+[[rules]]
+command = "restart ddm"
+request_roles = ["oncall"]
+"#,
+        user = emulator::demo::IAM_USER,
+        domain = emulator::demo::IAM_DOMAIN,
+    );
+    let path = dir.join("bench.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+struct Shell {
+    child: Child,
+    stdin: ChildStdin,
+    lines: Receiver<(Instant, String)>,
+}
+
+impl Shell {
+    fn start(config: &Path, data: &Path) -> (Shell, Instant) {
+        let started = Instant::now();
+        let mut child = Command::new(BIN)
+            .args(["shell", "--config"])
+            .arg(config)
+            .arg("--data")
+            .arg(data)
+            .args([
+                "--user",
+                "alice",
+                "--roles",
+                "oncall",
+                "--channel",
+                "ops",
+                "--drain-timeout",
+                "1s",
+            ])
+            .env(PASSWORD_VAR, emulator::demo::PASSWORD)
+            .env("RUST_LOG", "error")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn opsgate shell");
+        let stdin = child.stdin.take().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send((Instant::now(), line)).is_err() {
+                    break;
+                }
+            }
+        });
+        (
+            Shell {
+                child,
+                stdin,
+                lines,
+            },
+            started,
+        )
+    }
+
+    fn send(&mut self, line: &str) -> Instant {
+        writeln!(self.stdin, "{line}").unwrap();
+        self.stdin.flush().unwrap();
+        Instant::now()
+    }
+
+    fn wait_for(&self, needle: &str) -> Instant {
+        loop {
+            let (at, line) = self
+                .lines
+                .recv_timeout(Duration::from_secs(60))
+                .expect("bot output");
+            if line.contains(needle) {
+                return at;
+            }
+        }
+    }
+
+    fn proc_status(&self, key: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+
+    fn rss_kib(&self) -> u64 {
+        self.proc_status("VmRSS:")
+    }
+
+    fn peak_rss_kib(&self) -> u64 {
+        self.proc_status("VmHWM:")
+    }
+
+    /// User + system CPU seconds so far.
+    fn cpu_seconds(&self) -> f64 {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        // Fields after the command name, which is in parentheses and may contain spaces.
+        let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        let ticks: f64 = fields
+            .get(11)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+            + fields
+                .get(12)
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0);
+        ticks / 100.0
+    }
+
+    fn finish(mut self) {
+        drop(self.stdin);
+        let _ = self.child.wait();
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.3} ms", d.as_secs_f64() * 1000.0)
+}
+
+/// Waits until the emulator has received `count` DDM restarts.
+fn wait_posts(emu: &RunningEmulator, count: usize) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while emu.arrivals("ddm.restart").len() < count {
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {count} restarts arrived",
+            emu.arrivals("ddm.restart").len()
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+struct Row {
+    figure: &'static str,
+    value: String,
+    target: &'static str,
+    met: bool,
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; a filter argument that is not ours means "not me".
+    if std::env::args()
+        .skip(1)
+        .any(|a| !a.starts_with("--") && a != "overhead")
+    {
+        return;
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let emu = rt
+        .block_on(emulator::start(
+            EmulatorOptions {
+                job_duration: Duration::from_millis(200),
+                ..Default::default()
+            },
+            ([127, 0, 0, 1], 0).into(),
+        ))
+        .expect("emulator");
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &emu.base_url());
+    let mut rows = Vec::new();
+
+    // Start-up to the first reply (median of 5 fresh starts) and idle RSS.
+    let mut startups = Vec::new();
+    let mut idle_rss = 0;
+    for run in 0..5 {
+        let data = dir.path().join(format!("start-{run}"));
+        let (mut shell, started) = Shell::start(&config, &data);
+        shell.send("!whoami");
+        let first = shell.wait_for("roles:");
+        startups.push(first - started);
+        if run == 0 {
+            std::thread::sleep(Duration::from_millis(500));
+            idle_rss = shell.rss_kib();
+        }
+        shell.finish();
+    }
+    startups.sort();
+    let startup = startups[startups.len() / 2];
+    rows.push(Row {
+        figure: "start-up to first reply",
+        value: ms(startup),
+        target: "≤ 40 ms",
+        met: startup <= Duration::from_millis(40),
+    });
+    rows.push(Row {
+        figure: "idle RSS",
+        value: format!("{:.1} MiB", idle_rss as f64 / 1024.0),
+        target: "≤ 12 MiB",
+        met: idle_rss <= 12 * 1024,
+    });
+
+    // Burst: 1,000 commands written at once.
+    let data = dir.path().join("burst");
+    let (mut shell, _) = Shell::start(&config, &data);
+    shell.send("!whoami");
+    shell.wait_for("roles:");
+    // Warm the IAM token so the burst measures the bot, not the first token fetch.
+    shell.send(&format!("!restart ddm {}", instance(100_000)));
+    wait_posts(&emu, 1);
+    let before_posts = emu.arrivals("ddm.restart").len();
+    let cpu_before = shell.cpu_seconds();
+    let mut burst = String::with_capacity(N * 52);
+    for i in 0..N {
+        burst.push_str(&format!("!restart ddm {}\n", instance(i)));
+    }
+    let start = Instant::now();
+    shell.stdin.write_all(burst.as_bytes()).unwrap();
+    shell.stdin.flush().unwrap();
+    wait_posts(&emu, before_posts + N);
+    let last_post = emu
+        .arrivals("ddm.restart")
+        .iter()
+        .map(|(_, at)| *at)
+        .max()
+        .unwrap();
+    let elapsed = last_post - start;
+    let cpu = shell.cpu_seconds() - cpu_before;
+    let peak = shell.peak_rss_kib();
+    let rate = N as f64 / elapsed.as_secs_f64();
+    rows.push(Row {
+        figure: "burst of 1,000 commands",
+        value: format!("{rate:.0} commands/s"),
+        target: "≥ 4,700 commands/s",
+        met: rate >= 4700.0,
+    });
+    rows.push(Row {
+        figure: "peak RSS in the burst",
+        value: format!("{:.1} MiB", peak as f64 / 1024.0),
+        target: "≤ 20 MiB",
+        met: peak <= 20 * 1024,
+    });
+    rows.push(Row {
+        figure: "CPU for the 1,000-command burst",
+        value: format!("{cpu:.2} s"),
+        target: "≤ 0.7 s",
+        met: cpu <= 0.7,
+    });
+    shell.finish();
+
+    // One at a time: line -> POST received, line -> reply on stdout.
+    let data = dir.path().join("sequential");
+    let (mut shell, _) = Shell::start(&config, &data);
+    shell.send(&format!("!restart ddm {}", instance(200_000)));
+    wait_posts(&emu, emu.arrivals("ddm.restart").len());
+    std::thread::sleep(Duration::from_millis(200));
+    let mut to_post = Vec::with_capacity(N);
+    let mut to_reply = Vec::with_capacity(N);
+    for i in 0..N {
+        let id = instance(300_000 + i);
+        let written = shell.send(&format!("!restart ddm {id}"));
+        let replied = shell.wait_for(&id);
+        let posted = loop {
+            if let Some((_, at)) = emu
+                .arrivals("ddm.restart")
+                .iter()
+                .rev()
+                .find(|(inst, _)| *inst == id)
+            {
+                break *at;
+            }
+            std::thread::sleep(Duration::from_micros(50));
+        };
+        to_post.push(posted.saturating_duration_since(written));
+        to_reply.push(replied.saturating_duration_since(written));
+    }
+    shell.finish();
+    to_post.sort();
+    to_reply.sort();
+    let (p50, p99) = (percentile(&to_post, 0.5), percentile(&to_post, 0.99));
+    rows.push(Row {
+        figure: "line → cloud POST, p50",
+        value: ms(p50),
+        target: "≤ 0.5 ms",
+        met: p50 <= Duration::from_micros(500),
+    });
+    rows.push(Row {
+        figure: "line → cloud POST, p99",
+        value: ms(p99),
+        target: "≤ 1 ms",
+        met: p99 <= Duration::from_millis(1),
+    });
+    let (p50, p99) = (percentile(&to_reply, 0.5), percentile(&to_reply, 0.99));
+    rows.push(Row {
+        figure: "line → reply, p50",
+        value: ms(p50),
+        target: "≤ 0.7 ms",
+        met: p50 <= Duration::from_micros(700),
+    });
+    rows.push(Row {
+        figure: "line → reply, p99",
+        value: ms(p99),
+        target: "≤ 1.5 ms",
+        met: p99 <= Duration::from_micros(1500),
+    });
+
+    // Recovery: 100,000 finished jobs and 1,000 pending ones on disk.
+    let data = dir.path().join("recovery");
+    opsgate::store::fixtures::fill(&data, 100_000, 1_000).expect("fill the store");
+    let mut recoveries = Vec::new();
+    for _ in 0..3 {
+        let (mut shell, started) = Shell::start(&config, &data);
+        shell.send("!whoami");
+        recoveries.push(shell.wait_for("roles:") - started);
+        shell.finish();
+    }
+    recoveries.sort();
+    let recovery = recoveries[1];
+    rows.push(Row {
+        figure: "recovery: start-up to ready, 100k stored jobs",
+        value: ms(recovery),
+        target: "≤ 1 s",
+        met: recovery <= Duration::from_secs(1),
+    });
+
+    println!();
+    println!("| figure | measured | target | met |");
+    println!("|---|---|---|---|");
+    for r in &rows {
+        println!(
+            "| {} | {} | {} | {} |",
+            r.figure,
+            r.value,
+            r.target,
+            if r.met { "yes" } else { "**no**" }
+        );
+    }
+}
