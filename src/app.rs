@@ -4,7 +4,10 @@
 pub mod http;
 pub mod jobs_cli;
 pub mod logging;
+mod run;
 mod signals;
+
+pub use run::run_discord;
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;

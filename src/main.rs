@@ -84,6 +84,17 @@ struct Store {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Run the bot in Discord (token from DISCORD_TOKEN or `[discord] token_env/token_file`).
+    Run {
+        #[arg(long)]
+        config: PathBuf,
+        /// Data directory (default: `[bot] data_dir` from the config).
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Serve /healthz, /readyz and /metrics here (overrides `[http] listen`).
+        #[arg(long)]
+        http: Option<SocketAddr>,
+    },
     /// Terminal chat with the bot: stdin lines in, one stdout line per bot message.
     Shell {
         #[arg(long)]
@@ -145,6 +156,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let flag = cli.log_format;
     let result = match cli.command {
+        Cmd::Run { config, data, http } => load(&config).and_then(|config| {
+            logging::init(log_format(flag, Some(&config)));
+            let rt = app::runtime().map_err(|e| format!("cannot start the runtime: {e}"))?;
+            app::run_discord(config, data, http, &rt)
+        }),
         Cmd::CheckConfig { file } => app::check_config(&file).map(|summary| print!("{summary}")),
         Cmd::Shell { config, identity } => load(&config).and_then(|config| {
             logging::init(log_format(flag, Some(&config)));
