@@ -47,12 +47,23 @@ request_roles = ["oncall"]
 }
 
 fn http_status(addr: &str, path: &str) -> u16 {
-    let Ok(mut stream) = TcpStream::connect(addr) else { return 0 };
-    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let _ = write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    let Ok(mut stream) = TcpStream::connect(addr) else {
+        return 0;
+    };
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let _ = write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    );
     let mut response = String::new();
     let _ = stream.read_to_string(&mut response);
-    response.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0)
+    response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -76,7 +87,10 @@ async fn run_connects_answers_and_stops_cleanly_on_sigterm() {
     let mut line = String::new();
     while !line.contains("http endpoint listening on") {
         line.clear();
-        assert!(stderr.read_line(&mut line).unwrap() > 0, "the bot exited early");
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "the bot exited early"
+        );
     }
     let addr = line.trim().rsplit(' ').next().unwrap().to_string();
     std::thread::spawn(move || for _ in stderr.lines() {});
@@ -98,14 +112,26 @@ async fn run_connects_answers_and_stops_cleanly_on_sigterm() {
 
     fake.say(ALICE, OPS, "!whoami");
     fake.wait("a reply to !whoami", |i| {
-        i.in_channel(OPS).into_iter().find(|(_, m)| m.text().contains("roles: oncall"))
+        i.in_channel(OPS)
+            .into_iter()
+            .find(|(_, m)| m.text().contains("roles: oncall"))
     })
     .await;
 
     let pid = child.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-    let status = tokio::task::spawn_blocking(move || child.wait()).await.unwrap().unwrap();
-    assert!(status.success(), "SIGTERM ends `opsgate run` with 0, got {status:?}");
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        status.success(),
+        "SIGTERM ends `opsgate run` with 0, got {status:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -147,5 +173,8 @@ async fn a_bad_token_ends_the_process_non_zero_saying_so() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.to_lowercase().contains("token"), "{err}");
-    assert!(!err.contains("fake-but-wrong-token"), "the token must not be printed");
+    assert!(
+        !err.contains("fake-but-wrong-token"),
+        "the token must not be printed"
+    );
 }

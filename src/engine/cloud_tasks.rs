@@ -17,25 +17,34 @@ fn report(tx: &Sender<EngineEvent>, job: JobId, update: CloudUpdate) {
     let _ = tx.send(EngineEvent::Cloud { job, update });
 }
 
-/// Times one cloud call for the latency histogram.
-struct CallTimer {
+/// Most cloud calls in flight at once per provider. A burst of requests then reuses a few
+/// kept-alive connections instead of opening one each, which bounds memory and is kinder to
+/// the vendor's API; calls beyond it wait their turn (in the task, never in the engine).
+pub(super) const CALLS_PER_PROVIDER: usize = 16;
+
+/// One provider's cloud calls: bounded in number and timed for the latency histogram.
+struct CloudCall {
     metrics: Arc<Metrics>,
+    slots: Arc<tokio::sync::Semaphore>,
     provider: &'static str,
     operation: String,
 }
 
-impl CallTimer {
-    fn new(metrics: Arc<Metrics>, spec: &JobSpec) -> CallTimer {
+impl CloudCall {
+    fn new(engine: &Engine, spec: &JobSpec) -> CloudCall {
         let provider = crate::command::catalog::operation_by_id(&spec.operation)
-            .map_or("unknown", |op| op.provider.name());
-        CallTimer {
-            metrics,
-            provider,
+            .map_or(crate::cloud::Provider::Huawei, |op| op.provider);
+        CloudCall {
+            metrics: engine.metrics.clone(),
+            slots: engine.cloud_slots[provider as usize].clone(),
+            provider: provider.name(),
             operation: spec.operation.clone(),
         }
     }
 
     async fn time<T>(&self, call: &str, fut: impl std::future::Future<Output = T>) -> T {
+        // The semaphore is never closed, so acquiring only fails if it were; then run unbounded.
+        let _slot = self.slots.acquire().await.ok();
         let start = std::time::Instant::now();
         let out = fut.await;
         let label = format!("{}/{call}", self.operation);
@@ -73,7 +82,7 @@ impl Engine {
             Err(why) => report(&tx, id, CloudUpdate::Unavailable(why)),
             Ok(op) => {
                 let span = tracing::info_span!("job", job = id);
-                let timer = CallTimer::new(self.metrics.clone(), &spec);
+                let timer = CloudCall::new(self, &spec);
                 self.runtime.spawn(tracing::Instrument::instrument(
                     async move {
                         tracing::info!(operation = %spec.operation, "submitting");
@@ -99,7 +108,7 @@ impl Engine {
                 CloudUpdate::Reconciled(crate::cloud::ReconcileOutcome::Unknown(why)),
             ),
             Ok(op) => {
-                let timer = CallTimer::new(self.metrics.clone(), &spec);
+                let timer = CloudCall::new(self, &spec);
                 let span = tracing::info_span!("job", job = id);
                 self.runtime.spawn(tracing::Instrument::instrument(
                     async move {
@@ -126,7 +135,7 @@ impl Engine {
             Err(why) => report(&tx, id, CloudUpdate::GaveUp(why)),
             Ok(op) => {
                 let span = tracing::info_span!("job", job = id);
-                let timer = CallTimer::new(self.metrics.clone(), &spec);
+                let timer = CloudCall::new(self, &spec);
                 self.runtime.spawn(tracing::Instrument::instrument(
                     poll_until_done(op, spec, handle, started, id, tx, timer),
                     span,
@@ -143,7 +152,7 @@ async fn poll_until_done(
     started_ms: u64,
     id: JobId,
     tx: Sender<EngineEvent>,
-    timer: CallTimer,
+    timer: CloudCall,
 ) {
     let policy = op.poll_policy();
     let deadline = started_ms + policy.timeout.as_millis() as u64;

@@ -122,6 +122,8 @@ pub struct Engine {
     in_flight: usize,
     /// Set while draining: stop once nothing is in flight, or at this instant.
     drain_until: Option<std::time::Instant>,
+    /// Concurrency bound for cloud calls, one per provider (indexed by `Provider as usize`).
+    cloud_slots: [Arc<tokio::sync::Semaphore>; 3],
 }
 
 impl Engine {
@@ -154,6 +156,9 @@ impl Engine {
             refusals: 0,
             in_flight: 0,
             drain_until: None,
+            cloud_slots: std::array::from_fn(|_| {
+                Arc::new(tokio::sync::Semaphore::new(cloud_tasks::CALLS_PER_PROVIDER))
+            }),
         };
         engine.recover(now_ms())?;
         Ok((engine, EngineHandle { tx }, rx))
@@ -379,9 +384,17 @@ impl Engine {
             self.store.commit(std::mem::take(&mut self.batch))?;
             self.store.flush()?;
         }
-        let effects = std::mem::take(&mut self.effects);
+        let mut effects = std::mem::take(&mut self.effects);
+        // Cloud work first: it is already durable, and a stdout or network write for chat
+        // should not delay a request to the cloud. Chat output keeps its own order.
+        let (cloud, rest): (Vec<Effect>, Vec<Effect>) = effects.drain(..).partition(|e| {
+            matches!(
+                e,
+                Effect::Submit(_) | Effect::Reconcile(_) | Effect::Poll(_)
+            )
+        });
         let mut learned_ids = false;
-        for effect in effects {
+        for effect in cloud.into_iter().chain(rest) {
             learned_ids |= self.apply_effect(effect);
         }
         if learned_ids {
