@@ -181,6 +181,8 @@ pub fn demo_config(emulator_url: &str) -> Result<Config, String> {
         *account = Arc::new(a);
     }
     config.data_dir = None;
+    // The demo serves HTTP only when asked (--http), so two demos never compete for a port.
+    config.http_listen = None;
     Ok(config)
 }
 

@@ -177,3 +177,26 @@ fn no_second_submit_after_a_timeout_after_send() {
     assert_eq!(emu.calls("sae.restart"), 1, "never re-sent");
     assert_eq!(emu.calls("scnet.restart"), 1, "never re-sent");
 }
+
+#[test]
+fn an_expired_scnet_token_is_renewed_once_and_the_restart_goes_through() {
+    let (dir, emu, config) = setup("300ms", "5s");
+    let mut shell = LiveShell::start(&config, &dir.path().join("data"));
+    shell.send("!restart scnet notebook");
+    shell.expect("✅ job 1 · succeeded");
+    assert_eq!(emu.calls("scnet.token"), 1, "the token is cached");
+    emu.revoke_tokens();
+    shell.send("!restart scnet notebook");
+    shell.expect("✅ job 2 · succeeded");
+    assert_eq!(
+        emu.calls("scnet.token"),
+        2,
+        "exactly one renewal after code 10008"
+    );
+    assert!(
+        shell.seen.iter().all(|l| !l.contains("failed")),
+        "{:?}",
+        shell.seen
+    );
+    shell.kill();
+}

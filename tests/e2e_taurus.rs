@@ -207,3 +207,21 @@ fn no_second_submit_after_a_timeout_after_send() {
     );
     assert_eq!(emu.calls("taurus.restart"), 1, "sent exactly once");
 }
+
+#[test]
+fn an_expired_iam_token_is_renewed_once_and_the_restart_goes_through() {
+    let (dir, emu, config) = setup();
+    let mut shell = LiveShell::start(&config, &dir.path().join("data"));
+    shell.send("!restart taurus-proxy orders-proxy");
+    shell.expect("✅ job 1 · succeeded");
+    assert_eq!(emu.calls("iam.token"), 1, "the token is cached");
+    emu.revoke_tokens();
+    shell.send("!restart taurus-proxy orders-proxy");
+    shell.expect("✅ job 2 · succeeded");
+    assert_eq!(
+        emu.calls("iam.token"),
+        2,
+        "exactly one renewal after the 401"
+    );
+    shell.kill();
+}

@@ -69,6 +69,11 @@ impl Emulator {
         v.get(operation).and_then(|n| n.as_u64()).unwrap_or(0)
     }
 
+    /// Invalidates every token the emulator issued (IAM and SCNet), as an expiry would.
+    pub fn revoke_tokens(&self) {
+        self.request("POST", "/_emulator/tokens/revoke", "{}");
+    }
+
     pub fn fault(&self, json: &str) {
         self.request("POST", "/_emulator/faults", json);
     }
