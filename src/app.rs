@@ -39,9 +39,12 @@ pub struct ShellArgs {
     pub http: Option<SocketAddr>,
 }
 
+/// One async worker: the engine has its own thread, and everything async here (cloud calls,
+/// Discord, the HTTP endpoint) is light I/O. One worker keeps a request and its connection
+/// task on one thread (no cross-thread wakeups on the path to the cloud) and saves memory.
 pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(1)
         .enable_all()
         .build()
 }

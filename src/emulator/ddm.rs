@@ -23,7 +23,6 @@ fn name_of(instance_id: &str) -> String {
 
 /// `POST /v1/{project_id}/instances/{instance_id}/action`
 pub fn restart(state: &mut State, instance_id: &str, body: &[u8], now: Instant) -> Reply {
-    state.arrived("ddm.restart", instance_id, now);
     if !ids::DDM_INSTANCE.matches(instance_id) {
         return parameter_error();
     }

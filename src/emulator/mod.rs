@@ -226,6 +226,8 @@ impl Route {
 }
 
 async fn cloud_api(AxState(shared): AxState<Arc<Shared>>, req: Request) -> Response {
+    // Taken before any of the emulator's own work, so latency benchmarks bill it to nobody.
+    let arrived = Instant::now();
     let (parts, body) = req.into_parts();
     let Ok(body) = axum::body::to_bytes(body, MAX_REQUEST_BODY).await else {
         return Reply::gateway_error(
@@ -249,6 +251,9 @@ async fn cloud_api(AxState(shared): AxState<Arc<Shared>>, req: Request) -> Respo
     let fault = {
         let mut s = shared.lock();
         s.count(operation);
+        if let Route::Restart { instance } = &route {
+            s.arrived("ddm.restart", instance, arrived);
+        }
         s.take_fault(operation)
     };
     let reply = match fault {
