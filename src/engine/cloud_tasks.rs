@@ -42,11 +42,13 @@ impl CloudCall {
         }
     }
 
-    async fn time<T>(&self, call: &str, fut: impl std::future::Future<Output = T>) -> T {
+    /// Waits for a slot, then makes and awaits the call. The call is only made once a slot is
+    /// free, so a burst of waiting tasks holds no request state (a boxed future each).
+    async fn time<T, F: std::future::Future<Output = T>>(&self, call: &str, make: impl FnOnce() -> F) -> T {
         // The semaphore is never closed, so acquiring only fails if it were; then run unbounded.
         let _slot = self.slots.acquire().await.ok();
         let start = std::time::Instant::now();
-        let out = fut.await;
+        let out = make().await;
         let label = format!("{}/{call}", self.operation);
         self.metrics
             .cloud_call(self.provider, label, start.elapsed().as_secs_f64());
@@ -86,7 +88,7 @@ impl Engine {
                 self.runtime.spawn(tracing::Instrument::instrument(
                     async move {
                         tracing::info!(operation = %spec.operation, "submitting");
-                        let outcome = timer.time("submit", op.submit(&spec)).await;
+                        let outcome = timer.time("submit", || op.submit(&spec)).await;
                         report(&tx, id, CloudUpdate::Submitted(outcome));
                     },
                     span,
@@ -112,7 +114,7 @@ impl Engine {
                 let span = tracing::info_span!("job", job = id);
                 self.runtime.spawn(tracing::Instrument::instrument(
                     async move {
-                        let outcome = timer.time("reconcile", op.reconcile(&spec)).await;
+                        let outcome = timer.time("reconcile", || op.reconcile(&spec)).await;
                         report(&tx, id, CloudUpdate::Reconciled(outcome));
                     },
                     span,
@@ -161,7 +163,7 @@ async fn poll_until_done(
     let mut last_attention: Option<String> = None;
     loop {
         tokio::time::sleep(jitter(delay)).await;
-        match timer.time("poll", op.poll(&spec, &handle)).await {
+        match timer.time("poll", || op.poll(&spec, &handle)).await {
             PollOutcome::InProgress {
                 progress,
                 handle: new_handle,
