@@ -44,7 +44,11 @@ impl CloudCall {
 
     /// Waits for a slot, then makes and awaits the call. The call is only made once a slot is
     /// free, so a burst of waiting tasks holds no request state (a boxed future each).
-    async fn time<T, F: std::future::Future<Output = T>>(&self, call: &str, make: impl FnOnce() -> F) -> T {
+    async fn time<T, F: std::future::Future<Output = T>>(
+        &self,
+        call: &str,
+        make: impl FnOnce() -> F,
+    ) -> T {
         // The semaphore is never closed, so acquiring only fails if it were; then run unbounded.
         let _slot = self.slots.acquire().await.ok();
         let start = std::time::Instant::now();
