@@ -10,6 +10,7 @@
 
 pub mod alibaba;
 pub mod error;
+pub mod http;
 pub mod huawei;
 pub mod registry;
 pub mod scnet;

@@ -1,24 +1,16 @@
-//! One HTTP exchange for the Alibaba and SCNet clients, with the distinction "at most once"
-//! rests on: did the request provably never reach the cloud, or may it have?
-//!
-//! Same rules as the Huawei transport: a connect failure happens before a byte of the
-//! request is written ([`SendError::NotSent`], safe to retry); a timeout or a connection
-//! dropped later may come after the cloud acted ([`SendError::Indeterminate`], never
-//! re-sent). A timeout counts as indeterminate even while connecting: reqwest cannot say
-//! which, and guessing wrong would run a restart twice.
+//! One HTTP exchange for the Alibaba and SCNet clients. Whether a failed call may have
+//! reached the cloud is decided once, for every provider, in [`crate::cloud::http`].
 
 use std::fmt;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use reqwest::header::{HeaderName, HeaderValue};
 use reqwest::{Method, Url};
 
+use crate::cloud::http::{classify, read_body};
 use crate::cloud::huawei::errors::excerpt;
 use crate::cloud::CloudError;
-
-/// Answers larger than this are cut; real ones are a few kilobytes.
-const MAX_BODY: usize = 1 << 20;
 
 /// An HTTP answer: the request reached the cloud and it said something.
 #[derive(Clone, PartialEq, Eq)]
@@ -48,27 +40,7 @@ impl fmt::Debug for Answer {
     }
 }
 
-/// Why no answer was read.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum SendError {
-    /// The request provably never reached the service. Retrying is safe.
-    NotSent(String),
-    /// Nothing was sent and retrying will not help (missing secret, bad endpoint, refused
-    /// credentials).
-    Failed(CloudError),
-    /// The request may have reached the service. It must never be re-sent.
-    Indeterminate(String),
-}
-
-impl fmt::Display for SendError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            SendError::NotSent(m) => write!(f, "not sent: {m}"),
-            SendError::Failed(e) => write!(f, "{e}"),
-            SendError::Indeterminate(m) => write!(f, "no answer: {m}"),
-        }
-    }
-}
+pub use crate::cloud::http::SendError;
 
 /// A request ready to go. Header values holding credentials are marked sensitive.
 pub struct Outgoing {
@@ -118,52 +90,8 @@ pub async fn exchange(http: &reqwest::Client, out: Outgoing) -> Result<Answer, S
         Err(e) => return Err(classify(&e, &host)),
     };
     let status = resp.status().as_u16();
-    // The status line is in: the cloud has answered. A body that breaks off is kept as far
-    // as it got; callers treat an unreadable body by its status.
-    let mut body = BytesMut::new();
-    loop {
-        match resp.chunk().await {
-            Ok(Some(chunk)) => {
-                let room = MAX_BODY.saturating_sub(body.len());
-                body.extend_from_slice(&chunk[..chunk.len().min(room)]);
-                if body.len() >= MAX_BODY {
-                    break;
-                }
-            }
-            Ok(None) => break,
-            Err(e) => {
-                tracing::warn!(%host, status, error = %root_cause(&e), "answer body cut short");
-                break;
-            }
-        }
-    }
-    Ok(Answer {
-        status,
-        body: body.freeze(),
-    })
-}
-
-fn classify(e: &reqwest::Error, host: &str) -> SendError {
-    let cause = root_cause(e);
-    if e.is_builder() {
-        SendError::Failed(CloudError::local(format!(
-            "could not build the request to {host}: {cause}"
-        )))
-    } else if e.is_connect() {
-        SendError::NotSent(format!("could not connect to {host}: {cause}"))
-    } else if e.is_timeout() {
-        SendError::Indeterminate(format!("{host} did not answer in time"))
-    } else {
-        SendError::Indeterminate(format!("the connection to {host} failed: {cause}"))
-    }
-}
-
-fn root_cause(e: &reqwest::Error) -> String {
-    let mut cur: &dyn std::error::Error = e;
-    while let Some(next) = cur.source() {
-        cur = next;
-    }
-    cur.to_string()
+    let body = read_body(&mut resp, &host).await;
+    Ok(Answer { status, body })
 }
 
 #[cfg(test)]

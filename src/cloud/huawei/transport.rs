@@ -1,23 +1,16 @@
-//! One HTTP exchange, and the one distinction that makes "at most once" possible: did the
-//! request provably never reach the cloud, or may it have?
-//!
-//! A connect failure (refused, DNS, TLS handshake) happens before a byte of the request is
-//! written, so it is [`SendError::NotSent`] and safe to retry. A timeout or a connection
-//! dropped later may come after the cloud acted, so it is [`SendError::Indeterminate`] and
-//! must never be re-sent. A timeout is treated as indeterminate even if it fired while
-//! still connecting: reqwest cannot tell us which, and guessing wrong would double-run.
+//! One HTTP exchange for the Huawei clients: URL, headers and timeout in, the cloud's
+//! answer out. Whether a failed call may have reached the cloud is decided once, for every
+//! provider, in [`crate::cloud::http`].
 
 use std::fmt;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Method, Url};
 
+use crate::cloud::http::{classify, read_body};
 use crate::cloud::CloudError;
-
-/// Answers larger than this are cut; a real Huawei answer is a few kilobytes.
-const MAX_BODY: usize = 1 << 20;
 
 /// An HTTP answer from the cloud: the request reached it and it said something.
 #[derive(Clone, PartialEq, Eq)]
@@ -51,29 +44,7 @@ impl fmt::Debug for Answer {
     }
 }
 
-/// Why no answer was read.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum SendError {
-    /// The request provably never reached the service (connection refused, DNS, IAM could
-    /// not issue a token). Nothing happened; retrying is safe.
-    NotSent(String),
-    /// Nothing was sent and retrying will not help: a missing secret, an unknown endpoint,
-    /// or IAM refusing the credentials.
-    Failed(CloudError),
-    /// The request may have reached the service (timeout, connection reset after writing).
-    /// It must never be re-sent.
-    Indeterminate(String),
-}
-
-impl fmt::Display for SendError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            SendError::NotSent(m) => write!(f, "not sent: {m}"),
-            SendError::Failed(e) => write!(f, "{e}"),
-            SendError::Indeterminate(m) => write!(f, "no answer: {m}"),
-        }
-    }
-}
+pub use crate::cloud::http::SendError;
 
 /// What was received, with headers (needed for IAM's `X-Subject-Token`). Kept inside the
 /// client: the headers may hold a token, so this type is never printed.
@@ -126,55 +97,12 @@ pub(super) async fn exchange(http: &reqwest::Client, out: Outgoing) -> Result<Re
     };
     let status = resp.status().as_u16();
     let headers = std::mem::take(resp.headers_mut());
-    // The status line is in: the cloud has answered. A body that breaks off is kept as far
-    // as it got; callers treat an unreadable body by its status.
-    let mut body = BytesMut::new();
-    loop {
-        match resp.chunk().await {
-            Ok(Some(chunk)) => {
-                let room = MAX_BODY.saturating_sub(body.len());
-                body.extend_from_slice(&chunk[..chunk.len().min(room)]);
-                if body.len() >= MAX_BODY {
-                    break;
-                }
-            }
-            Ok(None) => break,
-            Err(e) => {
-                tracing::warn!(%host, status, error = %root_cause(&e), "answer body cut short");
-                break;
-            }
-        }
-    }
+    let body = read_body(&mut resp, &host).await;
     Ok(Received {
         status,
         headers,
-        body: body.freeze(),
+        body,
     })
-}
-
-fn classify(e: &reqwest::Error, host: &str) -> SendError {
-    let cause = root_cause(e);
-    if e.is_builder() {
-        SendError::Failed(CloudError::local(format!(
-            "could not build the request to {host}: {cause}"
-        )))
-    } else if e.is_connect() {
-        SendError::NotSent(format!("could not connect to {host}: {cause}"))
-    } else if e.is_timeout() {
-        SendError::Indeterminate(format!("{host} did not answer in time"))
-    } else {
-        SendError::Indeterminate(format!("the connection to {host} failed: {cause}"))
-    }
-}
-
-/// The innermost error message (e.g. "Connection refused (os error 111)"); reqwest's own
-/// top-level text is generic.
-fn root_cause(e: &reqwest::Error) -> String {
-    let mut cur: &dyn std::error::Error = e;
-    while let Some(next) = cur.source() {
-        cur = next;
-    }
-    cur.to_string()
 }
 
 #[cfg(test)]
