@@ -5,6 +5,7 @@
 use std::fmt;
 
 use bytes::{Bytes, BytesMut};
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
 use super::CloudError;
 
@@ -86,4 +87,17 @@ fn root_cause(e: &reqwest::Error) -> String {
         cur = next;
     }
     cur.to_string()
+}
+
+/// RFC 3986 unreserved characters stay as they are; every other byte becomes `%XX`. Both
+/// vendors' signatures canonicalise with this set.
+pub const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+/// Percent-encodes with the RFC 3986 unreserved set (space `%20`, `/` `%2F`, `,` `%2C`).
+pub fn encode(value: &str) -> String {
+    utf8_percent_encode(value, UNRESERVED).to_string()
 }

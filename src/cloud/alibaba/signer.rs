@@ -11,7 +11,10 @@
 //! signed is what goes on the wire.
 
 use hmac::{Hmac, Mac};
-use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use percent_encoding::{utf8_percent_encode, AsciiSet};
+
+pub use crate::cloud::http::encode;
+use crate::cloud::http::UNRESERVED;
 use sha2::{Digest, Sha256};
 use time::macros::format_description;
 use time::{OffsetDateTime, PrimitiveDateTime};
@@ -33,12 +36,6 @@ pub const REQUIRED_SIGNED: &[&str] = &[
     VERSION_HEADER,
 ];
 
-/// RFC 3986 unreserved characters stay; every other byte becomes `%XX`.
-const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'_')
-    .remove(b'.')
-    .remove(b'~');
 /// The same for paths, keeping `/`.
 const PATH: &AsciiSet = &UNRESERVED.remove(b'/');
 
@@ -102,11 +99,6 @@ pub fn new_nonce() -> String {
     std::iter::repeat_with(|| format!("{:016x}", fastrand::u64(..)))
         .take(2)
         .collect()
-}
-
-/// Percent-encodes with the RFC 3986 unreserved set (`,` becomes `%2C`, space `%20`).
-pub fn encode(value: &str) -> String {
-    utf8_percent_encode(value, UNRESERVED).to_string()
 }
 
 /// The path as signed and sent: percent-encoded, keeping `/` (an empty path stays empty).

@@ -5,8 +5,8 @@
 //! algorithm follows the API Request Signing Guide and the Go SDK (`core/auth/signer`);
 //! the unit tests reproduce the published vectors byte for byte.
 
+pub use crate::cloud::http::encode;
 use hmac::{Hmac, Mac};
-use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use sha2::{Digest, Sha256};
 use time::macros::format_description;
 use time::{OffsetDateTime, PrimitiveDateTime};
@@ -14,13 +14,6 @@ use time::{OffsetDateTime, PrimitiveDateTime};
 pub const ALGORITHM: &str = "SDK-HMAC-SHA256";
 /// The signed timestamp header. The gateway rejects a skew of more than 15 minutes.
 pub const DATE_HEADER: &str = "X-Sdk-Date";
-
-/// RFC 3986 unreserved characters stay as they are; every other byte becomes `%XX`.
-const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'_')
-    .remove(b'.')
-    .remove(b'~');
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -75,11 +68,6 @@ pub fn parse_sdk_date(value: &str) -> Option<OffsetDateTime> {
     PrimitiveDateTime::parse(value, format)
         .ok()
         .map(PrimitiveDateTime::assume_utc)
-}
-
-/// Percent-encodes with the RFC 3986 unreserved set (space becomes `%20`, `/` becomes `%2F`).
-pub fn encode(value: &str) -> String {
-    utf8_percent_encode(value, UNRESERVED).to_string()
 }
 
 /// The path as it is put on the wire: each segment encoded, no trailing slash added.
