@@ -120,6 +120,24 @@ fn http_get(addr: &str, path: &str) -> (u16, String) {
     (status, body)
 }
 
+/// The endpoint listens before the shell reads input, so `/readyz` may answer 503 ("chat not
+/// connected") for a moment; poll it the way an orchestrator's probe would.
+fn wait_until_ready(addr: &str) -> u16 {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, body) = http_get(addr, "/readyz");
+        if status == 200 || std::time::Instant::now() > deadline {
+            return status;
+        }
+        assert_eq!(
+            (status, body.as_str()),
+            (503, "chat not connected\n"),
+            "only the chat side may lag at start-up"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn metric(text: &str, prefix: &str) -> f64 {
     text.lines()
         .find(|l| l.starts_with(prefix))
@@ -140,7 +158,7 @@ fn health_readiness_and_metrics_answer_in_shell_mode_and_metrics_move() {
     );
     let addr = bot.http_addr();
     assert_eq!(http_get(&addr, "/healthz").0, 200);
-    assert_eq!(http_get(&addr, "/readyz").0, 200);
+    assert_eq!(wait_until_ready(&addr), 200);
     let (status, before) = http_get(&addr, "/metrics");
     assert_eq!(status, 200);
     assert_eq!(
