@@ -294,7 +294,12 @@ impl<'a> Session<'a> {
                 Err(_) => say("usage: /wait JOB"),
             },
             ("sleep", [d]) => match humantime::parse_duration(d) {
-                Ok(d) => std::thread::sleep(d.min(Duration::from_secs(3600))),
+                // Sleep from the moment the engine has caught up, so that "/sleep" measures
+                // time since the previous line took effect, not since it was read.
+                Ok(d) => {
+                    sync(engine);
+                    std::thread::sleep(d.min(Duration::from_secs(3600)));
+                }
                 Err(_) => say("usage: /sleep 2s"),
             },
             ("sync", []) => sync(engine),
