@@ -102,6 +102,27 @@ impl RunningEmulator {
             .collect()
     }
 
+    /// How many `operation` requests have arrived (cheap enough to poll in a tight loop).
+    pub fn arrival_count(&self, operation: &str) -> usize {
+        let shared = self.shared.lock();
+        shared
+            .arrivals
+            .iter()
+            .filter(|(op, _, _)| *op == operation)
+            .count()
+    }
+
+    /// When the latest `operation` request for `target` arrived, if one has.
+    pub fn arrival_of(&self, operation: &str, target: &str) -> Option<Instant> {
+        let shared = self.shared.lock();
+        shared
+            .arrivals
+            .iter()
+            .rev()
+            .find(|(op, id, _)| *op == operation && id == target)
+            .map(|(_, _, at)| *at)
+    }
+
     /// `http://IP:PORT`, to use as `endpoints.iam` / `endpoints.ddm` in the config.
     pub fn base_url(&self) -> String {
         let mut addr = self.addr;
