@@ -7,7 +7,9 @@
 
 pub mod fixtures;
 
+use std::fs::File;
 use std::path::Path;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -28,6 +30,8 @@ pub enum StoreError {
     Open { dir: String, source: sled::Error },
     #[error("storage error: {0}")]
     Sled(#[from] sled::Error),
+    #[error("cannot make the data directory durable: {0}")]
+    Sync(std::io::Error),
     #[error("corrupt record {key}: {source}")]
     Corrupt {
         key: String,
@@ -51,6 +55,8 @@ pub struct AuditEntry {
 #[derive(Clone)]
 pub struct Store {
     db: sled::Db,
+    /// sled's log file, opened again so that `flush` can end with a real `fdatasync`.
+    log: Arc<File>,
 }
 
 fn job_key(id: JobId) -> [u8; 9] {
@@ -153,7 +159,15 @@ impl Store {
                     source: e,
                 },
             })?;
-        Ok(Store { db })
+        // sled 0.34 keeps everything in one log file, `db`, next to its `conf`.
+        let log = File::open(dir.join("db")).map_err(|e| StoreError::Open {
+            dir: shown.clone(),
+            source: sled::Error::Io(e),
+        })?;
+        Ok(Store {
+            db,
+            log: Arc::new(log),
+        })
     }
 
     pub fn next_job_id(&self) -> Result<JobId, StoreError> {
@@ -168,8 +182,14 @@ impl Store {
     }
 
     /// Makes everything committed so far durable (one fsync for the whole group).
+    ///
+    /// sled's own flush ends in `sync_file_range` on Linux, which writes the pages out but
+    /// neither flushes the disk's volatile write cache nor commits the file's size, so a power
+    /// cut could still lose a job we had answered for (spacejam/sled#1452). The `fdatasync`
+    /// after it does both; it costs about 0.1 ms more here and is not optional.
     pub fn flush(&self) -> Result<(), StoreError> {
         self.db.flush()?;
+        self.log.sync_data().map_err(StoreError::Sync)?;
         Ok(())
     }
 
