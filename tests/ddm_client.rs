@@ -193,6 +193,10 @@ async fn soft_restart_is_submitted_and_polled_to_success() {
     assert_eq!(calls(&emu, "ddm.restart").await, 1);
     assert_eq!(calls(&emu, "iam.token").await, 1, "the token is cached");
     assert!(calls(&emu, "ddm.job").await >= 1);
+    // What the benchmark reads off the emulator: when the restart of this instance arrived.
+    assert_eq!(emu.arrival_count("ddm.restart"), 1);
+    assert!(emu.arrival_of("ddm.restart", INSTANCE).is_some());
+    assert!(emu.arrival_of("ddm.restart", "another-instance").is_none());
 }
 
 #[tokio::test]

@@ -2,7 +2,9 @@
 
 mod support;
 
+use opsgate::chat::{ChatEvent, Origin};
 use opsgate::cloud::CloudError;
+use opsgate::store::Store;
 use support::*;
 
 const HARD: &str = "!restart ddm orders-db hard";
@@ -451,4 +453,44 @@ fn pending_approvals_can_be_listed_for_a_chat_that_reconnects() {
     assert_eq!(pending[0].job, 1);
     assert_eq!(pending[0].message_id, "msg-1");
     h.stop();
+}
+
+#[test]
+fn a_burst_bigger_than_one_commit_group_is_answered_in_order_and_each_job_runs_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = Harness::start(dir.path(), ScriptedOp::new(1));
+    // Several commit groups' worth, sent without waiting, as a busy channel would.
+    const N: u64 = 50;
+    let instance = |i: u64| format!("{i:032x}in09");
+    for i in 1..=N {
+        h.handle.chat(ChatEvent::Message {
+            actor: actor("alice", &[ONCALL]),
+            origin: Origin::channel("ops"),
+            text: format!("!restart ddm {}", instance(i)),
+        });
+    }
+    h.sync();
+    let cards = h.chat.new_cards();
+    assert_eq!(cards.len(), N as usize, "{cards:?}");
+    for (i, (job, action)) in (1..=N).zip(&cards) {
+        assert_eq!(*job, i, "jobs are numbered in arrival order");
+        assert!(action.contains(&instance(i)), "job {job}: {action}");
+    }
+    for job in 1..=N {
+        h.wait_for(job, "succeeded");
+    }
+    assert_eq!(
+        h.op.submits(),
+        N as usize,
+        "each job submitted exactly once"
+    );
+    h.stop();
+
+    let store = Store::open(dir.path()).unwrap();
+    assert!(store.active_jobs().unwrap().is_empty());
+    for job in 1..=N {
+        let stored = store.job(job).unwrap().expect("every job is stored");
+        assert_eq!(stored.spec.target, instance(job));
+        assert!(stored.state.is_final(), "job {job}: {:?}", stored.state);
+    }
 }

@@ -90,6 +90,19 @@ impl RecordingChat {
             .collect()
     }
 
+    /// (job, action) of every new card, in the order the engine posted them.
+    pub fn new_cards(&self) -> Vec<(u64, String)> {
+        self.sent
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|o| match o {
+                Outgoing::Card { card, .. } => Some((card.job, card.action.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// (channel, text) of every incident notification so far.
     pub fn incidents(&self) -> Vec<(String, String)> {
         self.sent
