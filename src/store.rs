@@ -186,7 +186,7 @@ impl Store {
     /// sled's own flush ends in `sync_file_range` on Linux, which writes the pages out but
     /// neither flushes the disk's volatile write cache nor commits the file's size, so a power
     /// cut could still lose a job we had answered for (spacejam/sled#1452). The `fdatasync`
-    /// after it does both; it costs about 0.1 ms more here and is not optional.
+    /// after it does both; it costs about 0.2 ms more here and is not optional.
     pub fn flush(&self) -> Result<(), StoreError> {
         self.db.flush()?;
         self.log.sync_data().map_err(StoreError::Sync)?;

@@ -30,8 +30,8 @@ pub use updates::CloudUpdate;
 /// Most events handled in one group before its writes are flushed and its effects released.
 /// Small on purpose: sled holds a group's batch, its log buffer and the nodes it dirties in
 /// memory until the flush, so in a burst of 1,000 commands a cap of 512 peaked at ~32 MiB RSS
-/// and 16 at ~19 MiB, with no loss of throughput (an fsync here costs ~0.2 ms; 16 commands
-/// take longer than that to handle). Normal traffic forms groups of one or two events.
+/// and 16 at ~19 MiB. The price is more syncs in a burst (~130 instead of ~4; BENCHMARKS.md).
+/// Normal traffic forms groups of one or two events.
 const MAX_GROUP: usize = 16;
 
 pub enum EngineEvent {
