@@ -1,11 +1,14 @@
-//! What every cloud transport shares: the one place that decides, from a failed HTTP call,
-//! whether the request provably never reached the cloud or may have. "At most once" rests on
-//! this distinction, so it lives here once.
+//! What every cloud client shares: one HTTP exchange (request in, answer out), the one
+//! place that decides from a failed call whether the request provably never reached the
+//! cloud or may have ("at most once" rests on this), and vendor text made safe to show.
 
 use std::fmt;
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use reqwest::{Method, Url};
 
 use super::CloudError;
 
@@ -36,10 +39,114 @@ impl fmt::Display for SendError {
     }
 }
 
+/// A request ready to go. Header values that hold credentials are marked sensitive.
+pub struct Outgoing {
+    pub method: Method,
+    pub url: Url,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    pub body: Vec<u8>,
+    pub timeout: Duration,
+}
+
+/// What was received, with its headers (IAM's token comes in `X-Subject-Token`). The headers
+/// may hold a token, so this type has no `Debug`: turn it into an [`Answer`] to pass it on.
+pub struct Received {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Received {
+    pub fn into_answer(self) -> Answer {
+        Answer {
+            status: self.status,
+            body: self.body,
+        }
+    }
+}
+
+/// An HTTP answer: the request reached the cloud and it said something.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Answer {
+    pub status: u16,
+    pub body: Bytes,
+}
+
+impl Answer {
+    pub fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+
+    /// The body as JSON, or `None` if it is not JSON.
+    pub fn json(&self) -> Option<serde_json::Value> {
+        serde_json::from_slice(&self.body).ok()
+    }
+}
+
+impl fmt::Debug for Answer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The body may hold a token (SCNet's token answers); show a sanitized excerpt only.
+        f.debug_struct("Answer")
+            .field("status", &self.status)
+            .field("body", &excerpt(&self.body))
+            .finish()
+    }
+}
+
+/// `host[:port]` exactly as the `Host` header carries it (the port only when it is not the
+/// scheme's default), so that a signed value is the sent value.
+pub fn host_header(url: &Url) -> Option<String> {
+    let host = url.host_str()?;
+    Some(match url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_string(),
+    })
+}
+
+/// A header value, or a local error that does not echo the (possibly secret) value.
+pub fn header_value(v: &str) -> Result<HeaderValue, SendError> {
+    HeaderValue::from_str(v).map_err(|_| {
+        SendError::Failed(CloudError::local(
+            "a credential or header contains characters not allowed in HTTP headers",
+        ))
+    })
+}
+
+/// The same, marked sensitive so it never shows in debug output.
+pub fn secret_header(v: &str) -> Result<HeaderValue, SendError> {
+    let mut value = header_value(v)?;
+    value.set_sensitive(true);
+    Ok(value)
+}
+
+/// Sends one request and reads its answer (bounded), or says whether it may have arrived.
+pub async fn exchange(http: &reqwest::Client, out: Outgoing) -> Result<Received, SendError> {
+    let host = host_header(&out.url).unwrap_or_default();
+    let mut req = http
+        .request(out.method, out.url)
+        .timeout(out.timeout)
+        .body(out.body);
+    for (name, value) in out.headers {
+        req = req.header(name, value);
+    }
+    let mut resp = match req.send().await {
+        Ok(resp) => resp,
+        Err(e) => return Err(classify(&e, &host)),
+    };
+    let status = resp.status().as_u16();
+    let headers = std::mem::take(resp.headers_mut());
+    let body = read_body(&mut resp, &host).await;
+    Ok(Received {
+        status,
+        headers,
+        body,
+    })
+}
+
 /// Sorts a failed `send()`. A connect failure happens before a byte of the request is
 /// written; anything later, and any timeout (reqwest cannot say whether it struck while
 /// connecting), may come after the cloud acted.
-pub fn classify(e: &reqwest::Error, host: &str) -> SendError {
+fn classify(e: &reqwest::Error, host: &str) -> SendError {
     let cause = root_cause(e);
     if e.is_builder() {
         SendError::Failed(CloudError::local(format!(
@@ -57,7 +164,7 @@ pub fn classify(e: &reqwest::Error, host: &str) -> SendError {
 /// Reads an answer's body, at most `MAX_BODY` bytes. The status line is in, so the cloud has
 /// answered: a body that breaks off is kept as far as it got, and callers judge an unreadable
 /// body by its status.
-pub async fn read_body(resp: &mut reqwest::Response, host: &str) -> Bytes {
+async fn read_body(resp: &mut reqwest::Response, host: &str) -> Bytes {
     let status = resp.status().as_u16();
     let mut body = BytesMut::new();
     loop {
@@ -100,4 +207,88 @@ pub const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
 /// Percent-encodes with the RFC 3986 unreserved set (space `%20`, `/` `%2F`, `,` `%2C`).
 pub fn encode(value: &str) -> String {
     utf8_percent_encode(value, UNRESERVED).to_string()
+}
+
+/// Longest excerpt of an unreadable body that is shown to users.
+const EXCERPT_CHARS: usize = 120;
+/// Longest vendor message kept; real ones are a sentence.
+const MESSAGE_CHARS: usize = 500;
+/// Words longer than this in an unreadable body are not shown (see [`excerpt`]).
+const LONG_WORD: usize = 64;
+
+/// A vendor string made safe for a chat line or a log: control characters (newlines that
+/// could forge a log line, terminal escapes) become spaces, and length is bounded.
+pub fn clean(s: &str) -> String {
+    truncate(
+        &s.chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect::<String>(),
+        MESSAGE_CHARS,
+    )
+}
+
+/// A short, printable excerpt of an arbitrary body, for errors about unreadable answers.
+/// Very long unbroken words are dropped: a misbehaving proxy that echoes the request could
+/// otherwise put a token (thousands of base64 characters) into a chat message.
+pub fn excerpt(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let flat: String = text
+        .split(|c: char| c.is_whitespace() || c.is_control())
+        .filter(|w| !w.is_empty())
+        .map(|w| if w.len() > LONG_WORD { "[…]" } else { w })
+        .collect::<Vec<_>>()
+        .join(" ");
+    format!("`{}`", truncate(&flat, EXCERPT_CHARS).replace('`', "'"))
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_header_includes_only_non_default_ports() {
+        let h = |u: &str| host_header(&Url::parse(u).unwrap()).unwrap();
+        assert_eq!(
+            h("https://ddm.cn-north-4.myhuaweicloud.com/v1"),
+            "ddm.cn-north-4.myhuaweicloud.com"
+        );
+        assert_eq!(h("https://example.com:443/"), "example.com");
+        assert_eq!(h("http://127.0.0.1:8080/x"), "127.0.0.1:8080");
+    }
+
+    #[tokio::test]
+    async fn refused_connection_is_not_sent() {
+        // Bind then drop a listener to get a port that refuses connections.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        drop(listener);
+        let out = Outgoing {
+            method: Method::GET,
+            url: Url::parse(&format!("http://127.0.0.1:{port}/")).unwrap(),
+            headers: Vec::new(),
+            body: Vec::new(),
+            timeout: Duration::from_secs(5),
+        };
+        match exchange(&reqwest::Client::new(), out).await {
+            Err(SendError::NotSent(m)) => assert!(m.contains("127.0.0.1"), "{m}"),
+            Err(other) => panic!("expected NotSent, got {other:?}"),
+            Ok(r) => panic!("expected NotSent, got HTTP {}", r.status),
+        }
+    }
+
+    #[test]
+    fn debug_never_shows_long_words() {
+        let a = Answer {
+            status: 200,
+            body: Bytes::from(format!("{{\"token\":\"{}\"}}", "x".repeat(300))),
+        };
+        assert!(!format!("{a:?}").contains(&"x".repeat(100)));
+    }
 }

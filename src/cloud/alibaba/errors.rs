@@ -6,8 +6,8 @@
 
 use serde_json::Value;
 
-use super::transport::Answer;
-use crate::cloud::huawei::errors::{clean, excerpt};
+use crate::cloud::http::Answer;
+use crate::cloud::http::{clean, excerpt};
 use crate::cloud::CloudError;
 
 /// `(code, message)` from an Alibaba body, if it has either.

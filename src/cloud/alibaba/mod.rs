@@ -9,19 +9,18 @@ pub mod errors;
 pub mod limiter;
 pub mod sae;
 pub mod signer;
-pub mod transport;
 
 use std::sync::Arc;
 
 use reqwest::header::{HeaderName, ACCEPT, AUTHORIZATION, HOST};
 use reqwest::{Method, Url};
 
+pub use crate::cloud::http::{Answer, SendError};
 pub use limiter::RateLimiter;
-pub use transport::{Answer, SendError};
 
+use crate::cloud::http::{self, header_value, secret_header, Outgoing};
 use crate::cloud::CloudError;
 use crate::config::Account;
-use transport::{header_value, secret_header, Outgoing};
 
 /// SAE's documented limit: 60 API calls per minute per user, across all SAE APIs.
 pub const DEFAULT_CALLS_PER_MINUTE: u32 = 60;
@@ -123,7 +122,7 @@ impl AlibabaClient {
         url.set_path(&signer::canonical_uri(&full_path));
         let query_string = signer::canonical_query(query);
         url.set_query((!query_string.is_empty()).then_some(query_string.as_str()));
-        let host = transport::host_header(&url)
+        let host = http::host_header(&url)
             .ok_or_else(|| failed(format!("endpoint `{}` has no host", endpoint.base)))?;
 
         let waited = self.limiter.acquire().await;
@@ -168,7 +167,7 @@ impl AlibabaClient {
             body: Vec::new(),
             timeout: self.account.request_timeout,
         };
-        let answer = transport::exchange(&self.http, out).await?;
+        let answer = http::exchange(&self.http, out).await?.into_answer();
         tracing::debug!(account = %self.account.name, action, status = answer.status, "answered");
         Ok(answer)
     }

@@ -20,7 +20,7 @@ use serde_json::Value;
 
 use super::errors::{self, vendor_error};
 use super::{AlibabaClient, Answer, SendError, SAE};
-use crate::cloud::huawei::errors::clean;
+use crate::cloud::http::clean;
 use crate::cloud::huawei::retry::RetryPolicy;
 use crate::cloud::registry::AccountClients;
 use crate::cloud::{
@@ -330,7 +330,7 @@ impl SaeRestart {
             format!(
                 "HTTP {} with an unreadable answer: {}",
                 answer.status,
-                crate::cloud::huawei::errors::excerpt(&answer.body)
+                crate::cloud::http::excerpt(&answer.body)
             )
         })
     }

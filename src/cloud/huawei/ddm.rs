@@ -13,9 +13,10 @@ use reqwest::Method;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::errors::{self, clean};
+use super::errors;
 use super::retry::{self, Attempted, Refusal, RetryPolicy};
 use super::{Answer, HuaweiClient, SendError, Service};
+use crate::cloud::http::clean;
 use crate::cloud::registry::AccountClients;
 use crate::cloud::{
     CloudError, CloudOperation, JobSpec, PollOutcome, PollPolicy, ReconcileOutcome, SubmitOutcome,
@@ -173,7 +174,7 @@ impl DdmRestart {
             Err(e) => return InstanceLook::Error(e.to_string()),
         };
         if !answer.is_success() {
-            return InstanceLook::Error(answer.error().to_string());
+            return InstanceLook::Error(errors::from_answer(&answer).to_string());
         }
         match answer
             .json()
@@ -184,7 +185,7 @@ impl DdmRestart {
             _ => InstanceLook::Error(format!(
                 "HTTP {} with an unreadable instance answer: {}",
                 answer.status,
-                errors::excerpt(&answer.body)
+                crate::cloud::http::excerpt(&answer.body)
             )),
         }
     }
@@ -207,7 +208,9 @@ impl DdmRestart {
             return None;
         }
         if !answer.is_success() {
-            return Some(PollOutcome::Transient(answer.error().to_string()));
+            return Some(PollOutcome::Transient(
+                errors::from_answer(&answer).to_string(),
+            ));
         }
         let v = answer.json()?;
         let job = v.get("job")?;
@@ -315,7 +318,7 @@ impl CloudOperation for DdmRestart {
         .await;
         let answer = match attempted {
             Attempted::Answered(a) if a.is_success() => a,
-            Attempted::Answered(a) => return SubmitOutcome::Rejected(a.error()),
+            Attempted::Answered(a) => return SubmitOutcome::Rejected(errors::from_answer(&a)),
             Attempted::GaveUp(e) | Attempted::Failed(e) => return SubmitOutcome::Rejected(e),
             Attempted::Indeterminate(m) => {
                 return SubmitOutcome::Indeterminate(format!(

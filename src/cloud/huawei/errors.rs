@@ -7,14 +7,13 @@
 
 use serde_json::Value;
 
+use crate::cloud::http::{clean, excerpt, Answer};
 use crate::cloud::CloudError;
 
-/// Longest excerpt of an unreadable body that is shown to users.
-const EXCERPT_CHARS: usize = 120;
-/// Longest vendor message kept; real ones are a sentence.
-const MESSAGE_CHARS: usize = 500;
-/// Words longer than this in an unreadable body are not shown (see [`excerpt`]).
-const LONG_WORD: usize = 64;
+/// The error a non-success answer carries, the vendor's words kept.
+pub fn from_answer(answer: &Answer) -> CloudError {
+    vendor_error(answer.status, &answer.body)
+}
 
 /// The error a non-success answer carries.
 pub fn vendor_error(status: u16, body: &[u8]) -> CloudError {
@@ -57,38 +56,6 @@ pub fn parse_vendor(body: &[u8]) -> Option<(Option<String>, String)> {
     let inner = v.get("error")?;
     let msg = text(inner, "message")?;
     Some((None, clean(&msg)))
-}
-
-/// A vendor string made safe for a chat line or a log: control characters (newlines that
-/// could forge a log line, terminal escapes) become spaces, and length is bounded.
-pub fn clean(s: &str) -> String {
-    truncate(
-        &s.chars()
-            .map(|c| if c.is_control() { ' ' } else { c })
-            .collect::<String>(),
-        MESSAGE_CHARS,
-    )
-}
-
-/// A short, printable excerpt of an arbitrary body, for errors about unreadable answers.
-/// Very long unbroken words are dropped: a misbehaving proxy that echoes the request could
-/// otherwise put a token (thousands of base64 characters) into a chat message.
-pub fn excerpt(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(body);
-    let flat: String = text
-        .split(|c: char| c.is_whitespace() || c.is_control())
-        .filter(|w| !w.is_empty())
-        .map(|w| if w.len() > LONG_WORD { "[…]" } else { w })
-        .collect::<Vec<_>>()
-        .join(" ");
-    format!("`{}`", truncate(&flat, EXCERPT_CHARS).replace('`', "'"))
-}
-
-fn truncate(s: &str, max: usize) -> String {
-    match s.char_indices().nth(max) {
-        Some((i, _)) => format!("{}…", &s[..i]),
-        None => s.to_string(),
-    }
 }
 
 #[cfg(test)]

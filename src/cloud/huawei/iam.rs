@@ -14,7 +14,8 @@ use time::OffsetDateTime;
 use tokio::sync::Mutex;
 
 use super::endpoints::{self, Service};
-use super::transport::{self, Outgoing, SendError};
+use super::errors;
+use crate::cloud::http::{self, Outgoing, SendError};
 use crate::cloud::CloudError;
 use crate::config::Account;
 use crate::secret::Secret;
@@ -124,20 +125,22 @@ pub async fn fetch(http: &reqwest::Client, account: &Account) -> Result<Token, S
         body: body.to_string().into_bytes(),
         timeout: account.request_timeout,
     };
-    let received = match transport::exchange(http, out).await {
+    let received = match http::exchange(http, out).await {
         Ok(r) => r,
         Err(SendError::Indeterminate(m)) => return Err(SendError::NotSent(format!("IAM: {m}"))),
         Err(other) => return Err(other),
     };
     let status = received.status;
     if status == 429 || status >= 500 {
-        let e = received.into_answer().error();
+        let e = errors::from_answer(&received.into_answer());
         return Err(SendError::NotSent(format!(
             "IAM could not issue a token: {e}"
         )));
     }
     if !(200..300).contains(&status) {
-        return Err(SendError::Failed(received.into_answer().error()));
+        return Err(SendError::Failed(errors::from_answer(
+            &received.into_answer(),
+        )));
     }
     let Some(value) = received
         .headers

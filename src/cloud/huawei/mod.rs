@@ -13,20 +13,19 @@ pub mod signer;
 pub mod taurus_job;
 pub mod taurus_restart;
 pub mod taurus_upgrade;
-pub mod transport;
 
 use std::sync::Arc;
 
 use reqwest::header::{HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE, HOST};
 use reqwest::{Method, Url};
 
+pub use crate::cloud::http::{Answer, SendError};
 pub use endpoints::{Endpoint, Service};
-pub use transport::{Answer, SendError};
 
+use crate::cloud::http::{self, header_value, Outgoing};
 use crate::cloud::CloudError;
 use crate::config::{Account, AuthMethod};
 use crate::secret::Secret;
-use transport::Outgoing;
 
 const X_AUTH_TOKEN: HeaderName = HeaderName::from_static("x-auth-token");
 const X_PROJECT_ID: HeaderName = HeaderName::from_static("x-project-id");
@@ -155,7 +154,7 @@ impl HuaweiClient {
         url.set_path(&signer::wire_path(&full_path));
         let query_string = signer::wire_query(query);
         url.set_query((!query_string.is_empty()).then_some(query_string.as_str()));
-        let host = transport::host_header(&url)
+        let host = http::host_header(&url)
             .ok_or_else(|| failed(format!("endpoint `{}` has no host", endpoint.base)))?;
         let content_type = "application/json";
 
@@ -203,17 +202,8 @@ impl HuaweiClient {
             body: body.to_vec(),
             timeout: self.account.request_timeout,
         };
-        let received = transport::exchange(&self.http, out).await?;
+        let received = http::exchange(&self.http, out).await?;
         tracing::debug!(account = %self.account.name, %method, path = %full_path, status = received.status, "answered");
         Ok(received.into_answer())
     }
-}
-
-/// A header value, or a local error that does not echo the (possibly secret) value.
-fn header_value(v: &str) -> Result<HeaderValue, SendError> {
-    HeaderValue::from_str(v).map_err(|_| {
-        SendError::Failed(CloudError::local(
-            "a credential or header contains characters not allowed in HTTP headers",
-        ))
-    })
 }

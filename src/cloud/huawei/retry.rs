@@ -8,7 +8,8 @@
 use std::future::Future;
 use std::time::Duration;
 
-use super::transport::{Answer, SendError};
+use super::errors;
+use crate::cloud::http::{Answer, SendError};
 use crate::cloud::CloudError;
 
 /// Throttling codes of the API gateway (HTTP 429); some FAQ pages spell it `APIG.0308`.
@@ -100,8 +101,8 @@ where
         let (base, last) = match send().await {
             Ok(answer) => match refusal(&answer) {
                 None => return Attempted::Answered(answer),
-                Some(Refusal::Throttled) => (policy.throttled_base, answer.error()),
-                Some(Refusal::Busy) => (policy.busy_base, answer.error()),
+                Some(Refusal::Throttled) => (policy.throttled_base, errors::from_answer(&answer)),
+                Some(Refusal::Busy) => (policy.busy_base, errors::from_answer(&answer)),
             },
             Err(SendError::NotSent(m)) => {
                 unreachable += 1;

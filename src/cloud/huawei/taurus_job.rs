@@ -14,9 +14,10 @@ use reqwest::Method;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::errors::{self, clean};
+use super::errors;
 use super::retry::{Refusal, THROTTLE_CODES};
 use super::{ddm, Answer, HuaweiClient, Service};
+use crate::cloud::http::clean;
 use crate::cloud::{CloudError, JobSpec, PollOutcome, PollPolicy, ReconcileOutcome};
 use crate::command::ids;
 use crate::config::{Account, AuthMethod};
@@ -214,7 +215,7 @@ impl TaurusJobs {
             None => PollOutcome::Transient(format!(
                 "HTTP {} with an unreadable job answer: {}",
                 answer.status,
-                errors::excerpt(&answer.body)
+                crate::cloud::http::excerpt(&answer.body)
             )),
         }
     }
@@ -228,10 +229,10 @@ impl TaurusJobs {
             format!(
                 "HTTP {} without a job: {}",
                 answer.status,
-                errors::excerpt(&answer.body)
+                crate::cloud::http::excerpt(&answer.body)
             )
         } else {
-            answer.error().to_string()
+            errors::from_answer(answer).to_string()
         };
         if looks_missing && since < grace {
             tracing::debug!(job_id = %handle.job_id, status = answer.status, "TaurusDB job not visible yet");
@@ -269,13 +270,13 @@ impl TaurusJobs {
             .await
             .map_err(|e| e.to_string())?;
         if !answer.is_success() {
-            return Err(answer.error().to_string());
+            return Err(errors::from_answer(&answer).to_string());
         }
         let v = answer.json().ok_or_else(|| {
             format!(
                 "HTTP {} with an unreadable answer: {}",
                 answer.status,
-                errors::excerpt(&answer.body)
+                crate::cloud::http::excerpt(&answer.body)
             )
         })?;
         let list = v

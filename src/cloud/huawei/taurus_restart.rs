@@ -78,7 +78,7 @@ impl CloudOperation for TaurusProxyRestart {
         .await;
         let answer = match attempted {
             Attempted::Answered(a) if a.is_success() => a,
-            Attempted::Answered(a) => return SubmitOutcome::Rejected(a.error()),
+            Attempted::Answered(a) => return SubmitOutcome::Rejected(errors::from_answer(&a)),
             Attempted::GaveUp(e) | Attempted::Failed(e) => return SubmitOutcome::Rejected(e),
             Attempted::Indeterminate(m) => {
                 return SubmitOutcome::Indeterminate(format!(
@@ -97,7 +97,7 @@ impl CloudOperation for TaurusProxyRestart {
                 "TaurusDB answered HTTP {} without a usable job_id ({}); the restart was \
                  probably accepted but cannot be followed; it will not be re-sent",
                 answer.status,
-                errors::excerpt(&answer.body)
+                crate::cloud::http::excerpt(&answer.body)
             ));
         };
         let handle = JobHandle {

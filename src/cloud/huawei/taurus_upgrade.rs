@@ -14,10 +14,11 @@ use async_trait::async_trait;
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use super::errors::{self, clean};
+use super::errors;
 use super::retry::{self, Attempted, RetryPolicy};
 use super::taurus_job::{self, JobHandle, TaurusJobs};
 use super::{Answer, HuaweiClient, Service};
+use crate::cloud::http::clean;
 use crate::cloud::registry::AccountClients;
 use crate::cloud::{
     CloudError, CloudOperation, JobSpec, PollOutcome, PollPolicy, ReconcileOutcome, SubmitOutcome,
@@ -93,7 +94,7 @@ fn verdict(answer: &Answer) -> Verdict {
         return Verdict::Unusable(format!(
             "HTTP {} without an update_result: {}",
             answer.status,
-            errors::excerpt(&answer.body)
+            crate::cloud::http::excerpt(&answer.body)
         ));
     }
     let mut followed: Option<String> = None;
@@ -142,7 +143,7 @@ fn verdict(answer: &Answer) -> Verdict {
     if untrackable {
         return Verdict::Unusable(format!(
             "TaurusDB answered ACCEPT without a usable workflow_id: {}",
-            errors::excerpt(&answer.body)
+            crate::cloud::http::excerpt(&answer.body)
         ));
     }
     // Nothing accepted: every entry refused. The vendor's words go to the user as they are.
@@ -228,7 +229,7 @@ impl CloudOperation for TaurusProxyUpgrade {
         .await;
         let answer = match attempted {
             Attempted::Answered(a) if a.is_success() => a,
-            Attempted::Answered(a) => return SubmitOutcome::Rejected(a.error()),
+            Attempted::Answered(a) => return SubmitOutcome::Rejected(errors::from_answer(&a)),
             Attempted::GaveUp(e) | Attempted::Failed(e) => return SubmitOutcome::Rejected(e),
             Attempted::Indeterminate(m) => {
                 return SubmitOutcome::Indeterminate(format!(

@@ -4,8 +4,8 @@
 
 use serde_json::Value;
 
-use crate::cloud::alibaba::transport::Answer;
-use crate::cloud::huawei::errors::{clean, excerpt};
+use crate::cloud::http::Answer;
+use crate::cloud::http::{clean, excerpt};
 use crate::cloud::CloudError;
 
 /// SCNet's code for a token that is expired or otherwise refused ([3p]: "token expired";

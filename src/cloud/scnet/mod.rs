@@ -19,9 +19,7 @@ use reqwest::header::{HeaderName, CONTENT_TYPE};
 use reqwest::{Method, Url};
 use tokio::sync::Mutex;
 
-use crate::cloud::alibaba::transport::{
-    self, header_value, secret_header, Answer, Outgoing, SendError,
-};
+use crate::cloud::http::{self, header_value, secret_header, Answer, Outgoing, SendError};
 use crate::cloud::CloudError;
 use crate::config::Account;
 use crate::secret::Secret;
@@ -121,7 +119,7 @@ impl ScnetClient {
             timeout: self.account.request_timeout,
         };
         tracing::debug!(account = %self.account.name, %method, path = %url.path(), "sending");
-        let answer = transport::exchange(&self.http, out).await?;
+        let answer = http::exchange(&self.http, out).await?.into_answer();
         tracing::debug!(account = %self.account.name, path = %url.path(), status = answer.status, "answered");
         Ok(answer)
     }

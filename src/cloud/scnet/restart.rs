@@ -22,8 +22,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{envelope, ScnetClient};
-use crate::cloud::alibaba::transport::SendError;
-use crate::cloud::huawei::errors::clean;
+use crate::cloud::http::clean;
+use crate::cloud::http::SendError;
 use crate::cloud::huawei::retry::RetryPolicy;
 use crate::cloud::registry::AccountClients;
 use crate::cloud::{

@@ -16,8 +16,8 @@ use tokio::sync::Mutex;
 
 use super::envelope;
 use super::sign;
-use crate::cloud::alibaba::transport::{self, header_value, secret_header, Outgoing, SendError};
-use crate::cloud::huawei::errors::clean;
+use crate::cloud::http::clean;
+use crate::cloud::http::{self, header_value, secret_header, Outgoing, SendError};
 use crate::cloud::CloudError;
 use crate::config::{Account, AuthMethod};
 use crate::secret::Secret;
@@ -263,8 +263,8 @@ pub async fn fetch(
         body: Vec::new(),
         timeout: account.request_timeout,
     };
-    let answer = match transport::exchange(http, out).await {
-        Ok(a) => a,
+    let answer = match http::exchange(http, out).await {
+        Ok(received) => received.into_answer(),
         Err(SendError::Indeterminate(m)) => {
             return Err(SendError::NotSent(format!("SCNet token service: {m}")))
         }
