@@ -2,6 +2,8 @@
 //! token and AK/SK auth, retries of refusals only, verbatim vendor errors, malformed
 //! answers, the one-time token renewal, "no second submit after a timeout", and reconcile.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Once};
@@ -13,8 +15,9 @@ use opsgate::cloud::{
     CloudError, CloudOperation, JobSpec, PollOutcome, ReconcileOutcome, Registry, SubmitOutcome,
 };
 use opsgate::config::Config;
-use opsgate::emulator::{self, demo, EmulatorOptions, RunningEmulator};
+use opsgate::emulator::{demo, RunningEmulator};
 use serde_json::{json, Value};
+use support::emulated::{self, admin, calls, fault, poll_to_end, rejected};
 
 const INSTANCE: &str = "28e8841d0b9c4f6a9a30742ee60e1068in09";
 const PASSWORD_VAR: &str = "OPSGATE_DDM_CLIENT_TEST_PASSWORD";
@@ -37,13 +40,7 @@ fn init_env() {
 
 async fn start_emulator(job_duration: Duration) -> RunningEmulator {
     init_env();
-    let opts = EmulatorOptions {
-        job_duration,
-        ..EmulatorOptions::default()
-    };
-    emulator::start(opts, "127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap()
+    emulated::start(job_duration).await
 }
 
 enum Auth {
@@ -112,34 +109,6 @@ fn spec(mode: &str) -> JobSpec {
     }
 }
 
-async fn admin(emu: &RunningEmulator, path: &str, body: Value) {
-    let resp = reqwest::Client::new()
-        .post(format!("{}/_emulator/{path}", emu.base_url()))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert!(
-        resp.status().is_success(),
-        "admin {path}: {}",
-        resp.status()
-    );
-}
-
-async fn fault(emu: &RunningEmulator, fault: Value) {
-    admin(emu, "faults", fault).await;
-}
-
-async fn calls(emu: &RunningEmulator, operation: &str) -> u64 {
-    let counts: BTreeMap<String, u64> = reqwest::get(format!("{}/_emulator/calls", emu.base_url()))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    counts.get(operation).copied().unwrap_or(0)
-}
-
 fn accepted(outcome: SubmitOutcome) -> (Value, Option<String>) {
     match outcome {
         SubmitOutcome::Accepted {
@@ -147,29 +116,6 @@ fn accepted(outcome: SubmitOutcome) -> (Value, Option<String>) {
         } => (handle, cloud_ref),
         other => panic!("expected Accepted, got {other:?}"),
     }
-}
-
-fn rejected(outcome: SubmitOutcome) -> CloudError {
-    match outcome {
-        SubmitOutcome::Rejected(e) => e,
-        other => panic!("expected Rejected, got {other:?}"),
-    }
-}
-
-/// Polls at the operation's own pace until a final outcome. The bound is on the number of
-/// polls, not on time.
-async fn poll_to_end(op: &dyn CloudOperation, spec: &JobSpec, mut handle: Value) -> PollOutcome {
-    for _ in 0..600 {
-        tokio::time::sleep(op.poll_policy().interval).await;
-        match op.poll(spec, &handle).await {
-            PollOutcome::InProgress {
-                handle: Some(h), ..
-            } => handle = h,
-            PollOutcome::InProgress { .. } | PollOutcome::Transient(_) => {}
-            done => return done,
-        }
-    }
-    panic!("the restart never finished");
 }
 
 #[tokio::test]

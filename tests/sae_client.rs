@@ -2,6 +2,8 @@
 //! signing, the change order table, verbatim vendor errors, throttling retries, "no second
 //! submit after a timeout", reconcile, and the per-account call budget.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Once};
@@ -11,11 +13,12 @@ use opsgate::cloud::alibaba::sae::SaeRestart;
 use opsgate::cloud::alibaba::signer;
 use opsgate::cloud::alibaba::AlibabaClient;
 use opsgate::cloud::{
-    CloudError, CloudOperation, JobSpec, PollOutcome, ReconcileOutcome, Registry, SubmitOutcome,
+    CloudOperation, JobSpec, PollOutcome, ReconcileOutcome, Registry, SubmitOutcome,
 };
 use opsgate::config::Config;
-use opsgate::emulator::{self, demo, EmulatorOptions, RunningEmulator};
+use opsgate::emulator::{demo, RunningEmulator};
 use serde_json::{json, Value};
+use support::emulated::{self, calls, fault, poll_to_end, rejected};
 
 const APP: &str = "1daa7236-3844-4f36-b39a-605b0cc0aaaa";
 const APP2: &str = "2daa7236-3844-4f36-b39a-605b0cc0bbbb";
@@ -35,13 +38,7 @@ fn init_env() {
 
 async fn start_emulator(job_duration: Duration) -> RunningEmulator {
     init_env();
-    let opts = EmulatorOptions {
-        job_duration,
-        ..EmulatorOptions::default()
-    };
-    emulator::start(opts, "127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap()
+    emulated::start(job_duration).await
 }
 
 fn config(emu: &RunningEmulator, sk_var: &str, timeout: &str, budget: u32) -> Config {
@@ -96,26 +93,6 @@ fn spec(app: &str) -> JobSpec {
     }
 }
 
-async fn fault(emu: &RunningEmulator, fault: Value) {
-    let resp = reqwest::Client::new()
-        .post(format!("{}/_emulator/faults", emu.base_url()))
-        .json(&fault)
-        .send()
-        .await
-        .unwrap();
-    assert!(resp.status().is_success(), "{}", resp.status());
-}
-
-async fn calls(emu: &RunningEmulator, operation: &str) -> u64 {
-    let counts: BTreeMap<String, u64> = reqwest::get(format!("{}/_emulator/calls", emu.base_url()))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    counts.get(operation).copied().unwrap_or(0)
-}
-
 fn accepted(outcome: SubmitOutcome) -> (Value, Option<String>) {
     match outcome {
         SubmitOutcome::Accepted {
@@ -123,27 +100,6 @@ fn accepted(outcome: SubmitOutcome) -> (Value, Option<String>) {
         } => (handle, cloud_ref),
         other => panic!("expected Accepted, got {other:?}"),
     }
-}
-
-fn rejected(outcome: SubmitOutcome) -> CloudError {
-    match outcome {
-        SubmitOutcome::Rejected(e) => e,
-        other => panic!("expected Rejected, got {other:?}"),
-    }
-}
-
-async fn poll_to_end(op: &dyn CloudOperation, spec: &JobSpec, mut handle: Value) -> PollOutcome {
-    for _ in 0..600 {
-        tokio::time::sleep(op.poll_policy().interval).await;
-        match op.poll(spec, &handle).await {
-            PollOutcome::InProgress {
-                handle: Some(h), ..
-            } => handle = h,
-            PollOutcome::InProgress { .. } | PollOutcome::Transient(_) => {}
-            done => return done,
-        }
-    }
-    panic!("the restart never finished");
 }
 
 fn order_body(status: i64, sub_status: i64, error: &str) -> Value {

@@ -3,6 +3,8 @@
 //! code checked on HTTP 200, one renewal on 10008 or expiry, "no second submit after a
 //! timeout", reconcile, and the status rules.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Once};
@@ -11,11 +13,12 @@ use std::time::Duration;
 use opsgate::cloud::scnet::restart::ScnetRestart;
 use opsgate::cloud::scnet::ScnetClient;
 use opsgate::cloud::{
-    CloudError, CloudOperation, JobSpec, PollOutcome, ReconcileOutcome, Registry, SubmitOutcome,
+    CloudOperation, JobSpec, PollOutcome, ReconcileOutcome, Registry, SubmitOutcome,
 };
 use opsgate::config::Config;
-use opsgate::emulator::{self, demo, EmulatorOptions, RunningEmulator};
+use opsgate::emulator::{demo, RunningEmulator};
 use serde_json::{json, Value};
+use support::emulated::{self, admin, calls, poll_to_end, rejected};
 
 const ID: &str = "4c1f43ddb030483e89b55413bee6c004";
 const ID2: &str = "0f513e96be6d47aa8a15c09f910f05f4";
@@ -36,13 +39,7 @@ fn init_env() {
 
 async fn start_emulator(job_duration: Duration) -> RunningEmulator {
     init_env();
-    let opts = EmulatorOptions {
-        job_duration,
-        ..EmulatorOptions::default()
-    };
-    emulator::start(opts, "127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap()
+    emulated::start(job_duration).await
 }
 
 enum Auth {
@@ -95,52 +92,11 @@ fn spec(id: &str) -> JobSpec {
     }
 }
 
-async fn admin(emu: &RunningEmulator, path: &str, body: Value) {
-    let resp = reqwest::Client::new()
-        .post(format!("{}/_emulator/{path}", emu.base_url()))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert!(resp.status().is_success(), "{path}: {}", resp.status());
-}
-
-async fn calls(emu: &RunningEmulator, operation: &str) -> u64 {
-    let counts: BTreeMap<String, u64> = reqwest::get(format!("{}/_emulator/calls", emu.base_url()))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    counts.get(operation).copied().unwrap_or(0)
-}
-
 fn accepted(outcome: SubmitOutcome) -> Value {
     match outcome {
         SubmitOutcome::Accepted { handle, .. } => handle,
         other => panic!("expected Accepted, got {other:?}"),
     }
-}
-
-fn rejected(outcome: SubmitOutcome) -> CloudError {
-    match outcome {
-        SubmitOutcome::Rejected(e) => e,
-        other => panic!("expected Rejected, got {other:?}"),
-    }
-}
-
-async fn poll_to_end(op: &dyn CloudOperation, spec: &JobSpec, mut handle: Value) -> PollOutcome {
-    for _ in 0..600 {
-        tokio::time::sleep(op.poll_policy().interval).await;
-        match op.poll(spec, &handle).await {
-            PollOutcome::InProgress {
-                handle: Some(h), ..
-            } => handle = h,
-            PollOutcome::InProgress { .. } | PollOutcome::Transient(_) => {}
-            done => return done,
-        }
-    }
-    panic!("the restart never finished");
 }
 
 #[tokio::test]

@@ -3,6 +3,8 @@
 //! not-found grace, upgrade ACCEPT/REJECT, verbatim vendor errors, retries of refusals only,
 //! the one-time token renewal, and "no second submit after a timeout".
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Once};
@@ -14,8 +16,9 @@ use opsgate::cloud::{
     CloudError, CloudOperation, JobSpec, PollOutcome, ReconcileOutcome, Registry, SubmitOutcome,
 };
 use opsgate::config::Config;
-use opsgate::emulator::{self, demo, EmulatorOptions, RunningEmulator};
+use opsgate::emulator::{demo, RunningEmulator};
 use serde_json::{json, Value};
+use support::emulated::{self, admin, calls, fault, rejected};
 
 const INSTANCE: &str = "61a4ea66210545909d74a05c27a7179ein07";
 const PROXY: &str = "151c14381ac14ecfb9703a745b992677po01";
@@ -34,13 +37,7 @@ fn init_env() {
 
 async fn start_emulator(job_duration: Duration) -> RunningEmulator {
     init_env();
-    let opts = EmulatorOptions {
-        job_duration,
-        ..EmulatorOptions::default()
-    };
-    emulator::start(opts, "127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap()
+    emulated::start(job_duration).await
 }
 
 fn config(emu: &RunningEmulator, aksk: bool, request_timeout: &str) -> Config {
@@ -118,34 +115,6 @@ fn upgrade_spec(source: &str, target: &str) -> JobSpec {
     spec
 }
 
-async fn admin(emu: &RunningEmulator, path: &str, body: Value) {
-    let resp = reqwest::Client::new()
-        .post(format!("{}/_emulator/{path}", emu.base_url()))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert!(
-        resp.status().is_success(),
-        "admin {path}: {}",
-        resp.status()
-    );
-}
-
-async fn fault(emu: &RunningEmulator, fault: Value) {
-    admin(emu, "faults", fault).await;
-}
-
-async fn calls(emu: &RunningEmulator, operation: &str) -> u64 {
-    let counts: BTreeMap<String, u64> = reqwest::get(format!("{}/_emulator/calls", emu.base_url()))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    counts.get(operation).copied().unwrap_or(0)
-}
-
 fn accepted(outcome: SubmitOutcome) -> (Value, Option<String>, String) {
     match outcome {
         SubmitOutcome::Accepted {
@@ -154,13 +123,6 @@ fn accepted(outcome: SubmitOutcome) -> (Value, Option<String>, String) {
             answer,
         } => (handle, cloud_ref, answer),
         other => panic!("expected Accepted, got {other:?}"),
-    }
-}
-
-fn rejected(outcome: SubmitOutcome) -> CloudError {
-    match outcome {
-        SubmitOutcome::Rejected(e) => e,
-        other => panic!("expected Rejected, got {other:?}"),
     }
 }
 

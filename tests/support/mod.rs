@@ -1,6 +1,8 @@
 //! Shared test helpers: an engine with a recording chat and a scripted cloud operation.
 #![allow(dead_code)]
 
+pub mod emulated;
+
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
