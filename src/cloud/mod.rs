@@ -104,6 +104,58 @@ pub struct PollPolicy {
     pub timeout: Duration,
 }
 
+/// A provider's documented polling pace, from which each account's [`PollPolicy`] is made.
+#[derive(Clone, Copy, Debug)]
+pub struct Cadence {
+    /// Used when the account sets no `poll_interval`.
+    pub interval: Duration,
+    pub initial_delay: Duration,
+    pub max_interval: Duration,
+    pub timeout: Duration,
+    /// Never poll the public cloud faster than this, whatever the config says.
+    pub public_floor: Duration,
+    /// An overridden endpoint (emulator, private cloud) may be polled this fast.
+    pub override_floor: Duration,
+}
+
+impl Cadence {
+    /// The account's `poll_interval` (or the provider's default), never below the floor for
+    /// the kind of endpoint; the initial delay and backoff ceiling follow the interval.
+    pub fn policy(
+        &self,
+        account: &crate::config::Account,
+        endpoint_overridden: bool,
+    ) -> PollPolicy {
+        let floor = if endpoint_overridden {
+            self.override_floor
+        } else {
+            self.public_floor
+        };
+        let interval = account.poll_interval.unwrap_or(self.interval).max(floor);
+        PollPolicy {
+            initial_delay: self.initial_delay.min(interval),
+            interval,
+            max_interval: self.max_interval.max(interval),
+            timeout: self.timeout,
+        }
+    }
+}
+
+/// Unix seconds now, as stored in job handles.
+pub fn now_unix() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+/// A vendor-issued ID that goes back into a URL path or query: only a plain identifier of
+/// at most 64 letters, digits, `-` and `_` is accepted.
+pub fn plausible_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 #[async_trait]
 pub trait CloudOperation: Send + Sync {
     fn poll_policy(&self) -> PollPolicy;

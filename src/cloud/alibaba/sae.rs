@@ -24,7 +24,8 @@ use crate::cloud::http::clean;
 use crate::cloud::huawei::retry::RetryPolicy;
 use crate::cloud::registry::AccountClients;
 use crate::cloud::{
-    CloudError, CloudOperation, JobSpec, PollOutcome, PollPolicy, ReconcileOutcome, SubmitOutcome,
+    now_unix, plausible_id, Cadence, CloudError, CloudOperation, JobSpec, PollOutcome, PollPolicy,
+    ReconcileOutcome, SubmitOutcome,
 };
 use crate::command::ids;
 use crate::config::Account;
@@ -37,12 +38,14 @@ const LIST_PATH: &str = "/pop/v1/sam/changeorder/ListChangeOrders";
 const BUSY_CODES: &[&str] = &["Application.ChangerOrderRunning", "System.Upgrading"];
 
 /// SAE asks for polls every 5 to 10 s at most; every poll counts against the budget.
-const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
-const DEFAULT_INITIAL_DELAY: Duration = Duration::from_secs(5);
-const DEFAULT_MAX_INTERVAL: Duration = Duration::from_secs(60);
-const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2 * 3600);
-const PUBLIC_FLOOR: Duration = Duration::from_secs(5);
-const OVERRIDE_FLOOR: Duration = Duration::from_millis(50);
+const CADENCE: Cadence = Cadence {
+    interval: Duration::from_secs(10),
+    initial_delay: Duration::from_secs(5),
+    max_interval: Duration::from_secs(60),
+    timeout: Duration::from_secs(2 * 3600),
+    public_floor: Duration::from_secs(5),
+    override_floor: Duration::from_millis(50),
+};
 
 pub fn build(clients: &AccountClients) -> Result<Arc<dyn CloudOperation>, String> {
     let client = clients.alibaba.clone().ok_or_else(|| {
@@ -93,31 +96,7 @@ impl Handle {
 }
 
 pub fn poll_policy(account: &Account, endpoint_overridden: bool) -> PollPolicy {
-    let floor = if endpoint_overridden {
-        OVERRIDE_FLOOR
-    } else {
-        PUBLIC_FLOOR
-    };
-    let interval = account.poll_interval.unwrap_or(DEFAULT_INTERVAL).max(floor);
-    PollPolicy {
-        initial_delay: DEFAULT_INITIAL_DELAY.min(interval),
-        interval,
-        max_interval: DEFAULT_MAX_INTERVAL.max(interval),
-        timeout: DEFAULT_TIMEOUT,
-    }
-}
-
-fn now_unix() -> i64 {
-    time::OffsetDateTime::now_utc().unix_timestamp()
-}
-
-/// A change order ID goes back into a query string; only a plain identifier is accepted.
-fn plausible_order_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 64
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    CADENCE.policy(account, endpoint_overridden)
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -351,7 +330,7 @@ impl SaeRestart {
         Ok(list
             .iter()
             .filter_map(|o| {
-                let id = text_field(o, "ChangeOrderId").filter(|i| plausible_order_id(i))?;
+                let id = text_field(o, "ChangeOrderId").filter(|i| plausible_id(i))?;
                 Some(Listed {
                     id,
                     status: int_field(o, "Status"),
@@ -406,7 +385,7 @@ impl CloudOperation for SaeRestart {
                 .map(str::to_string)
         });
         let change_order_id = match order {
-            Some(id) if plausible_order_id(&id) => Some(id),
+            Some(id) if plausible_id(&id) => Some(id),
             Some(_) | None => {
                 tracing::warn!(
                     app_id,
@@ -443,7 +422,7 @@ impl CloudOperation for SaeRestart {
                 Err(e) => return PollOutcome::Failed(e),
             }
         }
-        let Some(order_id) = h.change_order_id.clone().filter(|o| plausible_order_id(o)) else {
+        let Some(order_id) = h.change_order_id.clone().filter(|o| plausible_id(o)) else {
             // Accepted without an ID: find the restart order SAE is running for the app.
             return match self.unfinished_restarts(&h.app_id).await {
                 Ok((open, _)) if open.len() == 1 => {
@@ -626,9 +605,9 @@ mod tests {
 
     #[test]
     fn order_ids_must_be_plain() {
-        assert!(plausible_order_id("5afa5b98-0c64-4637-983f-15eaa888aaaa"));
+        assert!(plausible_id("5afa5b98-0c64-4637-983f-15eaa888aaaa"));
         for bad in ["", "a&b=c", "a b", "../x", &"x".repeat(65)] {
-            assert!(!plausible_order_id(bad), "{bad}");
+            assert!(!plausible_id(bad), "{bad}");
         }
     }
 }

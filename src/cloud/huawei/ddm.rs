@@ -19,7 +19,8 @@ use super::{Answer, HuaweiClient, SendError, Service};
 use crate::cloud::http::clean;
 use crate::cloud::registry::AccountClients;
 use crate::cloud::{
-    CloudError, CloudOperation, JobSpec, PollOutcome, PollPolicy, ReconcileOutcome, SubmitOutcome,
+    now_unix, plausible_id, Cadence, CloudError, CloudOperation, JobSpec, PollOutcome, PollPolicy,
+    ReconcileOutcome, SubmitOutcome,
 };
 use crate::command::ids;
 use crate::config::{Account, AuthMethod};
@@ -30,15 +31,15 @@ const BUSY_CODES: &[&str] = &["DBS.200019", "DBS.212033"];
 /// Throttling code of the API gateway; some FAQ pages spell it `APIG.0308`.
 const THROTTLE_CODES: &[&str] = retry::THROTTLE_CODES;
 
-/// Terraform's pace for DDM: poll every 10 s.
-const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
-const DEFAULT_INITIAL_DELAY: Duration = Duration::from_secs(5);
-const DEFAULT_MAX_INTERVAL: Duration = Duration::from_secs(60);
-const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2 * 3600);
-/// Never poll the public cloud faster than this, whatever the config says.
-const PUBLIC_FLOOR: Duration = Duration::from_secs(2);
-/// An overridden endpoint (emulator, private cloud) may be polled this fast.
-const OVERRIDE_FLOOR: Duration = Duration::from_millis(50);
+/// Terraform's pace for DDM: poll every 10 s; never faster than 2 s on the public cloud.
+pub const CADENCE: Cadence = Cadence {
+    interval: Duration::from_secs(10),
+    initial_delay: Duration::from_secs(5),
+    max_interval: Duration::from_secs(60),
+    timeout: Duration::from_secs(2 * 3600),
+    public_floor: Duration::from_secs(2),
+    override_floor: Duration::from_millis(50),
+};
 /// How long an instance that is RUNNING but was never seen RESTARTING gets before the
 /// restart is taken as done (a soft restart can finish between two polls).
 const DEFAULT_SETTLE: Duration = Duration::from_secs(60);
@@ -79,34 +80,9 @@ impl Handle {
     }
 }
 
-/// The poll cadence for an account: Terraform's defaults, `poll_interval` from the config,
-/// never below the floor for the kind of endpoint.
+/// The poll cadence for an account (see [`Cadence::policy`]).
 pub fn poll_policy(account: &Account, endpoint_overridden: bool) -> PollPolicy {
-    let floor = if endpoint_overridden {
-        OVERRIDE_FLOOR
-    } else {
-        PUBLIC_FLOOR
-    };
-    let interval = account.poll_interval.unwrap_or(DEFAULT_INTERVAL).max(floor);
-    PollPolicy {
-        initial_delay: DEFAULT_INITIAL_DELAY.min(interval),
-        interval,
-        max_interval: DEFAULT_MAX_INTERVAL.max(interval),
-        timeout: DEFAULT_TIMEOUT,
-    }
-}
-
-fn now_unix() -> i64 {
-    time::OffsetDateTime::now_utc().unix_timestamp()
-}
-
-/// A job ID goes back into a URL path, so only a plain identifier is accepted.
-fn plausible_job_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 64
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    CADENCE.policy(account, endpoint_overridden)
 }
 
 fn refusal(answer: &Answer) -> Option<Refusal> {
@@ -332,7 +308,7 @@ impl CloudOperation for DdmRestart {
             .json()
             .and_then(|v| v.get("jobId")?.as_str().map(str::to_string));
         let job_id = match raw_job {
-            Some(id) if plausible_job_id(&id) => Some(id),
+            Some(id) if plausible_id(&id) => Some(id),
             Some(_) => {
                 tracing::warn!(
                     instance_id,
@@ -367,7 +343,7 @@ impl CloudOperation for DdmRestart {
                 Err(e) => return PollOutcome::Failed(e),
             }
         }
-        if let Some(job_id) = h.job_id.clone().filter(|j| plausible_job_id(j)) {
+        if let Some(job_id) = h.job_id.clone().filter(|j| plausible_id(j)) {
             if let Some(outcome) = self.poll_job(&job_id).await {
                 return outcome;
             }
@@ -567,9 +543,9 @@ mod tests {
 
     #[test]
     fn job_ids_must_be_plain() {
-        assert!(plausible_job_id("1eb697c0-1842-43a3-8671-f562d0385cb9"));
+        assert!(plausible_id("1eb697c0-1842-43a3-8671-f562d0385cb9"));
         for bad in ["", "../x", "a/b", "a b", "%2F", &"x".repeat(65)] {
-            assert!(!plausible_job_id(bad), "{bad}");
+            assert!(!plausible_id(bad), "{bad}");
         }
     }
 

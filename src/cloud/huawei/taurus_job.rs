@@ -18,7 +18,7 @@ use super::errors;
 use super::retry::{Refusal, THROTTLE_CODES};
 use super::{ddm, Answer, HuaweiClient, Service};
 use crate::cloud::http::clean;
-use crate::cloud::{CloudError, JobSpec, PollOutcome, PollPolicy, ReconcileOutcome};
+use crate::cloud::{now_unix, CloudError, JobSpec, PollOutcome, PollPolicy, ReconcileOutcome};
 use crate::command::ids;
 use crate::config::{Account, AuthMethod};
 
@@ -57,10 +57,6 @@ pub fn refusal(answer: &Answer) -> Option<Refusal> {
     } else {
         None
     }
-}
-
-pub fn now_unix() -> i64 {
-    time::OffsetDateTime::now_utc().unix_timestamp()
 }
 
 /// What is stored for an accepted restart or upgrade and handed back to `poll`.

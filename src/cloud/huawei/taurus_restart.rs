@@ -104,7 +104,7 @@ impl CloudOperation for TaurusProxyRestart {
             instance_id: instance.clone(),
             proxy_id: proxy.clone(),
             job_id: job_id.clone(),
-            submitted_at: taurus_job::now_unix(),
+            submitted_at: crate::cloud::now_unix(),
             notes: Vec::new(),
         };
         SubmitOutcome::Accepted {

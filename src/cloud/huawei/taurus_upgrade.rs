@@ -251,7 +251,7 @@ impl CloudOperation for TaurusProxyUpgrade {
                     instance_id: instance,
                     proxy_id: proxy,
                     job_id: workflow_id.clone(),
-                    submitted_at: taurus_job::now_unix(),
+                    submitted_at: crate::cloud::now_unix(),
                     notes,
                 };
                 SubmitOutcome::Accepted {

@@ -27,7 +27,8 @@ use crate::cloud::http::SendError;
 use crate::cloud::huawei::retry::RetryPolicy;
 use crate::cloud::registry::AccountClients;
 use crate::cloud::{
-    CloudError, CloudOperation, JobSpec, PollOutcome, PollPolicy, ReconcileOutcome, SubmitOutcome,
+    now_unix, Cadence, CloudError, CloudOperation, JobSpec, PollOutcome, PollPolicy,
+    ReconcileOutcome, SubmitOutcome,
 };
 use crate::command::ids;
 use crate::config::Account;
@@ -44,12 +45,16 @@ pub const STATUS_FIELDS: &[&str] = &[
     "state",
 ];
 
-const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
-const DEFAULT_INITIAL_DELAY: Duration = Duration::from_secs(5);
-const DEFAULT_MAX_INTERVAL: Duration = Duration::from_secs(60);
-const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3600);
-const PUBLIC_FLOOR: Duration = Duration::from_secs(3);
-const LOCAL_FLOOR: Duration = Duration::from_millis(50);
+/// SCNet documents no polling pace; a restart is slower than a DDM one, so an hour's limit.
+const CADENCE: Cadence = Cadence {
+    interval: Duration::from_secs(10),
+    initial_delay: Duration::from_secs(5),
+    max_interval: Duration::from_secs(60),
+    timeout: Duration::from_secs(3600),
+    public_floor: Duration::from_secs(3),
+    override_floor: Duration::from_millis(50),
+};
+
 /// How long a final-looking status is taken as "from before the restart".
 const DEFAULT_SETTLE: Duration = Duration::from_secs(60);
 
@@ -90,18 +95,7 @@ impl Handle {
 }
 
 pub fn poll_policy(account: &Account, local: bool) -> PollPolicy {
-    let floor = if local { LOCAL_FLOOR } else { PUBLIC_FLOOR };
-    let interval = account.poll_interval.unwrap_or(DEFAULT_INTERVAL).max(floor);
-    PollPolicy {
-        initial_delay: DEFAULT_INITIAL_DELAY.min(interval),
-        interval,
-        max_interval: DEFAULT_MAX_INTERVAL.max(interval),
-        timeout: DEFAULT_TIMEOUT,
-    }
-}
-
-fn now_unix() -> i64 {
-    time::OffsetDateTime::now_utc().unix_timestamp()
+    CADENCE.policy(account, local)
 }
 
 /// The status in a detail answer's `data`, and the field it came from.
