@@ -45,7 +45,8 @@ pub const STATUS_FIELDS: &[&str] = &[
     "state",
 ];
 
-/// SCNet documents no polling pace; a restart is slower than a DDM one, so an hour's limit.
+/// SCNet documents no polling pace: DDM's, with a 3 s public floor and an hour for a
+/// container restart to show.
 const CADENCE: Cadence = Cadence {
     interval: Duration::from_secs(10),
     initial_delay: Duration::from_secs(5),
