@@ -143,7 +143,7 @@ fn durable_transition(c: &mut Criterion) {
         b.iter(|| {
             let mut batch = WriteBatch::default();
             batch.put_job(&mut job, None);
-            store.commit(batch).unwrap();
+            store.commit(&mut batch).unwrap();
             store.flush().unwrap();
         })
     });

@@ -373,7 +373,7 @@ fn a_pending_job_whose_message_id_was_lost_gets_its_card_again_on_start() {
         job.message_id = None;
         let mut batch = opsgate::store::WriteBatch::default();
         batch.put_job(&mut job, None);
-        store.commit(batch).unwrap();
+        store.commit(&mut batch).unwrap();
         store.flush().unwrap();
     }
     let h = Harness::start(dir.path(), ScriptedOp::new(1));

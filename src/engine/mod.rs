@@ -318,8 +318,9 @@ impl Engine {
                 }
             }
         }
-        if let Err(e) = self.store.flush() {
-            tracing::error!(error = %e, "final flush failed");
+        // A checkpoint, not just a flush: the next start then has no journal to replay.
+        if let Err(e) = self.store.checkpoint() {
+            tracing::error!(error = %e, "final checkpoint failed");
         }
         tracing::info!("engine stopped");
     }
@@ -376,7 +377,7 @@ impl Engine {
     /// flush in `finish_group`, and so do all effects.
     fn publish_writes(&mut self) {
         if !self.batch.is_empty() {
-            if let Err(e) = self.store.commit(std::mem::take(&mut self.batch)) {
+            if let Err(e) = self.store.commit(&mut self.batch) {
                 tracing::error!(error = %e, "could not apply pending writes");
             }
         }
@@ -384,10 +385,11 @@ impl Engine {
 
     /// Commit and flush the group's writes, then release its effects.
     fn finish_group(&mut self) -> Result<(), StoreError> {
-        if !self.batch.is_empty() {
-            self.store.commit(std::mem::take(&mut self.batch))?;
-            self.store.flush()?;
-        }
+        // Flushed even when the batch is empty: `publish_writes` may have committed part
+        // of the group already, and that part must be durable before any effect goes out.
+        // A flush with nothing staged costs nothing.
+        self.store.commit(&mut self.batch)?;
+        self.store.flush()?;
         let mut effects = std::mem::take(&mut self.effects);
         // Cloud work first: it is already durable, and a stdout or network write for chat
         // should not delay a request to the cloud. Chat output keeps its own order.
@@ -401,12 +403,10 @@ impl Engine {
         for effect in cloud.into_iter().chain(rest) {
             learned_ids |= self.apply_effect(effect);
         }
+        self.store.commit(&mut self.batch)?;
         if learned_ids {
             // A pending job's message ID maps reactions to it, so it must survive a restart.
-            self.store.commit(std::mem::take(&mut self.batch))?;
             self.store.flush()?;
-        } else if !self.batch.is_empty() {
-            self.store.commit(std::mem::take(&mut self.batch))?;
         }
         Ok(())
     }

@@ -84,10 +84,10 @@ pub fn fill(dir: &Path, finished: u64, pending: u64) -> Result<(), StoreError> {
             batch.index_message(m, id);
         }
         if id % 10_000 == 0 {
-            store.commit(std::mem::take(&mut batch))?;
+            store.commit(&mut batch)?;
         }
     }
     batch.set_next_id(finished + pending + 1);
-    store.commit(batch)?;
+    store.commit(&mut batch)?;
     store.flush()
 }
