@@ -1,13 +1,14 @@
 //! Durable state in sled: jobs, the active-job index, message -> job index, the append-only
 //! audit log, and the job counter.
 //!
-//! Everything lives in one tree under key prefixes, so that one [`WriteBatch`] (jobs, index
-//! and audit entries of many events together) is applied atomically, and one `flush` makes a
-//! whole group of events durable. The engine never lets an effect out before that flush.
+//! Everything lives in one tree under key prefixes. A group of events gathers its writes in
+//! one [`WriteBatch`] (jobs, index and audit entries together), and one `flush` makes the
+//! whole group durable. The engine never lets an effect out before that flush.
 //!
 //! Durability comes from the journal (`journal.rs`), not from sled's flush: a group's writes
 //! go to sled (visible at once) and into one journal record, and `flush` syncs that record.
-//! sled catches up in the background, and on opening every record sled may lack is replayed.
+//! sled is made durable by checkpoints, and on opening every record sled may lack is replayed
+//! whole, which also makes each group atomic across a crash.
 
 mod batch;
 pub mod fixtures;
@@ -30,9 +31,9 @@ const ACTIVE: u8 = b'x';
 const AUDIT: u8 = b'a';
 const MESSAGE: u8 = b'm';
 const NEXT_ID: &[u8] = b"meta:next_job_id";
-/// The journal record that sled's latest writes belong to. sled keeps a prefix of its
-/// batches, so it holds every earlier record whole and this one perhaps in part: replay
-/// starts here.
+/// The journal record that sled's latest writes belong to, written before them. sled keeps a
+/// prefix of its writes across a crash, so it holds every earlier record whole and this one
+/// perhaps in part: replay starts here.
 const APPLIED: &[u8] = b"meta:journal_record";
 
 #[derive(Debug, thiserror::Error)]
@@ -197,11 +198,23 @@ impl Store {
             return Ok(());
         }
         let mut journal = self.journal();
-        let mut writes = sled::Batch::default();
-        // Our own encoding of what we just built: it cannot be malformed.
-        let _ = batch::decode_into(batch.ops(), &mut writes);
-        writes.insert(APPLIED, &journal.next_lsn().to_be_bytes());
-        self.db.apply_batch(writes)?;
+        // Not one sled batch: sled's `apply_batch` seals and writes out its IO buffer each
+        // time, and those writes queue in front of the journal's sync on the disk. Atomicity
+        // comes from the journal instead: the record number goes first, sled keeps a prefix of
+        // its writes, so a group sled holds only in part is replayed whole on opening.
+        self.db.insert(APPLIED, &journal.next_lsn().to_be_bytes())?;
+        for write in batch::writes(batch.ops()) {
+            match write {
+                Ok(batch::Write::Insert(key, value)) => {
+                    self.db.insert(key, value)?;
+                }
+                Ok(batch::Write::Remove(key)) => {
+                    self.db.remove(key)?;
+                }
+                // Our own encoding of what we just built: it cannot be malformed.
+                Err(_) => break,
+            }
+        }
         journal.stage(batch.ops());
         batch.clear();
         Ok(())

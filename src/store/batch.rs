@@ -93,22 +93,41 @@ impl WriteBatch {
 #[derive(Debug, PartialEq, Eq)]
 pub struct Malformed;
 
+/// One decoded write.
+pub(super) enum Write<'a> {
+    Insert(&'a [u8], &'a [u8]),
+    Remove(&'a [u8]),
+}
+
+/// The encoded writes in `ops`, in order; a malformed one ends the iteration.
+pub(super) fn writes(ops: &[u8]) -> impl Iterator<Item = Result<Write<'_>, Malformed>> {
+    let mut rest = ops;
+    std::iter::from_fn(move || {
+        let (&op, tail) = rest.split_first()?;
+        let decoded = take(tail, 2).and_then(|(key, tail)| match op {
+            INSERT => take(tail, 4).map(|(value, tail)| (Write::Insert(key, value), tail)),
+            REMOVE => Ok((Write::Remove(key), tail)),
+            _ => Err(Malformed),
+        });
+        Some(match decoded {
+            Ok((write, tail)) => {
+                rest = tail;
+                Ok(write)
+            }
+            Err(e) => {
+                rest = &[];
+                Err(e)
+            }
+        })
+    })
+}
+
 /// Adds the encoded writes in `ops` to a sled batch.
 pub(super) fn decode_into(ops: &[u8], batch: &mut sled::Batch) -> Result<(), Malformed> {
-    let mut rest = ops;
-    while let Some((&op, tail)) = rest.split_first() {
-        let (key, tail) = take(tail, 2)?;
-        match op {
-            INSERT => {
-                let (value, tail) = take(tail, 4)?;
-                batch.insert(key, value);
-                rest = tail;
-            }
-            REMOVE => {
-                batch.remove(key);
-                rest = tail;
-            }
-            _ => return Err(Malformed),
+    for write in writes(ops) {
+        match write? {
+            Write::Insert(key, value) => batch.insert(key, value),
+            Write::Remove(key) => batch.remove(key),
         }
     }
     Ok(())
