@@ -1,6 +1,6 @@
 //! In-process benchmarks of the bot's own overhead (criterion):
 //! - parse + permission check of one command;
-//! - one durable job transition in sled (batch + flush);
+//! - one durable job transition (sled writes + journal sync);
 //! - the engine handling N commands under a rule that needs no approval.
 
 use std::path::Path;
@@ -139,7 +139,7 @@ fn durable_transition(c: &mut Criterion) {
     handle.send(EngineEvent::Shutdown);
     t.join().unwrap();
     let mut job = store.job(1).unwrap().expect("job 1");
-    c.bench_function("one durable job transition (sled batch + flush)", |b| {
+    c.bench_function("one durable job transition (journal sync)", |b| {
         b.iter(|| {
             let mut batch = WriteBatch::default();
             batch.put_job(&mut job, None);
