@@ -326,8 +326,9 @@ mod tests {
         }
     }
 
-    #[test]
-    fn writes_only_the_journal_holds_are_replayed_on_opening() {
+    /// A live store whose next job ID 5 is checkpointed, and a second directory holding sled
+    /// as a crash would leave it from then on: durable up to that checkpoint, nothing after.
+    fn crashed_sled_at_next_id_5() -> (tempfile::TempDir, tempfile::TempDir, Store) {
         let live = tempfile::tempdir().unwrap();
         let crashed = tempfile::tempdir().unwrap();
         let store = Store::open(live.path()).unwrap();
@@ -335,8 +336,14 @@ mod tests {
         batch.set_next_id(5);
         store.commit(&mut batch).unwrap();
         store.checkpoint().unwrap();
-        // sled as a crash would leave it: durable up to the checkpoint, nothing after.
         copy_files(live.path(), crashed.path(), false);
+        (live, crashed, store)
+    }
+
+    #[test]
+    fn writes_only_the_journal_holds_are_replayed_on_opening() {
+        let (live, crashed, store) = crashed_sled_at_next_id_5();
+        let mut batch = WriteBatch::default();
         batch.set_next_id(9);
         batch.index_message("m-1", 3);
         store.commit(&mut batch).unwrap();
@@ -354,14 +361,8 @@ mod tests {
 
     #[test]
     fn committed_but_not_flushed_writes_are_not_claimed_durable() {
-        let live = tempfile::tempdir().unwrap();
-        let crashed = tempfile::tempdir().unwrap();
-        let store = Store::open(live.path()).unwrap();
+        let (live, crashed, store) = crashed_sled_at_next_id_5();
         let mut batch = WriteBatch::default();
-        batch.set_next_id(5);
-        store.commit(&mut batch).unwrap();
-        store.checkpoint().unwrap();
-        copy_files(live.path(), crashed.path(), false);
         batch.set_next_id(9);
         store.commit(&mut batch).unwrap();
         // Readers see it at once; a crash before the flush loses it.

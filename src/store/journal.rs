@@ -313,6 +313,14 @@ mod tests {
         )
     }
 
+    /// A new journal in `dir`, started at record 1, and how many checkpoints it has asked for.
+    fn started(dir: &Path) -> (Journal, Arc<AtomicUsize>) {
+        let (checkpoint, count) = counting();
+        let (mut j, _) = Journal::open(dir, checkpoint).unwrap();
+        j.start(1).unwrap();
+        (j, count)
+    }
+
     fn reopen(dir: &Path) -> Recovered {
         let (checkpoint, _) = counting();
         Journal::open(dir, checkpoint).unwrap().1
@@ -351,9 +359,7 @@ mod tests {
     #[test]
     fn segments_never_grow_once_prepared() {
         let dir = tempfile::tempdir().unwrap();
-        let (checkpoint, _) = counting();
-        let (mut j, _) = Journal::open(dir.path(), checkpoint).unwrap();
-        j.start(1).unwrap();
+        let (mut j, _) = started(dir.path());
         j.stage(&[7u8; 1000]);
         j.commit().unwrap();
         drop(j);
@@ -368,9 +374,7 @@ mod tests {
     #[test]
     fn a_torn_last_record_is_ignored_and_earlier_ones_kept() {
         let dir = tempfile::tempdir().unwrap();
-        let (checkpoint, _) = counting();
-        let (mut j, _) = Journal::open(dir.path(), checkpoint).unwrap();
-        j.start(1).unwrap();
+        let (mut j, _) = started(dir.path());
         j.stage(b"kept");
         j.commit().unwrap();
         j.stage(b"torn record");
@@ -390,9 +394,7 @@ mod tests {
     #[test]
     fn moving_to_the_other_segment_checkpoints_and_keeps_records_readable() {
         let dir = tempfile::tempdir().unwrap();
-        let (checkpoint, count) = counting();
-        let (mut j, _) = Journal::open(dir.path(), checkpoint).unwrap();
-        j.start(1).unwrap();
+        let (mut j, count) = started(dir.path());
         let big = vec![1u8; (SEGMENT_SIZE as usize) / 3];
         for _ in 0..4 {
             j.stage(&big);
@@ -409,9 +411,7 @@ mod tests {
     #[test]
     fn records_left_from_a_segments_previous_use_are_not_replayed() {
         let dir = tempfile::tempdir().unwrap();
-        let (checkpoint, _) = counting();
-        let (mut j, _) = Journal::open(dir.path(), checkpoint).unwrap();
-        j.start(1).unwrap();
+        let (mut j, _) = started(dir.path());
         for word in [b"aaaa", b"bbbb", b"cccc"] {
             j.stage(word);
             j.commit().unwrap();
@@ -447,9 +447,7 @@ mod tests {
     #[test]
     fn a_group_bigger_than_a_segment_is_made_durable_by_a_checkpoint() {
         let dir = tempfile::tempdir().unwrap();
-        let (checkpoint, count) = counting();
-        let (mut j, _) = Journal::open(dir.path(), checkpoint).unwrap();
-        j.start(1).unwrap();
+        let (mut j, count) = started(dir.path());
         let chunk = vec![2u8; 1024 * 1024];
         for _ in 0..3 {
             j.stage(&chunk);
