@@ -121,6 +121,34 @@ fn applied_lsn(db: &sled::Db) -> Result<u64, StoreError> {
     Ok(db.get(APPLIED)?.and_then(|v| id_from(&v)).unwrap_or(0))
 }
 
+/// Applies every journal record from `applied` on to sled, one sled batch per record, then
+/// makes sled durable. `dir` names the data directory in errors.
+fn replay(
+    db: &sled::Db,
+    journal: &mut Journal,
+    recovered: &journal::Recovered,
+    applied: u64,
+    dir: &str,
+) -> Result<(), StoreError> {
+    let records = recovered
+        .from(applied.max(1))
+        .map_err(|missing| StoreError::JournalGap {
+            dir: dir.to_string(),
+            missing,
+        })?;
+    if records.is_empty() {
+        return Ok(());
+    }
+    tracing::info!(records = records.len(), "replaying the journal into sled");
+    for (lsn, ops) in &records {
+        let mut batch = sled::Batch::default();
+        batch::decode_into(ops, &mut batch).map_err(|_| StoreError::Malformed(*lsn))?;
+        batch.insert(APPLIED, &lsn.to_be_bytes());
+        db.apply_batch(batch)?;
+    }
+    journal.checkpoint_now().map_err(StoreError::Sync)
+}
+
 /// sled made durable: its flush, then the `fdatasync` its flush lacks (spacejam/sled#1452).
 fn checkpoint(db: sled::Db, log: File) -> journal::Checkpoint {
     Arc::new(move || {
@@ -130,6 +158,8 @@ fn checkpoint(db: sled::Db, log: File) -> journal::Checkpoint {
 }
 
 impl Store {
+    /// Opens the data directory (sled and its journal), replaying into sled every journal
+    /// record it may lack. Only one process may hold a data directory.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
         let shown = dir.display().to_string();
         let db = sled::Config::new()
@@ -160,22 +190,7 @@ impl Store {
         let (mut journal, recovered) =
             Journal::open(dir, checkpoint(db.clone(), log)).map_err(journal_error)?;
         let applied = applied_lsn(&db)?;
-        let replay = recovered
-            .from(applied.max(1))
-            .map_err(|missing| StoreError::JournalGap {
-                dir: shown.clone(),
-                missing,
-            })?;
-        if !replay.is_empty() {
-            tracing::info!(records = replay.len(), "replaying the journal into sled");
-            for (lsn, ops) in &replay {
-                let mut batch = sled::Batch::default();
-                batch::decode_into(ops, &mut batch).map_err(|_| StoreError::Malformed(*lsn))?;
-                batch.insert(APPLIED, &lsn.to_be_bytes());
-                db.apply_batch(batch)?;
-            }
-            journal.checkpoint_now().map_err(StoreError::Sync)?;
-        }
+        replay(&db, &mut journal, &recovered, applied, &shown)?;
         // A record sled has (part of) but the journal never got was never acknowledged; its
         // number is reused, so that the journal continues from what sled holds.
         let next = (recovered.last_lsn() + 1).max(applied);
@@ -381,6 +396,30 @@ mod tests {
             Store::open(crashed.path()).unwrap().next_job_id().unwrap(),
             7
         );
+    }
+
+    #[test]
+    fn a_journal_that_does_not_continue_from_sled_is_refused_with_a_way_out() {
+        let live = tempfile::tempdir().unwrap();
+        let mut batch = WriteBatch::default();
+        for next in [5, 6] {
+            // Each opening starts the journal over, after what sled holds.
+            let store = Store::open(live.path()).unwrap();
+            batch.set_next_id(next);
+            store.commit(&mut batch).unwrap();
+            store.flush().unwrap();
+        }
+        // sled lost entirely, the journal kept: record 1 is gone, record 2 remains.
+        let other = tempfile::tempdir().unwrap();
+        copy_files(live.path(), other.path(), true);
+        let error = Store::open(other.path()).err().expect("a gap is refused");
+        assert!(
+            matches!(error, StoreError::JournalGap { missing: 1, .. }),
+            "{error}"
+        );
+        assert!(error
+            .to_string()
+            .contains("move journal.0 and journal.1 aside"));
     }
 
     #[test]
