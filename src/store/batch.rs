@@ -12,8 +12,9 @@ use super::{active_key, audit_key, job_key, message_key, AuditEntry, NEXT_ID};
 const INSERT: u8 = b'I';
 const REMOVE: u8 = b'R';
 
-/// Writes gathered while handling a group of events, applied atomically by
-/// [`Store::commit`](super::Store::commit). Reusable: a commit empties it and keeps its buffer.
+/// Writes gathered while handling a group of events. [`Store::commit`](super::Store::commit)
+/// applies them and stages them in the journal; they are atomic across a crash because
+/// replay applies a journal record whole. Reusable: a commit empties it and keeps its buffer.
 #[derive(Default)]
 pub struct WriteBatch {
     ops: Vec<u8>,
