@@ -28,10 +28,11 @@ use crate::store::{AuditEntry, Store, StoreError, WriteBatch};
 pub use updates::CloudUpdate;
 
 /// Most events handled in one group before its writes are flushed and its effects released.
-/// Small on purpose: sled holds a group's batch, its log buffer and the nodes it dirties in
-/// memory until the flush, so in a burst of 1,000 commands a cap of 512 peaked at ~32 MiB RSS
-/// and 16 at ~19 MiB. The price is more syncs in a burst (~130 instead of ~4; BENCHMARKS.md).
-/// Normal traffic forms groups of one or two events.
+/// Small on purpose: a group's writes and effects stay in memory until its sync. Chosen when
+/// every group ended in sled's flush, which held the nodes a group dirtied until then: in a
+/// burst of 1,000 commands a cap of 512 peaked at ~32 MiB RSS and 16 at ~19 MiB. With the
+/// journal a sync is cheap (~0.15 ms), so the price, more syncs in a burst, is small
+/// (BENCHMARKS.md). Normal traffic forms groups of one or two events.
 const MAX_GROUP: usize = 16;
 
 pub enum EngineEvent {
