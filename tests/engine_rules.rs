@@ -67,7 +67,7 @@ fn the_requester_never_approves_their_own_request() {
     );
     let reply = h.say("alice", &[DBA], "!approve 1");
     assert!(reply.contains("you requested it"), "{reply}");
-    assert!(h.say("x", &[], "!status 1").contains("approvals 0/1"));
+    assert!(h.status(1).contains("approvals 0/1"));
     assert_eq!(h.op.submits(), 0);
     h.stop();
 }
@@ -84,7 +84,7 @@ fn a_user_without_an_approver_role_gets_a_clear_reply_and_the_count_stays() {
     );
     h.react("mallory", &[GUEST], 1, "✅", true);
     assert!(h.chat.last().contains("needs the role dba"));
-    assert!(h.say("x", &[], "!status 1").contains("approvals 0/1"));
+    assert!(h.status(1).contains("approvals 0/1"));
     assert_eq!(h.op.submits(), 0);
     h.stop();
 }
@@ -137,14 +137,13 @@ fn withdrawing_a_check_mark_before_quorum_removes_that_approval() {
     let h = Harness::start_with(dir.path(), ScriptedOp::new(1), "30m", 2);
     h.say("alice", &[ONCALL], HARD);
     h.react("bob", &[DBA], 1, "✅", true);
-    assert!(h.say("x", &[], "!status 1").contains("approvals 1/2 (bob)"));
+    assert!(h.status(1).contains("approvals 1/2 (bob)"));
     h.react("bob", &[DBA], 1, "✅", false);
-    assert!(h.say("x", &[], "!status 1").contains("approvals 0/2"));
+    assert!(h.status(1).contains("approvals 0/2"));
     h.react("carol", &[DBA], 1, "✅", true);
     h.react("carol", &[DBA], 1, "✅", true);
     assert!(
-        h.say("x", &[], "!status 1")
-            .contains("approvals 1/2 (carol)"),
+        h.status(1).contains("approvals 1/2 (carol)"),
         "each approver counts once"
     );
     assert_eq!(h.op.submits(), 0);

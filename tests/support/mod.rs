@@ -118,6 +118,19 @@ impl RecordingChat {
             .collect()
     }
 
+    /// The last direct answer to a command. Unlike [`last`](Self::last), a card edited by
+    /// cloud progress in the meantime cannot take its place: only chat events get replies.
+    pub fn last_reply(&self) -> String {
+        let sent = self.sent.lock().unwrap();
+        sent.iter()
+            .rev()
+            .find_map(|o| match o {
+                Outgoing::Reply { text, .. } => Some(text.clone()),
+                _ => None,
+            })
+            .unwrap_or_default()
+    }
+
     /// The last thing said outside the incident channels (where commands are typed).
     pub fn last(&self) -> String {
         let sent = self.sent.lock().unwrap();
@@ -300,9 +313,15 @@ impl Harness {
     }
 
     /// Polls `!status` until the job shows `state` (bounded).
+    /// The `!status` reply for a job, with its audit trail.
+    pub fn status(&self, job: u64) -> String {
+        self.say("observer", &[], &format!("!status {job}"));
+        self.chat.last_reply()
+    }
+
     pub fn wait_for(&self, job: u64, state: &str) -> String {
         for _ in 0..500 {
-            let s = self.say("observer", &[], &format!("!status {job}"));
+            let s = self.status(job);
             if s.lines()
                 .next()
                 .unwrap_or("")
@@ -312,10 +331,7 @@ impl Harness {
             }
             std::thread::sleep(Duration::from_millis(10));
         }
-        panic!(
-            "job {job} never became {state}: {}",
-            self.say("observer", &[], &format!("!status {job}"))
-        );
+        panic!("job {job} never became {state}: {}", self.status(job));
     }
 
     /// Stops the engine but leaves cloud tasks unfinished, as a crash would.
