@@ -330,6 +330,15 @@ fn main() {
         to_reply.push(replied.saturating_duration_since(written));
     }
     shell.finish();
+    if std::env::var_os("OVERHEAD_SLOW").is_some() {
+        // Where the tail comes from: which commands were slow (checkpoints fall every few
+        // hundred), printed before the samples are sorted.
+        for (i, (post, reply)) in to_post.iter().zip(&to_reply).enumerate() {
+            if *post > Duration::from_micros(800) {
+                eprintln!("slow #{i}: POST {} reply {}", ms(*post), ms(*reply));
+            }
+        }
+    }
     to_post.sort();
     to_reply.sort();
     let (p50, p99) = (percentile(&to_post, 0.5), percentile(&to_post, 0.99));
