@@ -187,11 +187,9 @@ impl Journal {
         }
         let payload_len = (len - HEADER) as u32;
         let lsn = self.next_lsn;
-        let mut crc = crc32fast::Hasher::new();
-        crc.update(&lsn.to_le_bytes());
-        crc.update(&self.pending[HEADER..]);
+        let crc = checksum(lsn, &self.pending[HEADER..]);
         self.pending[0..4].copy_from_slice(&payload_len.to_le_bytes());
-        self.pending[4..8].copy_from_slice(&crc.finalize().to_le_bytes());
+        self.pending[4..8].copy_from_slice(&crc.to_le_bytes());
         self.pending[8..16].copy_from_slice(&lsn.to_le_bytes());
         let file = &self.segments[self.active];
         file.write_all_at(&self.pending, self.offset)?;
@@ -251,6 +249,14 @@ fn spawn(
         .spawn(work)
 }
 
+/// A record's checksum covers its number too, so a stale record cannot pass for a new one.
+fn checksum(lsn: u64, payload: &[u8]) -> u32 {
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(&lsn.to_le_bytes());
+    hasher.update(payload);
+    hasher.finalize()
+}
+
 /// The valid records of one segment, from its start: (lsn, payload range).
 fn scan(buf: &[u8]) -> Vec<(u64, Range<usize>)> {
     let mut out = Vec::new();
@@ -264,11 +270,8 @@ fn scan(buf: &[u8]) -> Vec<(u64, Range<usize>)> {
         let Some(payload) = start.checked_add(len).and_then(|end| buf.get(start..end)) else {
             break;
         };
-        let mut hasher = crc32fast::Hasher::new();
-        hasher.update(&lsn.to_le_bytes());
-        hasher.update(payload);
         let follows = previous.is_none_or(|p| lsn == p + 1);
-        if lsn == 0 || hasher.finalize() != crc || !follows {
+        if lsn == 0 || checksum(lsn, payload) != crc || !follows {
             break;
         }
         out.push((lsn, start..start + len));
