@@ -283,9 +283,10 @@ fn main() {
     // Where the memory is at the end of the burst: the process's own heap, or the pages of
     // the binary it has touched (file-backed, shared with every other process running it).
     let split = format!(
-        "at the burst's end: {:.1} MiB anonymous, {:.1} MiB file-backed",
+        "at the burst's end: {:.1} MiB anonymous, {:.1} MiB file-backed, {} threads",
         shell.proc_status("RssAnon:") as f64 / 1024.0,
-        shell.proc_status("RssFile:") as f64 / 1024.0
+        shell.proc_status("RssFile:") as f64 / 1024.0,
+        shell.proc_status("Threads:")
     );
     let rate = N as f64 / elapsed.as_secs_f64();
     rows.push(Row {

@@ -30,10 +30,14 @@ const JOB: u8 = b'j';
 const ACTIVE: u8 = b'x';
 const AUDIT: u8 = b'a';
 const MESSAGE: u8 = b'm';
+/// The tree that holds the two counters below, apart from the jobs: they change with every
+/// group, and sled rewrites a whole node every ten changes to it, so in the main tree each of
+/// their changes soon cost a rewrite of the newest jobs' records next to them.
+const META_TREE: &[u8] = b"meta";
 const NEXT_ID: &[u8] = b"meta:next_job_id";
 /// The journal record that sled's latest writes belong to, written before them. sled keeps a
-/// prefix of its writes across a crash, so it holds every earlier record whole and this one
-/// perhaps in part: replay starts here.
+/// prefix of its writes across a crash (all trees share one log), so it holds every earlier
+/// record whole and this one perhaps in part: replay starts here.
 const APPLIED: &[u8] = b"meta:journal_record";
 
 #[derive(Debug, thiserror::Error)]
@@ -75,6 +79,7 @@ pub struct AuditEntry {
 #[derive(Clone)]
 pub struct Store {
     db: sled::Db,
+    meta: sled::Tree,
     journal: Arc<Mutex<Journal>>,
 }
 
@@ -117,14 +122,53 @@ fn id_from(bytes: &[u8]) -> Option<JobId> {
     Some(JobId::from_be_bytes(bytes.get(..8)?.try_into().ok()?))
 }
 
-fn applied_lsn(db: &sled::Db) -> Result<u64, StoreError> {
-    Ok(db.get(APPLIED)?.and_then(|v| id_from(&v)).unwrap_or(0))
+fn applied_lsn(meta: &sled::Tree) -> Result<u64, StoreError> {
+    Ok(meta.get(APPLIED)?.and_then(|v| id_from(&v)).unwrap_or(0))
+}
+
+/// Data directories written before the meta tree kept its two counters in the main tree.
+/// Copied before removed, so a crash in between leaves a copy to finish from.
+fn move_counters_to_meta(db: &sled::Db, meta: &sled::Tree) -> Result<(), StoreError> {
+    for key in [NEXT_ID, APPLIED] {
+        if let Some(value) = db.get(key)? {
+            if meta.get(key)?.is_none() {
+                meta.insert(key, value)?;
+            }
+            db.remove(key)?;
+        }
+    }
+    Ok(())
+}
+
+/// Applies journal record `lsn` to sled write by write, its number first (see [`APPLIED`]).
+///
+/// Not one sled batch: sled's `apply_batch` seals and writes out its IO buffer each time,
+/// and those writes queue in front of the journal's sync on the disk. Atomicity comes from
+/// the journal instead: sled keeps a prefix of its writes, so a record sled holds only in
+/// part is replayed whole on opening.
+fn apply_record(db: &sled::Db, meta: &sled::Tree, lsn: u64, ops: &[u8]) -> Result<(), StoreError> {
+    meta.insert(APPLIED, &lsn.to_be_bytes())?;
+    for write in batch::writes(ops) {
+        match write.map_err(|_| StoreError::Malformed(lsn))? {
+            batch::Write::Insert(key, value) if key == NEXT_ID => {
+                meta.insert(key, value)?;
+            }
+            batch::Write::Insert(key, value) => {
+                db.insert(key, value)?;
+            }
+            batch::Write::Remove(key) => {
+                db.remove(key)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Applies every journal record from `applied` on to sled, one sled batch per record, then
 /// makes sled durable. `dir` names the data directory in errors.
 fn replay(
     db: &sled::Db,
+    meta: &sled::Tree,
     journal: &mut Journal,
     recovered: &journal::Recovered,
     applied: u64,
@@ -141,10 +185,7 @@ fn replay(
     }
     tracing::info!(records = records.len(), "replaying the journal into sled");
     for (lsn, ops) in &records {
-        let mut batch = sled::Batch::default();
-        batch::decode_into(ops, &mut batch).map_err(|_| StoreError::Malformed(*lsn))?;
-        batch.insert(APPLIED, &lsn.to_be_bytes());
-        db.apply_batch(batch)?;
+        apply_record(db, meta, *lsn, ops)?;
     }
     journal.checkpoint_now().map_err(StoreError::Sync)
 }
@@ -209,8 +250,10 @@ impl Store {
         };
         let (mut journal, recovered) =
             Journal::open(dir, checkpoint(db.clone(), log)).map_err(journal_error)?;
-        let applied = applied_lsn(&db)?;
-        replay(&db, &mut journal, &recovered, applied, &shown)?;
+        let meta = db.open_tree(META_TREE)?;
+        move_counters_to_meta(&db, &meta)?;
+        let applied = applied_lsn(&meta)?;
+        replay(&db, &meta, &mut journal, &recovered, applied, &shown)?;
         // A record sled has (part of) but the journal never got was never acknowledged; its
         // number is reused, so that the journal continues from what sled holds.
         let next = (recovered.last_lsn() + 1).max(applied);
@@ -218,12 +261,17 @@ impl Store {
         journal.start(next).map_err(journal_error)?;
         Ok(Store {
             db,
+            meta,
             journal: Arc::new(Mutex::new(journal)),
         })
     }
 
     pub fn next_job_id(&self) -> Result<JobId, StoreError> {
-        Ok(self.db.get(NEXT_ID)?.and_then(|v| id_from(&v)).unwrap_or(1))
+        Ok(self
+            .meta
+            .get(NEXT_ID)?
+            .and_then(|v| id_from(&v))
+            .unwrap_or(1))
     }
 
     /// Applies the batch to sled (readers see it at once) and stages it for the next `flush`,
@@ -233,23 +281,7 @@ impl Store {
             return Ok(());
         }
         let mut journal = self.journal();
-        // Not one sled batch: sled's `apply_batch` seals and writes out its IO buffer each
-        // time, and those writes queue in front of the journal's sync on the disk. Atomicity
-        // comes from the journal instead: the record number goes first, sled keeps a prefix of
-        // its writes, so a group sled holds only in part is replayed whole on opening.
-        self.db.insert(APPLIED, &journal.next_lsn().to_be_bytes())?;
-        for write in batch::writes(batch.ops()) {
-            match write {
-                Ok(batch::Write::Insert(key, value)) => {
-                    self.db.insert(key, value)?;
-                }
-                Ok(batch::Write::Remove(key)) => {
-                    self.db.remove(key)?;
-                }
-                // Our own encoding of what we just built: it cannot be malformed.
-                Err(_) => break,
-            }
-        }
+        apply_record(&self.db, &self.meta, journal.next_lsn(), batch.ops())?;
         journal.stage(batch.ops());
         batch.clear();
         Ok(())
@@ -373,6 +405,33 @@ mod tests {
         store.checkpoint().unwrap();
         copy_files(live.path(), crashed.path(), false);
         (live, crashed, store)
+    }
+
+    #[test]
+    fn counters_in_the_main_tree_move_to_the_meta_tree_on_opening() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut batch = WriteBatch::default();
+        batch.set_next_id(7);
+        batch.index_message("m-1", 6);
+        store.commit(&mut batch).unwrap();
+        store.checkpoint().unwrap();
+        let applied = applied_lsn(&store.meta).unwrap();
+        assert!(applied > 0);
+        // Lay the directory out as opsgate did before the meta tree.
+        for key in [NEXT_ID, APPLIED] {
+            let value = store.meta.remove(key).unwrap().unwrap();
+            store.db.insert(key, value).unwrap();
+        }
+        store.db.flush().unwrap();
+        drop(store);
+
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.next_job_id().unwrap(), 7);
+        assert_eq!(applied_lsn(&store.meta).unwrap(), applied);
+        assert_eq!(store.db.get(NEXT_ID).unwrap(), None);
+        assert_eq!(store.db.get(APPLIED).unwrap(), None);
+        assert_eq!(store.job_for_message("m-1").unwrap(), Some(6));
     }
 
     #[test]
