@@ -13,6 +13,7 @@
 mod batch;
 pub mod fixtures;
 mod journal;
+mod sled_files;
 
 use std::fs::File;
 use std::path::Path;
@@ -190,55 +191,12 @@ fn replay(
     journal.checkpoint_now().map_err(StoreError::Sync)
 }
 
-/// sled made durable: its flush, then the `fdatasync` its flush lacks (spacejam/sled#1452).
-fn checkpoint(db: sled::Db, log: File) -> journal::Checkpoint {
-    Arc::new(move || {
-        db.flush().map_err(std::io::Error::other)?;
-        log.sync_data()
-    })
-}
-
-/// How long opening waits for a lock that is about to be let go (see [`open_sled`]).
-const LOCK_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
-
-/// Opens sled, waiting briefly if its lock is held. sled lets go of its lock file only when
-/// its last buffered write, running on sled's own thread pool, has finished: a moment after
-/// the last handle is dropped. A reopen right after a close (a restart in one process, a
-/// test) may find it still held; another running opsgate holds it for longer than the wait.
-fn open_sled(dir: &Path, shown: &str) -> Result<sled::Db, StoreError> {
-    let started = std::time::Instant::now();
-    loop {
-        let opened = sled::Config::new()
-            .path(dir)
-            // The bot keeps its working set in memory; sled's cache only serves history reads.
-            .cache_capacity(4 * 1024 * 1024)
-            // The journal makes writes durable; sled is flushed by checkpoints, not a timer.
-            .flush_every_ms(None)
-            .open();
-        match opened {
-            Ok(db) => return Ok(db),
-            Err(sled::Error::Io(io)) if io.to_string().contains("could not acquire lock") => {
-                if started.elapsed() >= LOCK_GRACE {
-                    return Err(StoreError::Locked(shown.to_string()));
-                }
-                std::thread::sleep(std::time::Duration::from_millis(10));
-            }
-            Err(source) => {
-                return Err(StoreError::Open {
-                    dir: shown.to_string(),
-                    source,
-                })
-            }
-        }
-    }
-}
-
 impl Store {
     /// Opens the data directory (sled and its journal), replaying into sled every journal
     /// record it may lack. Only one process may hold a data directory.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
         let shown = dir.display().to_string();
-        let db = open_sled(dir, &shown)?;
+        let db = sled_files::open(dir, &shown)?;
         // sled 0.34 keeps everything in one log file, `db`, next to its `conf`.
         let log = File::open(dir.join("db")).map_err(|e| StoreError::Open {
             dir: shown.clone(),
@@ -249,7 +207,8 @@ impl Store {
             source,
         };
         let (mut journal, recovered) =
-            Journal::open(dir, checkpoint(db.clone(), log)).map_err(journal_error)?;
+            Journal::open(dir, sled_files::checkpoint(db.clone(), dir, log))
+                .map_err(journal_error)?;
         let meta = db.open_tree(META_TREE)?;
         move_counters_to_meta(&db, &meta)?;
         let applied = applied_lsn(&meta)?;
