@@ -1,6 +1,7 @@
 //! Start-up and wiring for the command-line modes: shell, demo, emulator, check-config,
 //! jobs and audit.
 
+pub mod allocator;
 pub mod http;
 pub mod jobs_cli;
 pub mod logging;

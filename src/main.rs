@@ -153,6 +153,7 @@ fn log_format(flag: Option<LogFormatArg>, config: Option<&Config>) -> LogFormat 
 }
 
 fn main() -> ExitCode {
+    app::allocator::tune();
     let cli = Cli::parse();
     let flag = cli.log_format;
     let result = match cli.command {

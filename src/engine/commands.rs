@@ -234,7 +234,7 @@ impl Engine {
         if needs_approval {
             self.expiries.insert((job.expires_ms, id));
         }
-        self.active.insert(id, job);
+        self.active.insert(id, Box::new(job));
         self.save_quiet(id, who(actor), "requested", detail, now);
         if needs_approval {
             let card = self.card(&self.active[&id]);

@@ -111,8 +111,10 @@ pub struct Engine {
     observer: Option<Arc<dyn JobObserver>>,
     runtime: tokio::runtime::Handle,
     tx: Sender<EngineEvent>,
-    /// Every job that is not final, by ID.
-    active: HashMap<JobId, Job>,
+    /// Every job that is not final, by ID. Boxed: a `Job` is ~460 bytes, and a map of them
+    /// holds every spare slot at that size and, while it grows, two tables at once (~1 MiB
+    /// of a burst's peak RSS with a thousand jobs in flight).
+    active: HashMap<JobId, Box<Job>>,
     /// Per-target lock: lock key -> the pending or running job holding it.
     locks: HashMap<String, JobId>,
     /// Approval deadlines of pending jobs.
@@ -221,7 +223,7 @@ impl Engine {
                 _ => {}
             }
             self.effects.push(Effect::Observe(id, job.state));
-            self.active.insert(id, job);
+            self.active.insert(id, Box::new(job));
         }
         for id in self.take_reconciles() {
             self.audit_only(id, "restart", "the bot restarted while this job was being submitted; asking the cloud whether it arrived (it is never re-sent)", now);

@@ -20,7 +20,7 @@ impl Engine {
     fn lookup(&self, id: JobId) -> Option<Job> {
         self.active
             .get(&id)
-            .cloned()
+            .map(|job| Job::clone(job))
             .or_else(|| self.store.job(id).ok().flatten())
     }
 
@@ -60,7 +60,12 @@ impl Engine {
         let jobs: Vec<Job> = match filter {
             // Active jobs are all in memory; no need to touch the disk.
             JobFilter::Active | JobFilter::Pending | JobFilter::Running => {
-                let mut v: Vec<Job> = self.active.values().filter(|j| keep(j)).cloned().collect();
+                let mut v: Vec<Job> = self
+                    .active
+                    .values()
+                    .filter(|j| keep(j))
+                    .map(|j| Job::clone(j))
+                    .collect();
                 v.sort_by_key(|j| std::cmp::Reverse(j.id));
                 v.truncate(LIST_LIMIT);
                 v
