@@ -332,8 +332,8 @@ fn main() {
     }
     shell.finish();
     if std::env::var_os("OVERHEAD_SLOW").is_some() {
-        // Where the tail comes from: which commands were slow (checkpoints fall every few
-        // hundred), printed before the samples are sorted.
+        // Where the tail comes from: which commands were slow, in order, printed before the
+        // samples are sorted (a regular spacing points at periodic disk work, BENCHMARKS.md).
         for (i, (post, reply)) in to_post.iter().zip(&to_reply).enumerate() {
             if *post > Duration::from_micros(800) {
                 eprintln!("slow #{i}: POST {} reply {}", ms(*post), ms(*reply));

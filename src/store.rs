@@ -165,8 +165,8 @@ fn apply_record(db: &sled::Db, meta: &sled::Tree, lsn: u64, ops: &[u8]) -> Resul
     Ok(())
 }
 
-/// Applies every journal record from `applied` on to sled, one sled batch per record, then
-/// makes sled durable. `dir` names the data directory in errors.
+/// Applies every journal record from `applied` on to sled, as a commit does, then makes
+/// sled durable. `dir` names the data directory in errors.
 fn replay(
     db: &sled::Db,
     meta: &sled::Tree,

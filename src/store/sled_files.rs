@@ -2,7 +2,7 @@
 
 use std::fs::File;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,8 +13,8 @@ use super::{journal, StoreError};
 /// journal `fdatasync` that meets such a write waits for it at the disk. At sled's default of
 /// 512 KiB that was a burst every ~60 one-at-a-time commands and the slowest commands of the
 /// run; 128 KiB buffers put the same bytes on the disk in pieces a quarter the size
-/// (BENCHMARKS.md). sled stores an item bigger than a quarter of a segment as a blob file
-/// (see [`sync_blobs`]); our nodes stay far below 32 KiB.
+/// (BENCHMARKS.md). sled stores an item bigger than a quarter of a segment (32 KiB) as a
+/// blob file (see [`sync_blobs`]); a node of ordinary job records is well below that.
 const SEGMENT_SIZE: usize = 128 * 1024;
 
 /// How long opening waits for a lock that is about to be let go (see [`open`]).
@@ -32,12 +32,7 @@ pub(super) fn open(dir: &Path, shown: &str) -> Result<sled::Db, StoreError> {
             .path(dir)
             .segment_size(segment_size)
             // The bot keeps its working set in memory; sled's cache only serves history reads.
-            .cache_capacity(
-                std::env::var("XCACHE")
-                    .ok()
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(4 * 1024 * 1024),
-            )
+            .cache_capacity(4 * 1024 * 1024)
             // The journal makes writes durable; sled is flushed by checkpoints, not a timer.
             .flush_every_ms(None)
             .open();
@@ -94,7 +89,7 @@ fn sync_blobs(blobs: &Path) -> io::Result<()> {
     };
     let mut synced = false;
     for entry in entries {
-        let path: PathBuf = entry?.path();
+        let path = entry?.path();
         match File::open(&path).and_then(|f| f.sync_all()) {
             Ok(()) => synced = true,
             // sled removed it since the listing: nothing to keep.

@@ -312,13 +312,13 @@ impl Harness {
         self.sync();
     }
 
-    /// Polls `!status` until the job shows `state` (bounded).
     /// The `!status` reply for a job, with its audit trail.
     pub fn status(&self, job: u64) -> String {
         self.say("observer", &[], &format!("!status {job}"));
         self.chat.last_reply()
     }
 
+    /// Polls `!status` until the job shows `state` (bounded).
     pub fn wait_for(&self, job: u64, state: &str) -> String {
         for _ in 0..500 {
             let s = self.status(job);
