@@ -30,7 +30,6 @@ pub struct WriteBatch {
 struct Span {
     start: usize,
     end: usize,
-    key_hash: u64,
 }
 
 impl WriteBatch {
@@ -87,12 +86,9 @@ impl WriteBatch {
     fn begin(&mut self, op: u8, key: &[u8]) -> Span {
         // Keys are ours: a prefix byte and an ID or a chat message ID, far below 64 KiB.
         let key = &key[..key.len().min(u16::MAX as usize)];
-        let key_hash = hash(key);
+        // A group holds a few dozen writes: a linear scan is cheaper than keeping an index.
         let ops = &self.ops;
-        let earlier = self
-            .spans
-            .iter()
-            .position(|s| s.key_hash == key_hash && key_at(ops, s.start) == key);
+        let earlier = self.spans.iter().position(|s| key_at(ops, s.start) == key);
         if let Some(i) = earlier {
             let gone = self.spans.remove(i);
             self.ops.drain(gone.start..gone.end);
@@ -106,11 +102,7 @@ impl WriteBatch {
         self.ops
             .extend_from_slice(&(key.len() as u16).to_le_bytes());
         self.ops.extend_from_slice(key);
-        Span {
-            start,
-            end: start,
-            key_hash,
-        }
+        Span { start, end: start }
     }
 
     fn end(&mut self, mut span: Span) {
@@ -138,13 +130,6 @@ impl WriteBatch {
 fn key_at(ops: &[u8], start: usize) -> &[u8] {
     let len = u16::from_le_bytes([ops[start + 1], ops[start + 2]]) as usize;
     &ops[start + 3..start + 3 + len]
-}
-
-/// FNV-1a: keys are a few bytes long, and a mismatch is settled by comparing the keys.
-fn hash(key: &[u8]) -> u64 {
-    key.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
 }
 
 /// The encoded writes are malformed (only possible if the journal's checksum let damage by).
