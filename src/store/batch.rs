@@ -9,6 +9,8 @@
 //! every ten entries to a node, a rewrite of the whole node), so writing the job once instead
 //! of three times is most of what a command costs the disk.
 
+use std::ops::Range;
+
 use crate::command::JobId;
 use crate::job::Job;
 
@@ -23,13 +25,13 @@ const REMOVE: u8 = b'R';
 #[derive(Default)]
 pub struct WriteBatch {
     ops: Vec<u8>,
-    /// Where each write sits in `ops`, to find an earlier write to the same key.
-    spans: Vec<Span>,
-}
-
-struct Span {
-    start: usize,
-    end: usize,
+    /// Where each write sits in `ops`, in the order written.
+    spans: Vec<Range<usize>>,
+    /// Whether `ops` may still hold a write that a later one to the same key replaces.
+    unsettled: bool,
+    /// Reused by [`settle`](Self::settle): span indices sorted by key, and the rebuilt `ops`.
+    order: Vec<usize>,
+    scratch: Vec<u8>,
 }
 
 impl WriteBatch {
@@ -37,13 +39,52 @@ impl WriteBatch {
         self.ops.is_empty()
     }
 
-    pub(super) fn ops(&self) -> &[u8] {
+    /// The encoded writes, each key's last write only.
+    pub(super) fn ops(&mut self) -> &[u8] {
+        self.settle();
         &self.ops
     }
 
     pub(super) fn clear(&mut self) {
         self.ops.clear();
         self.spans.clear();
+        self.unsettled = false;
+    }
+
+    /// Drops every write that a later write to the same key replaces, keeping the others in
+    /// order. Sorting the writes by key keeps this O(n log n) for the bulk groups the
+    /// fixtures write; a command's group holds a dozen writes.
+    fn settle(&mut self) {
+        if !std::mem::take(&mut self.unsettled) {
+            return;
+        }
+        let ops = &self.ops;
+        self.order.clear();
+        self.order.extend(0..self.spans.len());
+        let spans = &self.spans;
+        // Stable: among writes to one key, the last written stays last.
+        self.order
+            .sort_by(|&a, &b| key_at(ops, spans[a].start).cmp(key_at(ops, spans[b].start)));
+        let mut replaced = false;
+        for pair in self.order.windows(2) {
+            let (earlier, later) = (pair[0], pair[1]);
+            if key_at(ops, self.spans[earlier].start) == key_at(ops, self.spans[later].start) {
+                // Emptied: the copy below leaves it out.
+                self.spans[earlier].end = self.spans[earlier].start;
+                replaced = true;
+            }
+        }
+        if !replaced {
+            return;
+        }
+        self.scratch.clear();
+        for span in &mut self.spans {
+            let start = self.scratch.len();
+            self.scratch.extend_from_slice(&ops[span.clone()]);
+            *span = start..self.scratch.len();
+        }
+        self.spans.retain(|span| !span.is_empty());
+        std::mem::swap(&mut self.ops, &mut self.scratch);
     }
 
     /// Stores the job, keeps the active index in step with its state, and appends `entry` to
@@ -70,49 +111,37 @@ impl WriteBatch {
     }
 
     pub(super) fn insert(&mut self, key: &[u8], value: &[u8]) {
-        let span = self.begin(INSERT, key);
+        let start = self.begin(INSERT, key);
         self.ops
             .extend_from_slice(&(value.len() as u32).to_le_bytes());
         self.ops.extend_from_slice(value);
-        self.end(span);
+        self.end(start);
     }
 
     fn remove(&mut self, key: &[u8]) {
-        let span = self.begin(REMOVE, key);
-        self.end(span);
+        let start = self.begin(REMOVE, key);
+        self.end(start);
     }
 
-    /// Drops an earlier write to `key`, then starts this one with its op and key.
-    fn begin(&mut self, op: u8, key: &[u8]) -> Span {
+    /// Starts a write with its op and key; returns where it starts.
+    fn begin(&mut self, op: u8, key: &[u8]) -> usize {
         // Keys are ours: a prefix byte and an ID or a chat message ID, far below 64 KiB.
-        let key = &key[..key.len().min(u16::MAX as usize)];
-        // A group holds a few dozen writes: a linear scan is cheaper than keeping an index.
-        let ops = &self.ops;
-        let earlier = self.spans.iter().position(|s| key_at(ops, s.start) == key);
-        if let Some(i) = earlier {
-            let gone = self.spans.remove(i);
-            self.ops.drain(gone.start..gone.end);
-            for later in &mut self.spans[i..] {
-                later.start -= gone.end - gone.start;
-                later.end -= gone.end - gone.start;
-            }
-        }
+        let len = key.len().min(u16::MAX as usize);
         let start = self.ops.len();
         self.ops.push(op);
-        self.ops
-            .extend_from_slice(&(key.len() as u16).to_le_bytes());
-        self.ops.extend_from_slice(key);
-        Span { start, end: start }
+        self.ops.extend_from_slice(&(len as u16).to_le_bytes());
+        self.ops.extend_from_slice(&key[..len]);
+        start
     }
 
-    fn end(&mut self, mut span: Span) {
-        span.end = self.ops.len();
-        self.spans.push(span);
+    fn end(&mut self, start: usize) {
+        self.spans.push(start..self.ops.len());
+        self.unsettled = true;
     }
 
     /// Serializes straight into the batch: the value's length is patched in afterwards.
     fn insert_json<T: serde::Serialize + ?Sized>(&mut self, key: &[u8], value: &T) {
-        let span = self.begin(INSERT, key);
+        let start = self.begin(INSERT, key);
         let at = self.ops.len();
         self.ops.extend_from_slice(&[0; 4]);
         // Writing our own types into a Vec cannot fail; if it ever did, the value is empty
@@ -122,7 +151,7 @@ impl WriteBatch {
         }
         let len = (self.ops.len() - at - 4) as u32;
         self.ops[at..at + 4].copy_from_slice(&len.to_le_bytes());
-        self.end(span);
+        self.end(start);
     }
 }
 
@@ -178,7 +207,7 @@ fn take(bytes: &[u8], width: usize) -> Result<(&[u8], &[u8]), Malformed> {
 mod tests {
     use super::*;
 
-    fn applied(batch: &WriteBatch) -> sled::Db {
+    fn applied(batch: &mut WriteBatch) -> sled::Db {
         let db = sled::Config::new().temporary(true).open().unwrap();
         for write in writes(batch.ops()) {
             match write.unwrap() {
@@ -196,7 +225,7 @@ mod tests {
         batch.insert(b"b", b"");
         batch.remove(b"a");
         batch.insert(b"c", &[9; 300]);
-        let db = applied(&batch);
+        let db = applied(&mut batch);
         assert_eq!(db.get(b"a").unwrap(), None);
         assert_eq!(db.get(b"b").unwrap().as_deref(), Some(&b""[..]));
         assert_eq!(db.get(b"c").unwrap().as_deref(), Some(&[9u8; 300][..]));
@@ -234,6 +263,19 @@ mod tests {
     }
 
     #[test]
+    fn a_write_after_the_batch_was_read_still_replaces_an_earlier_one() {
+        let mut batch = WriteBatch::default();
+        batch.insert(b"job", b"awaiting");
+        batch.insert(b"job", b"approved");
+        batch.insert(b"audit-1", b"requested");
+        assert_eq!(writes(batch.ops()).count(), 2);
+        batch.insert(b"job", b"submitting");
+        let db = applied(&mut batch);
+        assert_eq!(writes(batch.ops()).count(), 2);
+        assert_eq!(db.get(b"job").unwrap().as_deref(), Some(&b"submitting"[..]));
+    }
+
+    #[test]
     fn json_values_are_stored_whole() {
         let mut batch = WriteBatch::default();
         let entry = AuditEntry {
@@ -243,7 +285,7 @@ mod tests {
             detail: "ünïcode and \"quotes\"".into(),
         };
         batch.insert_json(b"k", &entry);
-        let db = applied(&batch);
+        let db = applied(&mut batch);
         let back: AuditEntry = serde_json::from_slice(&db.get(b"k").unwrap().unwrap()).unwrap();
         assert_eq!(back, entry);
     }
