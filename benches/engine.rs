@@ -1,6 +1,6 @@
 //! In-process benchmarks of the bot's own overhead (criterion):
 //! - parse + permission check of one command;
-//! - one durable job transition (sled writes + journal sync);
+//! - one durable job transition (sled batch, flush, fdatasync, seal);
 //! - the engine handling N commands under a rule that needs no approval.
 
 use std::path::Path;
@@ -123,7 +123,11 @@ fn durable_transition(c: &mut Criterion) {
         rt.handle().clone(),
     )
     .unwrap();
-    let t = std::thread::spawn(move || engine.run(rx));
+    let t = std::thread::spawn(move || {
+        engine
+            .run(rx)
+            .expect("the engine stopped on a storage error")
+    });
     handle.chat(ChatEvent::Message {
         actor: Actor {
             id: "alice".into(),
@@ -139,7 +143,7 @@ fn durable_transition(c: &mut Criterion) {
     handle.send(EngineEvent::Shutdown);
     t.join().unwrap();
     let mut job = store.job(1).unwrap().expect("job 1");
-    c.bench_function("one durable job transition (journal sync)", |b| {
+    c.bench_function("one durable job transition (sled flush + syncs)", |b| {
         b.iter(|| {
             let mut batch = WriteBatch::default();
             batch.put_job(&mut job, None);
@@ -175,7 +179,11 @@ fn engine_commands(c: &mut Criterion) {
                         rt.handle().clone(),
                     )
                     .unwrap();
-                    let t = std::thread::spawn(move || engine.run(rx));
+                    let t = std::thread::spawn(move || {
+                        engine
+                            .run(rx)
+                            .expect("the engine stopped on a storage error")
+                    });
                     let actor = Actor {
                         id: "alice".into(),
                         name: "alice".into(),

@@ -2,6 +2,8 @@
 //! jobs and audit.
 
 pub mod allocator;
+pub mod backup_cli;
+mod engine_thread;
 pub mod http;
 pub mod jobs_cli;
 pub mod logging;
@@ -99,15 +101,7 @@ pub fn run_shell(
     }
 
     let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
-    let engine_health = health.clone();
-    let engine_thread = std::thread::Builder::new()
-        .name("engine".into())
-        .spawn(move || {
-            engine.run(rx);
-            engine_health.store_open.store(false, Ordering::Relaxed);
-            let _ = done_tx.send(());
-        })
-        .map_err(|e| format!("cannot start the engine thread: {e}"))?;
+    let engine_thread = engine_thread::spawn(engine, rx, health.clone(), done_tx)?;
     rt.spawn(exit_on_signal(handle.clone(), done_rx));
     health.chat_ready.store(true, Ordering::Relaxed);
     tracing::info!(data = %data.display(), "shell ready");

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use opsgate::app::{self, jobs_cli, logging, ShellArgs};
+use opsgate::app::{self, backup_cli, jobs_cli, logging, ShellArgs};
 use opsgate::command::JobFilter;
 use opsgate::config::{Config, LogFormat};
 
@@ -125,6 +125,20 @@ enum Cmd {
         #[command(flatten)]
         store: Store,
     },
+    /// Write a consistent backup of the data directory to FILE (through the running bot's
+    /// HTTP endpoint while it holds the directory).
+    Backup {
+        file: PathBuf,
+        #[command(flatten)]
+        store: Store,
+    },
+    /// Restore a backup into a new or empty data directory.
+    Restore {
+        file: PathBuf,
+        /// The directory to create; refused if it holds anything.
+        #[arg(long)]
+        data: PathBuf,
+    },
     /// Run the local cloud emulator on its own (for tests and experiments).
     Emulator {
         #[arg(long, default_value = "127.0.0.1:0")]
@@ -195,6 +209,21 @@ fn main() -> ExitCode {
                 jobs_cli::audit(source, job, store.json, rt)
             })
         }
+        Cmd::Backup { file, store } => {
+            logging::init(log_format(flag, None));
+            let config = load(&store.config);
+            config.and_then(|config| {
+                let data = data_dir(&store, &config)?;
+                let rt = app::runtime().map_err(|e| format!("cannot start the runtime: {e}"))?;
+                let done = backup_cli::backup(&data, config.http_listen, &file, &rt)?;
+                print!("{done}");
+                Ok(())
+            })
+        }
+        Cmd::Restore { file, data } => {
+            logging::init(log_format(flag, None));
+            backup_cli::restore(&file, &data).map(|done| print!("{done}"))
+        }
         Cmd::Emulator {
             listen,
             job_duration,
@@ -231,13 +260,17 @@ fn with_source(
     show: impl FnOnce(&jobs_cli::Source, &tokio::runtime::Runtime) -> Result<String, String>,
 ) -> Result<(), String> {
     let config = load(&store.config)?;
-    let data = store
-        .data
-        .clone()
-        .or_else(|| config.data_dir.clone())
-        .ok_or("no data directory: give --data or set [bot] data_dir")?;
+    let data = data_dir(store, &config)?;
     let rt = app::runtime().map_err(|e| format!("cannot start the runtime: {e}"))?;
     let source = jobs_cli::source(data, config.http_listen)?;
     print!("{}", show(&source, &rt)?);
     Ok(())
+}
+
+fn data_dir(store: &Store, config: &Config) -> Result<PathBuf, String> {
+    store
+        .data
+        .clone()
+        .or_else(|| config.data_dir.clone())
+        .ok_or_else(|| "no data directory: give --data or set [bot] data_dir".to_string())
 }

@@ -1,26 +1,33 @@
-//! Durable state in sled: jobs, the active-job index, message -> job index, the append-only
-//! audit log, and the job counter.
+//! Durable state in sled, the one store: jobs, the active-job index, message -> job index,
+//! the append-only audit log, and the job counter, under key prefixes in sled's main tree.
 //!
-//! Everything lives in one tree under key prefixes. A group of events gathers its writes in
-//! one [`WriteBatch`] (jobs, index and audit entries together), and one `flush` makes the
-//! whole group durable. The engine never lets an effect out before that flush.
+//! A group of events gathers its writes in one [`WriteBatch`]; [`Store::commit`] applies it
+//! as one sled batch (visible to readers at once, and recovered all or nothing after a
+//! crash), and [`Store::flush`] makes everything committed durable: sled's flush, then the
+//! syncs sled leaves out (`sled_files.rs`), then the commit's number in `commit.seq`
+//! (`seal.rs`), against which opening checks that sled lost nothing. The engine lets no
+//! effect out before that flush has returned.
 //!
-//! Durability comes from the journal (`journal.rs`), not from sled's flush: a group's writes
-//! go to sled (visible at once) and into one journal record, and `flush` syncs that record.
-//! sled is made durable by checkpoints, and on opening every record sled may lack is replayed
-//! whole, which also makes each group atomic across a crash.
+//! Any write or sync error poisons the store: every later call fails with the first error,
+//! and nothing is retried (a failed `fsync` may already have dropped the dirty pages it was
+//! meant to write, so a retry that succeeds proves nothing).
 
+mod backup;
 mod batch;
 pub mod fixtures;
-mod journal;
+mod legacy;
+mod read_only;
+mod seal;
 mod sled_files;
 
-use std::fs::File;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+pub use backup::{restore, BackupSummary};
 pub use batch::WriteBatch;
-use journal::Journal;
+pub use read_only::ReadOnly;
+use seal::{Seal, Sealed};
+use sled_files::Durability;
 
 use serde::{Deserialize, Serialize};
 
@@ -31,32 +38,28 @@ const JOB: u8 = b'j';
 const ACTIVE: u8 = b'x';
 const AUDIT: u8 = b'a';
 const MESSAGE: u8 = b'm';
-/// The tree that holds the two counters below, apart from the jobs: they change with every
-/// group, and sled rewrites a whole node every ten changes to it, so in the main tree each of
-/// their changes soon cost a rewrite of the newest jobs' records next to them.
-const META_TREE: &[u8] = b"meta";
 const NEXT_ID: &[u8] = b"meta:next_job_id";
-/// The journal record that sled's latest writes belong to, written before them. sled keeps a
-/// prefix of its writes across a crash (all trees share one log), so it holds every earlier
-/// record whole and this one perhaps in part: replay starts here.
-const APPLIED: &[u8] = b"meta:journal_record";
+/// The number of the last commit applied to sled, written with each commit's batch.
+const SEQ: &[u8] = b"meta:commit_seq";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("data directory {0} is already in use by another opsgate process (only one may open it at a time)")]
     Locked(String),
     #[error("cannot open data directory {dir}: {source}")]
-    Open { dir: String, source: sled::Error },
+    Open { dir: String, source: std::io::Error },
+    #[error("there is no data directory at {0}")]
+    NoDirectory(String),
+    #[error("{0} is not an opsgate data directory (it has no sled log `db`)")]
+    NotADataDirectory(String),
+    #[error("the data directory {dir} is damaged: {detail}. opsgate will not start on it, so that no acknowledged job is silently dropped: restore the latest backup into a new directory (`opsgate restore FILE --data NEWDIR`) and keep this one for analysis (README: Backup and restore)")]
+    Damaged { dir: String, detail: String },
     #[error("storage error: {0}")]
     Sled(#[from] sled::Error),
     #[error("cannot make the data directory durable: {0}")]
     Sync(std::io::Error),
-    #[error("cannot open the journal in {dir}: {source}")]
-    Journal { dir: String, source: std::io::Error },
-    #[error("the journal in {dir} is missing record {missing}: the data directory is damaged (restore it from a backup, or move journal.0 and journal.1 aside to start from what sled holds)")]
-    JournalGap { dir: String, missing: u64 },
-    #[error("journal record {0} is malformed")]
-    Malformed(u64),
+    #[error("storage failed earlier ({0}); nothing more is written")]
+    Failed(String),
     #[error("corrupt record {key}: {source}")]
     Corrupt {
         key: String,
@@ -75,13 +78,55 @@ pub struct AuditEntry {
     pub detail: String,
 }
 
-/// Cheap to clone: clones share one sled database and journal. Only the engine writes; clones
-/// serve read-only queries (the HTTP API), so the journal's lock is never contended.
+/// Cheap to clone: clones share one sled database. Only the engine writes; clones serve
+/// read-only queries (the HTTP API), so the writer's lock is never contended.
 #[derive(Clone)]
 pub struct Store {
     db: sled::Db,
-    meta: sled::Tree,
-    journal: Arc<Mutex<Journal>>,
+    writer: Arc<Mutex<Writer>>,
+}
+
+/// The write side: what makes commits durable, and how far they are.
+struct Writer {
+    durability: Durability,
+    seal: Seal,
+    /// The last commit applied to sled, and the last one made durable.
+    applied: u64,
+    sealed: u64,
+    /// The first storage error; once set, nothing more is written.
+    failed: Option<String>,
+}
+
+impl Writer {
+    fn check(&self) -> Result<(), StoreError> {
+        match &self.failed {
+            Some(first) => Err(StoreError::Failed(first.clone())),
+            None => Ok(()),
+        }
+    }
+
+    fn fail(&mut self, error: StoreError) -> StoreError {
+        self.failed.get_or_insert_with(|| error.to_string());
+        error
+    }
+
+    fn sync(&mut self) -> Result<(), StoreError> {
+        self.check()?;
+        if self.applied == self.sealed {
+            return Ok(());
+        }
+        let synced = self
+            .durability
+            .sync()
+            .and_then(|()| self.seal.write(self.applied));
+        match synced {
+            Ok(()) => {
+                self.sealed = self.applied;
+                Ok(())
+            }
+            Err(e) => Err(self.fail(StoreError::Sync(e))),
+        }
+    }
 }
 
 fn job_key(id: JobId) -> [u8; 9] {
@@ -123,150 +168,117 @@ fn id_from(bytes: &[u8]) -> Option<JobId> {
     Some(JobId::from_be_bytes(bytes.get(..8)?.try_into().ok()?))
 }
 
-fn applied_lsn(meta: &sled::Tree) -> Result<u64, StoreError> {
-    Ok(meta.get(APPLIED)?.and_then(|v| id_from(&v)).unwrap_or(0))
+fn counter(db: &sled::Db, key: &[u8]) -> Result<u64, StoreError> {
+    Ok(db.get(key)?.and_then(|v| id_from(&v)).unwrap_or(0))
 }
 
-/// Data directories written before the meta tree kept its two counters in the main tree.
-/// Copied before removed, so a crash in between leaves a copy to finish from.
-fn move_counters_to_meta(db: &sled::Db, meta: &sled::Tree) -> Result<(), StoreError> {
-    for key in [NEXT_ID, APPLIED] {
-        if let Some(value) = db.get(key)? {
-            if meta.get(key)?.is_none() {
-                meta.insert(key, value)?;
-            }
-            db.remove(key)?;
-        }
+fn damaged(dir: &str, detail: String) -> StoreError {
+    StoreError::Damaged {
+        dir: dir.to_string(),
+        detail,
     }
-    Ok(())
-}
-
-/// Applies journal record `lsn` to sled write by write, its number first (see [`APPLIED`]).
-///
-/// Not one sled batch: sled's `apply_batch` seals and writes out its IO buffer each time,
-/// and those writes queue in front of the journal's sync on the disk. Atomicity comes from
-/// the journal instead: sled keeps a prefix of its writes, so a record sled holds only in
-/// part is replayed whole on opening.
-fn apply_record(db: &sled::Db, meta: &sled::Tree, lsn: u64, ops: &[u8]) -> Result<(), StoreError> {
-    meta.insert(APPLIED, &lsn.to_be_bytes())?;
-    for write in batch::writes(ops) {
-        match write.map_err(|_| StoreError::Malformed(lsn))? {
-            batch::Write::Insert(key, value) if key == NEXT_ID => {
-                meta.insert(key, value)?;
-            }
-            batch::Write::Insert(key, value) => {
-                db.insert(key, value)?;
-            }
-            batch::Write::Remove(key) => {
-                db.remove(key)?;
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Applies every journal record from `applied` on to sled, as a commit does, then makes
-/// sled durable. `dir` names the data directory in errors.
-fn replay(
-    db: &sled::Db,
-    meta: &sled::Tree,
-    journal: &mut Journal,
-    recovered: &journal::Recovered,
-    applied: u64,
-    dir: &str,
-) -> Result<(), StoreError> {
-    let records = recovered
-        .from(applied.max(1))
-        .map_err(|missing| StoreError::JournalGap {
-            dir: dir.to_string(),
-            missing,
-        })?;
-    if records.is_empty() {
-        return Ok(());
-    }
-    tracing::info!(records = records.len(), "replaying the journal into sled");
-    for (lsn, ops) in &records {
-        apply_record(db, meta, *lsn, ops)?;
-    }
-    journal.checkpoint_now().map_err(StoreError::Sync)
 }
 
 impl Store {
-    /// Opens the data directory (sled and its journal), replaying into sled every journal
-    /// record it may lack. Only one process may hold a data directory.
+    /// Opens the data directory, creating it if it does not exist. Refuses, as
+    /// [`StoreError::Damaged`], a directory whose sled log lacks commits that were made
+    /// durable, or that sled cannot read. Only one process may hold a data directory.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
         let shown = dir.display().to_string();
-        let db = sled_files::open(dir, &shown)?;
-        // sled 0.34 keeps everything in one log file, `db`, next to its `conf`.
-        let log = File::open(dir.join("db")).map_err(|e| StoreError::Open {
-            dir: shown.clone(),
-            source: sled::Error::Io(e),
-        })?;
-        let journal_error = |source| StoreError::Journal {
+        let open_error = |source| StoreError::Open {
             dir: shown.clone(),
             source,
         };
-        let (mut journal, recovered) =
-            Journal::open(dir, sled_files::checkpoint(db.clone(), dir, log))
-                .map_err(journal_error)?;
-        let meta = db.open_tree(META_TREE)?;
-        move_counters_to_meta(&db, &meta)?;
-        let applied = applied_lsn(&meta)?;
-        replay(&db, &meta, &mut journal, &recovered, applied, &shown)?;
-        // A record sled has (part of) but the journal never got was never acknowledged; its
-        // number is reused, so that the journal continues from what sled holds.
-        let next = (recovered.last_lsn() + 1).max(applied);
-        drop(recovered);
-        journal.start(next).map_err(journal_error)?;
+        if !dir.exists() {
+            std::fs::create_dir_all(dir).map_err(open_error)?;
+            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::File::open(parent)
+                    .and_then(|p| p.sync_all())
+                    .map_err(StoreError::Sync)?;
+            }
+        }
+        let sealed = seal::read(dir).map_err(open_error)?;
+        if sealed == Sealed::Unreadable {
+            return Err(damaged(
+                &shown,
+                format!("both slots of {} are unreadable", seal::FILE),
+            ));
+        }
+        if matches!(sealed, Sealed::Seq(s) if s > 0) && !dir.join(sled_files::LOG).exists() {
+            return Err(damaged(&shown, "sled's log file `db` is missing".into()));
+        }
+        let db = sled_files::open(dir, &shown)?;
+        let durability = Durability::new(db.clone(), dir).map_err(StoreError::Sync)?;
+        let seal = Seal::open(dir, durability.dir()).map_err(StoreError::Sync)?;
+        let mut writer = Writer {
+            durability,
+            seal,
+            applied: 0,
+            sealed: 0,
+            failed: None,
+        };
+        if legacy::present(&db, dir) {
+            legacy::migrate(&db, dir, &shown, &mut || {
+                writer.durability.sync().map_err(StoreError::Sync)
+            })?;
+        }
+        let applied = counter(&db, SEQ)?;
+        match sealed {
+            Sealed::Seq(sealed) if applied < sealed => {
+                return Err(damaged(
+                    &shown,
+                    format!("sled's log ends at commit {applied}, but commit {sealed} was made durable and acknowledged"),
+                ))
+            }
+            Sealed::Missing if applied > 0 => {
+                tracing::warn!(dir = %shown, "{} was missing; it is written anew from what sled holds", seal::FILE)
+            }
+            _ => {}
+        }
+        writer.applied = applied;
+        // sled holds at least what was sealed; what it holds beyond was synced by sled's own
+        // recovery or is now, so seal that.
+        writer.seal.write(applied).map_err(StoreError::Sync)?;
+        writer.sealed = applied;
         Ok(Store {
             db,
-            meta,
-            journal: Arc::new(Mutex::new(journal)),
+            writer: Arc::new(Mutex::new(writer)),
         })
     }
 
     pub fn next_job_id(&self) -> Result<JobId, StoreError> {
-        Ok(self
-            .meta
-            .get(NEXT_ID)?
-            .and_then(|v| id_from(&v))
-            .unwrap_or(1))
+        Ok(counter(&self.db, NEXT_ID)?.max(1))
     }
 
-    /// Applies the batch to sled (readers see it at once) and stages it for the next `flush`,
-    /// which makes it durable. Empties the batch, keeping its buffer for the next group.
+    /// Applies the batch as one sled batch: readers see it at once, a crash keeps all of it
+    /// or none, and the next [`flush`](Self::flush) makes it durable. Empties the batch.
     pub fn commit(&self, batch: &mut WriteBatch) -> Result<(), StoreError> {
         if batch.is_empty() {
             return Ok(());
         }
-        let mut journal = self.journal();
-        apply_record(&self.db, &self.meta, journal.next_lsn(), batch.ops())?;
-        journal.stage(batch.ops());
-        batch.clear();
-        Ok(())
+        let mut writer = self.writer();
+        writer.check()?;
+        let seq = writer.applied + 1;
+        let mut writes = batch.take();
+        writes.insert(SEQ, &seq.to_be_bytes());
+        match self.db.apply_batch(writes) {
+            Ok(()) => {
+                writer.applied = seq;
+                Ok(())
+            }
+            Err(e) => Err(writer.fail(e.into())),
+        }
     }
 
-    /// Makes everything committed so far durable: one journal record and one `fdatasync` of a
-    /// preallocated file for the whole group.
-    ///
-    /// (sled's own flush would not do: on Linux it ends in `sync_file_range`, which neither
-    /// flushes the disk's volatile write cache nor commits the file's size, spacejam/sled#1452.
-    /// Checkpoints therefore follow it with an `fdatasync`; see [`checkpoint`].)
+    /// Makes every commit so far durable. Costs nothing when there is nothing new.
     pub fn flush(&self) -> Result<(), StoreError> {
-        self.journal().commit().map_err(StoreError::Sync)
+        self.writer().sync()
     }
 
-    /// Makes sled itself durable, so the next start has nothing to replay (clean shutdown).
-    pub fn checkpoint(&self) -> Result<(), StoreError> {
-        let mut journal = self.journal();
-        journal.commit().map_err(StoreError::Sync)?;
-        journal.checkpoint_now().map_err(StoreError::Sync)
-    }
-
-    fn journal(&self) -> MutexGuard<'_, Journal> {
-        // A panic while holding the lock cannot leave the journal half-written in a way that
-        // matters: records are checksummed and the file is only read on opening.
-        self.journal
+    fn writer(&self) -> MutexGuard<'_, Writer> {
+        // A panic while holding the lock leaves at worst a commit applied but not sealed,
+        // which the next flush seals.
+        self.writer
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -284,9 +296,19 @@ impl Store {
         let mut jobs = Vec::new();
         for item in self.db.scan_prefix([ACTIVE]) {
             let (key, _) = item?;
-            if let Some(id) = id_from(&key[1..]) {
-                if let Some(job) = self.job(id)? {
-                    jobs.push(job);
+            let Some(id) = id_from(&key[1..]) else {
+                continue;
+            };
+            match self.job(id)? {
+                Some(job) => jobs.push(job),
+                // Written in one batch with its index entry: only damage separates them.
+                None => {
+                    return Err(StoreError::Corrupt {
+                        key: format!("job {id}"),
+                        source: serde::de::Error::custom(
+                            "in the active index, but its record is missing",
+                        ),
+                    })
                 }
             }
         }
@@ -339,152 +361,120 @@ impl Store {
 mod tests {
     use super::*;
 
-    /// Copies what a crash at this moment would leave of sled (`journal: false`) or of the
-    /// journal (`journal: true`) from one data directory into another.
-    fn copy_files(from: &Path, to: &Path, journal: bool) {
+    /// The files of `from`, as a crash at this moment would leave them, into `to`.
+    fn copy_files(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
         for entry in std::fs::read_dir(from).unwrap() {
             let entry = entry.unwrap();
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with("journal.") != journal || entry.file_type().unwrap().is_dir() {
-                continue;
+            if entry.file_type().unwrap().is_file() {
+                std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
             }
-            std::fs::copy(entry.path(), to.join(&name)).unwrap();
         }
     }
 
-    /// A live store whose next job ID 5 is checkpointed, and a second directory holding sled
-    /// as a crash would leave it from then on: durable up to that checkpoint, nothing after.
-    fn crashed_sled_at_next_id_5() -> (tempfile::TempDir, tempfile::TempDir, Store) {
-        let live = tempfile::tempdir().unwrap();
-        let crashed = tempfile::tempdir().unwrap();
-        let store = Store::open(live.path()).unwrap();
+    fn set_next(store: &Store, next: u64) {
         let mut batch = WriteBatch::default();
-        batch.set_next_id(5);
+        batch.set_next_id(next);
         store.commit(&mut batch).unwrap();
-        store.checkpoint().unwrap();
-        copy_files(live.path(), crashed.path(), false);
-        (live, crashed, store)
+        store.flush().unwrap();
     }
 
     #[test]
-    fn counters_in_the_main_tree_move_to_the_meta_tree_on_opening() {
+    fn flushed_commits_survive_a_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        let mut batch = WriteBatch::default();
-        batch.set_next_id(7);
-        batch.index_message("m-1", 6);
-        store.commit(&mut batch).unwrap();
-        store.checkpoint().unwrap();
-        let applied = applied_lsn(&store.meta).unwrap();
-        assert!(applied > 0);
-        // Lay the directory out as opsgate did before the meta tree.
-        for key in [NEXT_ID, APPLIED] {
-            let value = store.meta.remove(key).unwrap().unwrap();
-            store.db.insert(key, value).unwrap();
-        }
-        store.db.flush().unwrap();
-        drop(store);
-
-        let store = Store::open(dir.path()).unwrap();
-        assert_eq!(store.next_job_id().unwrap(), 7);
-        assert_eq!(applied_lsn(&store.meta).unwrap(), applied);
-        assert_eq!(store.db.get(NEXT_ID).unwrap(), None);
-        assert_eq!(store.db.get(APPLIED).unwrap(), None);
-        assert_eq!(store.job_for_message("m-1").unwrap(), Some(6));
-    }
-
-    #[test]
-    fn writes_only_the_journal_holds_are_replayed_on_opening() {
-        let (live, crashed, store) = crashed_sled_at_next_id_5();
         let mut batch = WriteBatch::default();
         batch.set_next_id(9);
         batch.index_message("m-1", 3);
         store.commit(&mut batch).unwrap();
-        store.flush().unwrap();
-        copy_files(live.path(), crashed.path(), true);
-        drop(store);
-
-        for _ in 0..2 {
-            // The second opening finds sled holding it all, and replays nothing wrongly.
-            let store = Store::open(crashed.path()).unwrap();
-            assert_eq!(store.next_job_id().unwrap(), 9);
-            assert_eq!(store.job_for_message("m-1").unwrap(), Some(3));
-        }
-    }
-
-    #[test]
-    fn committed_but_not_flushed_writes_are_not_claimed_durable() {
-        let (live, crashed, store) = crashed_sled_at_next_id_5();
-        let mut batch = WriteBatch::default();
-        batch.set_next_id(9);
-        store.commit(&mut batch).unwrap();
-        // Readers see it at once; a crash before the flush loses it.
-        assert_eq!(store.next_job_id().unwrap(), 9);
-        copy_files(live.path(), crashed.path(), true);
-        drop(store);
-        let store = Store::open(crashed.path()).unwrap();
-        assert_eq!(store.next_job_id().unwrap(), 5);
-        // And the journal goes on from there.
-        let mut batch = WriteBatch::default();
-        batch.set_next_id(7);
-        store.commit(&mut batch).unwrap();
-        store.flush().unwrap();
-        drop(store);
         assert_eq!(
-            Store::open(crashed.path()).unwrap().next_job_id().unwrap(),
-            7
+            store.next_job_id().unwrap(),
+            9,
+            "readers see a commit at once"
         );
+        store.flush().unwrap();
+        drop(store);
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.next_job_id().unwrap(), 9);
+        assert_eq!(store.job_for_message("m-1").unwrap(), Some(3));
     }
 
     #[test]
-    fn a_journal_that_does_not_continue_from_sled_is_refused_with_a_way_out() {
+    fn a_log_that_lost_acknowledged_commits_is_refused_as_damaged() {
         let live = tempfile::tempdir().unwrap();
-        let mut batch = WriteBatch::default();
-        for next in [5, 6] {
-            // Each opening starts the journal over, after what sled holds.
-            let store = Store::open(live.path()).unwrap();
-            batch.set_next_id(next);
-            store.commit(&mut batch).unwrap();
-            store.flush().unwrap();
-        }
-        // sled lost entirely, the journal kept: record 1 is gone, record 2 remains.
-        let other = tempfile::tempdir().unwrap();
-        copy_files(live.path(), other.path(), true);
-        let error = Store::open(other.path()).err().expect("a gap is refused");
+        let old = tempfile::tempdir().unwrap();
+        let store = Store::open(live.path()).unwrap();
+        set_next(&store, 5);
+        copy_files(live.path(), old.path());
+        set_next(&store, 6);
+        set_next(&store, 7);
+        drop(store);
+        // sled as it was two commits ago, beside the newest commit.seq.
+        std::fs::copy(live.path().join(seal::FILE), old.path().join(seal::FILE)).unwrap();
+        let error = Store::open(old.path()).err().expect("refused");
+        assert!(matches!(error, StoreError::Damaged { .. }), "{error}");
         assert!(
-            matches!(error, StoreError::JournalGap { missing: 1, .. }),
+            error.to_string().contains("ends at commit 1, but commit 3"),
             "{error}"
         );
-        assert!(error
-            .to_string()
-            .contains("move journal.0 and journal.1 aside"));
+        assert!(error.to_string().contains("opsgate restore"), "{error}");
     }
 
     #[test]
-    fn many_groups_across_both_segments_all_survive_losing_sled() {
-        let live = tempfile::tempdir().unwrap();
-        let crashed = tempfile::tempdir().unwrap();
-        let store = Store::open(live.path()).unwrap();
-        store.checkpoint().unwrap();
-        copy_files(live.path(), crashed.path(), false);
-        // ~1.4 segments of groups; the checkpoint that the segment switch starts may or may
-        // not have finished, and replay must not care.
-        let value = vec![b'v'; 1000];
-        let groups = (journal::SEGMENT_SIZE as usize * 7 / 5) / 1100;
+    fn a_missing_log_beside_a_seal_is_damage_and_is_not_recreated() {
+        let dir = tempfile::tempdir().unwrap();
+        set_next(&Store::open(dir.path()).unwrap(), 5);
+        std::fs::remove_file(dir.path().join("db")).unwrap();
+        let error = Store::open(dir.path()).err().expect("refused");
+        assert!(error.to_string().contains("`db` is missing"), "{error}");
+        assert!(!dir.path().join("db").exists());
+    }
+
+    #[test]
+    fn an_active_index_entry_without_its_job_is_an_error_not_a_silent_skip() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
         let mut batch = WriteBatch::default();
-        for i in 0..groups {
-            batch.insert(format!("k{i}").as_bytes(), &value);
-            store.commit(&mut batch).unwrap();
-            store.flush().unwrap();
-        }
-        copy_files(live.path(), crashed.path(), true);
-        drop(store);
-        let store = Store::open(crashed.path()).unwrap();
-        for i in 0..groups {
-            assert!(
-                store.db.get(format!("k{i}")).unwrap().is_some(),
-                "group {i} lost"
-            );
-        }
+        batch.insert(&active_key(4), &[]);
+        store.commit(&mut batch).unwrap();
+        let error = store.active_jobs().unwrap_err();
+        assert!(error.to_string().contains("job 4"), "{error}");
+    }
+
+    #[test]
+    fn reading_without_the_bot_changes_nothing_and_creates_nothing() {
+        let root = tempfile::tempdir().unwrap();
+        let missing = root.path().join("typo-dir");
+        let error = ReadOnly::open(&missing).err().expect("refused");
+        assert!(matches!(error, StoreError::NoDirectory(_)), "{error}");
+        assert!(!missing.exists());
+
+        let dir = root.path().join("data");
+        set_next(&Store::open(&dir).unwrap(), 5);
+        let before: Vec<(String, Vec<u8>)> = snapshot(&dir);
+        let copy = ReadOnly::open(&dir).unwrap();
+        assert_eq!(copy.store.next_job_id().unwrap(), 5);
+        drop(copy);
+        assert_eq!(snapshot(&dir), before);
+
+        let _running = Store::open(&dir).unwrap();
+        let error = ReadOnly::open(&dir).err().expect("held");
+        assert!(matches!(error, StoreError::Locked(_)), "{error}");
+    }
+
+    fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
+        let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap())
+            .filter(|e| e.file_type().unwrap().is_file())
+            .map(|e| {
+                (
+                    e.file_name().to_string_lossy().into_owned(),
+                    std::fs::read(e.path()).unwrap(),
+                )
+            })
+            .collect();
+        files.sort();
+        files
     }
 }

@@ -123,7 +123,11 @@ impl Bot {
         let discord = Arc::new(Discord::new(config.clone(), rt.clone()).expect("discord"));
         let (engine, handle, rx) =
             Engine::new(config, store, registry, discord.chat(), None, rt).expect("engine");
-        let engine_thread = std::thread::spawn(move || engine.run(rx));
+        let engine_thread = std::thread::spawn(move || {
+            engine
+                .run(rx)
+                .expect("the engine stopped on a storage error")
+        });
         let (d, h) = (discord.clone(), handle.clone());
         let run = tokio::spawn(async move { d.run(h).await });
         Bot {

@@ -65,6 +65,7 @@ pub async fn serve(
         .route("/api/jobs", get(jobs))
         .route("/api/jobs/{id}", get(job))
         .route("/api/jobs/{id}/audit", get(audit))
+        .route("/api/backup", get(backup))
         .with_state(state);
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
@@ -152,4 +153,50 @@ async fn audit(State(s): State<AppState>, Path(id): Path<u64>) -> Response {
         )
             .into_response(),
     }
+}
+
+/// A consistent backup of the store (`opsgate backup` while the bot runs). Written to a
+/// temporary file first, so that the store's writer lock is held only for local disk writes,
+/// never while a slow client reads.
+async fn backup(State(s): State<AppState>) -> Response {
+    let store = s.store.clone();
+    let written = tokio::task::spawn_blocking(move || {
+        let file = tempfile::tempfile()?;
+        let summary = store
+            .backup(&file)
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        Ok::<_, std::io::Error>((file, summary))
+    })
+    .await;
+    let (mut file, summary) = match written {
+        Ok(Ok(done)) => done,
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "backup failed");
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("backup failed: {e}\n"),
+            )
+                .into_response();
+        }
+        Err(_) => return (StatusCode::INTERNAL_SERVER_ERROR, "backup failed\n").into_response(),
+    };
+    if let Err(e) = std::io::Seek::rewind(&mut file) {
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("backup failed: {e}\n"),
+        )
+            .into_response();
+    }
+    let body = axum::body::Body::from_stream(tokio_util::io::ReaderStream::new(
+        tokio::fs::File::from_std(file),
+    ));
+    let summary = serde_json::to_string(&summary).unwrap_or_default();
+    (
+        [
+            (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+            (header::HeaderName::from_static("x-opsgate-backup"), summary),
+        ],
+        body,
+    )
+        .into_response()
 }

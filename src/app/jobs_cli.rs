@@ -1,5 +1,6 @@
-//! `opsgate jobs` and `opsgate audit`: read straight from the data directory, or, while a
-//! running bot holds it (sled allows one process), through that bot's local HTTP endpoint.
+//! `opsgate jobs` and `opsgate audit`: read from a private copy of the data directory (they
+//! never create or change one), or, while a running bot holds it (sled allows one process),
+//! through that bot's local HTTP endpoint.
 
 use std::fmt::Write;
 use std::net::SocketAddr;
@@ -8,17 +9,17 @@ use std::path::PathBuf;
 use crate::chat::card::format_utc;
 use crate::command::JobFilter;
 use crate::job::Job;
-use crate::store::{AuditEntry, Store, StoreError};
+use crate::store::{AuditEntry, ReadOnly, StoreError};
 
 pub enum Source {
-    Store(Store),
+    Store(ReadOnly),
     Http(SocketAddr),
 }
 
-/// Opens the data directory, or falls back to the running bot's endpoint.
+/// Opens a copy of the data directory, or falls back to the running bot's endpoint.
 pub fn source(data: PathBuf, http: Option<SocketAddr>) -> Result<Source, String> {
-    match Store::open(&data) {
-        Ok(store) => Ok(Source::Store(store)),
+    match ReadOnly::open(&data) {
+        Ok(copy) => Ok(Source::Store(copy)),
         Err(StoreError::Locked(_)) => match http {
             Some(addr) => Ok(Source::Http(addr)),
             None => Err(format!(
@@ -30,16 +31,20 @@ pub fn source(data: PathBuf, http: Option<SocketAddr>) -> Result<Source, String>
     }
 }
 
+/// `Ok(None)` when the bot answers 404.
 fn get<T: serde::de::DeserializeOwned>(
     rt: &tokio::runtime::Runtime,
     addr: SocketAddr,
     path: &str,
-) -> Result<T, String> {
+) -> Result<Option<T>, String> {
     rt.block_on(async {
         let url = format!("http://{addr}{path}");
         let resp = reqwest::get(&url)
             .await
             .map_err(|e| format!("cannot reach the running bot at {addr}: {e}"))?;
+        if resp.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
         if !resp.status().is_success() {
             return Err(format!(
                 "the running bot answered {} for {path}",
@@ -48,6 +53,7 @@ fn get<T: serde::de::DeserializeOwned>(
         }
         resp.json::<T>()
             .await
+            .map(Some)
             .map_err(|e| format!("unreadable answer from the running bot: {e}"))
     })
 }
@@ -60,7 +66,8 @@ pub fn jobs(
     rt: &tokio::runtime::Runtime,
 ) -> Result<String, String> {
     let jobs: Vec<Job> = match source {
-        Source::Store(store) => store
+        Source::Store(copy) => copy
+            .store
             .recent_jobs(limit, usize::MAX, |j| filter.keeps(j, ""))
             .map_err(|e| e.to_string())?,
         Source::Http(addr) => {
@@ -70,7 +77,7 @@ pub fn jobs(
                 JobFilter::All | JobFilter::Mine => "all",
                 JobFilter::Active => "active",
             };
-            get(rt, *addr, &format!("/api/jobs?filter={name}&limit={limit}"))?
+            get(rt, *addr, &format!("/api/jobs?filter={name}&limit={limit}"))?.unwrap_or_default()
         }
     };
     if json {
@@ -103,13 +110,19 @@ pub fn audit(
     json: bool,
     rt: &tokio::runtime::Runtime,
 ) -> Result<String, String> {
-    let entries: Vec<AuditEntry> = match source {
-        Source::Store(store) => store.audit(job).map_err(|e| e.to_string())?,
-        Source::Http(addr) => get(rt, *addr, &format!("/api/jobs/{job}/audit"))?,
+    let entries: Option<Vec<AuditEntry>> = match source {
+        Source::Store(copy) => match copy.store.job(job).map_err(|e| e.to_string())? {
+            Some(_) => Some(copy.store.audit(job).map_err(|e| e.to_string())?),
+            None => None,
+        },
+        Source::Http(addr) => match get::<Job>(rt, *addr, &format!("/api/jobs/{job}"))? {
+            Some(_) => get(rt, *addr, &format!("/api/jobs/{job}/audit"))?,
+            None => None,
+        },
     };
-    if entries.is_empty() {
-        return Err(format!("no audit entries for job {job}"));
-    }
+    let Some(entries) = entries else {
+        return Err(format!("no job {job}"));
+    };
     if json {
         return serde_json::to_string_pretty(&entries).map_err(|e| e.to_string());
     }

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use super::engine_thread;
 use super::http::{self, Health};
 use super::signals;
 use crate::chat::discord::Discord;
@@ -59,15 +60,7 @@ pub fn run_discord(
     }
 
     let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
-    let engine_health = health.clone();
-    let engine_thread = std::thread::Builder::new()
-        .name("engine".into())
-        .spawn(move || {
-            engine.run(rx);
-            engine_health.store_open.store(false, Ordering::Relaxed);
-            let _ = done_tx.send(());
-        })
-        .map_err(|e| format!("cannot start the engine thread: {e}"))?;
+    let engine_thread = engine_thread::spawn(engine, rx, health.clone(), done_tx)?;
     tracing::info!(data = %data.display(), "connecting to Discord");
 
     let result = rt.block_on(async {

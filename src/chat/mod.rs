@@ -82,6 +82,18 @@ pub enum ChatEvent {
     MessagePosted { job: JobId, message_id: MessageId },
 }
 
+impl ChatEvent {
+    /// The channel the event happened in, if it came from a person.
+    pub fn channel(&self) -> Option<&str> {
+        match self {
+            ChatEvent::Message { origin, .. }
+            | ChatEvent::Reaction { origin, .. }
+            | ChatEvent::Button { origin, .. } => Some(&origin.channel),
+            ChatEvent::MessagePosted { .. } => None,
+        }
+    }
+}
+
 /// What the engine asks chat to do.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Outgoing {
@@ -129,4 +141,16 @@ pub enum Outgoing {
 pub trait ChatOut: Send + Sync {
     /// Carries out `out`. Returns the new message's ID when it is known at once (the terminal).
     fn send(&self, out: Outgoing) -> Option<MessageId>;
+
+    /// Says `text` in each of `channels` before the process stops (storage failed): at once,
+    /// past any queue, and returning only when it went out or could not (bounded).
+    fn last_words(&self, channels: &[String], text: &str) {
+        for channel in channels {
+            self.send(Outgoing::Notice {
+                channel: channel.clone(),
+                job: None,
+                text: text.to_string(),
+            });
+        }
+    }
 }

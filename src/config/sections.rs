@@ -120,6 +120,15 @@ impl Incidents {
             .map(|r| r.channel.as_str())
             .or(self.default.as_deref())
     }
+
+    /// Every channel that takes critical notifications: where opsgate says it is stopping.
+    pub fn all_channels(&self) -> impl Iterator<Item = &String> {
+        self.routes
+            .iter()
+            .filter(|r| r.severities.is_empty() || r.severities.contains(&Severity::Critical))
+            .map(|r| &r.channel)
+            .chain(self.default.as_ref())
+    }
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -28,10 +28,9 @@ use crate::store::{AuditEntry, Store, StoreError, WriteBatch};
 pub use updates::CloudUpdate;
 
 /// Most events handled in one group before its writes are flushed and its effects released.
-/// Small on purpose: a group's writes and effects stay in memory until its sync. Chosen when
-/// every group ended in sled's flush, which held the nodes a group dirtied until then: in a
-/// burst of 1,000 commands a cap of 512 peaked at ~32 MiB RSS and 16 at ~19 MiB. With the
-/// journal a sync is cheap (~0.15 ms), so the price, more syncs in a burst, is small
+/// Small on purpose: a group's writes and effects stay in memory until its sync, and sled
+/// holds the nodes a group dirtied until its flush: in a burst of 1,000 commands a cap of 512
+/// peaked at ~32 MiB RSS and 16 at ~19 MiB. The price is more syncs in a burst
 /// (BENCHMARKS.md). Normal traffic forms groups of one or two events.
 const MAX_GROUP: usize = 16;
 
@@ -131,6 +130,8 @@ pub struct Engine {
     drain_until: Option<std::time::Instant>,
     /// Concurrency bound for cloud calls, one per provider (indexed by `Provider as usize`).
     cloud_slots: [Arc<tokio::sync::Semaphore>; 3],
+    /// Called first when storage fails (the health endpoint starts failing).
+    storage_failure_hook: Option<Box<dyn Fn() + Send>>,
 }
 
 impl Engine {
@@ -166,6 +167,7 @@ impl Engine {
             cloud_slots: std::array::from_fn(|_| {
                 Arc::new(tokio::sync::Semaphore::new(cloud_tasks::CALLS_PER_PROVIDER))
             }),
+            storage_failure_hook: None,
         };
         engine.recover(now_ms())?;
         Ok((engine, EngineHandle { tx }, rx))
@@ -174,6 +176,11 @@ impl Engine {
     /// Shares `metrics` with whoever serves `/metrics`.
     pub fn set_metrics(&mut self, metrics: Arc<Metrics>) {
         self.metrics = metrics;
+    }
+
+    /// `hook` runs first when storage fails, before anything is said in chat.
+    pub fn on_storage_failure(&mut self, hook: Box<dyn Fn() + Send>) {
+        self.storage_failure_hook = Some(hook);
     }
 
     pub fn metrics(&self) -> Arc<Metrics> {
@@ -197,9 +204,20 @@ impl Engine {
         if !jobs.is_empty() {
             tracing::info!(count = jobs.len(), "resuming unfinished jobs");
         }
-        for job in jobs {
+        for mut job in jobs {
             let id = job.id;
             self.next_id = self.next_id.max(id + 1);
+            if job.state.is_final() {
+                // Written in one batch with its index entry, so only a store from before
+                // batches were atomic can hold this: take it out of the index, lock nothing.
+                tracing::warn!(
+                    job = id,
+                    state = job.state.label(),
+                    "a finished job was still in the active index; removed"
+                );
+                self.batch.put_job(&mut job, None);
+                continue;
+            }
             self.locks.insert(job.lock_key(), id);
             match job.state {
                 JobState::AwaitingApproval => {
@@ -248,13 +266,16 @@ impl Engine {
             .collect()
     }
 
-    /// Runs until `Shutdown` or until every handle is dropped.
-    pub fn run(mut self, rx: Receiver<EngineEvent>) {
+    /// Runs until `Shutdown`, a finished drain, or every handle dropped (`Ok`), or until
+    /// storage fails (`Err`): then the failed group's effects are dropped, the channels it
+    /// came from and the incident channels are told that opsgate is stopping, and the caller
+    /// must end the process. Nothing is retried on a store that failed.
+    pub fn run(mut self, rx: Receiver<EngineEvent>) -> Result<(), StoreError> {
         if let Err(e) = self.finish_group() {
-            tracing::error!(error = %e, "could not persist recovered state");
-            return;
+            return Err(self.storage_failed(e, &[]));
         }
         let mut stop = false;
+        let mut channels = Vec::new();
         while !stop {
             let expiry_wait = self
                 .expiries
@@ -281,6 +302,7 @@ impl Engine {
             };
             let mut syncs = Vec::new();
             let mut handled = 0;
+            channels.clear();
             while let Some(event) = next.take() {
                 match event {
                     EngineEvent::Shutdown => stop = true,
@@ -289,7 +311,12 @@ impl Engine {
                         self.drain_until = Some(std::time::Instant::now() + timeout);
                     }
                     EngineEvent::Sync(ack) => syncs.push(ack),
-                    event => self.handle(event, now_ms()),
+                    event => {
+                        if let EngineEvent::Chat(chat) = &event {
+                            channels.extend(chat.channel().map(str::to_string));
+                        }
+                        self.handle(event, now_ms());
+                    }
                 }
                 handled += 1;
                 // An approval card ends the group: its message ID must be known before any
@@ -301,10 +328,7 @@ impl Engine {
             self.fire_expiries(now_ms());
             self.update_gauges();
             if let Err(e) = self.finish_group() {
-                // Without durable state nothing may be acted on; stop and let the supervisor
-                // restart us on the last durable state.
-                tracing::error!(error = %e, "storage failed; stopping the engine");
-                return;
+                return Err(self.storage_failed(e, &channels));
             }
             for ack in syncs {
                 let _ = ack.try_send(());
@@ -321,11 +345,32 @@ impl Engine {
                 }
             }
         }
-        // A checkpoint, not just a flush: the next start then has no journal to replay.
-        if let Err(e) = self.store.checkpoint() {
-            tracing::error!(error = %e, "final checkpoint failed");
+        if let Err(e) = self.store.flush() {
+            return Err(self.storage_failed(e, &[]));
         }
         tracing::info!("engine stopped");
+        Ok(())
+    }
+
+    /// Drops the failed group's effects and says, once, where it still can, that opsgate is
+    /// stopping. Returns `error` for the caller, which ends the process.
+    fn storage_failed(&mut self, error: StoreError, channels: &[String]) -> StoreError {
+        if let Some(hook) = &self.storage_failure_hook {
+            hook();
+        }
+        tracing::error!(error = %error, "storage failed: nothing from this step is acted on; stopping");
+        self.effects.clear();
+        let mut tell: Vec<String> = Vec::new();
+        for channel in channels.iter().chain(self.config.incidents.all_channels()) {
+            if !tell.contains(channel) {
+                tell.push(channel.clone());
+            }
+        }
+        let text = format!(
+            "⛔ opsgate is stopping: its storage failed ({error}). Nothing from the last step was acted on; it restarts from what is on disk once the disk is fixed."
+        );
+        self.chat.last_words(&tell, &text);
+        error
     }
 
     fn handle(&mut self, event: EngineEvent, now: u64) {
@@ -377,12 +422,11 @@ impl Engine {
     }
 
     /// Makes this group's writes visible to reads of the store. Durability still waits for the
-    /// flush in `finish_group`, and so do all effects.
+    /// flush in `finish_group`, and so do all effects. A failure here poisons the store, so
+    /// that flush fails too and the group's effects never leave.
     fn publish_writes(&mut self) {
-        if !self.batch.is_empty() {
-            if let Err(e) = self.store.commit(&mut self.batch) {
-                tracing::error!(error = %e, "could not apply pending writes");
-            }
+        if let Err(e) = self.store.commit(&mut self.batch) {
+            tracing::error!(error = %e, "could not apply pending writes");
         }
     }
 
@@ -390,7 +434,7 @@ impl Engine {
     fn finish_group(&mut self) -> Result<(), StoreError> {
         // Flushed even when the batch is empty: `publish_writes` may have committed part
         // of the group already, and that part must be durable before any effect goes out.
-        // A flush with nothing staged costs nothing.
+        // A flush with nothing new costs nothing.
         self.store.commit(&mut self.batch)?;
         self.store.flush()?;
         let mut effects = std::mem::take(&mut self.effects);

@@ -1,57 +1,159 @@
-//! How sled is opened, and how it is made durable at a checkpoint.
+//! sled's files: how sled is opened safely, and how what it wrote is made durable.
+//!
+//! sled 0.34's own flush ends in `sync_file_range`, which neither flushes the disk's write
+//! cache nor commits the file's size (spacejam/sled#1452), writes blob files it never syncs,
+//! and renames snapshot files without syncing their directory. [`Durability::sync`] closes
+//! each of those gaps after sled's flush.
 
+use std::cell::RefCell;
+use std::collections::HashSet;
+use std::ffi::OsString;
 use std::fs::File;
 use std::io;
-use std::path::Path;
-use std::sync::Arc;
+use std::panic::{self, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::sync::Once;
 use std::time::{Duration, Instant};
 
-use super::{journal, StoreError};
+use super::StoreError;
 
 /// sled's log segment size, which is also the size of its IO buffers, for new data
-/// directories. sled writes a buffer out with a `sync_file_range` each time one fills, and a
-/// journal `fdatasync` that meets such a write waits for it at the disk. At sled's default of
-/// 512 KiB that was a burst every ~60 one-at-a-time commands and the slowest commands of the
-/// run; 128 KiB buffers put the same bytes on the disk in pieces a quarter the size
-/// (BENCHMARKS.md). sled stores an item bigger than a quarter of a segment (32 KiB) as a
-/// blob file (see [`sync_blobs`]); a node of ordinary job records is well below that.
+/// directories. Smaller than sled's 512 KiB default so that its writes reach the disk in
+/// smaller pieces (BENCHMARKS.md). sled stores an item bigger than a quarter of a segment
+/// (32 KiB) as a blob file; a node of ordinary job records is well below that.
 const SEGMENT_SIZE: usize = 128 * 1024;
 
 /// How long opening waits for a lock that is about to be let go (see [`open`]).
 const LOCK_GRACE: Duration = Duration::from_millis(500);
 
+/// sled's one log file in the data directory.
+pub(super) const LOG: &str = "db";
+
 /// Opens sled, waiting briefly if its lock is held. sled lets go of its lock file only when
 /// its last buffered write, running on sled's own thread pool, has finished: a moment after
 /// the last handle is dropped. A reopen right after a close (a restart in one process, a
 /// test) may find it still held; another running opsgate holds it for longer than the wait.
+///
+/// A panic inside sled while it recovers (it has index panics on some damaged logs) becomes
+/// [`StoreError::Damaged`], with no backtrace.
 pub(super) fn open(dir: &Path, shown: &str) -> Result<sled::Db, StoreError> {
+    remove_unfinished_snapshots(dir, shown)?;
     let started = Instant::now();
     let segment_size = segment_size(dir);
     loop {
-        let opened = sled::Config::new()
-            .path(dir)
-            .segment_size(segment_size)
-            // The bot keeps its working set in memory; sled's cache only serves history reads.
-            .cache_capacity(4 * 1024 * 1024)
-            // The journal makes writes durable; sled is flushed by checkpoints, not a timer.
-            .flush_every_ms(None)
-            .open();
+        let opened = quietly(|| {
+            sled::Config::new()
+                .path(dir)
+                .segment_size(segment_size)
+                // The bot keeps its working set in memory; sled's cache only serves history.
+                .cache_capacity(4 * 1024 * 1024)
+                // Every group is flushed by the engine (Store::flush); no timer is needed.
+                .flush_every_ms(None)
+                .open()
+        });
         match opened {
-            Ok(db) => return Ok(db),
-            Err(sled::Error::Io(io)) if io.to_string().contains("could not acquire lock") => {
+            Err(panic) => return Err(damaged(shown, format!("sled panicked: {panic}"))),
+            Ok(Ok(db)) => return Ok(db),
+            Ok(Err(sled::Error::Io(io))) if io.to_string().contains("could not acquire lock") => {
                 if started.elapsed() >= LOCK_GRACE {
                     return Err(StoreError::Locked(shown.to_string()));
                 }
                 std::thread::sleep(Duration::from_millis(10));
             }
-            Err(source) => {
+            Ok(Err(sled::Error::Io(source))) => {
                 return Err(StoreError::Open {
                     dir: shown.to_string(),
                     source,
                 })
             }
+            Ok(Err(other)) => return Err(damaged(shown, other.to_string())),
         }
     }
+}
+
+fn damaged(shown: &str, detail: String) -> StoreError {
+    StoreError::Damaged {
+        dir: shown.to_string(),
+        detail,
+    }
+}
+
+/// sled writes a snapshot to `snap.N.generating`, syncs it, then renames it to `snap.N`. A
+/// crash before the rename leaves the `.generating` file, which sled 0.34.7 then takes for
+/// its newest snapshot (spacejam/sled#1527, #1533) and fails or panics on. Such a file is
+/// never needed: until the rename, the previous snapshot and the log are still complete.
+fn remove_unfinished_snapshots(dir: &Path, shown: &str) -> Result<(), StoreError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(source) => {
+            return Err(StoreError::Open {
+                dir: shown.to_string(),
+                source,
+            })
+        }
+    };
+    let mut removed = false;
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with("snap.") && name.ends_with(".generating") {
+            tracing::warn!(file = %name, "removing a snapshot that sled never finished writing");
+            std::fs::remove_file(entry.path()).map_err(|source| StoreError::Open {
+                dir: shown.to_string(),
+                source,
+            })?;
+            removed = true;
+        }
+    }
+    if removed {
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(StoreError::Sync)?;
+    }
+    Ok(())
+}
+
+thread_local! {
+    /// Set while [`quietly`] runs: the panic hook records the message instead of printing.
+    static CAUGHT: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// Runs `f`, turning a panic into its message, printed nowhere.
+fn quietly<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    static HOOK: Once = Once::new();
+    HOOK.call_once(|| {
+        let previous = panic::take_hook();
+        panic::set_hook(Box::new(move |info| {
+            let caught = CAUGHT.with(|c| {
+                let mut c = c.borrow_mut();
+                if c.is_some() {
+                    let at = info
+                        .location()
+                        .map(|l| format!(" at {l}"))
+                        .unwrap_or_default();
+                    *c = Some(format!("{}{at}", panic_text(info.payload())));
+                    true
+                } else {
+                    false
+                }
+            });
+            if !caught {
+                previous(info);
+            }
+        }));
+    });
+    CAUGHT.with(|c| *c.borrow_mut() = Some(String::new()));
+    let result = panic::catch_unwind(AssertUnwindSafe(f));
+    let message = CAUGHT.with(|c| c.borrow_mut().take()).unwrap_or_default();
+    result.map_err(|_| message)
+}
+
+fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
 }
 
 /// sled refuses to open a directory with another segment size than the one it was created
@@ -68,39 +170,77 @@ fn segment_size(dir: &Path) -> usize {
         .unwrap_or(SEGMENT_SIZE)
 }
 
-/// sled made durable: its flush, its blob files, then the `fdatasync` its flush lacks
-/// (spacejam/sled#1452) of `log`, sled's one log file (`db` in the data directory).
-pub(super) fn checkpoint(db: sled::Db, dir: &Path, log: File) -> journal::Checkpoint {
-    let blobs = dir.join("blobs");
-    Arc::new(move || {
-        db.flush().map_err(io::Error::other)?;
-        sync_blobs(&blobs)?;
-        log.sync_data()
-    })
+/// Makes durable what sled has written: see [`Durability::sync`].
+pub(super) struct Durability {
+    db: sled::Db,
+    log: File,
+    dir: File,
+    blobs: PathBuf,
+    /// Blob files already synced: a blob never changes once written.
+    synced_blobs: HashSet<OsString>,
 }
 
-/// sled writes an item too big for its log into a file of its own and never syncs it, so a
-/// checkpoint does. There are normally none: this is a directory listing.
-fn sync_blobs(blobs: &Path) -> io::Result<()> {
-    let entries = match std::fs::read_dir(blobs) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e),
-    };
-    let mut synced = false;
-    for entry in entries {
-        let path = entry?.path();
-        match File::open(&path).and_then(|f| f.sync_all()) {
-            Ok(()) => synced = true,
-            // sled removed it since the listing: nothing to keep.
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
+impl Durability {
+    /// Also makes the directory as it is now durable: a new directory's `conf` (which sled
+    /// writes without a sync) and the entries of its files.
+    pub fn new(db: sled::Db, dir: &Path) -> io::Result<Durability> {
+        let log = File::open(dir.join(LOG))?;
+        let dir_handle = File::open(dir)?;
+        if let Ok(conf) = File::open(dir.join("conf")) {
+            conf.sync_all()?;
         }
+        let mut durability = Durability {
+            db,
+            log,
+            dir: dir_handle,
+            blobs: dir.join("blobs"),
+            synced_blobs: HashSet::new(),
+        };
+        durability.sync()?;
+        Ok(durability)
     }
-    if synced {
-        File::open(blobs)?.sync_all()?;
+
+    pub fn dir(&self) -> &File {
+        &self.dir
     }
-    Ok(())
+
+    /// Everything applied to sled so far, durable: sled's flush, then an `fdatasync` of its
+    /// log, a sync of each new blob file, and of the directory (snapshot renames, new files).
+    pub fn sync(&mut self) -> io::Result<()> {
+        self.db.flush().map_err(io::Error::other)?;
+        self.log.sync_data()?;
+        self.sync_new_blobs()?;
+        self.dir.sync_all()
+    }
+
+    /// There are normally none: this is a listing of an empty directory.
+    fn sync_new_blobs(&mut self) -> io::Result<()> {
+        let entries = match std::fs::read_dir(&self.blobs) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let mut synced = false;
+        for entry in entries {
+            let entry = entry?;
+            if self.synced_blobs.contains(&entry.file_name()) {
+                continue;
+            }
+            match File::open(entry.path()).and_then(|f| f.sync_all()) {
+                Ok(()) => {
+                    self.synced_blobs.insert(entry.file_name());
+                    synced = true;
+                }
+                // sled removed it since the listing: nothing to keep.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if synced {
+            File::open(&self.blobs)?.sync_all()?;
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -123,18 +263,39 @@ mod tests {
     }
 
     #[test]
-    fn items_too_big_for_the_log_survive_a_checkpoint_and_a_reopen() {
+    fn items_too_big_for_the_log_survive_a_sync_and_a_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let big = vec![7u8; SEGMENT_SIZE / 2];
         {
             let db = open(dir.path(), "dir").unwrap();
+            let mut durability = Durability::new(db.clone(), dir.path()).unwrap();
             db.insert(b"big", big.as_slice()).unwrap();
-            let log = File::open(dir.path().join("db")).unwrap();
-            checkpoint(db, dir.path(), log)().unwrap();
+            durability.sync().unwrap();
+            assert!(!durability.synced_blobs.is_empty(), "no blob was synced");
         }
-        let blobs = std::fs::read_dir(dir.path().join("blobs")).unwrap().count();
-        assert!(blobs > 0, "the value was not stored as a blob");
         let db = open(dir.path(), "dir").unwrap();
         assert_eq!(db.get(b"big").unwrap().as_deref(), Some(big.as_slice()));
+    }
+
+    #[test]
+    fn an_unfinished_snapshot_is_removed_before_sled_sees_it() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = open(dir.path(), "dir").unwrap();
+            db.insert(b"k", b"v").unwrap();
+            db.flush().unwrap();
+        }
+        let leftover = dir.path().join("snap.FFFFFFFFFFFFFFFF.generating");
+        std::fs::write(&leftover, b"half a snapshot").unwrap();
+        let db = open(dir.path(), "dir").unwrap();
+        assert!(!leftover.exists());
+        assert_eq!(db.get(b"k").unwrap().as_deref(), Some(&b"v"[..]));
+    }
+
+    #[test]
+    fn a_panic_is_caught_without_printing_and_later_panics_still_print() {
+        let caught = quietly(|| -> () { panic!("inside sled") });
+        assert!(caught.unwrap_err().contains("inside sled"));
+        assert_eq!(quietly(|| 5), Ok(5));
     }
 }

@@ -268,7 +268,11 @@ impl Harness {
             rt.handle().clone(),
         )
         .unwrap();
-        let thread = std::thread::spawn(move || engine.run(rx));
+        let thread = std::thread::spawn(move || {
+            engine
+                .run(rx)
+                .expect("the engine stopped on a storage error")
+        });
         let h = Harness {
             handle,
             chat,

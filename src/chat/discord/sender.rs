@@ -58,7 +58,27 @@ impl ChatOut for DiscordChat {
         }
         None
     }
+
+    fn last_words(&self, channels: &[String], text: &str) {
+        let shared = &self.shared;
+        let all = async {
+            for channel in channels {
+                say(shared, channel, text).await;
+            }
+        };
+        // The engine's thread is not one of the runtime's, so it may block on it.
+        let said = self
+            .shared
+            .runtime
+            .block_on(async { tokio::time::timeout(LAST_WORDS_WAIT, all).await });
+        if said.is_err() {
+            tracing::warn!("discord did not take the stopping notice in time");
+        }
+    }
 }
+
+/// How long the notice that opsgate is stopping may take to reach Discord.
+const LAST_WORDS_WAIT: Duration = Duration::from_secs(5);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum IxKind {

@@ -1,0 +1,115 @@
+//! `opsgate backup FILE` and `opsgate restore FILE --data DIR`.
+//!
+//! A backup is taken from a private copy of the data directory while the bot is stopped, or
+//! by the running bot (which holds the directory) through its local HTTP endpoint. Either way
+//! the file appears only once complete and synced.
+
+use std::fs::File;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use crate::store::{self, BackupSummary, ReadOnly, StoreError};
+
+pub fn backup(
+    data: &Path,
+    http: Option<SocketAddr>,
+    file: &Path,
+    rt: &tokio::runtime::Runtime,
+) -> Result<String, String> {
+    let partial = partial_path(file);
+    let written = match ReadOnly::open(data) {
+        Ok(copy) => create(&partial).and_then(|out| {
+            copy.store
+                .backup(out)
+                .map(|s| describe(&s))
+                .map_err(|e| e.to_string())
+        }),
+        Err(StoreError::Locked(_)) => match http {
+            Some(addr) => fetch(rt, addr, &partial),
+            None => Err(format!(
+                "{} is held by a running opsgate and the config has no [http] listen address to ask it through",
+                data.display()
+            )),
+        },
+        Err(e) => Err(e.to_string()),
+    };
+    let summary = match written.and_then(|summary| finish(&partial, file).map(|()| summary)) {
+        Ok(summary) => summary,
+        Err(e) => {
+            let _ = std::fs::remove_file(&partial);
+            return Err(e);
+        }
+    };
+    Ok(format!("backup written to {}: {summary}\n", file.display()))
+}
+
+pub fn restore(file: &Path, data: &Path) -> Result<String, String> {
+    let summary = store::restore(file, data)?;
+    Ok(format!(
+        "restored into {}: {}; new jobs are numbered from {} so that no job ID is used twice\n",
+        data.display(),
+        describe(&summary),
+        summary.next_job_id
+    ))
+}
+
+fn describe(s: &BackupSummary) -> String {
+    format!("{} jobs, {} records", s.jobs, s.entries)
+}
+
+fn partial_path(file: &Path) -> PathBuf {
+    let mut name = file.file_name().unwrap_or_default().to_os_string();
+    name.push(".partial");
+    file.with_file_name(name)
+}
+
+fn create(path: &Path) -> Result<File, String> {
+    File::create(path).map_err(|e| format!("cannot create {}: {e}", path.display()))
+}
+
+/// Syncs the finished file and gives it its name.
+fn finish(partial: &Path, file: &Path) -> Result<(), String> {
+    let sync = |p: &Path| File::open(p).and_then(|f| f.sync_all());
+    sync(partial)
+        .and_then(|()| std::fs::rename(partial, file))
+        .and_then(
+            |()| match file.parent().filter(|p| !p.as_os_str().is_empty()) {
+                Some(dir) => sync(dir),
+                None => sync(Path::new(".")),
+            },
+        )
+        .map_err(|e| format!("cannot finish {}: {e}", file.display()))
+}
+
+/// Streams the running bot's backup into `partial`.
+fn fetch(rt: &tokio::runtime::Runtime, addr: SocketAddr, partial: &Path) -> Result<String, String> {
+    rt.block_on(async {
+        let mut resp = reqwest::get(format!("http://{addr}/api/backup"))
+            .await
+            .map_err(|e| format!("cannot reach the running bot at {addr}: {e}"))?;
+        if !resp.status().is_success() {
+            let status = resp.status();
+            let text = resp.text().await.unwrap_or_default();
+            return Err(format!(
+                "the running bot answered {status} for the backup: {}",
+                text.trim()
+            ));
+        }
+        let summary = resp
+            .headers()
+            .get("x-opsgate-backup")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| serde_json::from_str::<BackupSummary>(v).ok());
+        let mut out = create(partial)?;
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .map_err(|e| format!("the backup from the running bot broke off: {e}"))?
+        {
+            out.write_all(&chunk)
+                .map_err(|e| format!("cannot write {}: {e}", partial.display()))?;
+        }
+        Ok(summary.map_or_else(|| "taken by the running bot".into(), |s| describe(&s)))
+    })
+}
