@@ -118,6 +118,7 @@ mod tests {
             started_ms: None,
             finished_ms: None,
             audit_len: 0,
+            nonce: 1,
         }
     }
 

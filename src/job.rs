@@ -145,6 +145,11 @@ pub struct Job {
     pub finished_ms: Option<u64>,
     /// Number of audit entries written so far (the next entry's sequence number).
     pub audit_len: u32,
+    /// A random number that binds the buttons on this job's card to this job: a button from
+    /// another card (an old one, or one from before a restore) never acts on it. 0 for jobs
+    /// stored before cards carried it.
+    #[serde(default)]
+    pub nonce: u64,
 }
 
 impl Job {

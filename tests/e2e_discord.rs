@@ -288,13 +288,14 @@ async fn an_approvers_reaction_runs_the_job_and_the_card_and_incidents_follow() 
     ] {
         assert!(text.contains(want), "card lacks {want}: {text}");
     }
-    assert_eq!(
-        buttons(&card1),
-        vec![
-            ("approve:1".to_string(), false),
-            ("deny:1".to_string(), false)
-        ]
-    );
+    let ids = buttons(&card1);
+    assert_eq!(ids.len(), 2, "{ids:?}");
+    let nonce = ids[0]
+        .0
+        .strip_prefix("approve:1:")
+        .expect("approve:1:<nonce>");
+    assert_eq!(ids[1], (format!("deny:1:{nonce}"), false));
+    assert!(!ids[0].1, "{ids:?}");
     fake.wait("✅ and ❌ from the bot", |i| {
         (reacted(i, msg, "✅", BOT) && reacted(i, msg, "❌", BOT)).then_some(())
     })
@@ -337,8 +338,8 @@ async fn an_approvers_reaction_runs_the_job_and_the_card_and_incidents_follow() 
     assert_eq!(
         buttons(&done),
         vec![
-            ("approve:1".to_string(), true),
-            ("deny:1".to_string(), true)
+            (format!("approve:1:{nonce}"), true),
+            (format!("deny:1:{nonce}"), true)
         ]
     );
     assert_eq!(calls(&emu, "ddm.restart").await, 1);
@@ -441,7 +442,12 @@ async fn slash_commands_and_buttons_answer_their_interactions() {
             ("mode", "hard"),
         ],
     );
-    let (msg, _) = card(&fake, 1).await;
+    let (msg, posted) = card(&fake, 1).await;
+    let approve = buttons(&posted)[0].0.clone();
+    assert!(
+        approve.starts_with("approve:1:"),
+        "the button carries the job's nonce: {approve}"
+    );
     let done = fake
         .wait("the slash command's answer", |i| {
             i.callbacks(ix).first().cloned()
@@ -475,7 +481,7 @@ async fn slash_commands_and_buttons_answer_their_interactions() {
     );
 
     // 4. A refused click gets an ephemeral reply and changes nothing.
-    let click = fake.click(MALLORY, msg, "approve:1");
+    let click = fake.click(MALLORY, msg, &approve);
     let reply = fake
         .wait("the refused click's reply", |i| {
             i.callbacks(click).first().cloned()
@@ -491,8 +497,25 @@ async fn slash_commands_and_buttons_answer_their_interactions() {
     );
     assert_eq!(fake.lock().card(1).expect("card").1.edits, 0);
 
+    // A button that is not this card's (no nonce, or another job's) is not counted.
+    for stale in ["approve:1", "approve:1:1"] {
+        let click = fake.click(BOB, msg, stale);
+        let reply = fake
+            .wait("the stale button's reply", |i| {
+                i.callbacks(click).first().cloned()
+            })
+            .await;
+        assert!(
+            reply["data"]["content"]
+                .as_str()
+                .is_some_and(|c| c.contains("not on job 1's card")),
+            "{stale}: {reply}"
+        );
+    }
+    assert_eq!(fake.lock().card(1).expect("card").1.edits, 0);
+
     // An approver's click is acknowledged and the card runs to success, buttons disabled.
-    let click = fake.click(BOB, msg, "approve:1");
+    let click = fake.click(BOB, msg, &approve);
     let ack = fake
         .wait("the click's acknowledgement", |i| {
             i.callbacks(click).first().cloned()

@@ -7,6 +7,8 @@ use crate::job::{Job, JobState};
 #[derive(Clone, Debug, PartialEq)]
 pub struct JobCard {
     pub job: JobId,
+    /// The job's nonce, carried by the card's buttons.
+    pub nonce: u64,
     pub state: JobState,
     /// e.g. `restart ddm orders-db hard`
     pub action: String,
@@ -29,6 +31,7 @@ impl JobCard {
     pub fn from_job(job: &Job, approver_roles: String) -> JobCard {
         JobCard {
             job: job.id,
+            nonce: job.nonce,
             state: job.state,
             action: job.action(),
             requester: job.requester.name.clone(),

@@ -76,6 +76,10 @@ pub enum ChatEvent {
         actor: Actor,
         origin: Origin,
         job: JobId,
+        /// The nonce in the button's ID (`None` on cards from before nonces).
+        nonce: Option<u64>,
+        /// The message the button is on.
+        message_id: MessageId,
         vote: Vote,
     },
     /// The adapter learned the ID of a job's message after posting it.

@@ -67,12 +67,36 @@ impl Engine {
                 actor,
                 origin,
                 job,
+                nonce,
+                message_id,
                 vote,
-            } => self.vote(&actor, &origin, job, vote, None, now),
+            } => {
+                if self.button_is_for(job, nonce, &message_id) {
+                    self.vote(&actor, &origin, job, vote, None, now);
+                } else {
+                    let text = format!("This button is not on job {job}'s card, so it was not counted. Use the buttons on that job's own card, or {}approve {job}.", self.config.prefix);
+                    self.reply(&origin, text, true);
+                }
+            }
             ChatEvent::MessagePosted { job, message_id } => {
                 self.record_message_id(job, message_id);
             }
         }
+    }
+
+    /// Whether a button with `nonce` on message `message_id` belongs to job `id`'s card. A job
+    /// no longer active has no open card; [`vote`](Self::vote) says what became of it.
+    fn button_is_for(&self, id: JobId, nonce: Option<u64>, message_id: &str) -> bool {
+        let Some(job) = self.active.get(&id) else {
+            return true;
+        };
+        let same_nonce = match nonce {
+            Some(nonce) => nonce == job.nonce,
+            // Cards posted before nonces carry none; so do only the jobs they were for.
+            None => job.nonce == 0,
+        };
+        let same_message = job.message_id.as_deref().is_none_or(|m| m == message_id);
+        same_nonce && same_message
     }
 
     fn on_message(&mut self, actor: &Actor, origin: &Origin, text: &str, now: u64) {
@@ -222,6 +246,7 @@ impl Engine {
             started_ms: None,
             finished_ms: None,
             audit_len: 0,
+            nonce: fastrand::u64(1..),
         };
         let detail = format!(
             "{} under rule `{}` in #{}",

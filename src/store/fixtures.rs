@@ -46,6 +46,7 @@ fn job(id: u64, state: JobState, now_ms: u64) -> Job {
         started_ms: (!pending).then_some(now_ms),
         finished_ms: (!pending).then_some(now_ms + 30_000),
         audit_len: 0,
+        nonce: 1,
     }
 }
 

@@ -216,7 +216,7 @@ impl Handler {
     }
 
     async fn on_button(&self, c: ComponentInteraction) {
-        let Some((job, vote)) = render::parse_button_id(&c.data.custom_id) else {
+        let Some((job, nonce, vote)) = render::parse_button_id(&c.data.custom_id) else {
             sender::answer_now(
                 &self.shared,
                 c.id,
@@ -245,6 +245,8 @@ impl Handler {
                 interaction: Some(key.clone()),
             },
             job,
+            nonce,
+            message_id: c.message.id.get().to_string(),
             vote,
         };
         self.forward(key, target, actor, event).await;

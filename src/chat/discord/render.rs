@@ -29,23 +29,34 @@ const EMBED_BUDGET: usize = 5500;
 pub const APPROVE_EMOJI: &str = "✅";
 pub const DENY_EMOJI: &str = "❌";
 
-/// `approve:<job>` / `deny:<job>`
-pub fn button_id(approve: bool, job: JobId) -> String {
-    format!("{}:{job}", if approve { "approve" } else { "deny" })
+/// `approve:<job>:<nonce>` / `deny:<job>:<nonce>`, the nonce in hex (see `Job::nonce`).
+pub fn button_id(approve: bool, card: &JobCard) -> String {
+    let kind = if approve { "approve" } else { "deny" };
+    format!("{kind}:{}:{:x}", card.job, card.nonce)
 }
 
-/// The job and the vote a button's custom ID stands for.
-pub fn parse_button_id(custom_id: &str) -> Option<(JobId, crate::chat::Vote)> {
-    let (kind, job) = custom_id.split_once(':')?;
-    let vote = match kind {
+/// What a button's custom ID stands for: the job, its nonce (`None` in the ID format of
+/// cards from before nonces, `approve:<job>`), and the vote.
+pub fn parse_button_id(custom_id: &str) -> Option<(JobId, Option<u64>, crate::chat::Vote)> {
+    let mut parts = custom_id.split(':');
+    let vote = match parts.next()? {
         "approve" => crate::chat::Vote::Approve,
         "deny" => crate::chat::Vote::Deny,
         _ => return None,
     };
+    let job = parts.next()?;
     if job.is_empty() || job.len() > 19 || !job.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    Some((job.parse().ok()?, vote))
+    let nonce = match parts.next() {
+        None => None,
+        Some(hex) if !hex.is_empty() && hex.len() <= 16 => Some(u64::from_str_radix(hex, 16).ok()?),
+        Some(_) => return None,
+    };
+    if parts.next().is_some() {
+        return None;
+    }
+    Some((job.parse().ok()?, nonce, vote))
 }
 
 /// At most `max` characters of `text`, cut on a character boundary, ending in `…` when cut.
@@ -252,11 +263,11 @@ pub fn card_buttons(card: &JobCard) -> Vec<CreateActionRow> {
     }
     let closed = !card.is_open();
     vec![CreateActionRow::Buttons(vec![
-        CreateButton::new(button_id(true, card.job))
+        CreateButton::new(button_id(true, card))
             .label("Approve")
             .style(ButtonStyle::Success)
             .disabled(closed),
-        CreateButton::new(button_id(false, card.job))
+        CreateButton::new(button_id(false, card))
             .label("Deny")
             .style(ButtonStyle::Danger)
             .disabled(closed),
@@ -317,6 +328,7 @@ mod tests {
     fn card(state: JobState) -> JobCard {
         JobCard {
             job: 7,
+            nonce: 0xabc,
             state,
             action: "restart ddm orders-db hard".into(),
             requester: "alice".into(),
@@ -368,8 +380,8 @@ mod tests {
         assert!(!text.contains("<t:"), "no expiry once decided: {text}");
         let rows = serde_json::to_value(card_buttons(&c)).unwrap_or_default();
         let buttons = &rows[0]["components"];
-        assert_eq!(buttons[0]["custom_id"], "approve:7");
-        assert_eq!(buttons[1]["custom_id"], "deny:7");
+        assert_eq!(buttons[0]["custom_id"], "approve:7:abc");
+        assert_eq!(buttons[1]["custom_id"], "deny:7:abc");
         assert_eq!(buttons[0]["disabled"], true);
         let open = serde_json::to_value(card_buttons(&card(JobState::AwaitingApproval)))
             .unwrap_or_default();
@@ -398,16 +410,21 @@ mod tests {
 
     #[test]
     fn button_ids_round_trip_and_garbage_is_refused() {
+        let c = card(JobState::AwaitingApproval);
         assert_eq!(
-            parse_button_id(&button_id(true, 42)),
-            Some((42, crate::chat::Vote::Approve))
+            parse_button_id(&button_id(true, &c)),
+            Some((7, Some(0xabc), crate::chat::Vote::Approve))
         );
+        // Cards posted before nonces.
         assert_eq!(
             parse_button_id("deny:3"),
-            Some((3, crate::chat::Vote::Deny))
+            Some((3, None, crate::chat::Vote::Deny))
         );
         for bad in [
             "approve:",
+            "approve:1:",
+            "approve:1:xyz",
+            "approve:1:ab:cd",
             "approve:-1",
             "maybe:1",
             "approve:1x",
