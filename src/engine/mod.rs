@@ -312,9 +312,7 @@ impl Engine {
                     }
                     EngineEvent::Sync(ack) => syncs.push(ack),
                     event => {
-                        if let EngineEvent::Chat(chat) = &event {
-                            channels.extend(chat.channel().map(str::to_string));
-                        }
+                        channels.extend(self.channel_of(&event));
                         self.handle(event, now_ms());
                     }
                 }
@@ -350,6 +348,15 @@ impl Engine {
         }
         tracing::info!("engine stopped");
         Ok(())
+    }
+
+    /// Where people would hear about `event`: its chat channel, or its job's channel.
+    fn channel_of(&self, event: &EngineEvent) -> Option<String> {
+        match event {
+            EngineEvent::Chat(chat) => chat.channel().map(str::to_string),
+            EngineEvent::Cloud { job, .. } => self.active.get(job).map(|j| j.channel.clone()),
+            _ => None,
+        }
     }
 
     /// Drops the failed group's effects and says, once, where it still can, that opsgate is
