@@ -122,10 +122,18 @@ pub fn secret_header(v: &str) -> Result<HeaderValue, SendError> {
 /// Sends one request and reads its answer (bounded), or says whether it may have arrived.
 pub async fn exchange(http: &reqwest::Client, out: Outgoing) -> Result<Received, SendError> {
     let host = host_header(&out.url).unwrap_or_default();
+    // An empty body is sent with no length at all unless one is set; RFC 9110 §8.6 asks
+    // for `Content-Length: 0` on a POST or PUT without content, as the vendors' SDKs send
+    // it, and some gateways answer 411 without it.
+    let needs_length =
+        out.body.is_empty() && matches!(out.method, Method::POST | Method::PUT | Method::PATCH);
     let mut req = http
         .request(out.method, out.url)
         .timeout(out.timeout)
         .body(out.body);
+    if needs_length {
+        req = req.header(reqwest::header::CONTENT_LENGTH, "0");
+    }
     for (name, value) in out.headers {
         req = req.header(name, value);
     }
@@ -281,6 +289,37 @@ mod tests {
             Err(other) => panic!("expected NotSent, got {other:?}"),
             Ok(r) => panic!("expected NotSent, got HTTP {}", r.status),
         }
+    }
+
+    #[tokio::test]
+    async fn a_bodyless_post_says_content_length_0() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") {
+                socket.read_exact(&mut byte).await.unwrap();
+                head.push(byte[0]);
+            }
+            socket
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}")
+                .await
+                .unwrap();
+            String::from_utf8(head).unwrap().to_ascii_lowercase()
+        });
+        let out = Outgoing {
+            method: Method::POST,
+            url: Url::parse(&format!("http://127.0.0.1:{port}/restart")).unwrap(),
+            headers: Vec::new(),
+            body: Vec::new(),
+            timeout: Duration::from_secs(5),
+        };
+        assert!(exchange(&reqwest::Client::new(), out).await.is_ok());
+        let head = server.await.unwrap();
+        assert!(head.contains("content-length: 0\r\n"), "{head}");
     }
 
     #[test]
