@@ -45,12 +45,27 @@ pub enum Vote {
 }
 
 impl Vote {
-    /// ✅ approves and ❌ denies; other emoji are ignored.
+    /// ✅ approves and ❌ denies, exactly as the card says (with or without the emoji
+    /// variation selector); every other emoji, 👍 included, is conversation, not a vote.
     pub fn from_emoji(emoji: &str) -> Option<Vote> {
         match emoji.trim_end_matches('\u{fe0f}') {
-            "✅" | "✔" | "☑" | "👍" => Some(Vote::Approve),
-            "❌" | "✖" | "👎" => Some(Vote::Deny),
+            "✅" => Some(Vote::Approve),
+            "❌" => Some(Vote::Deny),
             _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod vote_tests {
+    use super::Vote;
+
+    #[test]
+    fn only_the_cards_two_emoji_are_votes() {
+        assert_eq!(Vote::from_emoji("✅"), Some(Vote::Approve));
+        assert_eq!(Vote::from_emoji("❌\u{fe0f}"), Some(Vote::Deny));
+        for chat in ["👍", "👎", "✔", "☑", "✖", "✔\u{fe0f}", "🚀"] {
+            assert_eq!(Vote::from_emoji(chat), None, "{chat}");
         }
     }
 }
