@@ -195,3 +195,30 @@ fn a_vendor_error_reaches_the_user_verbatim_with_the_http_status() {
     );
     assert_eq!(emu.calls("ddm.restart"), 1, "a refusal is not retried");
 }
+
+#[test]
+fn a_line_that_is_not_utf8_gets_an_answer_and_the_shell_goes_on() {
+    use std::io::Write;
+    let (dir, _emu, config) = setup("30m");
+    let mut child = std::process::Command::new(BIN)
+        .args(["shell", "--config"])
+        .arg(&config)
+        .arg("--data")
+        .arg(dir.path().join("data"))
+        .env(PASSWORD_VAR, DEMO_PASSWORD)
+        .env("RUST_LOG", "warn")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"\xff\xfe not text\n!whoami\n").unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    let out = String::from_utf8_lossy(&out.stdout);
+    assert!(out.contains("that line was not UTF-8 text"), "{out}");
+    assert!(
+        out.contains("roles: oncall"),
+        "the next line is still read: {out}"
+    );
+}

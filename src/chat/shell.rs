@@ -151,8 +151,13 @@ pub fn run(
     opts: ShellOptions,
 ) {
     let mut session = Session::new(config, opts.user.clone(), &opts.roles, &opts.channel);
-    for line in input.lines() {
-        let Ok(line) = line else { break };
+    for bytes in input.split(b'\n') {
+        // Only a read error ends the input; a line that is not text gets an answer.
+        let Ok(bytes) = bytes else { break };
+        let Ok(line) = String::from_utf8(bytes) else {
+            say("that line was not UTF-8 text; nothing was done with it");
+            continue;
+        };
         let line = line.trim_end_matches(['\r', '\n']);
         if line.trim().is_empty() {
             continue;
