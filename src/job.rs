@@ -183,9 +183,9 @@ impl Job {
         out
     }
 
-    /// Per-target lock key: at most one pending or running job per key.
-    pub fn lock_key(&self) -> String {
-        lock_key(&self.spec)
+    /// Per-resource lock key: at most one pending or running job per key.
+    pub fn lock_key(&self, config: &crate::config::Config) -> String {
+        lock_key(&self.spec, config)
     }
 }
 
@@ -216,10 +216,34 @@ impl crate::command::JobFilter {
     }
 }
 
-pub fn lock_key(spec: &JobSpec) -> String {
+/// The lock key of the resource `spec` acts on: where it lives (provider, region or
+/// private endpoint, project, SCNet cluster) and its IDs, never the account's name, so two
+/// accounts that reach the same instance share one lock. An account missing from the config
+/// (a job stored under an older config) is keyed by its name.
+pub fn lock_key(spec: &JobSpec, config: &crate::config::Config) -> String {
     let op = crate::command::catalog::operation_by_id(&spec.operation);
     let service = op.map_or(spec.operation.as_str(), |o| o.service);
-    let mut key = format!("{}/{}", spec.account, service);
+    let place = match config.accounts.get(&spec.account) {
+        Some(a) => {
+            // Where the resource is served; the sign-in endpoints say nothing about that.
+            let endpoint: Vec<&str> = (a.endpoints.iter())
+                .filter(|(service, _)| !matches!(service.as_str(), "iam" | "token"))
+                .map(|(_, url)| url.trim_end_matches('/'))
+                .collect();
+            let endpoint = endpoint.join(",");
+            let s = &a.settings;
+            let cluster = s.cluster_id.as_deref().or(s.cluster_name.as_deref());
+            format!(
+                "{}|{}|{endpoint}|{}|{}",
+                a.provider.name(),
+                a.region,
+                a.project_id.as_deref().unwrap_or(""),
+                cluster.unwrap_or(""),
+            )
+        }
+        None => format!("account {}", spec.account),
+    };
+    let mut key = format!("{place}/{service}");
     if let Some(op) = op {
         for p in op.target {
             key.push('/');

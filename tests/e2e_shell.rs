@@ -222,3 +222,30 @@ fn a_line_that_is_not_utf8_gets_an_answer_and_the_shell_goes_on() {
         "the next line is still read: {out}"
     );
 }
+
+#[test]
+fn two_accounts_on_one_project_share_the_lock_of_an_instance() {
+    let dir = tempfile::tempdir().unwrap();
+    let emu = Emulator::start("500ms");
+    let extra = format!(
+        r#"
+[accounts.huawei-aksk]
+provider = "huawei"
+region = "cn-north-4"
+project_id = "0123456789abcdef0123456789abcdef"
+auth = "aksk"
+access_key_env = "{PASSWORD_VAR}"
+secret_key_env = "{PASSWORD_VAR}"
+endpoints = {{ ddm = "{url}", gaussdb = "{url}" }}
+"#,
+        url = emu.url
+    );
+    let config = write_config_with(dir.path(), &emu.url, "30m", &extra);
+    let instance = "28e8841d0b9c4f6a9a30742ee60e1068in09";
+    let input =
+        format!("!restart ddm {instance} hard\n!restart ddm {instance} soft account=huawei-aksk\n");
+    let (out, err, ok) = run_shell(&config, &dir.path().join("data"), &input);
+    assert!(ok, "{err}");
+    assert!(out.contains("is busy: job 1"), "{out}");
+    assert_eq!(emu.calls("ddm.restart"), 0, "{out}");
+}

@@ -195,7 +195,7 @@ impl Engine {
             target: req.target,
             params: req.params,
         };
-        let lock = job::lock_key(&spec);
+        let lock = job::lock_key(&spec, &self.config);
         if let Some(holder) = self.locks.get(&lock).and_then(|id| self.active.get(id)) {
             let msg = format!(
                 "{} is busy: job {} ({}, {}) holds it. Wait for it to finish{}.",

@@ -218,7 +218,7 @@ impl Engine {
                 self.batch.put_job(&mut job, None);
                 continue;
             }
-            self.locks.insert(job.lock_key(), id);
+            self.locks.insert(job.lock_key(&self.config), id);
             match job.state {
                 JobState::AwaitingApproval => {
                     self.expiries.insert((job.expires_ms, id));
@@ -641,8 +641,9 @@ impl Engine {
         }
         self.save(id, actor, event, detail, now);
         if let Some(job) = self.active.remove(&id) {
-            if self.locks.get(&job.lock_key()) == Some(&id) {
-                self.locks.remove(&job.lock_key());
+            let lock = job.lock_key(&self.config);
+            if self.locks.get(&lock) == Some(&id) {
+                self.locks.remove(&lock);
             }
             self.expiries.remove(&(job.expires_ms, id));
         }
