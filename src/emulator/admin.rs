@@ -1,6 +1,6 @@
 //! The emulator's own control API under `/_emulator/`, for tests and the demo: queue
-//! faults, read call counts, revoke tokens, change timings, add credentials, and force an
-//! instance into a status.
+//! faults, read call counts and the log of mutating calls, revoke tokens, change timings,
+//! add credentials, and force an instance into a status.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,6 +26,7 @@ pub fn router() -> Router<Arc<Shared>> {
         .route("/healthz", get(healthz))
         .route("/faults", post(add_fault).delete(clear_faults))
         .route("/calls", get(calls).delete(reset_calls))
+        .route("/calls/log", get(call_log))
         .route("/tokens/revoke", post(revoke_tokens))
         .route("/settings", get(show_settings).post(settings))
         .route("/users", post(add_user))
@@ -71,8 +72,15 @@ async fn calls(AxState(shared): S) -> Reply {
     Reply::json(StatusCode::OK, json!(shared.lock().calls))
 }
 
+/// Every mutating call so far, in order: `[{"operation": "ddm.restart", "target": ID}, ...]`.
+async fn call_log(AxState(shared): S) -> Reply {
+    Reply::json(StatusCode::OK, json!(shared.lock().call_log))
+}
+
 async fn reset_calls(AxState(shared): S) -> Reply {
-    shared.lock().calls.clear();
+    let mut s = shared.lock();
+    s.calls.clear();
+    s.call_log.clear();
     ok()
 }
 

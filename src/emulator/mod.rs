@@ -231,6 +231,17 @@ impl Route {
         })
     }
 
+    /// What a mutating call acts on, for the call log; `None` for reads and tokens.
+    fn target(&self) -> Option<String> {
+        match self {
+            Route::Restart { instance } => Some(instance.clone()),
+            Route::TaurusRestart { instance, proxy } | Route::TaurusUpgrade { instance, proxy } => {
+                Some(format!("{instance}/{proxy}"))
+            }
+            _ => None,
+        }
+    }
+
     /// The name faults and call counts use.
     fn operation(&self) -> &'static str {
         match self {
@@ -272,6 +283,9 @@ async fn cloud_api(AxState(shared): AxState<Arc<Shared>>, req: Request) -> Respo
     let fault = {
         let mut s = shared.lock();
         s.count(operation);
+        if let Some(target) = route.target() {
+            s.log_call(operation, target);
+        }
         if let Route::Restart { instance } = &route {
             s.arrived("ddm.restart", instance, arrived);
         }

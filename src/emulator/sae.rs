@@ -28,7 +28,7 @@ use time::OffsetDateTime;
 use super::auth::{decode_path, decode_query};
 use super::demo;
 use super::reply::Reply;
-use super::serve::{header, incoming, too_large, with_faults};
+use super::serve::{header, incoming, query_target, too_large, with_faults};
 use super::state::{new_job_id, Shared};
 use super::Incoming;
 use crate::cloud::alibaba::signer::{self, SigningInput};
@@ -345,18 +345,22 @@ fn order_json(o: &Order, now: Instant) -> Value {
 /// What an action does once the request is authenticated: (emulator, state, query, now).
 type Handler = fn(&SaeEmu, &mut Sae, &[(String, String)], Instant) -> Reply;
 
+/// Runs an action; `mutates` names the query keys that identify what a mutating action acts
+/// on (for the call log), `None` for reads.
 async fn run(
     emu: Arc<SaeEmu>,
     req: Request,
     operation: &'static str,
     action: &'static str,
+    mutates: Option<&[&str]>,
     body: Handler,
 ) -> Response {
     let Some(req) = incoming(req).await else {
         return too_large().into_response();
     };
     let shared = emu.shared.clone();
-    with_faults(&shared, operation, || {
+    let target = mutates.map(|keys| query_target(&req, keys));
+    with_faults(&shared, operation, target, || {
         let now = Instant::now();
         let mut sae = emu.lock();
         if let Err(refused) = authenticate(&emu, &mut sae, &req, action, now) {
@@ -375,6 +379,7 @@ async fn restart(State(emu): State<Arc<SaeEmu>>, req: Request) -> Response {
         req,
         "sae.restart",
         "RestartInstances",
+        Some(&["AppId", "InstanceIds"]),
         |emu, sae, query, now| {
             let app = match required(query, "AppId") {
                 Ok(a) => a,
@@ -429,6 +434,7 @@ async fn describe(State(emu): State<Arc<SaeEmu>>, req: Request) -> Response {
         req,
         "sae.changeorder",
         "DescribeChangeOrder",
+        None,
         |_, sae, query, now| {
             let id = match required(query, "ChangeOrderId") {
                 Ok(i) => i,
@@ -453,6 +459,7 @@ async fn list(State(emu): State<Arc<SaeEmu>>, req: Request) -> Response {
         req,
         "sae.changeorders",
         "ListChangeOrders",
+        None,
         |_, sae, query, now| {
             let app = match required(query, "AppId") {
                 Ok(a) => a,

@@ -28,7 +28,7 @@ use serde_json::{json, Value};
 use super::auth::decode_query;
 use super::demo;
 use super::reply::Reply;
-use super::serve::{header, incoming, too_large, with_faults};
+use super::serve::{header, incoming, query_target, too_large, with_faults};
 use super::state::{IssuedToken, Shared};
 use super::Incoming;
 use crate::cloud::scnet::sign;
@@ -192,7 +192,7 @@ async fn token_by_password(State(emu): State<Arc<ScnetEmu>>, req: Request) -> Re
         return too_large().into_response();
     };
     let shared = emu.shared.clone();
-    with_faults(&shared, "scnet.token", || {
+    with_faults(&shared, "scnet.token", None, || {
         let (Some(user), Some(password), Some(org)) = (
             header(&req, "user"),
             header(&req, "password"),
@@ -219,7 +219,7 @@ async fn token_by_aksk(State(emu): State<Arc<ScnetEmu>>, req: Request) -> Respon
         return too_large().into_response();
     };
     let shared = emu.shared.clone();
-    with_faults(&shared, "scnet.token", || {
+    with_faults(&shared, "scnet.token", None, || {
         let (Some(user), Some(ak), Some(ts), Some(sig)) = (
             header(&req, "user"),
             header(&req, "accesskey"),
@@ -270,7 +270,7 @@ async fn center(State(emu): State<Arc<ScnetEmu>>, req: Request) -> Response {
         return too_large().into_response();
     };
     let shared = emu.shared.clone();
-    with_faults(&shared, "scnet.center", || {
+    with_faults(&shared, "scnet.center", None, || {
         let s = emu.lock();
         if token_scope(&emu, &s, &req, Instant::now()).as_deref() != Some("0") {
             return refused_token();
@@ -307,7 +307,8 @@ async fn restart(State(emu): State<Arc<ScnetEmu>>, req: Request) -> Response {
         return too_large().into_response();
     };
     let shared = emu.shared.clone();
-    with_faults(&shared, "scnet.restart", || {
+    let target = query_target(&req, &["instanceServiceId"]);
+    with_faults(&shared, "scnet.restart", Some(target), || {
         let now = Instant::now();
         let mut s = emu.lock();
         if !cluster_token_ok(token_scope(&emu, &s, &req, now).as_deref()) {
@@ -341,7 +342,7 @@ async fn detail(State(emu): State<Arc<ScnetEmu>>, req: Request) -> Response {
         return too_large().into_response();
     };
     let shared = emu.shared.clone();
-    with_faults(&shared, "scnet.detail", || {
+    with_faults(&shared, "scnet.detail", None, || {
         let now = Instant::now();
         let s = emu.lock();
         if !cluster_token_ok(token_scope(&emu, &s, &req, now).as_deref()) {

@@ -1,5 +1,5 @@
 //! Everything the emulator remembers: credentials, issued tokens, instances, jobs, queued
-//! faults and call counts. One mutex, never held across an await.
+//! faults, call counts and the log of mutating calls. One mutex, never held across an await.
 //!
 //! Instance and job progress is computed from timestamps when asked, not by background
 //! tasks, so the emulator's answers depend only on the clock and on requests received.
@@ -69,6 +69,15 @@ impl Job {
     }
 }
 
+/// One entry of `GET /_emulator/calls/log`.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct LoggedCall {
+    pub operation: &'static str,
+    /// The resource acted on as the request names it: an instance ID, or IDs joined by `/`
+    /// (TaurusDB `instance/proxy`, SAE `app/instances`).
+    pub target: String,
+}
+
 pub struct State {
     pub job_duration: Duration,
     pub token_ttl: Duration,
@@ -81,6 +90,9 @@ pub struct State {
     pub jobs: HashMap<String, Job>,
     pub faults: Vec<Fault>,
     pub calls: BTreeMap<String, u64>,
+    /// Every mutating call in arrival order, with the resource it names, so a test can
+    /// check that each job reached the cloud at most once.
+    pub call_log: Vec<LoggedCall>,
     /// When each restart arrived (operation, target ID, time), for latency benchmarks.
     pub arrivals: Vec<(&'static str, String, Instant)>,
     /// TaurusDB proxies and their jobs.
@@ -106,6 +118,7 @@ impl State {
             jobs: HashMap::new(),
             faults: Vec::new(),
             calls: BTreeMap::new(),
+            call_log: Vec::new(),
             arrivals: Vec::new(),
             taurus: Default::default(),
         }
@@ -122,6 +135,15 @@ impl State {
 
     pub fn count(&mut self, operation: &str) {
         *self.calls.entry(operation.to_string()).or_default() += 1;
+    }
+
+    /// Logs a mutating call on `target` (bounded like the arrivals, oldest dropped).
+    pub fn log_call(&mut self, operation: &'static str, target: String) {
+        const KEEP: usize = 100_000;
+        if self.call_log.len() >= KEEP {
+            self.call_log.drain(..KEEP / 2);
+        }
+        self.call_log.push(LoggedCall { operation, target });
     }
 
     /// The first queued fault for `operation`, used up by one.
