@@ -4,8 +4,8 @@
 //! A group of events gathers its writes in one [`WriteBatch`]; [`Store::commit`] applies it
 //! as one sled batch (visible to readers at once, and recovered all or nothing after a
 //! crash), and [`Store::flush`] makes everything committed durable: sled's flush, then the
-//! syncs sled leaves out (`sled_files.rs`), then the commit's number in `commit.seq`
-//! (`seal.rs`), against which opening checks that sled lost nothing. The engine lets no
+//! syncs sled leaves out (`sled_files.rs`), then the commit's number is written to
+//! `commit.seq` (`seal.rs`), against which opening checks that sled lost nothing. The engine lets no
 //! effect out before that flush has returned.
 //!
 //! Any write or sync error poisons the store: every later call fails with the first error,
@@ -238,7 +238,9 @@ impl Store {
         writer.applied = applied;
         // sled holds at least what was sealed; what it holds beyond was synced by sled's own
         // recovery or is now, so seal that.
-        writer.seal.write(applied).map_err(StoreError::Sync)?;
+        (writer.seal.write(applied))
+            .and_then(|()| writer.seal.sync())
+            .map_err(StoreError::Sync)?;
         writer.sealed = applied;
         Ok(Store {
             db,
@@ -273,6 +275,14 @@ impl Store {
     /// Makes every commit so far durable. Costs nothing when there is nothing new.
     pub fn flush(&self) -> Result<(), StoreError> {
         self.writer().sync()
+    }
+
+    /// A flush that also syncs `commit.seq`: for a clean stop.
+    pub fn close(&self) -> Result<(), StoreError> {
+        let mut writer = self.writer();
+        writer.sync()?;
+        let synced = writer.seal.sync();
+        synced.map_err(|e| writer.fail(StoreError::Sync(e)))
     }
 
     fn writer(&self) -> MutexGuard<'_, Writer> {

@@ -343,7 +343,7 @@ impl Engine {
                 }
             }
         }
-        if let Err(e) = self.store.flush() {
+        if let Err(e) = self.store.close() {
             return Err(self.storage_failed(e, &[]));
         }
         tracing::info!("engine stopped");
