@@ -66,7 +66,12 @@ pub(super) fn open(dir: &Path, shown: &str) -> Result<sled::Db, StoreError> {
                     source,
                 })
             }
-            Ok(Err(other)) => return Err(damaged(shown, other.to_string())),
+            Ok(Err(other)) => {
+                // sled's errors end in a debug rendering of an empty backtrace.
+                let text = other.to_string();
+                let text = text.trim_end().trim_end_matches("backtrace ()").trim_end();
+                return Err(damaged(shown, format!("sled cannot read it: {text}")));
+            }
         }
     }
 }
