@@ -22,7 +22,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use powercut::{compile_c, materialize, panic_text, stats, Bot, Launch, Shim};
-use process::{write_config, Emulator};
+use process::{write_config, Emulator, JobState};
 use regex::Regex;
 
 /// How long a live shell gets to answer anything.
@@ -246,64 +246,14 @@ fn the_shim_fails_syncs_and_writes_when_told() {
 // ---------------------------------------------------------------------------------------
 // The bot under random power cuts.
 
-/// Job states as the chat names them, with the legal moves of `JobState::can_become`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum State {
-    AwaitingApproval,
-    Approved,
-    Submitting,
-    Running,
-    Succeeded,
-    Failed,
-    Denied,
-    Expired,
-    Cancelled,
-    Unknown,
-}
-
-impl State {
-    fn parse(label: &str) -> Option<State> {
-        use State::*;
-        Some(match label {
-            "awaiting approval" => AwaitingApproval,
-            "approved" => Approved,
-            "submitting" => Submitting,
-            "running" => Running,
-            "succeeded" => Succeeded,
-            "failed" => Failed,
-            "denied" => Denied,
-            "expired" => Expired,
-            "cancelled" => Cancelled,
-            "unknown" => Unknown,
-            _ => return None,
-        })
-    }
-
-    fn next(self) -> &'static [State] {
-        use State::*;
-        match self {
-            AwaitingApproval => &[Approved, Denied, Expired, Cancelled],
-            Approved => &[Submitting, Cancelled],
-            Submitting => &[Running, Failed, Unknown],
-            Running => &[Succeeded, Failed, Unknown],
-            _ => &[],
-        }
-    }
-
-    /// Whether a job once `self` may later be seen as `later` (itself included).
-    fn reaches(self, later: State) -> bool {
-        self == later || self.next().iter().any(|n| n.reaches(later))
-    }
-
-    /// Whether the job got as far as being sent (or perhaps sent) to the cloud.
-    fn was_submitted(self) -> bool {
-        use State::*;
-        matches!(self, Submitting | Running | Succeeded | Failed | Unknown)
-    }
+/// Whether a job in `state` got as far as being sent (or perhaps sent) to the cloud.
+fn was_submitted(state: JobState) -> bool {
+    use JobState::*;
+    matches!(state, Submitting | Running | Succeeded | Failed | Unknown)
 }
 
 /// A bot line that shows a job's card: (job, state, whether it is an edit of the card).
-fn card_of(line: &str) -> Option<(u64, State, bool)> {
+fn card_of(line: &str) -> Option<(u64, JobState, bool)> {
     static CARD: std::sync::OnceLock<Regex> = std::sync::OnceLock::new();
     let re = CARD.get_or_init(|| {
         Regex::new(r"^\[#ops\] (\(edit job-\d+\) )?(?:\(only you\) )?\S+ job (\d+) · ([a-z ]+) · ")
@@ -312,7 +262,7 @@ fn card_of(line: &str) -> Option<(u64, State, bool)> {
     let c = re.captures(line)?;
     Some((
         c[2].parse().unwrap(),
-        State::parse(&c[3])?,
+        JobState::from_label(&c[3])?,
         c.get(1).is_some(),
     ))
 }
@@ -331,7 +281,7 @@ struct Campaign {
     work: PathBuf,
     config: PathBuf,
     /// The most advanced state the chat showed for each job it acknowledged.
-    announced: BTreeMap<u64, State>,
+    announced: BTreeMap<u64, JobState>,
     /// Where that was shown (cut number and line), for messages.
     shown_at: BTreeMap<u64, String>,
     /// Raw instance IDs handed out so far (each job gets its own target).
@@ -433,7 +383,7 @@ impl Campaign {
 
     /// Asks for every acknowledged job (and `extra` more numbers) and checks each answer:
     /// present, and in a state the announced one can reach. Returns each job's state.
-    fn verify(&mut self, bot: &mut Bot, extra: u64) -> BTreeMap<u64, State> {
+    fn verify(&mut self, bot: &mut Bot, extra: u64) -> BTreeMap<u64, JobState> {
         let top = self.announced.keys().max().copied().unwrap_or(0);
         let jobs: BTreeSet<u64> = self
             .announced
@@ -493,7 +443,7 @@ impl Campaign {
     fn pending(&self, decided: &BTreeSet<u64>) -> Vec<u64> {
         self.announced
             .iter()
-            .filter(|(job, s)| **s == State::AwaitingApproval && !decided.contains(job))
+            .filter(|(job, s)| **s == JobState::AwaitingApproval && !decided.contains(job))
             .map(|(job, _)| *job)
             .collect()
     }
@@ -653,7 +603,7 @@ impl Campaign {
 
     /// Random workloads cut at random moments; at the end every job is let finish.
     /// Returns each job's final state.
-    fn run(&mut self, cuts: usize) -> BTreeMap<u64, State> {
+    fn run(&mut self, cuts: usize) -> BTreeMap<u64, JobState> {
         let mut bot = self.lives(cuts, |c, bot| c.workload_then_cut(bot));
         self.settle(&mut bot);
         let states = self.verify(&mut bot, 5);
@@ -677,7 +627,12 @@ impl Campaign {
             let states = self.verify(bot, 0);
             let busy: Vec<_> = states
                 .iter()
-                .filter(|(_, s)| matches!(s, State::Approved | State::Submitting | State::Running))
+                .filter(|(_, s)| {
+                    matches!(
+                        s,
+                        JobState::Approved | JobState::Submitting | JobState::Running
+                    )
+                })
                 .collect();
             if busy.is_empty() {
                 return;
@@ -697,8 +652,11 @@ fn campaign(seed: u64, cuts: usize) {
     let emu = Emulator::start("300ms");
     let mut campaign = Campaign::new(seed, &emu);
     let states = campaign.run(cuts);
-    let submitted = states.values().filter(|s| s.was_submitted()).count() as u64;
-    let succeeded = states.values().filter(|s| **s == State::Succeeded).count() as u64;
+    let submitted = states.values().filter(|s| was_submitted(**s)).count() as u64;
+    let succeeded = states
+        .values()
+        .filter(|s| **s == JobState::Succeeded)
+        .count() as u64;
     let calls = emu.calls("ddm.restart");
     assert!(
         calls <= submitted,
