@@ -17,11 +17,12 @@ use std::time::{Duration, Instant};
 
 use super::StoreError;
 
-/// sled's log segment size, which is also the size of its IO buffers, for new data
-/// directories. Smaller than sled's 512 KiB default so that its writes reach the disk in
-/// smaller pieces (BENCHMARKS.md). sled stores an item bigger than a quarter of a segment
-/// (32 KiB) as a blob file; a node of ordinary job records is well below that.
-const SEGMENT_SIZE: usize = 128 * 1024;
+/// sled's log segment size for new data directories: sled's own default. Every group ends in
+/// a flush, so sled's IO buffers are written per group whatever their size; the segment size
+/// decides how often the log file grows by a segment, and which items become blob files (a
+/// quarter segment, 128 KiB, far above our largest node). The journal era's 128 KiB, chosen
+/// to keep buffer writes small, showed a worse POST p99 tail here (BENCHMARKS.md).
+const SEGMENT_SIZE: usize = 512 * 1024;
 
 /// How long opening waits for a lock that is about to be let go (see [`open`]).
 const LOCK_GRACE: Duration = Duration::from_millis(500);
@@ -253,16 +254,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn new_directories_get_small_segments_and_old_ones_keep_theirs() {
+    fn new_directories_get_sleds_default_segments_and_old_ones_keep_theirs() {
         let fresh = tempfile::tempdir().unwrap();
         assert_eq!(segment_size(fresh.path()), SEGMENT_SIZE);
         drop(open(fresh.path(), "fresh").unwrap());
         assert_eq!(segment_size(fresh.path()), SEGMENT_SIZE);
 
-        // A directory sled created with its default of 512 KiB still opens.
+        // A directory made with the journal era's 128 KiB segments still opens.
         let old = tempfile::tempdir().unwrap();
-        drop(sled::Config::new().path(old.path()).open().unwrap());
-        assert_eq!(segment_size(old.path()), 512 * 1024);
+        let config = sled::Config::new()
+            .path(old.path())
+            .segment_size(128 * 1024);
+        drop(config.open().unwrap());
+        assert_eq!(segment_size(old.path()), 128 * 1024);
         let db = open(old.path(), "old").unwrap();
         db.insert(b"k", b"v").unwrap();
     }
