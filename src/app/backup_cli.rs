@@ -9,7 +9,8 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use crate::store::{self, BackupSummary, ReadOnly, StoreError};
+use super::jobs_cli::{self, Source};
+use crate::store::{self, BackupSummary};
 
 pub fn backup(
     data: &Path,
@@ -18,21 +19,14 @@ pub fn backup(
     rt: &tokio::runtime::Runtime,
 ) -> Result<String, String> {
     let partial = partial_path(file);
-    let written = match ReadOnly::open(data) {
-        Ok(copy) => create(&partial).and_then(|out| {
+    let written = match jobs_cli::source(data.to_path_buf(), http)? {
+        Source::Store(copy) => create(&partial).and_then(|out| {
             copy.store
                 .backup(out)
                 .map(|s| describe(&s))
                 .map_err(|e| e.to_string())
         }),
-        Err(StoreError::Locked(_)) => match http {
-            Some(addr) => fetch(rt, addr, &partial),
-            None => Err(format!(
-                "{} is held by a running opsgate and the config has no [http] listen address to ask it through",
-                data.display()
-            )),
-        },
-        Err(e) => Err(e.to_string()),
+        Source::Http(addr) => fetch(rt, addr, &partial),
     };
     let summary = match written.and_then(|summary| finish(&partial, file).map(|()| summary)) {
         Ok(summary) => summary,

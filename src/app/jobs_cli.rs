@@ -16,7 +16,8 @@ pub enum Source {
     Http(SocketAddr),
 }
 
-/// Opens a copy of the data directory, or falls back to the running bot's endpoint.
+/// Opens a copy of the data directory, or falls back to the running bot's endpoint (also
+/// used by `opsgate backup`).
 pub fn source(data: PathBuf, http: Option<SocketAddr>) -> Result<Source, String> {
     match ReadOnly::open(&data) {
         Ok(copy) => Ok(Source::Store(copy)),
