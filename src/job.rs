@@ -161,6 +161,11 @@ impl Job {
         self.approvals.len() as u32 >= self.requirement.approvals
     }
 
+    /// The operation's verb, e.g. `restart` or `upgrade`, for sentences about the work.
+    pub fn verb(&self) -> &'static str {
+        crate::command::catalog::operation_by_id(&self.spec.operation).map_or("request", |o| o.verb)
+    }
+
     /// The one-line description of what the job does, e.g. `restart ddm orders-db hard`.
     pub fn action(&self) -> String {
         let op = crate::command::catalog::operation_by_id(&self.spec.operation);

@@ -17,7 +17,7 @@ use opsgate::cloud::{
 use opsgate::config::Config;
 use opsgate::emulator::{demo, RunningEmulator};
 use serde_json::{json, Value};
-use support::emulated::{self, admin, calls, fault, poll_to_end, rejected};
+use support::emulated::{self, admin, calls, fault, indeterminate, not_sent, poll_to_end, refused};
 
 const INSTANCE: &str = "28e8841d0b9c4f6a9a30742ee60e1068in09";
 const PASSWORD_VAR: &str = "OPSGATE_DDM_CLIENT_TEST_PASSWORD";
@@ -88,7 +88,10 @@ fn registry_op(config: &Config) -> Arc<dyn CloudOperation> {
 
 /// The same operation with retry waits shrunk to milliseconds.
 fn fast_op(config: &Config) -> DdmRestart {
-    let client = HuaweiClient::new(config.accounts["acct"].clone(), reqwest::Client::new());
+    let client = HuaweiClient::new(
+        config.accounts["acct"].clone(),
+        reqwest::Client::new().into(),
+    );
     let mut op = DdmRestart::new(Arc::new(client)).unwrap();
     op.retry.throttled_base = Duration::from_millis(5);
     op.retry.busy_base = Duration::from_millis(5);
@@ -146,7 +149,7 @@ async fn soft_restart_is_submitted_and_polled_to_success() {
 }
 
 #[tokio::test]
-async fn vendor_error_reaches_rejected_verbatim() {
+async fn documented_refusal_reaches_the_user_verbatim() {
     let emu = start_emulator(Duration::from_secs(60)).await;
     let op = registry_op(&config(&emu, Auth::Password(PASSWORD_VAR), "5s"));
     fault(
@@ -155,7 +158,7 @@ async fn vendor_error_reaches_rejected_verbatim() {
                "body": r#"{"errCode":"DBS.280001","externalMessage":"Parameter error."}"#}),
     )
     .await;
-    let e = rejected(op.submit(&spec("hard")).await);
+    let e = refused(op.submit(&spec("hard")).await);
     assert_eq!(
         e,
         CloudError::new(Some(400), Some("DBS.280001".into()), "Parameter error.")
@@ -198,7 +201,7 @@ async fn busy_retries_end_with_the_vendor_error() {
     op.retry.max_attempts = 3;
     // The first restart really runs; every later one meets a RESTARTING instance.
     accepted(op.submit(&spec("soft")).await);
-    let e = rejected(op.submit(&spec("soft")).await);
+    let e = refused(op.submit(&spec("soft")).await);
     assert_eq!(e.http_status, Some(409));
     assert_eq!(e.code.as_deref(), Some("DBS.200019"));
     assert_eq!(
@@ -209,7 +212,7 @@ async fn busy_retries_end_with_the_vendor_error() {
 }
 
 #[tokio::test]
-async fn malformed_error_body_is_rejected_without_panic() {
+async fn malformed_error_body_is_unconfirmed_without_panic() {
     let emu = start_emulator(Duration::from_secs(60)).await;
     let op = registry_op(&config(&emu, Auth::Password(PASSWORD_VAR), "5s"));
     fault(
@@ -217,30 +220,93 @@ async fn malformed_error_body_is_rejected_without_panic() {
         json!({"operation": "ddm.restart", "status": 500, "body": "{\"errCode\": \"DBS.2004<html>oops"}),
     )
     .await;
-    let e = rejected(op.submit(&spec("soft")).await);
-    assert_eq!(e.http_status, Some(500));
-    assert_eq!(e.code, None);
-    assert!(e.message.contains("oops"), "{}", e.message);
+    let seen = indeterminate(op.submit(&spec("soft")).await);
+    assert!(seen.starts_with("DDM answered HTTP 500"), "{seen}");
+    assert!(seen.contains("oops"), "{seen}");
     assert_eq!(calls(&emu, "ddm.restart").await, 1);
 }
 
 #[tokio::test]
-async fn accepted_with_malformed_body_follows_the_instance() {
+async fn undocumented_success_bodies_are_unconfirmed_and_never_resent() {
+    let emu = start_emulator(Duration::from_secs(60)).await;
+    let op = registry_op(&config(&emu, Auth::Password(PASSWORD_VAR), "5s"));
+    for body in [
+        "<html><body>OK</body></html>",
+        "",
+        "{\"jobId\":",
+        "{\"result\":\"ok\"}",
+    ] {
+        fault(
+            &emu,
+            json!({"operation": "ddm.restart", "status": 200, "body": body, "execute": false}),
+        )
+        .await;
+        let seen = indeterminate(op.submit(&spec("soft")).await);
+        assert!(seen.contains("DDM answered HTTP 200"), "{seen}");
+        assert!(seen.contains("not the documented answer"), "{seen}");
+    }
+    assert_eq!(
+        calls(&emu, "ddm.restart").await,
+        4,
+        "each sent once, none re-sent"
+    );
+}
+
+#[tokio::test]
+async fn truncated_success_after_the_restart_ran_is_confirmed_by_the_instance() {
     let emu = start_emulator(Duration::from_secs(1)).await;
     let op = registry_op(&config(&emu, Auth::Password(PASSWORD_VAR), "5s"));
-    // The restart happens for real, but the answer is cut off (older docs even show `{}`).
+    // The restart happens for real, but the answer is cut off.
     fault(
         &emu,
         json!({"operation": "ddm.restart", "status": 200, "body": "{\"jobId\":", "execute": true}),
     )
     .await;
-    let (handle, cloud_ref) = accepted(op.submit(&spec("soft")).await);
-    assert_eq!(cloud_ref, None);
-    assert_eq!(handle["job_id"], Value::Null);
+    indeterminate(op.submit(&spec("soft")).await);
+    let handle = match op.reconcile(&spec("soft")).await {
+        ReconcileOutcome::Running { handle, .. } => handle,
+        other => panic!("expected Running, got {other:?}"),
+    };
+    assert_eq!(handle["seen_restarting"], json!(true));
     let done = poll_to_end(op.as_ref(), &spec("soft"), handle).await;
     assert!(matches!(done, PollOutcome::Succeeded(_)), "{done:?}");
-    assert_eq!(calls(&emu, "ddm.job").await, 0);
-    assert!(calls(&emu, "ddm.instance").await >= 1);
+    assert_eq!(calls(&emu, "ddm.restart").await, 1);
+}
+
+#[tokio::test]
+async fn gateway_timeout_after_execution_is_unconfirmed_not_refused() {
+    let emu = start_emulator(Duration::from_secs(1)).await;
+    let op = fast_op(&config(&emu, Auth::Password(PASSWORD_VAR), "5s"));
+    for (status, body) in [
+        (
+            504,
+            r#"{"error_code":"APIG.0201","error_msg":"Backend timeout."}"#,
+        ),
+        (
+            500,
+            r#"{"errCode":"DBS.200412","externalMessage":"server error"}"#,
+        ),
+        (502, "<html>Bad Gateway</html>"),
+    ] {
+        fault(
+            &emu,
+            json!({"operation": "ddm.restart", "status": status, "body": body, "execute": true}),
+        )
+        .await;
+        let seen = indeterminate(op.submit(&spec("soft")).await);
+        assert!(
+            seen.contains(&format!("DDM answered HTTP {status}")),
+            "{seen}"
+        );
+        // The restart did run: reconcile sees it and polling confirms it.
+        let handle = match op.reconcile(&spec("soft")).await {
+            ReconcileOutcome::Running { handle, .. } => handle,
+            other => panic!("expected Running, got {other:?}"),
+        };
+        let done = poll_to_end(&op, &spec("soft"), handle).await;
+        assert!(matches!(done, PollOutcome::Succeeded(_)), "{done:?}");
+    }
+    assert_eq!(calls(&emu, "ddm.restart").await, 3, "never re-sent");
 }
 
 #[tokio::test]
@@ -268,7 +334,7 @@ async fn revoked_token_is_renewed_once_and_the_restart_goes_through() {
     // Get a token cached by looking at the instance.
     assert!(matches!(
         op.reconcile(&spec("soft")).await,
-        ReconcileOutcome::Unknown(_)
+        ReconcileOutcome::Running { .. }
     ));
     assert_eq!(calls(&emu, "iam.token").await, 1);
     admin(&emu, "tokens/revoke", json!({})).await;
@@ -283,12 +349,18 @@ async fn revoked_token_is_renewed_once_and_the_restart_goes_through() {
 }
 
 #[tokio::test]
-async fn wrong_password_is_rejected_with_the_iam_message() {
+async fn wrong_password_is_not_sent_with_the_iam_message() {
     let emu = start_emulator(Duration::from_secs(60)).await;
     let op = registry_op(&config(&emu, Auth::Password(BAD_PASSWORD_VAR), "5s"));
-    let e = rejected(op.submit(&spec("soft")).await);
-    assert_eq!(e.http_status, Some(401));
-    assert_eq!(e.message, "The username or password is wrong.");
+    let why = not_sent(op.submit(&spec("soft")).await);
+    assert!(
+        why.contains("IAM refused a token for account `acct`"),
+        "{why}"
+    );
+    assert!(
+        why.contains("HTTP 401 The username or password is wrong."),
+        "{why}"
+    );
     assert_eq!(calls(&emu, "ddm.restart").await, 0);
 }
 
@@ -307,7 +379,7 @@ async fn aksk_signed_requests_are_accepted() {
 async fn wrong_secret_key_is_rejected_verbatim() {
     let emu = start_emulator(Duration::from_secs(60)).await;
     let op = registry_op(&config(&emu, Auth::AkSk(BAD_SK_VAR), "5s"));
-    let e = rejected(op.submit(&spec("soft")).await);
+    let e = refused(op.submit(&spec("soft")).await);
     assert_eq!(e.http_status, Some(401));
     assert_eq!(e.code.as_deref(), Some("APIGW.0301"));
     assert_eq!(
@@ -330,10 +402,8 @@ async fn answer_lost_after_the_restart_started_is_indeterminate_and_never_resent
         json!({"operation": "ddm.restart", "delay_ms": 3000, "execute": true}),
     )
     .await;
-    match op.submit(&spec("soft")).await {
-        SubmitOutcome::Indeterminate(m) => assert!(m.contains("not be re-sent"), "{m}"),
-        other => panic!("expected Indeterminate, got {other:?}"),
-    }
+    let seen = indeterminate(op.submit(&spec("soft")).await);
+    assert!(seen.contains("no answer from DDM"), "{seen}");
     assert_eq!(calls(&emu, "ddm.restart").await, 1);
 
     // After a crash, reconcile finds the restart under way without re-sending it.
@@ -348,15 +418,24 @@ async fn answer_lost_after_the_restart_started_is_indeterminate_and_never_resent
 }
 
 #[tokio::test]
-async fn reconcile_running_instance_is_unknown_and_restarting_one_continues() {
+async fn reconcile_watches_a_running_instance_and_never_claims_success() {
     let emu = start_emulator(Duration::from_secs(60)).await;
-    let op = registry_op(&config(&emu, Auth::Password(PASSWORD_VAR), "5s"));
-    match op.reconcile(&spec("soft")).await {
-        ReconcileOutcome::Unknown(m) => {
-            assert!(m.contains("RUNNING") && m.contains("may or may not"), "{m}")
+    let mut op = fast_op(&config(&emu, Auth::Password(PASSWORD_VAR), "5s"));
+    op.settle = Duration::from_millis(1500);
+    // RUNNING all along: watched for the settle window, then unknown, never a success.
+    let handle = match op.reconcile(&spec("soft")).await {
+        ReconcileOutcome::Running { handle, note } => {
+            assert!(note.contains("watching"), "{note}");
+            handle
         }
-        other => panic!("expected Unknown, got {other:?}"),
-    }
+        other => panic!("expected Running, got {other:?}"),
+    };
+    assert_eq!(handle["seen_restarting"], json!(false));
+    let done = poll_to_end(&op, &spec("soft"), handle).await;
+    assert!(
+        matches!(&done, PollOutcome::Unknown(m) if m.contains("never seen RESTARTING")),
+        "{done:?}"
+    );
 
     admin(
         &emu,
@@ -375,7 +454,7 @@ async fn reconcile_running_instance_is_unknown_and_restarting_one_continues() {
         json!({"instance_id": INSTANCE, "status": "RUNNING"}),
     )
     .await;
-    let done = poll_to_end(op.as_ref(), &spec("soft"), handle).await;
+    let done = poll_to_end(&op, &spec("soft"), handle).await;
     assert!(matches!(done, PollOutcome::Succeeded(_)), "{done:?}");
     assert_eq!(calls(&emu, "ddm.restart").await, 0, "reconcile never sends");
 }
@@ -404,7 +483,7 @@ async fn instance_in_error_fails_the_job() {
 }
 
 #[tokio::test]
-async fn unreachable_endpoint_is_rejected_not_indeterminate() {
+async fn unreachable_endpoint_is_not_sent_not_indeterminate() {
     init_env();
     // A port that refuses connections: bind, note it, close it.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -427,8 +506,8 @@ endpoints = {{ ddm = "http://127.0.0.1:{port}" }}
     );
     let config = Config::parse(&text, Path::new("test.toml")).unwrap();
     let op = fast_op(&config);
-    let e = rejected(op.submit(&spec("soft")).await);
-    assert!(e.message.contains("could not connect"), "{e}");
+    let why = not_sent(op.submit(&spec("soft")).await);
+    assert!(why.contains("could not connect"), "{why}");
 }
 
 #[tokio::test]

@@ -189,7 +189,7 @@ fn a_vendor_error_reaches_the_user_verbatim_with_the_http_status() {
     assert!(ok);
     assert!(
         out.contains(
-            "❌ job 1 failed: the cloud refused it: HTTP 400 DBS.280001: Parameter error."
+            "❌ job 1 was refused by the cloud; nothing was started: HTTP 400 DBS.280001: Parameter error."
         ),
         "{out}"
     );

@@ -18,7 +18,7 @@ use opsgate::cloud::{
 use opsgate::config::Config;
 use opsgate::emulator::{demo, RunningEmulator};
 use serde_json::{json, Value};
-use support::emulated::{self, calls, fault, poll_to_end, rejected};
+use support::emulated::{self, calls, fault, indeterminate, poll_to_end, refused};
 
 const APP: &str = "1daa7236-3844-4f36-b39a-605b0cc0aaaa";
 const APP2: &str = "2daa7236-3844-4f36-b39a-605b0cc0bbbb";
@@ -77,7 +77,7 @@ fn fast(mut op: SaeRestart) -> SaeRestart {
 fn client(config: &Config) -> Arc<AlibabaClient> {
     Arc::new(AlibabaClient::new(
         config.accounts["ali"].clone(),
-        reqwest::Client::new(),
+        reqwest::Client::new().into(),
     ))
 }
 
@@ -138,7 +138,7 @@ async fn vendor_error_is_verbatim_with_the_http_status_and_not_retried() {
         "ErrorCode": "InvalidApplication.NotFound"}}),
     )
     .await;
-    let e = rejected(op.submit(&spec(APP)).await);
+    let e = refused(op.submit(&spec(APP)).await);
     assert_eq!(
         e.to_string(),
         "HTTP 400 InvalidApplication.NotFound: The current application does not exist."
@@ -150,7 +150,7 @@ async fn vendor_error_is_verbatim_with_the_http_status_and_not_retried() {
 async fn wrong_secret_is_refused_by_the_signature_check_verbatim() {
     let emu = start_emulator(Duration::from_secs(60)).await;
     let op = registry_op(&config(&emu, BAD_SK_VAR, "5s", 60));
-    let e = rejected(op.submit(&spec(APP)).await);
+    let e = refused(op.submit(&spec(APP)).await);
     assert_eq!(e.http_status, Some(400));
     assert_eq!(e.code.as_deref(), Some("SignatureDoesNotMatch"));
     assert_eq!(calls(&emu, "sae.restart").await, 1);
@@ -179,8 +179,49 @@ async fn busy_app_is_retried_and_a_running_change_order_shows() {
     accepted(op.submit(&spec(APP)).await);
     // The emulator refuses a second restart while the first order runs; retries give up
     // with SAE's own error.
-    let e = rejected(op.submit(&spec(APP)).await);
+    let e = refused(op.submit(&spec(APP)).await);
     assert_eq!(e.code.as_deref(), Some("Application.ChangerOrderRunning"));
+}
+
+#[tokio::test]
+async fn undocumented_success_is_unconfirmed_and_reconcile_reads_the_change_orders() {
+    let emu = start_emulator(Duration::from_secs(60)).await;
+    let op = registry_op(&config(&emu, SK_VAR, "5s", 60));
+    // Nothing ran: an HTML page with 200, then an empty body. Neither is acceptance.
+    for body in ["<html><body>maintenance</body></html>", ""] {
+        fault(
+            &emu,
+            json!({"operation": "sae.restart", "status": 200, "body": body}),
+        )
+        .await;
+        let seen = indeterminate(op.submit(&spec(APP)).await);
+        assert!(seen.contains("SAE answered HTTP 200"), "{seen}");
+        match op.reconcile(&spec(APP)).await {
+            ReconcileOutcome::Unknown(m) => assert!(m.contains("no restart change order"), "{m}"),
+            other => panic!("expected Unknown, got {other:?}"),
+        }
+    }
+    // A 500 after the restart ran: unconfirmed, then found through ListChangeOrders.
+    fault(
+        &emu,
+        json!({"operation": "sae.restart", "status": 500, "execute": true,
+               "body": {"Code": "InternalError", "Message": "oops"}}),
+    )
+    .await;
+    let seen = indeterminate(op.submit(&spec(APP)).await);
+    assert!(
+        seen.contains("SAE answered HTTP 500 InternalError: oops"),
+        "{seen}"
+    );
+    assert!(matches!(
+        op.reconcile(&spec(APP)).await,
+        ReconcileOutcome::Running { .. }
+    ));
+    assert_eq!(
+        calls(&emu, "sae.restart").await,
+        3,
+        "each sent once, none re-sent"
+    );
 }
 
 #[tokio::test]
@@ -192,10 +233,8 @@ async fn timeout_after_send_is_indeterminate_with_one_submit_and_reconcile_finds
         json!({"operation": "sae.restart", "delay_ms": 3000, "execute": true}),
     )
     .await;
-    match op.submit(&spec(APP)).await {
-        SubmitOutcome::Indeterminate(m) => assert!(m.contains("not be re-sent"), "{m}"),
-        other => panic!("expected Indeterminate, got {other:?}"),
-    }
+    let seen = indeterminate(op.submit(&spec(APP)).await);
+    assert!(seen.contains("no answer from SAE"), "{seen}");
     assert_eq!(calls(&emu, "sae.restart").await, 1);
     match op.reconcile(&spec(APP)).await {
         ReconcileOutcome::Running { handle, note } => {

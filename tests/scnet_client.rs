@@ -18,7 +18,7 @@ use opsgate::cloud::{
 use opsgate::config::Config;
 use opsgate::emulator::{demo, RunningEmulator};
 use serde_json::{json, Value};
-use support::emulated::{self, admin, calls, poll_to_end, rejected};
+use support::emulated::{self, admin, calls, indeterminate, not_sent, poll_to_end};
 
 const ID: &str = "4c1f43ddb030483e89b55413bee6c004";
 const ID2: &str = "0f513e96be6d47aa8a15c09f910f05f4";
@@ -132,16 +132,17 @@ async fn aksk_token_and_configured_ai_url_skip_the_center() {
 }
 
 #[tokio::test]
-async fn wrong_password_is_rejected_verbatim() {
+async fn wrong_password_is_not_sent_and_names_what_to_fix() {
     let emu = start_emulator(Duration::from_secs(60)).await;
     let op = registry_op(&config(&emu, Auth::Password(BAD_PW_VAR), "5s", AC_ONLY));
-    let e = rejected(op.submit(&spec(ID)).await);
-    assert_eq!(e.code.as_deref(), Some("10001"), "{e}");
+    let why = not_sent(op.submit(&spec(ID)).await);
+    assert!(why.contains("SCNet refused a token for account"), "{why}");
+    assert!(why.contains("HTTP 200 10001: 用户名或密码错误"), "{why}");
     assert_eq!(calls(&emu, "scnet.restart").await, 0);
 }
 
 #[tokio::test]
-async fn envelope_error_with_http_200_is_a_rejection_verbatim() {
+async fn envelope_error_outside_the_table_is_unconfirmed_verbatim() {
     let emu = start_emulator(Duration::from_secs(60)).await;
     let op = registry_op(&config(&emu, Auth::Password(PW_VAR), "5s", AC_ONLY));
     admin(
@@ -151,8 +152,9 @@ async fn envelope_error_with_http_200_is_a_rejection_verbatim() {
         "body": {"code": "716868", "msg": "启动任务错误", "data": null}}),
     )
     .await;
-    let e = rejected(op.submit(&spec(ID)).await);
-    assert_eq!(e.to_string(), "HTTP 200 716868: 启动任务错误");
+    // SCNet publishes no error table: a code it does not explain proves nothing either way.
+    let seen = indeterminate(op.submit(&spec(ID)).await);
+    assert_eq!(seen, "SCNet answered HTTP 200 716868: 启动任务错误");
     assert_eq!(calls(&emu, "scnet.restart").await, 1, "not retried");
 }
 
@@ -194,10 +196,8 @@ async fn timeout_after_send_is_indeterminate_with_one_submit_and_reconcile_sees_
         json!({"operation": "scnet.restart", "delay_ms": 3000, "execute": true}),
     )
     .await;
-    match op.submit(&spec(ID)).await {
-        SubmitOutcome::Indeterminate(m) => assert!(m.contains("not be re-sent"), "{m}"),
-        other => panic!("expected Indeterminate, got {other:?}"),
-    }
+    let seen = indeterminate(op.submit(&spec(ID)).await);
+    assert!(seen.contains("no answer from SCNet"), "{seen}");
     assert_eq!(calls(&emu, "scnet.restart").await, 1);
     match op.reconcile(&spec(ID)).await {
         ReconcileOutcome::Running { handle, .. } => {
@@ -205,11 +205,15 @@ async fn timeout_after_send_is_indeterminate_with_one_submit_and_reconcile_sees_
         }
         other => panic!("expected Running, got {other:?}"),
     }
-    // An instance nobody restarted is Running: that proves nothing either way.
-    assert!(matches!(
-        op.reconcile(&spec(ID2)).await,
-        ReconcileOutcome::Unknown(_)
-    ));
+    // An instance nobody restarted is Running: that proves nothing either way, so it is
+    // watched (and would end unknown), never taken as a success.
+    match op.reconcile(&spec(ID2)).await {
+        ReconcileOutcome::Running { handle, note } => {
+            assert_eq!(handle["seen_transitional"], json!(false));
+            assert!(note.contains("watching"), "{note}");
+        }
+        other => panic!("expected Running, got {other:?}"),
+    }
     assert_eq!(calls(&emu, "scnet.restart").await, 1);
 }
 
@@ -219,7 +223,7 @@ async fn failed_and_terminated_end_the_job_and_the_status_field_is_configurable(
     let cfg = config(&emu, Auth::Password(PW_VAR), "5s", AC_ONLY);
     let client = Arc::new(ScnetClient::new(
         cfg.accounts["sc"].clone(),
-        reqwest::Client::new(),
+        reqwest::Client::new().into(),
     ));
     let mut op = ScnetRestart::new(client).unwrap();
     let handle = accepted(op.submit(&spec(ID)).await);

@@ -18,7 +18,7 @@ use opsgate::cloud::{
 use opsgate::config::Config;
 use opsgate::emulator::{demo, RunningEmulator};
 use serde_json::{json, Value};
-use support::emulated::{self, admin, calls, fault, rejected};
+use support::emulated::{self, admin, calls, fault, indeterminate, not_sent, refused};
 
 const INSTANCE: &str = "61a4ea66210545909d74a05c27a7179ein07";
 const PROXY: &str = "151c14381ac14ecfb9703a745b992677po01";
@@ -79,7 +79,7 @@ fn registry_op(config: &Config, operation: &str) -> Arc<dyn CloudOperation> {
 fn client(config: &Config) -> Arc<HuaweiClient> {
     Arc::new(HuaweiClient::new(
         config.accounts["acct"].clone(),
-        reqwest::Client::new(),
+        reqwest::Client::new().into(),
     ))
 }
 
@@ -199,7 +199,7 @@ async fn upgrade_accept_is_tracked_through_its_workflow_to_success() {
     assert_eq!(calls(&emu, "iam.token").await, 0);
 
     // The proxy now runs the target: the same upgrade again is REJECTed by the cloud.
-    let e = rejected(op.submit(&upgrade_spec("2.24.03.000", "2.24.03.000")).await);
+    let e = refused(op.submit(&upgrade_spec("2.24.03.000", "2.24.03.000")).await);
     assert_eq!(e.code.as_deref(), Some("REJECT"));
     assert!(e.message.contains("already at the target version"), "{e}");
 }
@@ -209,7 +209,7 @@ async fn upgrade_reject_message_reaches_the_user() {
     let emu = start_emulator(Duration::from_secs(60)).await;
     let op = registry_op(&config(&emu, false, "5s"), "taurus-proxy.upgrade");
     // The emulator's proxy runs 2.23.12.000; a wrong source version is refused.
-    let e = rejected(op.submit(&upgrade_spec("2.23.11.000", "2.24.03.000")).await);
+    let e = refused(op.submit(&upgrade_spec("2.23.11.000", "2.24.03.000")).await);
     assert_eq!(e.code.as_deref(), Some("REJECT"));
     assert_eq!(
         e.message,
@@ -224,7 +224,7 @@ async fn upgrade_reject_message_reaches_the_user() {
                         "error_message": "Upgrade failed due to insufficient subnet ip"}]}}),
     )
     .await;
-    let e = rejected(op.submit(&upgrade_spec("2.23.12.000", "2.24.03.000")).await);
+    let e = refused(op.submit(&upgrade_spec("2.23.12.000", "2.24.03.000")).await);
     assert_eq!(
         e.to_string(),
         "REJECT: Upgrade failed due to insufficient subnet ip"
@@ -240,33 +240,41 @@ async fn upgrade_reject_message_reaches_the_user() {
 async fn a_downgrade_is_refused_before_anything_is_sent() {
     let emu = start_emulator(Duration::from_secs(60)).await;
     let op = registry_op(&config(&emu, false, "5s"), "taurus-proxy.upgrade");
-    let e = rejected(op.submit(&upgrade_spec("2.24.03.000", "2.23.12.000")).await);
-    assert!(e.message.contains("lower than the source version"), "{e}");
+    let why = not_sent(op.submit(&upgrade_spec("2.24.03.000", "2.23.12.000")).await);
+    assert!(why.contains("lower than the source version"), "{why}");
     assert_eq!(calls(&emu, "taurus.upgrade").await, 0);
 }
 
 #[tokio::test]
-async fn vendor_error_is_rejected_verbatim() {
+async fn documented_refusals_are_refused_and_other_codes_unconfirmed_verbatim() {
     let emu = start_emulator(Duration::from_secs(60)).await;
     let op = registry_op(&config(&emu, false, "5s"), "taurus-proxy.restart");
+    fault(
+        &emu,
+        json!({"operation": "taurus.restart", "status": 400,
+               "body": r#"{"error_code":"DBS.280001","error_msg":"Parameter error."}"#}),
+    )
+    .await;
+    let e = refused(op.submit(&restart_spec()).await);
+    assert_eq!(
+        e,
+        CloudError::new(Some(400), Some("DBS.280001".into()), "Parameter error.")
+    );
+    // A code outside Huawei's refusal table proves nothing: it is shown as it came.
     fault(
         &emu,
         json!({"operation": "taurus.restart", "status": 400,
                "body": r#"{"error_code":"DBS.200823","error_msg":"The proxy instance does not exist."}"#}),
     )
     .await;
-    let e = rejected(op.submit(&restart_spec()).await);
+    let seen = indeterminate(op.submit(&restart_spec()).await);
     assert_eq!(
-        e,
-        CloudError::new(
-            Some(400),
-            Some("DBS.200823".into()),
-            "The proxy instance does not exist."
-        )
+        seen,
+        "TaurusDB answered HTTP 400 DBS.200823: The proxy instance does not exist."
     );
     assert_eq!(
         calls(&emu, "taurus.restart").await,
-        1,
+        2,
         "a 400 is not retried"
     );
 }
@@ -301,7 +309,7 @@ async fn busy_proxy_is_retried_and_ends_with_the_vendor_error() {
 
     // The restart now runs for a minute: every later request meets the emulator's own 409.
     op.retry.max_attempts = 3;
-    let e = rejected(op.submit(&restart_spec()).await);
+    let e = refused(op.submit(&restart_spec()).await);
     assert_eq!(e.http_status, Some(409));
     assert_eq!(e.code.as_deref(), Some("DBS.200019"));
     assert_eq!(
@@ -341,10 +349,8 @@ async fn answer_lost_after_the_restart_started_is_indeterminate_and_never_resent
         json!({"operation": "taurus.restart", "delay_ms": 3000, "execute": true}),
     )
     .await;
-    match op.submit(&restart_spec()).await {
-        SubmitOutcome::Indeterminate(m) => assert!(m.contains("not be re-sent"), "{m}"),
-        other => panic!("expected Indeterminate, got {other:?}"),
-    }
+    let seen = indeterminate(op.submit(&restart_spec()).await);
+    assert!(seen.contains("no answer from TaurusDB"), "{seen}");
     assert_eq!(calls(&emu, "taurus.restart").await, 1);
 
     // Reconcile cannot find a job without its ID: it says so, with what it saw, and what
@@ -390,12 +396,8 @@ async fn restart_answer_without_a_job_id_is_not_guessed() {
         json!({"operation": "taurus.restart", "status": 200, "body": "{\"job_id\":", "execute": true}),
     )
     .await;
-    match op.submit(&restart_spec()).await {
-        SubmitOutcome::Indeterminate(m) => {
-            assert!(m.contains("without a usable job_id"), "{m}")
-        }
-        other => panic!("expected Indeterminate, got {other:?}"),
-    }
+    let seen = indeterminate(op.submit(&restart_spec()).await);
+    assert!(seen.contains("not the documented answer"), "{seen}");
     assert_eq!(calls(&emu, "taurus.restart").await, 1);
 }
 

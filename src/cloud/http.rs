@@ -3,6 +3,7 @@
 //! cloud or may have ("at most once" rests on this), and vendor text made safe to show.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -119,8 +120,41 @@ pub fn secret_header(v: &str) -> Result<HeaderValue, SendError> {
     Ok(value)
 }
 
+/// Most requests in flight at once per provider. A burst of jobs then reuses a few
+/// kept-alive connections instead of opening one each, which bounds memory and is kinder to
+/// the vendor's API.
+pub const REQUESTS_IN_FLIGHT: usize = 16;
+
+/// One provider's HTTP client: kept-alive connections shared by its accounts, and a bound
+/// on its requests in flight. A slot is held for one request only, never across a retry's
+/// backoff sleep, so a throttled operation cannot starve the provider's other operations
+/// and polls.
+#[derive(Clone)]
+pub struct Http {
+    client: reqwest::Client,
+    slots: Arc<tokio::sync::Semaphore>,
+}
+
+impl Http {
+    pub fn new(client: reqwest::Client, in_flight: usize) -> Http {
+        Http {
+            client,
+            slots: Arc::new(tokio::sync::Semaphore::new(in_flight)),
+        }
+    }
+}
+
+impl From<reqwest::Client> for Http {
+    fn from(client: reqwest::Client) -> Http {
+        Http::new(client, REQUESTS_IN_FLIGHT)
+    }
+}
+
 /// Sends one request and reads its answer (bounded), or says whether it may have arrived.
-pub async fn exchange(http: &reqwest::Client, out: Outgoing) -> Result<Received, SendError> {
+/// Waits for one of the provider's slots first (see [`Http`]).
+pub async fn exchange(http: &Http, out: Outgoing) -> Result<Received, SendError> {
+    // The semaphore is never closed; if it were, the request would go unbounded.
+    let _slot = http.slots.acquire().await.ok();
     let host = host_header(&out.url).unwrap_or_default();
     // An empty body is sent with no length at all unless one is set; RFC 9110 §8.6 asks
     // for `Content-Length: 0` on a POST or PUT without content, as the vendors' SDKs send
@@ -128,6 +162,7 @@ pub async fn exchange(http: &reqwest::Client, out: Outgoing) -> Result<Received,
     let needs_length =
         out.body.is_empty() && matches!(out.method, Method::POST | Method::PUT | Method::PATCH);
     let mut req = http
+        .client
         .request(out.method, out.url)
         .timeout(out.timeout)
         .body(out.body);
@@ -284,7 +319,7 @@ mod tests {
             body: Vec::new(),
             timeout: Duration::from_secs(5),
         };
-        match exchange(&reqwest::Client::new(), out).await {
+        match exchange(&reqwest::Client::new().into(), out).await {
             Err(SendError::NotSent(m)) => assert!(m.contains("127.0.0.1"), "{m}"),
             Err(other) => panic!("expected NotSent, got {other:?}"),
             Ok(r) => panic!("expected NotSent, got HTTP {}", r.status),
@@ -317,7 +352,7 @@ mod tests {
             body: Vec::new(),
             timeout: Duration::from_secs(5),
         };
-        assert!(exchange(&reqwest::Client::new(), out).await.is_ok());
+        assert!(exchange(&reqwest::Client::new().into(), out).await.is_ok());
         let head = server.await.unwrap();
         assert!(head.contains("content-length: 0\r\n"), "{head}");
     }

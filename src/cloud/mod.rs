@@ -43,11 +43,13 @@ impl JobSpec {
     }
 }
 
-/// The answer to a submit.
+/// The answer to a submit. Only evidence counts: a 2xx whose body is not the documented
+/// shape is `Indeterminate`, and only the answers in a vendor's refusal table are `Refused`.
 #[derive(Clone, Debug, PartialEq)]
 pub enum SubmitOutcome {
-    /// The cloud accepted the work. `handle` is the operation's own record of it (job ID,
-    /// instance ID, ...) and is persisted and handed back to `poll` after a restart.
+    /// The cloud accepted the work, in the documented shape. `handle` is the operation's own
+    /// record of it (job ID, instance ID, ...) and is persisted and handed back to `poll`
+    /// after a restart.
     Accepted {
         handle: serde_json::Value,
         /// The cloud's identifier for the work, shown to users (e.g. the DDM `jobId`).
@@ -55,11 +57,41 @@ pub enum SubmitOutcome {
         /// A short, secret-free summary of what the cloud answered, for the audit log.
         answer: String,
     },
-    /// The cloud answered and nothing was started (4xx/5xx with a vendor error, or retries
-    /// of a "busy"/throttled answer ran out).
-    Rejected(CloudError),
-    /// The request may have reached the cloud but no answer was read. Never re-sent.
+    /// The cloud answered with a refusal that proves nothing started (an entry of the
+    /// vendor's refusal table, or throttled/busy answers until the retries ran out).
+    Refused(CloudError),
+    /// Nothing left opsgate (a missing secret, no token, no connection could be made). The
+    /// text names what to fix.
+    NotSent(String),
+    /// The request was sent and what came back proves nothing either way: no answer, a 5xx,
+    /// a gateway timeout, a code not in the refusal table, or a 2xx that is not the
+    /// documented answer. The text says what was seen. Never re-sent; the engine reconciles.
     Indeterminate(String),
+}
+
+impl SubmitOutcome {
+    /// A mutating call's error answer: `Refused` if the vendor's table says it proves nothing
+    /// started, otherwise `Indeterminate`, naming what `vendor` answered.
+    pub fn from_error(vendor: &str, err: CloudError, proves_not_started: bool) -> SubmitOutcome {
+        if proves_not_started {
+            SubmitOutcome::Refused(err)
+        } else {
+            SubmitOutcome::Indeterminate(format!("{vendor} answered {err}"))
+        }
+    }
+
+    /// A 2xx whose body is not the documented answer (`expected` names what was missing).
+    pub fn undocumented(vendor: &str, answer: &http::Answer, expected: &str) -> SubmitOutcome {
+        let body = if answer.body.iter().all(u8::is_ascii_whitespace) {
+            "an empty body".to_string()
+        } else {
+            http::excerpt(&answer.body)
+        };
+        SubmitOutcome::Indeterminate(format!(
+            "{vendor} answered HTTP {} with {body}, not the documented answer ({expected})",
+            answer.status
+        ))
+    }
 }
 
 /// One look at submitted work.
@@ -73,16 +105,23 @@ pub enum PollOutcome {
     },
     /// Waiting for a person on the cloud side (e.g. a manual batch confirmation).
     NeedsAttention(String),
+    /// The cloud's job or change order says so, or the work was observed (e.g. RESTARTING,
+    /// then RUNNING again).
     Succeeded(String),
     Failed(CloudError),
+    /// Watching ended without evidence either way (e.g. the instance never showed the
+    /// restart). The text says what was seen and what to check; the job ends `unknown`.
+    Unknown(String),
     /// The look itself failed (network, throttling, 5xx). The poller backs off and tries again.
     Transient(String),
 }
 
-/// What the cloud says about a job that crashed between "submitting" and recording the answer.
+/// What the cloud says about a job whose submit answer proved nothing (no answer, a 5xx, an
+/// undocumented 2xx), or that crashed between "submitting" and recording the answer.
 #[derive(Clone, Debug, PartialEq)]
 pub enum ReconcileOutcome {
-    /// The work is visibly under way (or done); carry on polling with this handle.
+    /// The work is visibly under way, or the resource is worth watching for it; carry on
+    /// polling with this handle (whose poll ends `Unknown` if the work never shows).
     Running {
         handle: serde_json::Value,
         note: String,
@@ -102,6 +141,13 @@ pub struct PollPolicy {
     pub max_interval: Duration,
     /// Give up (job becomes unknown) after this long without a final answer.
     pub timeout: Duration,
+}
+
+/// How long a resource that shows no sign of the work (an instance that stays RUNNING) is
+/// watched before the job ends `unknown`: six looks at the account's pace, and never less
+/// than 5 s, since a status can change seconds after the API answered.
+pub fn watch_window(policy: &PollPolicy) -> Duration {
+    (policy.interval * 6).max(Duration::from_secs(5))
 }
 
 /// A provider's documented polling pace, from which each account's [`PollPolicy`] is made.
@@ -162,6 +208,9 @@ pub trait CloudOperation: Send + Sync {
 
     /// Send the request once. Retries are allowed only for answers that prove nothing
     /// started (throttling, "operation in progress", connection refused).
+    ///
+    /// `Accepted` only for the documented answer; `Refused` only for an entry of the
+    /// vendor's refusal table; everything else after sending is `Indeterminate`.
     async fn submit(&self, spec: &JobSpec) -> SubmitOutcome;
 
     async fn poll(&self, spec: &JobSpec, handle: &serde_json::Value) -> PollOutcome;

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use super::http::Http;
 use super::{alibaba, huawei, scnet, CloudOperation, Provider};
 use crate::command::catalog::OPERATIONS;
 use crate::config::{Account, Config};
@@ -25,14 +26,17 @@ pub struct Registry {
 
 impl Registry {
     pub fn from_config(config: &Config) -> Registry {
-        let http = reqwest::Client::builder()
+        let client = reqwest::Client::builder()
             .user_agent(concat!("opsgate/", env!("CARGO_PKG_VERSION")))
             // Redirects could carry a signed request to another host; the vendors never send them.
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap_or_default();
+        // One bound on requests in flight per provider, shared by its accounts.
+        let per_provider: [Http; 3] = std::array::from_fn(|_| Http::from(client.clone()));
         let mut registry = Registry::default();
         for account in config.accounts.values() {
+            let http = &per_provider[account.provider as usize];
             let clients = AccountClients {
                 account: account.clone(),
                 huawei: (account.provider == Provider::Huawei)

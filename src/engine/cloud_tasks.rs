@@ -17,15 +17,11 @@ fn report(tx: &Sender<EngineEvent>, job: JobId, update: CloudUpdate) {
     let _ = tx.send(EngineEvent::Cloud { job, update });
 }
 
-/// Most cloud calls in flight at once per provider. A burst of requests then reuses a few
-/// kept-alive connections instead of opening one each, which bounds memory and is kinder to
-/// the vendor's API; calls beyond it wait their turn (in the task, never in the engine).
-pub(super) const CALLS_PER_PROVIDER: usize = 16;
-
-/// One provider's cloud calls: bounded in number and timed for the latency histogram.
+/// One cloud call (submit, poll or reconcile), timed for the latency histogram. The bound on
+/// requests in flight is per request, in the provider's HTTP client (`cloud::http::Http`),
+/// so backoff sleeps hold no slot.
 struct CloudCall {
     metrics: Arc<Metrics>,
-    slots: Arc<tokio::sync::Semaphore>,
     provider: &'static str,
     operation: String,
 }
@@ -36,21 +32,17 @@ impl CloudCall {
             .map_or(crate::cloud::Provider::Huawei, |op| op.provider);
         CloudCall {
             metrics: engine.metrics.clone(),
-            slots: engine.cloud_slots[provider as usize].clone(),
             provider: provider.name(),
             operation: spec.operation.clone(),
         }
     }
 
-    /// Waits for a slot, then makes and awaits the call. The call is only made once a slot is
-    /// free, so a burst of waiting tasks holds no request state (a boxed future each).
+    /// Makes and awaits the call.
     async fn time<T, F: std::future::Future<Output = T>>(
         &self,
         call: &str,
         make: impl FnOnce() -> F,
     ) -> T {
-        // The semaphore is never closed, so acquiring only fails if it were; then run unbounded.
-        let _slot = self.slots.acquire().await.ok();
         let start = std::time::Instant::now();
         let out = make().await;
         let label = format!("{}/{call}", self.operation);
@@ -138,7 +130,7 @@ impl Engine {
         let started = job.started_ms.unwrap_or_else(now_ms);
         let tx = self.tx.clone();
         match op {
-            Err(why) => report(&tx, id, CloudUpdate::GaveUp(why)),
+            Err(why) => report(&tx, id, CloudUpdate::Unknown(why)),
             Ok(op) => {
                 let span = tracing::info_span!("job", job = id);
                 let timer = CloudCall::new(self, &spec);
@@ -197,6 +189,7 @@ async fn poll_until_done(
                 return report(&tx, id, CloudUpdate::Finished(Ok(detail)))
             }
             PollOutcome::Failed(err) => return report(&tx, id, CloudUpdate::Finished(Err(err))),
+            PollOutcome::Unknown(why) => return report(&tx, id, CloudUpdate::Unknown(why)),
             PollOutcome::Transient(why) => {
                 tracing::warn!(job = id, error = %why, "poll failed; backing off");
                 delay = (delay * 2).min(policy.max_interval).max(policy.interval);
@@ -204,10 +197,11 @@ async fn poll_until_done(
         }
         if now_ms() > deadline {
             let why = format!(
-                "no final answer from the cloud after {}",
+                "no final answer from the cloud after {}; check the cloud console before \
+                 requesting it again",
                 humantime::format_duration(policy.timeout)
             );
-            return report(&tx, id, CloudUpdate::GaveUp(why));
+            return report(&tx, id, CloudUpdate::Unknown(why));
         }
     }
 }

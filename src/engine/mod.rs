@@ -128,8 +128,6 @@ pub struct Engine {
     in_flight: usize,
     /// Set while draining: stop once nothing is in flight, or at this instant.
     drain_until: Option<std::time::Instant>,
-    /// Concurrency bound for cloud calls, one per provider (indexed by `Provider as usize`).
-    cloud_slots: [Arc<tokio::sync::Semaphore>; 3],
     /// Called first when storage fails (the health endpoint starts failing).
     storage_failure_hook: Option<Box<dyn Fn() + Send>>,
 }
@@ -164,9 +162,6 @@ impl Engine {
             refusals: 0,
             in_flight: 0,
             drain_until: None,
-            cloud_slots: std::array::from_fn(|_| {
-                Arc::new(tokio::sync::Semaphore::new(cloud_tasks::CALLS_PER_PROVIDER))
-            }),
             storage_failure_hook: None,
         };
         engine.recover(now_ms())?;

@@ -17,8 +17,8 @@ pub enum CloudUpdate {
     /// The cloud is waiting for a person (e.g. a manual batch confirmation).
     NeedsAttention(String),
     Finished(Result<String, CloudError>),
-    /// Polling ran out of time without a final answer.
-    GaveUp(String),
+    /// Watching ended without evidence either way, or polling ran out of time.
+    Unknown(String),
     /// The operation could not even be built (missing secret, unknown account).
     Unavailable(String),
 }
@@ -54,15 +54,28 @@ impl Engine {
                     self.incident_on_start(id);
                 }
             }
-            CloudUpdate::Submitted(SubmitOutcome::Rejected(err)) => {
-                let text = format!("❌ job {id} failed: the cloud refused it: {err}");
-                self.finish(id, JobState::Failed, None, "rejected", err.to_string(), now);
+            CloudUpdate::Submitted(SubmitOutcome::Refused(err)) => {
+                let text =
+                    format!("❌ job {id} was refused by the cloud; nothing was started: {err}");
+                self.finish(id, JobState::Failed, None, "refused", err.to_string(), now);
                 self.notice(&channel, Some(id), text);
             }
-            CloudUpdate::Submitted(SubmitOutcome::Indeterminate(why)) => {
-                // The request may have arrived. Re-sending could restart twice; ask instead.
-                self.audit_only(id, "no-answer", &format!("no answer from the cloud ({why}); asking the cloud whether the request arrived"), now);
+            CloudUpdate::Submitted(SubmitOutcome::NotSent(why)) => {
+                self.not_sent(id, &channel, why, now)
+            }
+            CloudUpdate::Submitted(SubmitOutcome::Indeterminate(seen)) => {
+                // The request may have taken effect. Re-sending could restart twice; look.
+                let verb = job.verb();
+                let text = format!(
+                    "⏳ job {id}: {seen}; checking whether the {verb} started (it will not be re-sent)"
+                );
+                if let Some(job) = self.active.get_mut(&id) {
+                    job.progress =
+                        Some(format!("unconfirmed: checking whether the {verb} started"));
+                }
+                self.save(id, None, "unconfirmed", seen, now);
                 self.effects.push(Effect::Reconcile(id));
+                self.notice(&channel, Some(id), text);
             }
             CloudUpdate::Reconciled(ReconcileOutcome::Running { handle, note }) => {
                 if self.transition(id, JobState::Running) {
@@ -119,20 +132,21 @@ impl Engine {
                 self.finish(id, JobState::Failed, None, "failed", err.to_string(), now);
                 self.notice(&channel, Some(id), text);
             }
-            CloudUpdate::GaveUp(why) => self.unknown(id, &channel, why, now),
-            CloudUpdate::Unavailable(why) => {
-                // Nothing was sent: the operation could not be built.
-                let text = format!("❌ job {id} failed before anything was sent: {why}");
-                self.finish(id, JobState::Failed, None, "failed", why, now);
-                self.notice(&channel, Some(id), text);
-            }
+            CloudUpdate::Unknown(why) => self.unknown(id, &channel, why, now),
+            // The operation could not be built (a missing secret, an unknown account).
+            CloudUpdate::Unavailable(why) => self.not_sent(id, &channel, why, now),
         }
     }
 
+    /// Nothing left opsgate: the job fails, and the text says what to fix.
+    fn not_sent(&mut self, id: JobId, channel: &str, why: String, now: u64) {
+        let text = format!("❌ job {id} was not sent: {why}");
+        self.finish(id, JobState::Failed, None, "not-sent", why, now);
+        self.notice(channel, Some(id), text);
+    }
+
     fn unknown(&mut self, id: JobId, channel: &str, why: String, now: u64) {
-        let text = format!(
-            "⚠️ job {id}: the outcome is unknown and it was NOT re-sent: {why}. Check the cloud console before requesting it again."
-        );
+        let text = format!("⚠️ job {id} ended unknown, and it was not re-sent: {why}");
         self.finish(id, JobState::Unknown, None, "unknown", why, now);
         self.notice(channel, Some(id), text);
     }

@@ -49,10 +49,27 @@ pub async fn calls(emu: &RunningEmulator, operation: &str) -> u64 {
     counts.get(operation).copied().unwrap_or(0)
 }
 
-pub fn rejected(outcome: SubmitOutcome) -> CloudError {
+/// The vendor error of an answer that proves nothing started.
+pub fn refused(outcome: SubmitOutcome) -> CloudError {
     match outcome {
-        SubmitOutcome::Rejected(e) => e,
-        other => panic!("expected Rejected, got {other:?}"),
+        SubmitOutcome::Refused(e) => e,
+        other => panic!("expected Refused, got {other:?}"),
+    }
+}
+
+/// Why nothing was sent.
+pub fn not_sent(outcome: SubmitOutcome) -> String {
+    match outcome {
+        SubmitOutcome::NotSent(why) => why,
+        other => panic!("expected NotSent, got {other:?}"),
+    }
+}
+
+/// What was seen, for an answer that proves nothing either way.
+pub fn indeterminate(outcome: SubmitOutcome) -> String {
+    match outcome {
+        SubmitOutcome::Indeterminate(seen) => seen,
+        other => panic!("expected Indeterminate, got {other:?}"),
     }
 }
 

@@ -203,7 +203,7 @@ impl CloudOperation for ScriptedOp {
             std::future::pending::<()>().await;
         }
         match &self.reject {
-            Some(e) => SubmitOutcome::Rejected(e.clone()),
+            Some(e) => SubmitOutcome::Refused(e.clone()),
             None => SubmitOutcome::Accepted {
                 handle: serde_json::json!({"n": 1}),
                 cloud_ref: Some("cloud-job-1".into()),

@@ -60,6 +60,49 @@ pub fn is_throttled(answer: &Answer) -> bool {
     answer.status == 429 || code_of(answer).is_some_and(|c| c.starts_with("Throttling"))
 }
 
+/// Alibaba answers that prove a mutating request was refused before anything started, by
+/// vendor code: the errors the RestartInstances document lists (all HTTP 400: the
+/// application, its state, a parameter, quota or payment; a change already running), and
+/// the API gateway's signing, credential and permission refusals, which it answers before
+/// SAE sees the request. Throttling (`Throttling*`, any 429) is refused too. Anything else
+/// after sending (5xx, `InternalError`, `ServiceUnavailable`, codes not listed) proves
+/// nothing either way.
+const REFUSALS: &[&str] = &[
+    // RestartInstances' own table (specs/002).
+    "InvalidApplication.NotFound",
+    "InvalidParameter.NotEmpty",
+    "InvalidParameter.Obviously",
+    "InvalidParameter.WithMessage",
+    "NoComputeResourceQuota.Exceed",
+    "NoComputeResourceQuota.App.Exceed",
+    "NoComputeResourceQuota.User.Exceed",
+    "user.indebt",
+    "System.Upgrading",
+    "Application.ChangerOrderRunning",
+    "Application.InvalidStatus",
+    "Application.NotDeployYet",
+    // The gateway: signature, credentials, permissions, API and version.
+    "SignatureDoesNotMatch",
+    "IncompleteSignature",
+    "SignatureNonceUsed",
+    "InvalidTimeStamp.Expired",
+    "InvalidTimeStamp.Format",
+    "InvalidAccessKeyId.NotFound",
+    "InvalidAccessKeyId.Inactive",
+    "InvalidSecurityToken.Expired",
+    "InvalidSecurityToken.Malformed",
+    "InvalidSecurityToken.MismatchWithAccessKey",
+    "Forbidden.RAM",
+    "Forbidden.AccessKeyDisabled",
+    "InvalidAction.NotFound",
+    "InvalidVersion",
+];
+
+/// Whether an error answer to a mutating call proves nothing started (see [`REFUSALS`]).
+pub fn proves_not_started(answer: &Answer) -> bool {
+    is_throttled(answer) || code_of(answer).is_some_and(|c| REFUSALS.contains(&c.as_str()))
+}
+
 /// A 2xx answer whose body still says `Success: false`.
 pub fn says_failure(answer: &Answer) -> bool {
     answer
@@ -98,6 +141,30 @@ mod tests {
         assert_eq!(e.code.as_deref(), Some("System.Upgrading"));
         let e = vendor_error(&ans(403, r#"{"Code":"Forbidden.RAM","Message":"a\nb"}"#));
         assert_eq!(e.message, "a b");
+    }
+
+    #[test]
+    fn only_table_entries_prove_nothing_started() {
+        for refused in [
+            r#"{"Code":"Application.NotDeployYet","Message":"m","Success":false}"#,
+            r#"{"Code":"400","ErrorCode":"NoComputeResourceQuota.Exceed","Message":"m"}"#,
+            r#"{"Code":"SignatureDoesNotMatch","Message":"m"}"#,
+            r#"{"Code":"Throttling.User","Message":"m"}"#,
+        ] {
+            assert!(proves_not_started(&ans(400, refused)), "{refused}");
+        }
+        for unproven in [
+            (500, r#"{"Code":"InternalError","Message":"m"}"#),
+            (503, r#"{"Code":"ServiceUnavailable","Message":"m"}"#),
+            (400, r#"{"Code":"Something.New","Message":"m"}"#),
+            (502, "<html>Bad Gateway</html>"),
+            (200, ""),
+        ] {
+            assert!(
+                !proves_not_started(&ans(unproven.0, unproven.1)),
+                "{unproven:?}"
+            );
+        }
     }
 
     #[test]

@@ -48,13 +48,13 @@ pub struct Endpoint {
 
 pub struct AlibabaClient {
     account: Arc<Account>,
-    http: reqwest::Client,
+    http: crate::cloud::http::Http,
     /// Shared by every call of every operation of this account.
     pub limiter: RateLimiter,
 }
 
 impl AlibabaClient {
-    pub fn new(account: Arc<Account>, http: reqwest::Client) -> AlibabaClient {
+    pub fn new(account: Arc<Account>, http: crate::cloud::http::Http) -> AlibabaClient {
         let per_minute = account
             .settings
             .calls_per_minute

@@ -117,8 +117,10 @@ fn refusal(answer: &Answer) -> Option<Refusal> {
 /// How a retried submit ended.
 enum Attempted {
     Answered(Answer),
-    GaveUp(CloudError),
-    Failed(CloudError),
+    /// Throttled or busy until the budget ran out: nothing started.
+    Refused(CloudError),
+    /// Nothing reached SAE; the text names what to fix.
+    NotSent(String),
     Indeterminate(String),
 }
 
@@ -273,19 +275,21 @@ impl SaeRestart {
                 },
                 Err(SendError::NotSent(m)) => {
                     unreachable += 1;
-                    let e = CloudError::local(m);
                     if unreachable >= policy.max_unreachable_attempts {
-                        return Attempted::GaveUp(e);
+                        return Attempted::NotSent(m);
                     }
-                    (policy.unreachable_base, e)
+                    (policy.unreachable_base, CloudError::local(m))
                 }
-                Err(SendError::Failed(e)) => return Attempted::Failed(e),
+                Err(SendError::Failed(e)) => return Attempted::NotSent(e.to_string()),
                 Err(SendError::Indeterminate(m)) => return Attempted::Indeterminate(m),
             };
             let delay = policy.delay(base, attempts - 1);
             if attempts >= policy.max_attempts || waited.saturating_add(delay) > policy.budget {
                 tracing::warn!(attempts, error = %last, "sae.restart: giving up, nothing was started");
-                return Attempted::GaveUp(last);
+                return match last.http_status {
+                    Some(_) => Attempted::Refused(last),
+                    None => Attempted::NotSent(last.message),
+                };
             }
             tracing::info!(attempt = attempts, wait_ms = delay.as_millis() as u64, error = %last, "sae.restart refused, nothing started; retrying");
             tokio::time::sleep(delay).await;
@@ -366,47 +370,52 @@ impl CloudOperation for SaeRestart {
     async fn submit(&self, spec: &JobSpec) -> SubmitOutcome {
         let (app_id, instances) = match self.params(spec) {
             Ok(p) => p,
-            Err(e) => return SubmitOutcome::Rejected(e),
+            Err(e) => return SubmitOutcome::NotSent(e.to_string()),
         };
         let query = [("AppId", app_id), ("InstanceIds", instances)];
         let answer = match self.send_with_retries(&query).await {
             Attempted::Answered(a) if a.is_success() && !errors::says_failure(&a) => a,
-            Attempted::Answered(a) => return SubmitOutcome::Rejected(vendor_error(&a)),
-            Attempted::GaveUp(e) | Attempted::Failed(e) => return SubmitOutcome::Rejected(e),
+            Attempted::Answered(a) => {
+                let refused = errors::proves_not_started(&a);
+                return SubmitOutcome::from_error("SAE", vendor_error(&a), refused);
+            }
+            Attempted::Refused(e) => return SubmitOutcome::Refused(e),
+            Attempted::NotSent(m) => return SubmitOutcome::NotSent(m),
             Attempted::Indeterminate(m) => {
-                return SubmitOutcome::Indeterminate(format!(
-                    "the restart request may have reached SAE ({m}); it will not be re-sent"
-                ))
+                return SubmitOutcome::Indeterminate(format!("no answer from SAE ({m})"))
             }
         };
-        let order = answer.json().and_then(|v| {
-            v.pointer("/Data/ChangeOrderId")?
-                .as_str()
-                .map(str::to_string)
-        });
-        let change_order_id = match order {
-            Some(id) if plausible_id(&id) => Some(id),
-            Some(_) | None => {
-                tracing::warn!(
-                    app_id,
-                    "SAE accepted the restart without a usable ChangeOrderId; it will be looked up"
-                );
-                None
-            }
+        // Documented: `{"Success":true,"Data":{"ChangeOrderId"}}`. Without a usable change
+        // order the answer proves nothing, and reconcile looks for the restart instead.
+        let order = answer
+            .json()
+            .filter(|v| v.get("Success").and_then(Value::as_bool) != Some(false))
+            .and_then(|v| {
+                v.pointer("/Data/ChangeOrderId")?
+                    .as_str()
+                    .map(str::to_string)
+            })
+            .filter(|id| plausible_id(id));
+        let Some(change_order_id) = order else {
+            return SubmitOutcome::undocumented(
+                "SAE",
+                &answer,
+                "`Data.ChangeOrderId` with `Success: true`",
+            );
         };
         let handle = Handle {
             app_id: app_id.to_string(),
             instance_ids: instances.to_string(),
-            change_order_id: change_order_id.clone(),
+            change_order_id: Some(change_order_id.clone()),
             submitted_at: Some(now_unix()),
         };
-        let text = match &change_order_id {
-            Some(c) => format!("SAE accepted the restart of {instances} in app {app_id} (change order {c})"),
-            None => format!("SAE accepted the restart of {instances} in app {app_id} (no change order ID given)"),
-        };
+        let text = format!(
+            "SAE accepted the restart of {instances} in app {app_id} (change order \
+             {change_order_id})"
+        );
         SubmitOutcome::Accepted {
             handle: handle.to_value(),
-            cloud_ref: change_order_id,
+            cloud_ref: Some(change_order_id),
             answer: text,
         }
     }

@@ -1,9 +1,10 @@
 //! DDM instance restart (`ddm.restart`): `POST /v1/{project_id}/instances/{id}/action`.
 //!
 //! Completion is read from the job API when the answer carried a `jobId`, else from the
-//! instance status (as Terraform does): seen `RESTARTING`, then back to `RUNNING`. The
-//! restart API has no idempotency key, so after a lost answer nothing is re-sent; reconcile
-//! only looks at the instance.
+//! instance status: seen `RESTARTING`, then back to `RUNNING`. An instance that is only ever
+//! seen `RUNNING` proves nothing, and the job ends `unknown`. The restart API has no
+//! idempotency key, so after an answer that proves nothing, nothing is re-sent; reconcile
+//! watches the instance instead.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::errors;
-use super::retry::{self, Attempted, Refusal, RetryPolicy};
+use super::retry::{self, Refusal, RetryPolicy};
 use super::{Answer, HuaweiClient, SendError, Service};
 use crate::cloud::http::clean;
 use crate::cloud::registry::AccountClients;
@@ -40,9 +41,6 @@ pub const CADENCE: Cadence = Cadence {
     public_floor: Duration::from_secs(2),
     override_floor: Duration::from_millis(50),
 };
-/// How long an instance that is RUNNING but was never seen RESTARTING gets before the
-/// restart is taken as done (a soft restart can finish between two polls).
-const DEFAULT_SETTLE: Duration = Duration::from_secs(60);
 
 pub fn build(clients: &AccountClients) -> Result<Arc<dyn CloudOperation>, String> {
     let client = clients
@@ -57,7 +55,9 @@ pub struct DdmRestart {
     client: Arc<HuaweiClient>,
     /// Backoff for refusals that prove nothing started (429, 409 busy, no connection).
     pub retry: RetryPolicy,
-    /// See [`DEFAULT_SETTLE`].
+    /// How long an instance that is RUNNING but was never seen RESTARTING is watched before
+    /// the job ends `unknown` ([`crate::cloud::watch_window`]): a soft restart can finish
+    /// between two polls, so RUNNING alone proves nothing.
     pub settle: Duration,
     pub policy: PollPolicy,
 }
@@ -97,6 +97,29 @@ fn refusal(answer: &Answer) -> Option<Refusal> {
     }
 }
 
+/// The job ID of a 2xx restart answer in the documented shape (`Some(None)` for a shape
+/// without one), or `None` if the answer is not that shape and so proves nothing.
+///
+/// Documented: `{"instanceId","instanceName","jobId"}`; older documentation shows `{}`,
+/// after which completion is read from the instance status. A `jobId` that is not a plain
+/// identifier, an `instanceId` naming another instance, HTML, an empty or truncated body:
+/// none of these is evidence that the restart was accepted.
+fn accepted_job(answer: &Answer, instance_id: &str) -> Option<Option<String>> {
+    let value = answer.json()?;
+    let object = value.as_object()?;
+    if let Some(other) = object.get("instanceId") {
+        if other.as_str() != Some(instance_id) {
+            return None;
+        }
+    }
+    match object.get("jobId") {
+        Some(Value::String(id)) if plausible_id(id) => Some(Some(id.clone())),
+        Some(_) => None,
+        None if object.is_empty() || object.contains_key("instanceId") => Some(None),
+        None => None,
+    }
+}
+
 /// What an instance look says.
 enum InstanceLook {
     Status(String),
@@ -115,7 +138,7 @@ impl DdmRestart {
         Ok(DdmRestart {
             client,
             retry: RetryPolicy::default(),
-            settle: DEFAULT_SETTLE,
+            settle: crate::cloud::watch_window(&policy),
             policy,
         })
     }
@@ -234,10 +257,13 @@ impl DdmRestart {
                     .map(|t| now_unix().saturating_sub(t))
                     .unwrap_or(i64::MAX);
                 if since >= i64::try_from(self.settle.as_secs()).unwrap_or(i64::MAX) {
-                    PollOutcome::Succeeded(format!(
-                        "instance {} is RUNNING; it was never seen RESTARTING, so the restart \
-                         finished between two looks",
-                        handle.instance_id
+                    PollOutcome::Unknown(format!(
+                        "instance {} stayed RUNNING for {} and was never seen RESTARTING: the \
+                         restart may have finished between two looks, or never happened. Check \
+                         the instance's recent events in the DDM console before requesting it \
+                         again",
+                        handle.instance_id,
+                        humantime::format_duration(self.settle)
                     ))
                 } else {
                     PollOutcome::InProgress {
@@ -267,18 +293,18 @@ impl CloudOperation for DdmRestart {
     async fn submit(&self, spec: &JobSpec) -> SubmitOutcome {
         let instance_id = match self.instance_id(spec) {
             Ok(id) => id,
-            Err(e) => return SubmitOutcome::Rejected(e),
+            Err(e) => return SubmitOutcome::NotSent(e.to_string()),
         };
         let mode = spec.param("mode").unwrap_or("soft");
         if !matches!(mode, "soft" | "hard") {
-            return SubmitOutcome::Rejected(CloudError::local(format!(
+            return SubmitOutcome::NotSent(format!(
                 "unknown restart mode `{}` (soft or hard)",
                 clean(mode)
-            )));
+            ));
         }
         let project = match self.client.project_id() {
             Ok(p) => p,
-            Err(e) => return SubmitOutcome::Rejected(e),
+            Err(e) => return SubmitOutcome::NotSent(e.to_string()),
         };
         let path = format!("/v1/{project}/instances/{instance_id}/action");
         let body = json!({"restart": {"type": mode}}).to_string().into_bytes();
@@ -292,31 +318,19 @@ impl CloudOperation for DdmRestart {
             refusal,
         )
         .await;
-        let answer = match attempted {
-            Attempted::Answered(a) if a.is_success() => a,
-            Attempted::Answered(a) => return SubmitOutcome::Rejected(errors::from_answer(&a)),
-            Attempted::GaveUp(e) | Attempted::Failed(e) => return SubmitOutcome::Rejected(e),
-            Attempted::Indeterminate(m) => {
-                return SubmitOutcome::Indeterminate(format!(
-                    "the restart request may have reached DDM ({m}); it will not be re-sent"
-                ))
-            }
+        let answer = match attempted.success_or("DDM") {
+            Ok(a) => a,
+            Err(outcome) => return outcome,
         };
-        // Older documentation shows an empty `{}` answer: the restart was accepted all the
-        // same, and completion is then read from the instance status.
-        let raw_job = answer
-            .json()
-            .and_then(|v| v.get("jobId")?.as_str().map(str::to_string));
-        let job_id = match raw_job {
-            Some(id) if plausible_id(&id) => Some(id),
-            Some(_) => {
-                tracing::warn!(
-                    instance_id,
-                    "DDM answered with an odd jobId; following the instance status instead"
-                );
-                None
+        let job_id = match accepted_job(&answer, instance_id) {
+            Some(job_id) => job_id,
+            None => {
+                return SubmitOutcome::undocumented(
+                    "DDM",
+                    &answer,
+                    "a JSON object with `jobId`, or the older empty `{}`",
+                )
             }
-            None => None,
         };
         let handle = Handle {
             instance_id: instance_id.to_string(),
@@ -370,9 +384,24 @@ impl CloudOperation for DdmRestart {
                 .to_value(),
                 note: format!("instance {instance_id} is RESTARTING: the restart is under way"),
             },
+            InstanceLook::Status(s) if s == "RUNNING" => ReconcileOutcome::Running {
+                handle: Handle {
+                    instance_id: instance_id.to_string(),
+                    job_id: None,
+                    seen_restarting: false,
+                    submitted_at: Some(now_unix()),
+                }
+                .to_value(),
+                note: format!(
+                    "instance {instance_id} is RUNNING; watching it for {} for the restart \
+                     to show (nothing was re-sent)",
+                    humantime::format_duration(self.settle)
+                ),
+            },
             InstanceLook::Status(s) => ReconcileOutcome::Unknown(format!(
                 "instance {instance_id} is {s}; the restart may or may not have happened \
-                 (it was not re-sent)"
+                 (it was not re-sent). Check the instance in the DDM console before \
+                 requesting it again"
             )),
             InstanceLook::Error(e) => ReconcileOutcome::Unknown(format!(
                 "could not read instance {instance_id} ({e}); the restart may or may not have \
@@ -478,7 +507,7 @@ mod tests {
     }
 
     fn op(settle: Duration) -> DdmRestart {
-        let client = HuaweiClient::new(Arc::new(account(None)), reqwest::Client::new());
+        let client = HuaweiClient::new(Arc::new(account(None)), reqwest::Client::new().into());
         let mut op = DdmRestart::new(Arc::new(client)).unwrap();
         op.settle = settle;
         op
@@ -518,9 +547,10 @@ mod tests {
             op.poll_instance_status(handle(false, Some(now_unix())), "RUNNING"),
             PollOutcome::InProgress { .. }
         ));
+        // Never seen RESTARTING: after the window the outcome is unknown, not a success.
         assert!(matches!(
             op.poll_instance_status(handle(false, Some(now_unix() - 61)), "RUNNING"),
-            PollOutcome::Succeeded(_)
+            PollOutcome::Unknown(_)
         ));
         assert!(matches!(
             op.poll_instance_status(handle(true, None), "ERROR"),
@@ -533,10 +563,38 @@ mod tests {
     }
 
     #[test]
+    fn only_the_documented_answer_is_acceptance() {
+        let id = "28e8841d0b9c4f6a9a30742ee60e1068in09";
+        let job = |body: &str| {
+            let a = Answer {
+                status: 200,
+                body: Bytes::from(body.to_string()),
+            };
+            accepted_job(&a, id)
+        };
+        let documented = format!(r#"{{"instanceId":"{id}","instanceName":"n","jobId":"j-1"}}"#);
+        assert_eq!(job(&documented), Some(Some("j-1".into())));
+        assert_eq!(job("{}"), Some(None));
+        assert_eq!(job(&format!(r#"{{"instanceId":"{id}"}}"#)), Some(None));
+        for nothing in [
+            "",
+            "<html><body>OK</body></html>",
+            r#"{"jobId":"#,
+            r#"{"jobId":"../x"}"#,
+            r#"{"jobId":7}"#,
+            r#"{"status":"ok"}"#,
+            r#"{"instanceId":"someone-else","jobId":"j-1"}"#,
+            "[]",
+        ] {
+            assert_eq!(job(nothing), None, "{nothing}");
+        }
+    }
+
+    #[test]
     fn build_fails_early_for_unknown_regions() {
         let mut acc = account(None);
         acc.region = "xx-nowhere-1".into();
-        let client = HuaweiClient::new(Arc::new(acc), reqwest::Client::new());
+        let client = HuaweiClient::new(Arc::new(acc), reqwest::Client::new().into());
         let err = DdmRestart::new(Arc::new(client)).err().unwrap();
         assert!(err.contains("endpoints.ddm"), "{err}");
     }

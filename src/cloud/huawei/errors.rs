@@ -10,6 +10,55 @@ use serde_json::Value;
 use crate::cloud::http::{clean, excerpt, Answer};
 use crate::cloud::CloudError;
 
+/// Huawei answers that prove a mutating request was refused before anything started, by
+/// vendor code. The API gateway checks authentication, authorization, access control and
+/// rate limits before it forwards a request to DDM or TaurusDB, so its `APIGW.01xx`-`04xx`
+/// refusals (also spelt `APIG.`) prove nothing reached the service; the service codes are the
+/// documented parameter error and the "another operation is in progress" answers (docs/
+/// cloud-apis.md §1.7, §1.9). Anything else after sending (5xx, `APIG.0201` "Backend
+/// timeout", `APIG.0202`, codes not listed) proves nothing either way.
+const REFUSALS: &[(&str, &str)] = &[
+    ("APIGW.0101", "the API does not exist or is not published"),
+    ("APIGW.0301", "IAM authentication failed"),
+    (
+        "APIGW.0302",
+        "the IAM user is not authorized to call the API",
+    ),
+    ("APIGW.0303", "app authentication failed"),
+    ("APIGW.0304", "the app is not authorized to call the API"),
+    ("APIGW.0305", "authentication failed"),
+    ("APIGW.0306", "API access denied"),
+    ("APIGW.0307", "the token must be renewed"),
+    ("APIGW.0308", "throttled"),
+    ("APIGW.0310", "the project is unavailable"),
+    ("APIGW.0401", "unknown client IP address"),
+    ("APIGW.0402", "the client IP address is not authorized"),
+    ("DBS.280001", "parameter error"),
+    ("DBS.200019", "another operation is in progress"),
+    ("DBS.212033", "another operation is in progress"),
+    ("DBS.201014", "another operation is in progress"),
+    ("DBS.201015", "another operation is in progress"),
+    ("DBS.200047", "another operation is in progress"),
+    ("DBS.05000084", "another operation is in progress"),
+];
+
+/// Whether an error answer to a mutating call proves nothing started: an entry of
+/// [`REFUSALS`], any 429 (throttling, whatever the body), or a 401 (the gateway refused the
+/// credentials before the service saw the request).
+pub fn proves_not_started(answer: &Answer) -> bool {
+    if matches!(answer.status, 401 | 429) {
+        return true;
+    }
+    let Some(code) = parse_vendor(&answer.body).and_then(|(code, _)| code) else {
+        return false;
+    };
+    let code = match code.strip_prefix("APIG.") {
+        Some(rest) => format!("APIGW.{rest}"),
+        None => code,
+    };
+    REFUSALS.iter().any(|(known, _)| *known == code)
+}
+
 /// The error a non-success answer carries, the vendor's words kept.
 pub fn from_answer(answer: &Answer) -> CloudError {
     vendor_error(answer.status, &answer.body)
@@ -126,6 +175,46 @@ mod tests {
         assert!(vendor_error(500, br#"{"errCode":"#)
             .message
             .starts_with("unrecognized"));
+    }
+
+    fn ans(status: u16, body: &str) -> Answer {
+        Answer {
+            status,
+            body: bytes::Bytes::from(body.to_string()),
+        }
+    }
+
+    #[test]
+    fn only_table_entries_prove_nothing_started() {
+        let refused = [
+            ans(
+                400,
+                r#"{"errCode":"DBS.280001","externalMessage":"Parameter error."}"#,
+            ),
+            ans(409, r#"{"error_code":"DBS.201014","error_msg":"busy"}"#),
+            ans(403, r#"{"error_code":"APIG.0306","error_msg":"denied"}"#),
+            ans(401, "<html>login</html>"),
+            ans(429, ""),
+        ];
+        for a in &refused {
+            assert!(proves_not_started(a), "{a:?}");
+        }
+        let unproven = [
+            ans(
+                504,
+                r#"{"error_code":"APIG.0201","error_msg":"Backend timeout."}"#,
+            ),
+            ans(
+                500,
+                r#"{"errCode":"DBS.200412","externalMessage":"server error"}"#,
+            ),
+            ans(400, r#"{"errCode":"DBS.999999","externalMessage":"new"}"#),
+            ans(502, "<html>Bad Gateway</html>"),
+            ans(400, ""),
+        ];
+        for a in &unproven {
+            assert!(!proves_not_started(a), "{a:?}");
+        }
     }
 
     #[test]

@@ -51,7 +51,7 @@ impl TokenCache {
     /// The cached token, or a new one if there is none or it is due for renewal.
     pub async fn get(
         &self,
-        http: &reqwest::Client,
+        http: &crate::cloud::http::Http,
         account: &Account,
     ) -> Result<Secret, SendError> {
         let mut slot = self.slot.lock().await;
@@ -83,7 +83,7 @@ impl TokenCache {
 ///
 /// A token request changes nothing in the cloud, so every transport failure here is
 /// `NotSent` from the point of view of the operation that needed the token.
-pub async fn fetch(http: &reqwest::Client, account: &Account) -> Result<Token, SendError> {
+pub async fn fetch(http: &crate::cloud::http::Http, account: &Account) -> Result<Token, SendError> {
     let local = |m: String| SendError::Failed(CloudError::local(m));
     let endpoint = endpoints::resolve(account, Service::Iam).map_err(local)?;
     let user = account
@@ -138,9 +138,12 @@ pub async fn fetch(http: &reqwest::Client, account: &Account) -> Result<Token, S
         )));
     }
     if !(200..300).contains(&status) {
-        return Err(SendError::Failed(errors::from_answer(
-            &received.into_answer(),
-        )));
+        let e = errors::from_answer(&received.into_answer());
+        return Err(SendError::Failed(CloudError::local(format!(
+            "IAM refused a token for account `{}` ({e}); check its iam_user, iam_domain, \
+             project_id and password",
+            account.name
+        ))));
     }
     let Some(value) = received
         .headers

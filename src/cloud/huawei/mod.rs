@@ -33,7 +33,7 @@ const X_SDK_DATE: HeaderName = HeaderName::from_static("x-sdk-date");
 
 pub struct HuaweiClient {
     account: Arc<Account>,
-    http: reqwest::Client,
+    http: crate::cloud::http::Http,
     tokens: iam::TokenCache,
 }
 
@@ -44,7 +44,7 @@ enum Credential {
 }
 
 impl HuaweiClient {
-    pub fn new(account: Arc<Account>, http: reqwest::Client) -> HuaweiClient {
+    pub fn new(account: Arc<Account>, http: crate::cloud::http::Http) -> HuaweiClient {
         HuaweiClient {
             account,
             http,

@@ -73,13 +73,35 @@ impl RetryPolicy {
 pub enum Attempted {
     /// An answer that is not a retryable refusal: a success or a final error.
     Answered(Answer),
-    /// Every attempt was refused (or could not connect) until the budget ran out. Nothing
-    /// started; this is the last refusal.
-    GaveUp(CloudError),
-    /// Nothing was sent and retrying cannot help (missing secret, IAM refused).
-    Failed(CloudError),
+    /// Every attempt was throttled or "busy" until the budget ran out. Nothing started;
+    /// this is the last refusal.
+    Refused(CloudError),
+    /// Nothing reached the cloud: no connection could be made, or retrying cannot help
+    /// (missing secret, IAM refused the credentials). The text names what to fix.
+    NotSent(String),
     /// The last attempt may have reached the cloud. Never re-sent.
     Indeterminate(String),
+}
+
+impl Attempted {
+    /// The answer of a mutating call if it is a success; otherwise what the call proved,
+    /// judged by Huawei's refusal table (`vendor` names the service in the text).
+    pub fn success_or(self, vendor: &str) -> Result<Answer, crate::cloud::SubmitOutcome> {
+        use crate::cloud::SubmitOutcome;
+        match self {
+            Attempted::Answered(a) if a.is_success() => Ok(a),
+            Attempted::Answered(a) => Err(SubmitOutcome::from_error(
+                vendor,
+                errors::from_answer(&a),
+                errors::proves_not_started(&a),
+            )),
+            Attempted::Refused(e) => Err(SubmitOutcome::Refused(e)),
+            Attempted::NotSent(m) => Err(SubmitOutcome::NotSent(m)),
+            Attempted::Indeterminate(m) => Err(SubmitOutcome::Indeterminate(format!(
+                "no answer from {vendor} ({m})"
+            ))),
+        }
+    }
 }
 
 /// Calls `send` until it gets an answer that is not a refusal, within `policy`.
@@ -106,19 +128,21 @@ where
             },
             Err(SendError::NotSent(m)) => {
                 unreachable += 1;
-                let e = CloudError::local(m);
                 if unreachable >= policy.max_unreachable_attempts {
-                    return Attempted::GaveUp(e);
+                    return Attempted::NotSent(m);
                 }
-                (policy.unreachable_base, e)
+                (policy.unreachable_base, CloudError::local(m))
             }
-            Err(SendError::Failed(e)) => return Attempted::Failed(e),
+            Err(SendError::Failed(e)) => return Attempted::NotSent(e.to_string()),
             Err(SendError::Indeterminate(m)) => return Attempted::Indeterminate(m),
         };
         let delay = policy.delay(base, attempts - 1);
         if attempts >= policy.max_attempts || waited.saturating_add(delay) > policy.budget {
             tracing::warn!(what, attempts, error = %last, "giving up: nothing was started");
-            return Attempted::GaveUp(last);
+            return match last.http_status {
+                Some(_) => Attempted::Refused(last),
+                None => Attempted::NotSent(last.message),
+            };
         }
         tracing::info!(what, attempt = attempts, wait_ms = delay.as_millis() as u64, error = %last, "refused, nothing started; retrying");
         tokio::time::sleep(delay).await;
@@ -201,7 +225,7 @@ mod tests {
         )
         .await;
         match out {
-            Attempted::GaveUp(e) => {
+            Attempted::Refused(e) => {
                 assert_eq!(e.code.as_deref(), Some("APIGW.0308"));
                 assert_eq!(e.http_status, Some(429));
             }
@@ -240,7 +264,7 @@ mod tests {
             throttled,
         )
         .await;
-        assert!(matches!(out, Attempted::GaveUp(e) if e.message == "refused"));
+        assert!(matches!(out, Attempted::NotSent(m) if m == "refused"));
         assert_eq!(calls.load(Ordering::SeqCst), 2);
     }
 }

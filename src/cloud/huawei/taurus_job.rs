@@ -411,7 +411,7 @@ password_env = "OPSGATE_TAURUS_UNIT_TEST_UNSET"
 
     #[test]
     fn not_found_is_pending_only_within_the_grace() {
-        let client = HuaweiClient::new(Arc::new(account(None)), reqwest::Client::new());
+        let client = HuaweiClient::new(Arc::new(account(None)), reqwest::Client::new().into());
         let jobs = TaurusJobs::new(Arc::new(client)).unwrap();
         let mut h = JobHandle {
             job_id: "dff1d289-4d03-4942-854f-463ea07c000d".into(),

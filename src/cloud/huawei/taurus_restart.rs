@@ -3,8 +3,9 @@
 //! (`Content-Type: application/json` is still sent, as the API requires), answer
 //! `{"job_id"}`, followed through the TaurusDB job API.
 //!
-//! The API has no idempotency key: after a lost answer nothing is re-sent, and reconcile
-//! says honestly that it cannot tell.
+//! The API has no idempotency key: after an answer that proves nothing (no answer, a 5xx,
+//! a 2xx without a usable `job_id`) nothing is re-sent, and reconcile reports the proxy's
+//! status and says honestly that it cannot tell.
 
 use std::sync::Arc;
 
@@ -12,8 +13,7 @@ use async_trait::async_trait;
 use reqwest::Method;
 use serde_json::Value;
 
-use super::errors;
-use super::retry::{self, Attempted, RetryPolicy};
+use super::retry::{self, RetryPolicy};
 use super::taurus_job::{self, JobHandle, TaurusJobs};
 use super::{HuaweiClient, Service};
 use crate::cloud::registry::AccountClients;
@@ -61,12 +61,12 @@ impl CloudOperation for TaurusProxyRestart {
     async fn submit(&self, spec: &JobSpec) -> SubmitOutcome {
         let (instance, proxy) = match taurus_job::target(spec) {
             Ok(t) => t,
-            Err(e) => return SubmitOutcome::Rejected(e),
+            Err(e) => return SubmitOutcome::NotSent(e.to_string()),
         };
         let client = self.jobs.client();
         let project = match client.project_id() {
             Ok(p) => p,
-            Err(e) => return SubmitOutcome::Rejected(e),
+            Err(e) => return SubmitOutcome::NotSent(e.to_string()),
         };
         let path = format!("/v3/{project}/instances/{instance}/proxy/{proxy}/restart");
         let attempted = retry::send_with_retries(
@@ -76,29 +76,16 @@ impl CloudOperation for TaurusProxyRestart {
             taurus_job::refusal,
         )
         .await;
-        let answer = match attempted {
-            Attempted::Answered(a) if a.is_success() => a,
-            Attempted::Answered(a) => return SubmitOutcome::Rejected(errors::from_answer(&a)),
-            Attempted::GaveUp(e) | Attempted::Failed(e) => return SubmitOutcome::Rejected(e),
-            Attempted::Indeterminate(m) => {
-                return SubmitOutcome::Indeterminate(format!(
-                    "the proxy restart request may have reached TaurusDB ({m}); it will not be \
-                     re-sent"
-                ))
-            }
+        let answer = match attempted.success_or("TaurusDB") {
+            Ok(a) => a,
+            Err(outcome) => return outcome,
         };
         let job_id = answer
             .json()
             .and_then(|v| v.get("job_id").and_then(Value::as_str).map(str::to_string))
             .filter(|j| ids::HUAWEI_JOB_ID.matches(j));
         let Some(job_id) = job_id else {
-            // Accepted, but there is nothing to follow: say so rather than guess.
-            return SubmitOutcome::Indeterminate(format!(
-                "TaurusDB answered HTTP {} without a usable job_id ({}); the restart was \
-                 probably accepted but cannot be followed; it will not be re-sent",
-                answer.status,
-                crate::cloud::http::excerpt(&answer.body)
-            ));
+            return SubmitOutcome::undocumented("TaurusDB", &answer, "`{\"job_id\"}`");
         };
         let handle = JobHandle {
             instance_id: instance.clone(),

@@ -14,8 +14,7 @@ use async_trait::async_trait;
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use super::errors;
-use super::retry::{self, Attempted, RetryPolicy};
+use super::retry::{self, RetryPolicy};
 use super::taurus_job::{self, JobHandle, TaurusJobs};
 use super::{Answer, HuaweiClient, Service};
 use crate::cloud::http::clean;
@@ -81,7 +80,8 @@ enum Verdict {
         notes: Vec<String>,
     },
     Rejected(CloudError),
-    /// Accepted (or unreadable) without anything to follow.
+    /// Not the documented answer (no `update_result`, an entry without a state, an ACCEPT
+    /// without a usable workflow): proves nothing.
     Unusable(String),
 }
 
@@ -92,7 +92,7 @@ fn verdict(answer: &Answer) -> Verdict {
         .unwrap_or_default();
     if entries.is_empty() {
         return Verdict::Unusable(format!(
-            "HTTP {} without an update_result: {}",
+            "TaurusDB answered HTTP {} without an update_result: {}",
             answer.status,
             crate::cloud::http::excerpt(&answer.body)
         ));
@@ -111,7 +111,10 @@ fn verdict(answer: &Answer) -> Verdict {
         };
         let (state, message, workflow) =
             (text("state"), text("error_message"), text("workflow_id"));
-        if state == "ACCEPT" && message.trim().is_empty() {
+        if state.is_empty() {
+            // Neither accepted nor refused: an entry without a state proves nothing.
+            untrackable = true;
+        } else if state == "ACCEPT" && message.trim().is_empty() {
             if !ids::HUAWEI_JOB_ID.matches(&workflow) {
                 untrackable = true;
             } else if followed.is_none() {
@@ -142,7 +145,8 @@ fn verdict(answer: &Answer) -> Verdict {
     }
     if untrackable {
         return Verdict::Unusable(format!(
-            "TaurusDB answered ACCEPT without a usable workflow_id: {}",
+            "TaurusDB answered with an update_result entry that has no state or no usable \
+             workflow_id: {}",
             crate::cloud::http::excerpt(&answer.body)
         ));
     }
@@ -196,17 +200,17 @@ impl CloudOperation for TaurusProxyUpgrade {
     async fn submit(&self, spec: &JobSpec) -> SubmitOutcome {
         let (instance, proxy) = match taurus_job::target(spec) {
             Ok(t) => t,
-            Err(e) => return SubmitOutcome::Rejected(e),
+            Err(e) => return SubmitOutcome::NotSent(e.to_string()),
         };
         if let Err(e) = check(&spec.params) {
-            return SubmitOutcome::Rejected(CloudError::local(e));
+            return SubmitOutcome::NotSent(e);
         }
         let source = spec.param("source_version").unwrap_or_default();
         let target = spec.param("target_version").unwrap_or_default();
         let client = self.jobs.client();
         let project = match client.project_id() {
             Ok(p) => p,
-            Err(e) => return SubmitOutcome::Rejected(e),
+            Err(e) => return SubmitOutcome::NotSent(e.to_string()),
         };
         let path = format!("/v3/{project}/instances/{instance}/proxy/{proxy}/upgrade-version");
         let body = json!({"source_version": source, "target_version": target})
@@ -227,16 +231,9 @@ impl CloudOperation for TaurusProxyUpgrade {
             taurus_job::refusal,
         )
         .await;
-        let answer = match attempted {
-            Attempted::Answered(a) if a.is_success() => a,
-            Attempted::Answered(a) => return SubmitOutcome::Rejected(errors::from_answer(&a)),
-            Attempted::GaveUp(e) | Attempted::Failed(e) => return SubmitOutcome::Rejected(e),
-            Attempted::Indeterminate(m) => {
-                return SubmitOutcome::Indeterminate(format!(
-                    "the proxy kernel upgrade request may have reached TaurusDB ({m}); it will \
-                     not be re-sent"
-                ))
-            }
+        let answer = match attempted.success_or("TaurusDB") {
+            Ok(a) => a,
+            Err(outcome) => return outcome,
         };
         match verdict(&answer) {
             Verdict::Accepted { workflow_id, notes } => {
@@ -260,11 +257,8 @@ impl CloudOperation for TaurusProxyUpgrade {
                     answer: said,
                 }
             }
-            Verdict::Rejected(e) => SubmitOutcome::Rejected(e),
-            Verdict::Unusable(why) => SubmitOutcome::Indeterminate(format!(
-                "{why}; the upgrade may have been accepted but cannot be followed; it will not \
-                 be re-sent"
-            )),
+            Verdict::Rejected(e) => SubmitOutcome::Refused(e),
+            Verdict::Unusable(why) => SubmitOutcome::Indeterminate(why),
         }
     }
 

@@ -52,6 +52,19 @@ pub fn data(answer: &Answer) -> Result<Value, CloudError> {
     }
 }
 
+/// Whether an error answer to a mutating call proves nothing started. SCNet publishes no
+/// error table (docs/cloud-apis.md §3.5: only `10008` has a known meaning), so the table is
+/// short: the token refused (still refused after the one renewal), throttling (429), and a
+/// 401 or 403 without an envelope (the gateway refused the token). Every other code proves
+/// nothing either way.
+pub fn proves_not_started(answer: &Answer) -> bool {
+    if answer.status == 429 || token_refused(answer) {
+        return true;
+    }
+    matches!(answer.status, 401 | 403)
+        && answer.json().and_then(|v| v.get("code").cloned()).is_none()
+}
+
 /// True when the answer is SCNet's "token refused" code.
 pub fn token_refused(answer: &Answer) -> bool {
     matches!(data(answer), Err(e) if e.code.as_deref() == Some(TOKEN_REFUSED))

@@ -29,7 +29,7 @@ pub const CENTER_PATH: &str = "/ac/openapi/v2/center";
 
 pub struct ScnetClient {
     account: Arc<Account>,
-    http: reqwest::Client,
+    http: crate::cloud::http::Http,
     tokens: token::TokenCache,
     /// The AI base URL once known (from the config, or discovered).
     ai_base: Mutex<Option<String>>,
@@ -43,7 +43,7 @@ enum Scope {
 }
 
 impl ScnetClient {
-    pub fn new(account: Arc<Account>, http: reqwest::Client) -> ScnetClient {
+    pub fn new(account: Arc<Account>, http: crate::cloud::http::Http) -> ScnetClient {
         let ai = account.endpoints.get("ai").map(|u| center::normalise(u));
         ScnetClient {
             account,

@@ -10,8 +10,9 @@
 //! a few usual alternatives are tried. Statuses are compared case-insensitively.
 //!
 //! Right after the restart the detail may still show the status from before (Running or
-//! Failed). So a final status only counts once a Waiting/Deploying status has been seen,
-//! or once `settle` has passed since the restart was accepted.
+//! Failed). So Running is a success only once a Waiting/Deploying status has been seen; an
+//! instance seen Running all along for `settle` proves nothing and the job ends `unknown`.
+//! Failed/Terminated count once a transitional status was seen or `settle` has passed.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -55,9 +56,6 @@ const CADENCE: Cadence = Cadence {
     public_floor: Duration::from_secs(3),
     override_floor: Duration::from_millis(50),
 };
-
-/// How long a final-looking status is taken as "from before the restart".
-const DEFAULT_SETTLE: Duration = Duration::from_secs(60);
 
 pub fn detail_path(id: &str) -> String {
     format!("/ai/openapi/v2/instance-service/{id}/detail")
@@ -143,7 +141,7 @@ impl ScnetRestart {
         Ok(ScnetRestart {
             client,
             retry: RetryPolicy::default(),
-            settle: DEFAULT_SETTLE,
+            settle: crate::cloud::watch_window(&policy),
             policy,
         })
     }
@@ -200,9 +198,18 @@ impl ScnetRestart {
                     handle: changed.then(|| h.to_value()),
                 }
             }
-            Kind::Running if h.seen_transitional || settled => {
-                PollOutcome::Succeeded(format!("container instance {id} is {status}"))
-            }
+            Kind::Running if h.seen_transitional => PollOutcome::Succeeded(format!(
+                "container instance {id} is {status} again after restarting"
+            )),
+            // Running all along proves nothing: the restart may have been too quick to see,
+            // or never happened.
+            Kind::Running if settled => PollOutcome::Unknown(format!(
+                "container instance {id} stayed {status} for {} and was never seen starting \
+                 (Waiting/Deploying): the restart may have finished between two looks, or \
+                 never happened. Check the instance's events in the \
+                 SCNet console before requesting it again",
+                humantime::format_duration(self.settle)
+            )),
             Kind::Failed | Kind::Completed if h.seen_transitional || settled => {
                 PollOutcome::Failed(CloudError::local(format!(
                     "container instance {id} is {status}{}",
@@ -236,7 +243,7 @@ impl CloudOperation for ScnetRestart {
     async fn submit(&self, spec: &JobSpec) -> SubmitOutcome {
         let id = match self.instance_id(spec) {
             Ok(id) => id,
-            Err(e) => return SubmitOutcome::Rejected(e),
+            Err(e) => return SubmitOutcome::NotSent(e.to_string()),
         };
         let query = [("instanceServiceId", id)];
         let policy = &self.retry;
@@ -257,17 +264,18 @@ impl CloudOperation for ScnetRestart {
                 Err(SendError::NotSent(m)) if attempts < policy.max_unreachable_attempts => {
                     (policy.unreachable_base, CloudError::local(m))
                 }
-                Err(SendError::NotSent(m)) => return SubmitOutcome::Rejected(CloudError::local(m)),
-                Err(SendError::Failed(e)) => return SubmitOutcome::Rejected(e),
+                Err(SendError::NotSent(m)) => return SubmitOutcome::NotSent(m),
+                Err(SendError::Failed(e)) => return SubmitOutcome::NotSent(e.to_string()),
                 Err(SendError::Indeterminate(m)) => {
-                    return SubmitOutcome::Indeterminate(format!(
-                        "the restart request may have reached SCNet ({m}); it will not be re-sent"
-                    ))
+                    return SubmitOutcome::Indeterminate(format!("no answer from SCNet ({m})"))
                 }
             };
             let delay = policy.delay(base, attempts - 1);
             if attempts >= policy.max_attempts || waited.saturating_add(delay) > policy.budget {
-                return SubmitOutcome::Rejected(last);
+                return match last.http_status {
+                    Some(_) => SubmitOutcome::Refused(last),
+                    None => SubmitOutcome::NotSent(last.message),
+                };
             }
             tracing::info!(attempt = attempts, error = %last, "scnet.restart refused, nothing started; retrying");
             tokio::time::sleep(delay).await;
@@ -275,9 +283,19 @@ impl CloudOperation for ScnetRestart {
         };
         let data = match envelope::data(&answer) {
             Ok(d) => d,
-            Err(e) => return SubmitOutcome::Rejected(e),
+            Err(e) => {
+                let refused = envelope::proves_not_started(&answer);
+                return SubmitOutcome::from_error("SCNet", e, refused);
+            }
         };
-        let echoed = data.as_str().map(clean).filter(|s| !s.is_empty());
+        // Documented: `data` is the container instance ID. Anything else is not evidence.
+        let Some(echoed) = data.as_str().map(clean).filter(|s| !s.is_empty()) else {
+            return SubmitOutcome::undocumented(
+                "SCNet",
+                &answer,
+                "`{\"code\":\"0\",\"data\":\"<instance id>\"}`",
+            );
+        };
         let handle = Handle {
             instance_service_id: id.to_string(),
             seen_transitional: false,
@@ -285,10 +303,9 @@ impl CloudOperation for ScnetRestart {
         };
         SubmitOutcome::Accepted {
             handle: handle.to_value(),
-            cloud_ref: echoed.clone().or_else(|| Some(id.to_string())),
+            cloud_ref: Some(echoed.clone()),
             answer: format!(
-                "SCNet accepted the restart of container instance {id} (answered {})",
-                echoed.unwrap_or_else(|| "no data".into())
+                "SCNet accepted the restart of container instance {id} (answered {echoed})"
             ),
         }
     }
@@ -321,6 +338,19 @@ impl CloudOperation for ScnetRestart {
                 }
                 .to_value(),
                 note: format!("container instance {id} is {s}: the restart is under way"),
+            },
+            Look::Status(s) if kind(&s) == Kind::Running => ReconcileOutcome::Running {
+                handle: Handle {
+                    instance_service_id: id.to_string(),
+                    seen_transitional: false,
+                    submitted_at: Some(now_unix()),
+                }
+                .to_value(),
+                note: format!(
+                    "container instance {id} is {s}; watching it for {} for the restart to \
+                     show (nothing was re-sent)",
+                    humantime::format_duration(self.settle)
+                ),
             },
             Look::Status(s) => ReconcileOutcome::Unknown(format!(
                 "container instance {id} is {s}; the restart may or may not have happened (it \

@@ -56,7 +56,7 @@ impl TokenCache {
 
     pub async fn get(
         &self,
-        http: &reqwest::Client,
+        http: &crate::cloud::http::Http,
         account: &Account,
         base: &str,
     ) -> Result<Tokens, SendError> {
@@ -204,7 +204,7 @@ pub fn lifetime(token: &str, now: time::OffsetDateTime) -> Option<Duration> {
 /// One token request. It changes nothing in the cloud, so every transport failure is
 /// `NotSent` for the operation that needed the token.
 pub async fn fetch(
-    http: &reqwest::Client,
+    http: &crate::cloud::http::Http,
     account: &Account,
     base: &str,
 ) -> Result<(Tokens, Duration), SendError> {
@@ -282,7 +282,13 @@ pub async fn fetch(
             "the SCNet token service could not issue a token: {e}"
         )));
     }
-    let data = envelope::data(&answer).map_err(SendError::Failed)?;
+    let data = envelope::data(&answer).map_err(|e| {
+        SendError::Failed(CloudError::local(format!(
+            "SCNet refused a token for account `{}` ({e}); check its user and its password \
+             or access key (and org_id)",
+            account.name
+        )))
+    })?;
     let (tokens, lifetime) = pick(account, &data).map_err(SendError::Failed)?;
     tracing::debug!(account = %account.name, lifetime_s = lifetime.as_secs(), "SCNet token issued");
     Ok((tokens, lifetime))
