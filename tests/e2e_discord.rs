@@ -12,7 +12,7 @@ use std::sync::{Arc, Once};
 use std::time::Duration;
 
 use fake_discord::*;
-use opsgate::chat::discord::Discord;
+use opsgate::chat::discord::{Discord, Tuning};
 use opsgate::cloud::Registry;
 use opsgate::config::Config;
 use opsgate::emulator::{self, demo, EmulatorOptions, RunningEmulator};
@@ -111,6 +111,15 @@ struct Bot {
 
 impl Bot {
     async fn start(fake: &FakeDiscord, emu: &RunningEmulator, data: &Path) -> Bot {
+        Bot::start_with(fake, emu, data, Tuning::default()).await
+    }
+
+    async fn start_with(
+        fake: &FakeDiscord,
+        emu: &RunningEmulator,
+        data: &Path,
+        tuning: Tuning,
+    ) -> Bot {
         init_env();
         let text = config_text(&fake.base(), &emu.base_url());
         let config = match Config::parse(&text, Path::new("e2e.toml")) {
@@ -120,7 +129,8 @@ impl Bot {
         let store = Store::open(data).expect("store");
         let registry = Arc::new(Registry::from_config(&config));
         let rt = tokio::runtime::Handle::current();
-        let discord = Arc::new(Discord::new(config.clone(), rt.clone()).expect("discord"));
+        let discord =
+            Arc::new(Discord::with_tuning(config.clone(), rt.clone(), tuning).expect("discord"));
         let (engine, handle, rx) =
             Engine::new(config, store, registry, discord.chat(), None, rt).expect("engine");
         let engine_thread = std::thread::spawn(move || {
@@ -659,6 +669,98 @@ async fn fatal_gateway_closes_say_what_to_fix() {
     );
     let intents = fatal(4014).await;
     assert!(intents.contains("Message Content intent"), "{intents}");
+}
+
+/// A metric's value in the bot's registry (0 when it has no sample yet).
+fn metric(bot: &Bot, line_start: &str) -> u64 {
+    let text = bot.discord.metrics().render();
+    text.lines()
+        .find(|l| l.starts_with(line_start))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<f64>().ok())
+        .map_or(0, |v| v as u64)
+}
+
+/// The POSTs of job `job`'s card.
+fn card_posts(i: &Inner, job: u64) -> Vec<Call> {
+    let title = format!("Job {job} ·");
+    i.calls_to("POST", "/messages")
+        .into_iter()
+        .filter(|c| {
+            c.body["embeds"][0]["title"]
+                .as_str()
+                .is_some_and(|t| t.contains(&title))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_rest_call_times_out_and_a_retried_card_post_is_not_duplicated() {
+    let fake = FakeDiscord::start().await;
+    let emu = start_emulator().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tuning = Tuning {
+        rest_timeout: Duration::from_secs(1),
+        ..Tuning::default()
+    };
+    let bot = Bot::start_with(&fake, &emu, dir.path(), tuning).await;
+    ready(&fake, 1).await;
+    // Discord creates the card but its answer never arrives in time.
+    fake.fail(
+        "POST",
+        &format!("/channels/{OPS}/messages"),
+        FaultKind::HangAfter(Duration::from_secs(5)),
+        1,
+    );
+    fake.say(CAROL, OPS, "!restart ddm orders-db hard");
+    let (msg, _) = card(&fake, 1).await;
+    fake.wait("✅ and ❌ from the bot", |i| {
+        (reacted(i, msg, "✅", BOT) && reacted(i, msg, "❌", BOT)).then_some(())
+    })
+    .await;
+    {
+        let i = fake.lock();
+        let posts = card_posts(&i, 1);
+        assert!(
+            posts.len() >= 2,
+            "the post was not retried: {}",
+            posts.len()
+        );
+        let nonce = posts[0].body["nonce"].clone();
+        assert!(
+            nonce
+                .as_str()
+                .is_some_and(|n| !n.is_empty() && n.len() <= 25),
+            "{nonce}"
+        );
+        for p in &posts {
+            assert_eq!(p.body["nonce"], nonce);
+            assert_eq!(p.body["enforce_nonce"], true);
+        }
+        let cards = i
+            .messages
+            .values()
+            .filter(|m| m.title().contains("Job 1 ·"))
+            .count();
+        assert_eq!(cards, 1, "the retry posted a second card");
+    }
+    assert!(
+        metric(
+            &bot,
+            "opsgate_discord_call_failures_total{call=\"post_card\",reason=\"timeout\"}"
+        ) >= 1
+    );
+
+    // An edit that hangs does not hold the job's lane: the card still reaches its end.
+    fake.fail(
+        "PATCH",
+        &format!("/messages/{msg}"),
+        FaultKind::HangAfter(Duration::from_secs(60)),
+        1,
+    );
+    fake.react(BOB, msg, "✅", true, true);
+    card_state(&fake, 1, "succeeded").await;
+    bot.stop().await;
 }
 
 #[test]

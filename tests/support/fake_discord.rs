@@ -48,6 +48,8 @@ pub struct Stored {
     pub components: Value,
     pub allowed_mentions: Value,
     pub edits: usize,
+    /// The nonce it was posted with (Discord deduplicates on it with `enforce_nonce`).
+    pub nonce: Option<String>,
 }
 
 impl Stored {
@@ -62,6 +64,27 @@ impl Stored {
     pub fn text(&self) -> String {
         format!("{} {}", self.content, self.embeds)
     }
+}
+
+/// A failure the fake injects into matching REST calls, as Discord would answer.
+#[derive(Clone, Debug)]
+pub enum FaultKind {
+    /// An error status with Discord's JSON body (`code`), e.g. 403/50013, 404/10008, 500/0.
+    Status { status: u16, code: u64 },
+    /// 429 with `retry_after` (seconds) in the body and the Retry-After header.
+    RateLimited { retry_after: f64 },
+    /// Do the call, then answer only after this long (the caller times out first).
+    HangAfter(Duration),
+}
+
+#[derive(Clone, Debug)]
+pub struct Fault {
+    pub method: String,
+    /// A substring of the path.
+    pub path: String,
+    pub kind: FaultKind,
+    /// How many matching calls it applies to.
+    pub times: usize,
 }
 
 #[derive(Clone, Debug)]
@@ -90,6 +113,9 @@ pub struct Inner {
     pub heartbeats: usize,
     /// Close the next IDENTIFY with this code (4004 bad token, 4014 disallowed intents).
     pub close_on_identify: Option<u16>,
+    /// Refuse websocket upgrades with 503 (Discord's gateway unreachable, REST fine).
+    pub gateway_down: bool,
+    pub faults: Vec<Fault>,
     gateway: Option<mpsc::UnboundedSender<WsCmd>>,
     next_id: u64,
     seq: u64,
@@ -101,6 +127,16 @@ impl Inner {
     fn id(&mut self) -> u64 {
         self.next_id += 1;
         500000000000000000 + self.next_id
+    }
+
+    /// The first fault matching this call, used up once.
+    fn take_fault(&mut self, method: &str, path: &str) -> Option<FaultKind> {
+        let i = self
+            .faults
+            .iter()
+            .position(|f| f.times > 0 && f.method == method && path.contains(&f.path))?;
+        self.faults[i].times -= 1;
+        Some(self.faults[i].kind.clone())
     }
 
     /// Bot messages in a channel, oldest first.
@@ -264,6 +300,16 @@ impl FakeDiscord {
         }
     }
 
+    /// Makes the next `times` calls of `method` on paths containing `path` fail as `kind`.
+    pub fn fail(&self, method: &str, path: &str, kind: FaultKind, times: usize) {
+        self.lock().faults.push(Fault {
+            method: method.into(),
+            path: path.into(),
+            kind,
+            times,
+        });
+    }
+
     pub fn dispatch(&self, t: &str, d: Value) {
         self.send(WsCmd::Dispatch(t.to_string(), d));
     }
@@ -415,6 +461,14 @@ impl FakeDiscord {
 }
 
 async fn gateway(State(state): State<Arc<Shared>>, ws: WebSocketUpgrade) -> Response {
+    if state
+        .inner
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .gateway_down
+    {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    }
     ws.on_upgrade(move |socket| session(state, socket))
 }
 
@@ -537,19 +591,61 @@ async fn rest(
     let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let path = uri.path().to_string();
     let query = uri.query().unwrap_or_default().to_string();
-    let mut inner = state.inner.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(auth) = headers.get("authorization").and_then(|v| v.to_str().ok()) {
-        if !inner.tokens.iter().any(|t| t == auth) {
-            inner.tokens.push(auth.to_string());
+    let (response, hang) = {
+        let mut inner = state.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(auth) = headers.get("authorization").and_then(|v| v.to_str().ok()) {
+            if !inner.tokens.iter().any(|t| t == auth) {
+                inner.tokens.push(auth.to_string());
+            }
         }
+        inner.calls.push(Call {
+            method: method.to_string(),
+            path: path.clone(),
+            query: query.clone(),
+            body: body.clone(),
+            at: Instant::now(),
+        });
+        match inner.take_fault(method.as_str(), &path) {
+            Some(FaultKind::Status { status, code }) => {
+                let status =
+                    StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                let body = json!({"message": "fake failure", "code": code});
+                ((status, Json(body)).into_response(), None)
+            }
+            Some(FaultKind::RateLimited { retry_after }) => {
+                let body = json!({"message": "You are being rate limited.",
+                    "retry_after": retry_after, "global": false, "code": 0});
+                let header = [("retry-after", format!("{}", retry_after.ceil() as u64))];
+                (
+                    (StatusCode::TOO_MANY_REQUESTS, header, Json(body)).into_response(),
+                    None,
+                )
+            }
+            Some(FaultKind::HangAfter(wait)) => (
+                route(&mut inner, state.port, &method, &path, &query, &body),
+                Some(wait),
+            ),
+            None => (
+                route(&mut inner, state.port, &method, &path, &query, &body),
+                None,
+            ),
+        }
+    };
+    if let Some(wait) = hang {
+        tokio::time::sleep(wait).await;
     }
-    inner.calls.push(Call {
-        method: method.to_string(),
-        path: path.clone(),
-        query: query.clone(),
-        body: body.clone(),
-        at: Instant::now(),
-    });
+    response
+}
+
+/// Discord's answer to one REST call, changing the fake's state as Discord would.
+fn route(
+    inner: &mut Inner,
+    port: u16,
+    method: &Method,
+    path: &str,
+    query: &str,
+    body: &Value,
+) -> Response {
     let Some(rest) = path.strip_prefix("/api/v10/") else {
         return not_found();
     };
@@ -558,11 +654,23 @@ async fn rest(
     let num = |s: &str| s.parse::<u64>().unwrap_or(0);
     match (method.as_str(), seg.as_slice()) {
         ("GET", ["gateway"]) => {
-            Json(json!({"url": format!("ws://127.0.0.1:{}/gateway", state.port)})).into_response()
+            Json(json!({"url": format!("ws://127.0.0.1:{}/gateway", port)})).into_response()
         }
+        ("GET", ["users", "@me"]) => Json(bot_user()).into_response(),
         ("POST", ["channels", c, "messages"]) => {
-            let id = inner.id();
             let channel = num(c);
+            let nonce = body["nonce"].as_str().map(str::to_string);
+            if body["enforce_nonce"] == json!(true) {
+                let same = inner
+                    .messages
+                    .iter()
+                    .find(|(_, m)| m.channel == channel && nonce.is_some() && m.nonce == nonce);
+                if let Some((id, m)) = same {
+                    return Json(message_json(*id, channel, bot_user(), &m.content))
+                        .into_response();
+                }
+            }
+            let id = inner.id();
             inner.messages.insert(
                 id,
                 Stored {
@@ -572,6 +680,7 @@ async fn rest(
                     components: body["components"].clone(),
                     allowed_mentions: body["allowed_mentions"].clone(),
                     edits: 0,
+                    nonce,
                 },
             );
             let content = body["content"].as_str().unwrap_or_default();

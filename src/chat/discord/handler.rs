@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use serenity::all::{
     CommandDataOption, CommandDataOptionValue, CommandInteraction, ComponentInteraction,
-    ConnectionStage, Context, EventHandler, Interaction, Member, Message, Reaction, ReactionType,
-    Ready, ResumedEvent, RoleId, ShardStageUpdateEvent, User,
+    ConnectionStage, Context, EventHandler, Interaction, Member, Message, RatelimitInfo, Reaction,
+    ReactionType, Ready, ResumedEvent, RoleId, ShardStageUpdateEvent, User,
 };
 use serenity::async_trait;
 use serenity::builder::{Builder, CreateInteractionResponse};
@@ -261,7 +261,12 @@ impl EventHandler for Handler {
             .store(ready.user.id.get(), Ordering::SeqCst);
         self.shared.http.set_application_id(ready.application.id);
         self.shared.set_cache(ctx.cache.clone());
-        self.shared.connected.store(true, Ordering::SeqCst);
+        if self.shared.readies.fetch_add(1, Ordering::SeqCst) > 0 {
+            // A new session (op 9, or a resume Discord refused): events may have been missed;
+            // catch-up below reads the cards again.
+            self.shared.metrics.discord.reconnects.inc();
+        }
+        self.shared.set_connected(true);
         tracing::info!(user = %ready.user.name, guilds = ready.guilds.len(), "connected to Discord");
         let shared = self.shared.clone();
         tokio::spawn(async move {
@@ -271,14 +276,21 @@ impl EventHandler for Handler {
     }
 
     async fn resume(&self, _ctx: Context, _event: ResumedEvent) {
-        self.shared.connected.store(true, Ordering::SeqCst);
+        self.shared.metrics.discord.reconnects.inc();
+        self.shared.set_connected(true);
         tracing::info!("Discord session resumed");
     }
 
     async fn shard_stage_update(&self, _ctx: Context, event: ShardStageUpdateEvent) {
         if event.new != ConnectionStage::Connected {
-            self.shared.connected.store(false, Ordering::SeqCst);
+            self.shared.set_connected(false);
         }
+    }
+
+    async fn ratelimit(&self, data: RatelimitInfo) {
+        // serenity's rate limiter waits and retries by itself; count it so it shows.
+        self.shared.metrics.discord.rate_limited.inc();
+        tracing::debug!(path = %data.path, wait_ms = data.timeout.as_millis() as u64, "Discord rate limit");
     }
 
     async fn message(&self, _ctx: Context, msg: Message) {

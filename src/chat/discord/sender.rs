@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serenity::all::{ChannelId, InteractionId, MessageId as DiscordMessageId, ReactionType};
+use serenity::all::{ChannelId, InteractionId, MessageId as DiscordMessageId, Nonce, ReactionType};
 use serenity::builder::{
     Builder, CreateAllowedMentions, CreateInteractionResponse, CreateInteractionResponseFollowup,
     CreateInteractionResponseMessage, CreateMessage, EditInteractionResponse, EditMessage,
@@ -19,6 +19,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use super::render::{self, APPROVE_EMOJI, DENY_EMOJI, MESSAGE_LIMIT};
+use super::rest::{self, Failure};
 use super::{lock, Shared};
 use crate::chat::{ChatEvent, ChatOut, JobCard, MessageId, Outgoing};
 use crate::command::JobId;
@@ -335,7 +336,7 @@ async fn run_job(
                         latest = Some(card);
                         continue;
                     }
-                    if let Some(id) = post_card(&shared, &channel, &card, &mention_roles).await {
+                    if let Ok(id) = post_card(&shared, &channel, &card, &mention_roles).await {
                         last_write = Some(Instant::now());
                         message = Some(id.clone());
                         ids.send_replace(Some(id.clone()));
@@ -350,7 +351,7 @@ async fn run_job(
             },
             _ = tokio::time::sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() => {
                 if let (Some(card), Some(id)) = (latest.take(), message.as_deref()) {
-                    edit_card(&shared, &channel, id, &card).await;
+                    let _ = edit_card(&shared, &channel, id, &card).await;
                     last_write = Some(Instant::now());
                 }
             }
@@ -360,15 +361,7 @@ async fn run_job(
         if let Some(t) = last_write {
             tokio::time::sleep_until(t + interval).await;
         }
-        edit_card(&shared, &channel, id, &card).await;
-    }
-}
-
-/// Is this error worth another try (network trouble or a server error, not a refusal)?
-fn transient(e: &serenity::Error) -> bool {
-    match e {
-        serenity::Error::Http(h) => h.status_code().is_none_or(|s| s.is_server_error()),
-        _ => false,
+        let _ = edit_card(&shared, &channel, id, &card).await;
     }
 }
 
@@ -377,37 +370,46 @@ async fn post_card(
     channel: &str,
     card: &JobCard,
     mention_roles: &[u64],
-) -> Option<MessageId> {
+) -> Result<MessageId, Failure> {
     let Some(ch) = snowflake(channel) else {
         tracing::warn!(
             channel,
             job = card.job,
             "not a Discord channel ID; card not posted"
         );
-        return None;
+        return Err(Failure::NotFound);
     };
     let prefix = &shared.config.prefix;
-    for attempt in 0..3u32 {
+    // One nonce for every try of this post: if a try reached Discord but its answer was lost
+    // (timeout, reset), Discord returns that message instead of posting a second card.
+    let nonce = format!("{:016x}", fastrand::u64(1..));
+    let mut attempt = 0u32;
+    loop {
         let mut msg = CreateMessage::new()
             .embed(render::card_embed(card, prefix))
             .components(render::card_buttons(card))
-            .allowed_mentions(render::card_mentions(card, mention_roles));
+            .allowed_mentions(render::card_mentions(card, mention_roles))
+            .nonce(Nonce::String(nonce.clone()))
+            .enforce_nonce(true);
         if let Some(content) = render::card_content(card, mention_roles) {
             msg = msg.content(content);
         }
         match ChannelId::new(ch).send_message(&*shared.http, msg).await {
-            Ok(m) => return Some(m.id.get().to_string()),
-            Err(e) if transient(&e) && attempt < 2 => {
-                tracing::warn!(job = card.job, error = %e, "posting the job's message failed; retrying");
-                tokio::time::sleep(Duration::from_millis(500 << attempt)).await;
-            }
+            Ok(m) => return Ok(m.id.get().to_string()),
             Err(e) => {
+                let failure = Failure::of(&e);
+                shared.call_failed("post_card", failure);
+                if failure.transient() && attempt < 2 {
+                    tracing::warn!(job = card.job, error = %e, "posting the job's message failed; retrying");
+                    tokio::time::sleep(rest::backoff(attempt, failure)).await;
+                    attempt += 1;
+                    continue;
+                }
                 tracing::error!(job = card.job, error = %e, "could not post the job's message");
-                return None;
+                return Err(failure);
             }
         }
     }
-    None
 }
 
 async fn add_votes(shared: &Shared, channel: &str, id: &str) {
@@ -426,11 +428,18 @@ async fn add_votes(shared: &Shared, channel: &str, id: &str) {
     }
 }
 
-async fn edit_card(shared: &Shared, channel: &str, id: &str, card: &JobCard) {
+/// Edits the card; `Err(NotFound)` means it is gone (deleted by someone).
+async fn edit_card(
+    shared: &Shared,
+    channel: &str,
+    id: &str,
+    card: &JobCard,
+) -> Result<(), Failure> {
     let (Some(ch), Some(m)) = (snowflake(channel), snowflake(id)) else {
-        return;
+        return Ok(());
     };
-    for attempt in 0..3u32 {
+    let mut attempt = 0u32;
+    loop {
         let edit = EditMessage::new()
             .embed(render::card_embed(card, &shared.config.prefix))
             .components(render::card_buttons(card))
@@ -439,13 +448,17 @@ async fn edit_card(shared: &Shared, channel: &str, id: &str, card: &JobCard) {
             .edit_message(&*shared.http, DiscordMessageId::new(m), edit)
             .await
         {
-            Ok(_) => return,
-            Err(e) if transient(&e) && attempt < 2 => {
-                tokio::time::sleep(Duration::from_millis(500 << attempt)).await;
-            }
+            Ok(_) => return Ok(()),
             Err(e) => {
+                let failure = Failure::of(&e);
+                shared.call_failed("edit_card", failure);
+                if failure.transient() && attempt < 2 {
+                    tokio::time::sleep(rest::backoff(attempt, failure)).await;
+                    attempt += 1;
+                    continue;
+                }
                 tracing::warn!(job = card.job, error = %e, "could not edit the job's message");
-                return;
+                return Err(failure);
             }
         }
     }
@@ -464,7 +477,13 @@ async fn say(shared: &Shared, channel: &str, text: &str) {
             .content(part)
             .allowed_mentions(CreateAllowedMentions::new());
         if let Err(e) = ChannelId::new(ch).send_message(&*shared.http, msg).await {
-            tracing::warn!(channel, error = %e, "could not send a message");
+            let failure = Failure::of(&e);
+            shared.call_failed("message", failure);
+            if failure == Failure::Permission {
+                tracing::error!(channel, error = %e, "opsgate may not post in this channel (View Channel / Send Messages); message dropped");
+            } else {
+                tracing::warn!(channel, error = %e, "could not send a message");
+            }
             return;
         }
     }
