@@ -763,6 +763,111 @@ async fn a_hung_rest_call_times_out_and_a_retried_card_post_is_not_duplicated() 
     bot.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_in_a_thread_follows_its_parent_channels_rules_and_is_answered_there() {
+    let fake = FakeDiscord::start().await;
+    let emu = start_emulator().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bot = Bot::start(&fake, &emu, dir.path()).await;
+    ready(&fake, 1).await;
+
+    // A thread under #ops: #ops's rules apply; the card goes to the thread.
+    fake.say(CAROL, OPS_THREAD, "!restart ddm orders-db hard");
+    let (msg, posted) = card(&fake, 1).await;
+    assert_eq!(posted.channel, OPS_THREAD);
+    fake.wait("✅ and ❌ from the bot", |i| {
+        (reacted(i, msg, "✅", BOT) && reacted(i, msg, "❌", BOT)).then_some(())
+    })
+    .await;
+    // Answers to a message in the thread go to the thread.
+    fake.say(ALICE, OPS_THREAD, "!whoami");
+    message_with(&fake, OPS_THREAD, "oncall").await;
+    // A thread under a channel no rule allows is refused like its parent, in the thread.
+    fake.say(CAROL, RANDOM_THREAD, "!restart ddm orders-db hard");
+    let refusal = message_with(&fake, RANDOM_THREAD, "cannot be requested in").await;
+    assert!(refusal.content.contains("#ops"), "{}", refusal.content);
+    // A slash command in the thread is judged by #ops too (here: busy, since job 1 holds
+    // the target), not refused for its channel.
+    let ix = fake.slash(
+        BOB,
+        OPS_THREAD,
+        "restart",
+        &[
+            ("service", "ddm"),
+            ("target", "orders-db"),
+            ("mode", "soft"),
+        ],
+    );
+    let answer = fake
+        .wait("the slash command's answer", |i| {
+            i.callbacks(ix).last().cloned().filter(|c| c["type"] != 5)
+        })
+        .await;
+    let text = answer.to_string();
+    assert!(
+        text.contains("busy") && !text.contains("cannot be requested"),
+        "{text}"
+    );
+    // Each thread was looked up once; #ops (configured) never.
+    {
+        let i = fake.lock();
+        assert_eq!(
+            i.calls_to("GET", &format!("/channels/{OPS_THREAD}"))
+                .iter()
+                .filter(|c| c.path.ends_with(&OPS_THREAD.to_string()))
+                .count(),
+            1
+        );
+        assert!(i
+            .calls_to("GET", &format!("/channels/{OPS}"))
+            .iter()
+            .all(|c| !c.path.ends_with(&OPS.to_string())));
+        assert!(
+            i.in_channel(OPS)
+                .iter()
+                .all(|(_, m)| !m.title().contains("Job")),
+            "a card went to the parent"
+        );
+    }
+    bot.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn servers_not_configured_are_ignored_and_slash_commands_need_a_permission() {
+    let fake = FakeDiscord::start().await;
+    let emu = start_emulator().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bot = Bot::start(&fake, &emu, dir.path()).await;
+    ready(&fake, 1).await;
+    {
+        // The fake checks what Discord checks; every command is hidden by default behind
+        // Manage Server (admins open it to roles in Server Settings > Integrations).
+        let i = fake.lock();
+        let registered = i
+            .registered
+            .first()
+            .cloned()
+            .expect("registration accepted");
+        let list = registered.as_array().cloned().unwrap_or_default();
+        assert!(!list.is_empty());
+        for c in &list {
+            assert_eq!(c["default_member_permissions"], "32", "{c}");
+        }
+    }
+    // A server the bot was added to but that is not configured: no answer, no audit text.
+    fake.say(ALICE, FOREIGN_CHANNEL, "!jobs");
+    fake.say(ALICE, FOREIGN_CHANNEL, "!status 1");
+    let dropped = "opsgate_discord_dropped_events_total{reason=\"foreign_guild\"}";
+    fake.wait("both foreign messages dropped", |_| {
+        (metric(&bot, dropped) >= 2).then_some(())
+    })
+    .await;
+    fake.say(ALICE, OPS, "!whoami");
+    message_with(&fake, OPS, "oncall").await;
+    assert!(fake.lock().in_channel(FOREIGN_CHANNEL).is_empty());
+    bot.stop().await;
+}
+
 #[test]
 fn fixtures_match_serenity_models() {
     // The fake checks every fixture it sends; this makes a drift visible without a gateway.

@@ -23,6 +23,14 @@ pub const GUILD: u64 = 100000000000000001;
 pub const OPS: u64 = 200000000000000001;
 pub const INCIDENTS: u64 = 200000000000000009;
 pub const BOT: u64 = 900000000000000001;
+/// A thread under OPS, and a forum post (a thread) in a forum whose rules are OPS's parent's.
+pub const OPS_THREAD: u64 = 200000000000000101;
+/// A channel no rule allows, and a thread under it.
+pub const RANDOM: u64 = 200000000000000002;
+pub const RANDOM_THREAD: u64 = 200000000000000102;
+/// A server the bot was added to but that is not in `[discord] guilds`.
+pub const FOREIGN_GUILD: u64 = 100000000000000002;
+pub const FOREIGN_CHANNEL: u64 = 200000000000000201;
 pub const ONCALL_ROLE: u64 = 400000000000000001;
 pub const DBA_ROLE: u64 = 400000000000000002;
 pub const ALICE: u64 = 700000000000000001;
@@ -116,6 +124,12 @@ pub struct Inner {
     /// Refuse websocket upgrades with 503 (Discord's gateway unreachable, REST fine).
     pub gateway_down: bool,
     pub faults: Vec<Fault>,
+    /// Command lists Discord accepted, per registration.
+    pub registered: Vec<Value>,
+    /// Thread -> parent channel.
+    pub threads: BTreeMap<u64, u64>,
+    /// Channel -> guild, for channels not in GUILD.
+    pub channel_guilds: BTreeMap<u64, u64>,
     gateway: Option<mpsc::UnboundedSender<WsCmd>>,
     next_id: u64,
     seq: u64,
@@ -203,7 +217,11 @@ fn member_json(id: u64, u: &FakeUser) -> Value {
 }
 
 fn message_json(id: u64, channel: u64, author: Value, content: &str) -> Value {
-    json!({"id": id.to_string(), "channel_id": channel.to_string(), "guild_id": GUILD.to_string(),
+    message_json_in(GUILD, id, channel, author, content)
+}
+
+fn message_json_in(guild: u64, id: u64, channel: u64, author: Value, content: &str) -> Value {
+    json!({"id": id.to_string(), "channel_id": channel.to_string(), "guild_id": guild.to_string(),
            "author": author, "content": content, "timestamp": "2024-01-01T00:00:00.000000+00:00",
            "tts": false, "mention_everyone": false, "mentions": [], "mention_roles": [],
            "attachments": [], "embeds": [], "pinned": false, "type": 0})
@@ -246,6 +264,9 @@ impl FakeDiscord {
                 },
             );
         }
+        inner.threads.insert(OPS_THREAD, OPS);
+        inner.threads.insert(RANDOM_THREAD, RANDOM);
+        inner.channel_guilds.insert(FOREIGN_CHANNEL, FOREIGN_GUILD);
         let state = Arc::new(Shared {
             inner: Mutex::new(inner),
             port,
@@ -325,9 +346,15 @@ impl FakeDiscord {
 
     /// MESSAGE_CREATE from `user` in `channel`.
     pub fn say(&self, user: u64, channel: u64, content: &str) {
+        let guild = self
+            .lock()
+            .channel_guilds
+            .get(&channel)
+            .copied()
+            .unwrap_or(GUILD);
         let u = self.user(user);
         let id = self.lock().id();
-        let mut m = message_json(id, channel, user_json(user, &u), content);
+        let mut m = message_json_in(guild, id, channel, user_json(user, &u), content);
         m["member"] = json!({"roles": u.roles.iter().map(|r| r.to_string()).collect::<Vec<_>>()});
         let m = checked::<serenity::all::Message>("MESSAGE_CREATE", m);
         self.dispatch("MESSAGE_CREATE", m);
@@ -736,7 +763,45 @@ fn route(
             Some(fu) => Json(member_json(num(u), fu)).into_response(),
             None => not_found(),
         },
-        ("PUT", ["applications", _, "guilds", _, "commands"]) => Json(json!([])).into_response(),
+        ("PUT", ["applications", app, "guilds", g, "commands"]) => {
+            match validate_commands(body) {
+                Ok(()) => {
+                    inner.registered.push(body.clone());
+                    let list: Vec<Value> = body
+                        .as_array()
+                        .map(|a| a.iter().enumerate().map(|(i, c)| {
+                            let mut c = c.clone();
+                            c["id"] = json!((800000000000000000u64 + i as u64).to_string());
+                            c["application_id"] = json!(app.to_string());
+                            c["guild_id"] = json!(g.to_string());
+                            c["version"] = json!("1");
+                            c["type"] = json!(1);
+                            c
+                        }).collect())
+                        .unwrap_or_default();
+                    Json(Value::Array(list)).into_response()
+                }
+                Err(why) => (
+                    StatusCode::BAD_REQUEST,
+                    Json(json!({"message": "Invalid Form Body", "code": 50035, "errors": {"_errors": [{"code": "INVALID", "message": why}]}})),
+                )
+                    .into_response(),
+            }
+        }
+        ("GET", ["channels", c]) => {
+            let id = num(c);
+            let guild = inner.channel_guilds.get(&id).copied().unwrap_or(GUILD);
+            let mut ch = json!({"id": id.to_string(), "type": 0, "guild_id": guild.to_string(),
+                "name": format!("channel-{id}"), "position": 0, "permission_overwrites": [],
+                "nsfw": false});
+            if let Some(parent) = inner.threads.get(&id) {
+                ch["type"] = json!(11);
+                ch["parent_id"] = json!(parent.to_string());
+                ch["thread_metadata"] = json!({"archived": false, "auto_archive_duration": 1440,
+                    "archive_timestamp": "2024-01-01T00:00:00.000000+00:00", "locked": false});
+            }
+            Json(checked::<serenity::all::GuildChannel>("channel", ch)).into_response()
+        }
         ("POST", ["interactions", _, _, "callback"]) => StatusCode::NO_CONTENT.into_response(),
         ("PATCH", ["webhooks", _, _, "messages", "@original"]) | ("POST", ["webhooks", _, _]) => {
             let id = inner.id();
@@ -745,4 +810,58 @@ fn route(
         }
         _ => not_found(),
     }
+}
+
+/// Discord's checks on a bulk command registration (the parts opsgate could get wrong).
+fn validate_commands(body: &Value) -> Result<(), String> {
+    let list = body.as_array().ok_or("not a list")?;
+    if list.len() > 100 {
+        return Err("more than 100 commands".into());
+    }
+    let name_ok = |n: &str| {
+        !n.is_empty()
+            && n.chars().count() <= 32
+            && n.chars().all(|c| {
+                c == '-' || c == '_' || c.is_numeric() || (c.is_alphabetic() && !c.is_uppercase())
+            })
+    };
+    let desc_ok = |d: &Value| {
+        d.as_str()
+            .is_some_and(|d| (1..=100).contains(&d.chars().count()))
+    };
+    for c in list {
+        let name = c["name"].as_str().unwrap_or_default();
+        if !name_ok(name) || !desc_ok(&c["description"]) {
+            return Err(format!("bad name or description: {c}"));
+        }
+        if let Some(p) = c.get("default_member_permissions").filter(|p| !p.is_null()) {
+            if p.as_str().is_none_or(|p| p.parse::<u64>().is_err()) {
+                return Err(format!(
+                    "default_member_permissions must be a string of digits: {p}"
+                ));
+            }
+        }
+        let opts = c["options"].as_array().cloned().unwrap_or_default();
+        if opts.len() > 25 {
+            return Err(format!("{name}: more than 25 options"));
+        }
+        let mut optional_seen = false;
+        for o in &opts {
+            let on = o["name"].as_str().unwrap_or_default();
+            if !name_ok(on) || !desc_ok(&o["description"]) {
+                return Err(format!("{name}: bad option {o}"));
+            }
+            let required = o["required"] == json!(true);
+            if required && optional_seen {
+                return Err(format!(
+                    "{name}: required option {on} after an optional one"
+                ));
+            }
+            optional_seen |= !required;
+            if o["choices"].as_array().is_some_and(|c| c.len() > 25) {
+                return Err(format!("{name}: more than 25 choices for {on}"));
+            }
+        }
+    }
+    Ok(())
 }

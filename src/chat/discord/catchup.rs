@@ -67,6 +67,7 @@ pub(crate) async fn run(shared: Arc<Shared>) {
                     origin: Origin {
                         channel: p.channel.clone(),
                         interaction: Some(CATCH_UP.to_string()),
+                        thread: None,
                     },
                     message_id: p.message_id.clone(),
                     emoji: emoji.to_string(),

@@ -8,14 +8,15 @@ use std::time::Duration;
 
 use serenity::all::{
     CommandDataOption, CommandDataOptionValue, CommandInteraction, ComponentInteraction,
-    ConnectionStage, Context, EventHandler, Interaction, Member, Message, RatelimitInfo, Reaction,
-    ReactionType, Ready, ResumedEvent, RoleId, ShardStageUpdateEvent, User,
+    ConnectionStage, Context, EventHandler, GuildChannel, Interaction, Member, Message,
+    RatelimitInfo, Reaction, ReactionType, Ready, ResumedEvent, RoleId, ShardStageUpdateEvent,
+    User,
 };
 use serenity::async_trait;
 use serenity::builder::{Builder, CreateInteractionResponse};
 
 use super::sender::{self, Item, IxKind, IxOp, IxTarget};
-use super::{catchup, render, slash, sync_engine, Shared};
+use super::{catchup, render, scope, slash, sync_engine, Shared};
 use crate::chat::{Actor, ChatEvent, Origin, Vote};
 
 /// Discord wants an answer within 3 s; defer if the engine has not answered by then.
@@ -114,6 +115,9 @@ impl Handler {
         if self.shared.is_me(user.get()) || vote_emoji(&r).is_none() {
             return;
         }
+        if !self.shared.serves(r.guild_id) {
+            return;
+        }
         if let Some(g) = r.guild_id {
             self.shared.learn_guild(r.channel_id.get(), g.get());
         }
@@ -172,16 +176,15 @@ impl Handler {
             }
         };
         let key = cmd.id.get().to_string();
-        let channel = cmd.channel_id.get().to_string();
-        let origin = Origin {
-            channel: channel.clone(),
-            interaction: Some(key.clone()),
-        };
+        let origin = self
+            .shared
+            .origin_in(cmd.channel_id, Some(key.clone()))
+            .await;
         let target = IxTarget {
             id: cmd.id,
             token: cmd.token.clone(),
             kind: IxKind::Slash,
-            channel,
+            channel: origin.answer_channel().to_string(),
         };
         let event = ChatEvent::Message {
             actor: actor.clone(),
@@ -243,6 +246,7 @@ impl Handler {
             origin: Origin {
                 channel,
                 interaction: Some(key.clone()),
+                thread: None,
             },
             job,
             nonce,
@@ -297,11 +301,29 @@ impl EventHandler for Handler {
         if self.shared.is_me(msg.author.id.get()) {
             return;
         }
+        let Some(ChatEvent::Message { actor, text, .. }) =
+            message_event(&msg, &self.shared.config.prefix)
+        else {
+            return;
+        };
+        if !self.shared.serves(msg.guild_id) {
+            return;
+        }
         if let Some(g) = msg.guild_id {
             self.shared.learn_guild(msg.channel_id.get(), g.get());
         }
-        if let Some(event) = message_event(&msg, &self.shared.config.prefix) {
-            self.shared.feed(event);
+        let origin = self.shared.origin_in(msg.channel_id, None).await;
+        self.shared.feed(ChatEvent::Message {
+            actor,
+            origin,
+            text,
+        });
+    }
+
+    async fn thread_create(&self, _ctx: Context, thread: GuildChannel) {
+        if scope::is_thread(thread.kind) {
+            self.shared
+                .learn_parent(thread.id.get(), thread.parent_id.map(|p| p.get()));
         }
     }
 
@@ -314,6 +336,14 @@ impl EventHandler for Handler {
     }
 
     async fn interaction_create(&self, _ctx: Context, interaction: Interaction) {
+        let guild = match &interaction {
+            Interaction::Command(c) | Interaction::Autocomplete(c) => c.guild_id,
+            Interaction::Component(c) => c.guild_id,
+            _ => None,
+        };
+        if !self.shared.serves(guild) {
+            return;
+        }
         match interaction {
             Interaction::Command(cmd) => self.on_slash(cmd).await,
             Interaction::Autocomplete(cmd) => self.on_autocomplete(cmd).await,

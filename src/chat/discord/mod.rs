@@ -15,8 +15,10 @@ mod connect;
 mod handler;
 pub mod render;
 pub mod rest;
+mod scope;
 mod sender;
 pub mod slash;
+mod state;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -106,6 +108,7 @@ impl Discord {
             guilds: Mutex::new(HashMap::new()),
             cache: Mutex::new(None),
             interactions: Mutex::new(HashMap::new()),
+            state: Mutex::new(state::AdapterState::default()),
         });
         let chat = Arc::new(sender::DiscordChat::new(shared.clone()));
         runtime.spawn(sender::dispatch(shared.clone(), rx));
@@ -241,6 +244,8 @@ pub(crate) struct Shared {
     cache: Mutex<Option<Arc<Cache>>>,
     /// Interactions waiting for the engine's answer, by key.
     pub interactions: Mutex<HashMap<String, sender::InteractionEntry>>,
+    /// What the adapter remembers between events (cards, threads, guilds).
+    pub state: Mutex<state::AdapterState>,
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

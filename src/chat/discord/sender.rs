@@ -204,7 +204,7 @@ pub(crate) async fn dispatch(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceive
                     jobs.remove(&job);
                 }
             }
-            Item::Out(Outgoing::Reply { to, text, private }) => match to.interaction {
+            Item::Out(Outgoing::Reply { to, text, private }) => match to.interaction.clone() {
                 Some(key) if key == CATCH_UP => {
                     tracing::debug!(%text, "reply to a replayed reaction dropped");
                 }
@@ -215,7 +215,7 @@ pub(crate) async fn dispatch(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceive
                             let _ = lane.send(IxOp::Reply { text, private });
                         }
                         None if !private => {
-                            channel_lane(&shared, &mut channels, &to.channel)
+                            channel_lane(&shared, &mut channels, to.answer_channel())
                                 .send(ChanOp::Text(text))
                                 .ok();
                         }
@@ -225,7 +225,7 @@ pub(crate) async fn dispatch(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceive
                     }
                 }
                 None => {
-                    channel_lane(&shared, &mut channels, &to.channel)
+                    channel_lane(&shared, &mut channels, to.answer_channel())
                         .send(ChanOp::Text(text))
                         .ok();
                 }
