@@ -120,9 +120,13 @@ impl Bot {
         data: &Path,
         tuning: Tuning,
     ) -> Bot {
-        init_env();
         let text = config_text(&fake.base(), &emu.base_url());
-        let config = match Config::parse(&text, Path::new("e2e.toml")) {
+        Bot::start_text(data, tuning, &text).await
+    }
+
+    async fn start_text(data: &Path, tuning: Tuning, text: &str) -> Bot {
+        init_env();
+        let config = match Config::parse(text, Path::new("e2e.toml")) {
             Ok(c) => Arc::new(c),
             Err(p) => panic!("{p}"),
         };
@@ -865,6 +869,103 @@ async fn servers_not_configured_are_ignored_and_slash_commands_need_a_permission
     fake.say(ALICE, OPS, "!whoami");
     message_with(&fake, OPS, "oncall").await;
     assert!(fake.lock().in_channel(FOREIGN_CHANNEL).is_empty());
+    bot.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reactions_removals_refusals_and_cleared_reactions_are_handled_as_votes_need() {
+    let fake = FakeDiscord::start().await;
+    let emu = start_emulator().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Two approvals, so one can be given and then cleared.
+    let text = config_text(&fake.base(), &emu.base_url()).replace("approvals = 1", "approvals = 2");
+    let bot = Bot::start_text(dir.path(), Tuning::default(), &text).await;
+    ready(&fake, 1).await;
+    fake.say(ALICE, OPS, "!restart ddm orders-db hard");
+    let (msg, _) = card(&fake, 1).await;
+    fake.wait("✅ and ❌ from the bot", |i| {
+        (reacted(i, msg, "✅", BOT) && reacted(i, msg, "❌", BOT)).then_some(())
+    })
+    .await;
+
+    // A ✅ removed from a message that is no card costs no member lookup.
+    fake.say(CAROL, OPS, "just chatting");
+    let chat = fake.lock().id_of_last_user_message();
+    fake.react(CAROL, chat, "✅", true, true);
+    fake.react(CAROL, chat, "✅", false, true);
+    let not_a_card = "opsgate_discord_dropped_events_total{reason=\"not_a_card\"}";
+    fake.wait("the removal dropped", |_| {
+        (metric(&bot, not_a_card) >= 1).then_some(())
+    })
+    .await;
+    assert!(fake
+        .lock()
+        .calls_to("GET", &format!("/members/{CAROL}"))
+        .is_empty());
+
+    // A non-approver toggling ✅ hears the refusal once.
+    for _ in 0..3 {
+        fake.react(MALLORY, msg, "✅", true, true);
+        fake.react(MALLORY, msg, "✅", false, true);
+    }
+    let throttled = "opsgate_discord_dropped_events_total{reason=\"throttled_refusal\"}";
+    fake.wait("repeated refusals held back", |_| {
+        (metric(&bot, throttled) >= 2).then_some(())
+    })
+    .await;
+    let refusals = fake
+        .lock()
+        .in_channel(OPS)
+        .iter()
+        .filter(|(_, m)| m.content.contains("mallory: you cannot approve job 1"))
+        .count();
+    assert_eq!(refusals, 1);
+
+    // An approval, then a moderator clears the reactions: the approval is withdrawn.
+    fake.react(BOB, msg, "✅", true, true);
+    fake.wait("1 of 2", |i| {
+        i.card(1).filter(|(_, m)| m.text().contains("1 of 2"))
+    })
+    .await;
+    fake.remove_all(msg);
+    fake.wait("0 of 2", |i| {
+        i.card(1).filter(|(_, m)| m.text().contains("0 of 2"))
+    })
+    .await;
+    // The same for clearing only ✅.
+    fake.react(BOB, msg, "✅", true, true);
+    fake.wait("1 of 2 again", |i| {
+        i.card(1).filter(|(_, m)| m.text().contains("1 of 2"))
+    })
+    .await;
+    fake.remove_emoji(msg, "✅");
+    fake.wait("0 of 2 again", |i| {
+        i.card(1).filter(|(_, m)| m.text().contains("0 of 2"))
+    })
+    .await;
+    bot.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_denial_given_offline_wins_over_an_approval_given_offline() {
+    let fake = FakeDiscord::start().await;
+    let emu = start_emulator().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bot = Bot::start(&fake, &emu, dir.path()).await;
+    ready(&fake, 1).await;
+    fake.say(ALICE, OPS, "!restart ddm orders-db hard");
+    let (msg, _) = card(&fake, 1).await;
+    fake.wait("✅ and ❌ from the bot", |i| {
+        (reacted(i, msg, "✅", BOT) && reacted(i, msg, "❌", BOT)).then_some(())
+    })
+    .await;
+    bot.stop().await;
+    fake.react(BOB, msg, "✅", true, false);
+    fake.react(CAROL, msg, "❌", true, false);
+    let bot = Bot::start(&fake, &emu, dir.path()).await;
+    ready(&fake, 2).await;
+    card_state(&fake, 1, "denied").await;
+    assert_eq!(calls(&emu, "ddm.restart").await, 0);
     bot.stop().await;
 }
 

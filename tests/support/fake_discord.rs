@@ -153,6 +153,11 @@ impl Inner {
         Some(self.faults[i].kind.clone())
     }
 
+    /// The ID of the last message a user sent (MESSAGE_CREATE ids are `id()`s too).
+    pub fn id_of_last_user_message(&self) -> u64 {
+        500000000000000000 + self.next_id
+    }
+
     /// Bot messages in a channel, oldest first.
     pub fn in_channel(&self, channel: u64) -> Vec<(u64, Stored)> {
         self.messages
@@ -402,6 +407,34 @@ impl FakeDiscord {
             },
             r,
         );
+    }
+
+    /// A moderator removes every reaction from `message` (MESSAGE_REACTION_REMOVE_ALL).
+    pub fn remove_all(&self, message: u64) {
+        let channel = {
+            let mut inner = self.lock();
+            inner.reactions.retain(|(m, _), _| *m != message);
+            inner.messages.get(&message).map_or(OPS, |m| m.channel)
+        };
+        self.dispatch(
+            "MESSAGE_REACTION_REMOVE_ALL",
+            json!({"channel_id": channel.to_string(), "message_id": message.to_string(),
+                   "guild_id": GUILD.to_string()}),
+        );
+    }
+
+    /// A moderator removes one emoji's reactions from `message` (MESSAGE_REACTION_REMOVE_EMOJI).
+    pub fn remove_emoji(&self, message: u64, emoji: &str) {
+        let channel = {
+            let mut inner = self.lock();
+            inner.reactions.remove(&(message, emoji.to_string()));
+            inner.messages.get(&message).map_or(OPS, |m| m.channel)
+        };
+        let r = json!({"channel_id": channel.to_string(), "message_id": message.to_string(),
+            "guild_id": GUILD.to_string(), "emoji": {"id": null, "name": emoji},
+            "burst": false, "type": 0});
+        let r = checked::<serenity::all::Reaction>("MESSAGE_REACTION_REMOVE_EMOJI", r);
+        self.dispatch("MESSAGE_REACTION_REMOVE_EMOJI", r);
     }
 
     fn interaction(
@@ -751,8 +784,15 @@ fn route(
                 .get(&(num(m), emoji.to_string()))
                 .cloned()
                 .unwrap_or_default();
+            // Discord pages reactions: at most `limit` (1..=100, default 25) after `after`.
+            let limit = query
+                .split('&')
+                .find_map(|kv| kv.strip_prefix("limit="))
+                .map_or(25, num)
+                .clamp(1, 100) as usize;
             let mut ids: Vec<u64> = ids.into_iter().filter(|u| *u > after).collect();
             ids.sort_unstable();
+            ids.truncate(limit);
             let users: Vec<Value> = ids
                 .iter()
                 .filter_map(|u| inner.users.get(u).map(|fu| user_json(*u, fu)))

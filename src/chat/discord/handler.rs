@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serenity::all::{
-    CommandDataOption, CommandDataOptionValue, CommandInteraction, ComponentInteraction,
+    ChannelId, CommandDataOption, CommandDataOptionValue, CommandInteraction, ComponentInteraction,
     ConnectionStage, Context, EventHandler, GuildChannel, Interaction, Member, Message,
     RatelimitInfo, Reaction, ReactionType, Ready, ResumedEvent, RoleId, ShardStageUpdateEvent,
     User,
@@ -16,7 +16,7 @@ use serenity::async_trait;
 use serenity::builder::{Builder, CreateInteractionResponse};
 
 use super::sender::{self, Item, IxKind, IxOp, IxTarget};
-use super::{catchup, render, scope, slash, sync_engine, Shared};
+use super::{catchup, render, scope, slash, sync_engine, votes, Shared};
 use crate::chat::{Actor, ChatEvent, Origin, Vote};
 
 /// Discord wants an answer within 3 s; defer if the engine has not answered by then.
@@ -121,20 +121,44 @@ impl Handler {
         if let Some(g) = r.guild_id {
             self.shared.learn_guild(r.channel_id.get(), g.get());
         }
+        if r.member.is_none() && !self.shared.may_be_card(r.message_id.get()) {
+            // A removal on a message that is no open card: not a vote, no member lookup.
+            self.shared.metrics.discord.dropped("not_a_card");
+            return;
+        }
         let member = match (&r.member, r.guild_id) {
             (Some(m), _) => m.clone(),
             // REACTION_REMOVE carries no member: ask for the roles.
             (None, Some(g)) => match self.shared.http.get_member(g, user).await {
                 Ok(m) => m,
                 Err(e) => {
+                    self.shared.metrics.discord.dropped("member_unknown");
                     tracing::warn!(user = user.get(), error = %e, "cannot read the roles of a reacting user; reaction ignored");
                     return;
                 }
             },
             (None, None) => return,
         };
-        if let Some(event) = reaction_event(&r, &member, added) {
-            self.shared.feed(event);
+        if let Some(ChatEvent::Reaction {
+            actor,
+            mut origin,
+            message_id,
+            emoji,
+            added,
+        }) = reaction_event(&r, &member, added)
+        {
+            if Vote::from_emoji(&emoji) == Some(Vote::Approve) {
+                self.shared.saw_approval(r.message_id.get(), &actor, added);
+            }
+            // Refusals to this user about this card are throttled by this key.
+            origin.interaction = Some(votes::reaction_key(user.get(), r.message_id.get()));
+            self.shared.feed(ChatEvent::Reaction {
+                actor,
+                origin,
+                message_id,
+                emoji,
+                added,
+            });
         }
     }
 
@@ -318,6 +342,28 @@ impl EventHandler for Handler {
             origin,
             text,
         });
+    }
+
+    async fn reaction_remove_all(
+        &self,
+        _ctx: Context,
+        channel: ChannelId,
+        message: serenity::all::MessageId,
+    ) {
+        if self.shared.may_be_card(message.get()) {
+            self.shared.approvals_cleared(channel.get(), message.get());
+        }
+    }
+
+    async fn reaction_remove_emoji(&self, _ctx: Context, removed: Reaction) {
+        if !self.shared.serves(removed.guild_id) {
+            return;
+        }
+        let approve = matches!(&removed.emoji, ReactionType::Unicode(e) if Vote::from_emoji(e) == Some(Vote::Approve));
+        if approve {
+            self.shared
+                .approvals_cleared(removed.channel_id.get(), removed.message_id.get());
+        }
     }
 
     async fn thread_create(&self, _ctx: Context, thread: GuildChannel) {

@@ -19,6 +19,7 @@ mod scope;
 mod sender;
 pub mod slash;
 mod state;
+mod votes;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -20,7 +20,7 @@ use tokio::time::Instant;
 
 use super::render::{self, APPROVE_EMOJI, DENY_EMOJI, MESSAGE_LIMIT};
 use super::rest::{self, Failure};
-use super::{lock, Shared};
+use super::{lock, votes, Shared};
 use crate::chat::{ChatEvent, ChatOut, JobCard, MessageId, Outgoing};
 use crate::command::JobId;
 use crate::config::Severity;
@@ -197,6 +197,13 @@ pub(crate) async fn dispatch(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceive
                 card,
             }) => {
                 let (job, last) = (card.job, card.state.is_final());
+                if let Some(m) = message_id.as_deref().and_then(snowflake) {
+                    if card.is_open() {
+                        shared.card_opened(m, job);
+                    } else {
+                        shared.card_closed(m);
+                    }
+                }
                 let lane = job_lane(&shared, &mut jobs, job, &channel, message_id);
                 let _ = lane.send(JobOp::Update(card));
                 if last {
@@ -207,6 +214,16 @@ pub(crate) async fn dispatch(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceive
             Item::Out(Outgoing::Reply { to, text, private }) => match to.interaction.clone() {
                 Some(key) if key == CATCH_UP => {
                     tracing::debug!(%text, "reply to a replayed reaction dropped");
+                }
+                Some(key) if key.starts_with(votes::REACTION_KEY) => {
+                    if shared.refusal_allowed(&key) {
+                        channel_lane(&shared, &mut channels, to.answer_channel())
+                            .send(ChanOp::Text(text))
+                            .ok();
+                    } else {
+                        shared.metrics.discord.dropped("throttled_refusal");
+                        tracing::debug!(%text, "repeated refusal for a reaction not posted");
+                    }
                 }
                 Some(key) => {
                     let lane = lock(&shared.interactions).get(&key).map(|e| e.lane.clone());
@@ -340,6 +357,9 @@ async fn run_job(
                         last_write = Some(Instant::now());
                         message = Some(id.clone());
                         ids.send_replace(Some(id.clone()));
+                        if let (true, Some(m)) = (card.is_open(), snowflake(&id)) {
+                            shared.card_opened(m, job);
+                        }
                         shared.feed(ChatEvent::MessagePosted { job, message_id: id.clone() });
                         if card.is_open() {
                             add_votes(&shared, &channel, &id).await;

@@ -1,6 +1,6 @@
 //! What the adapter remembers between events: which messages are open job cards, which
 //! channels are threads (and their parents), which foreign guilds were already logged, and
-//! when a refusal was last posted to whom.
+//! what is known about votes (`votes.rs`).
 
 use std::collections::{HashMap, HashSet};
 
@@ -11,4 +11,5 @@ pub(crate) struct AdapterState {
     pub parents: HashMap<u64, Option<u64>>,
     /// Guilds not in `[discord] guilds` that were already logged.
     pub foreign_guilds: HashSet<u64>,
+    pub votes: super::votes::Votes,
 }
