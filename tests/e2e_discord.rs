@@ -462,19 +462,28 @@ async fn slash_commands_and_buttons_answer_their_interactions() {
         approve.starts_with("approve:1:"),
         "the button carries the job's nonce: {approve}"
     );
+    // The card's post is awaited: the interaction is deferred (ephemeral), then its answer
+    // says where the card is.
     let done = fake
         .wait("the slash command's answer", |i| {
             i.callbacks(ix).first().cloned()
         })
         .await;
-    assert_eq!(done["type"], 4, "{done}");
+    assert!(done["type"] == 4 || done["type"] == 5, "{done}");
     assert_eq!(done["data"]["flags"], 64, "{done}");
-    assert!(
-        done["data"]["content"]
-            .as_str()
-            .is_some_and(|c| c.contains("Posted job 1")),
-        "{done}"
-    );
+    let answer = fake
+        .wait("Posted job 1", |i| {
+            i.calls
+                .iter()
+                .filter(|c| {
+                    c.path.contains(&format!("itok-{ix}"))
+                        || c.path.contains(&format!("/interactions/{ix}/"))
+                })
+                .map(|c| c.body.to_string())
+                .find(|b| b.contains("Posted job 1"))
+        })
+        .await;
+    assert!(!answer.contains("could not"), "{answer}");
 
     // A bad slash command gets an ephemeral refusal with the usage.
     let bad = fake.slash(
@@ -966,6 +975,62 @@ async fn a_denial_given_offline_wins_over_an_approval_given_offline() {
     ready(&fake, 2).await;
     card_state(&fake, 1, "denied").await;
     assert_eq!(calls(&emu, "ddm.restart").await, 0);
+    bot.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_card_refused_for_permissions_is_reported_to_the_requester_and_counted() {
+    let fake = FakeDiscord::start().await;
+    let emu = start_emulator().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bot = Bot::start(&fake, &emu, dir.path()).await;
+    ready(&fake, 1).await;
+    let cards = format!("/channels/{OPS}/messages");
+    let refused = FaultKind::Status {
+        status: 403,
+        code: 50013,
+    };
+    // A slash request: the interaction's answer says the card was not posted.
+    fake.fail("POST", &cards, refused.clone(), 1);
+    let ix = fake.slash(
+        ALICE,
+        OPS,
+        "restart",
+        &[
+            ("service", "ddm"),
+            ("target", "orders-db"),
+            ("mode", "hard"),
+        ],
+    );
+    let answer = fake
+        .wait("the slash command's answer", |i| {
+            i.calls
+                .iter()
+                .filter(|c| {
+                    c.path.contains(&format!("itok-{ix}"))
+                        || c.path.contains(&format!("/interactions/{ix}/"))
+                })
+                .map(|c| c.body.to_string())
+                .find(|b| b.contains("could not be posted"))
+        })
+        .await;
+    assert!(!answer.contains("Posted job"), "{answer}");
+    // A typed request, nobody on an interaction: the incident channel hears it.
+    fake.fail("POST", &cards, refused, 1);
+    // Another instance (orders-db is held by job 1).
+    fake.say(
+        BOB,
+        OPS,
+        "!restart ddm 5d2f6a0c9b1e4c7d8a3f2e1d0c9b8a7fin09 hard",
+    );
+    let notice = message_with(&fake, INCIDENTS, "could not be posted").await;
+    assert!(notice.content.contains("Job 2"), "{}", notice.content);
+    assert!(
+        metric(
+            &bot,
+            "opsgate_discord_call_failures_total{call=\"post_card\",reason=\"permission\"}"
+        ) >= 2
+    );
     bot.stop().await;
 }
 

@@ -15,7 +15,7 @@ use serenity::builder::{
     Builder, CreateAllowedMentions, CreateInteractionResponse, CreateInteractionResponseFollowup,
     CreateInteractionResponseMessage, CreateMessage, EditInteractionResponse, EditMessage,
 };
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 use super::render::{self, APPROVE_EMOJI, DENY_EMOJI, MESSAGE_LIMIT};
@@ -92,8 +92,8 @@ pub(crate) enum IxOp {
         text: String,
         private: bool,
     },
-    /// A job card posted for this interaction's request.
-    Posted(JobId),
+    /// A job card for this interaction's request is being posted; the outcome follows.
+    Posting(JobId, oneshot::Receiver<PostOutcome>),
     /// Nothing answered yet and the 3 s deadline nears.
     Defer,
     Complete,
@@ -135,10 +135,18 @@ pub(crate) fn open_interaction(
     tx
 }
 
+/// Whether a card went out: the requester hears "Posted" only after it did.
+pub(crate) type PostOutcome = Result<(), Failure>;
+
+/// How long an interaction's answer waits for its card's post (retries included).
+const POST_WAIT: Duration = Duration::from_secs(45);
+
 enum JobOp {
     Post {
         card: JobCard,
         mention_roles: Vec<u64>,
+        /// Interactions waiting to hear how the post went.
+        reports: Vec<oneshot::Sender<PostOutcome>>,
     },
     Update(JobCard),
 }
@@ -180,15 +188,20 @@ pub(crate) async fn dispatch(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceive
                 card,
                 mention_roles,
             }) => {
+                let mut reports = Vec::new();
                 for entry in lock(&shared.interactions).values() {
                     if entry.channel == channel && entry.actor_name == card.requester {
-                        let _ = entry.lane.send(IxOp::Posted(card.job));
+                        let (tx, rx) = oneshot::channel();
+                        if entry.lane.send(IxOp::Posting(card.job, rx)).is_ok() {
+                            reports.push(tx);
+                        }
                     }
                 }
                 let lane = job_lane(&shared, &mut jobs, card.job, &channel, None);
                 let _ = lane.send(JobOp::Post {
                     card,
                     mention_roles,
+                    reports,
                 });
             }
             Item::Out(Outgoing::UpdateCard {
@@ -348,12 +361,24 @@ async fn run_job(
         };
         tokio::select! {
             op = rx.recv() => match op {
-                Some(JobOp::Post { card, mention_roles }) => {
+                Some(JobOp::Post { card, mention_roles, reports }) => {
                     if message.is_some() {
                         latest = Some(card);
+                        for r in reports {
+                            let _ = r.send(Ok(()));
+                        }
                         continue;
                     }
-                    if let Ok(id) = post_card(&shared, &channel, &card, &mention_roles).await {
+                    let posted = post_card(&shared, &channel, &card, &mention_roles).await;
+                    if let Err(Failure::Permission) = posted {
+                        if reports.is_empty() {
+                            tell_incidents(&shared, &card, &channel).await;
+                        }
+                    }
+                    for r in reports {
+                        let _ = r.send(posted.as_ref().map(|_| ()).map_err(|f| *f));
+                    }
+                    if let Ok(id) = posted {
                         last_write = Some(Instant::now());
                         message = Some(id.clone());
                         ids.send_replace(Some(id.clone()));
@@ -429,6 +454,33 @@ async fn post_card(
                 return Err(failure);
             }
         }
+    }
+}
+
+/// The words for a card that could not be posted in `channel`.
+fn post_failure_text(job: JobId, channel: &str, failure: Failure, prefix: &str) -> String {
+    let why = match failure {
+        Failure::Permission => "opsgate may not post there (it needs View Channel, Send Messages, Send Messages in Threads and Embed Links)",
+        Failure::NotFound => "that channel is gone or opsgate cannot see it",
+        _ => "Discord did not take it",
+    };
+    format!(
+        "⚠️ Job {job}'s card could not be posted in <#{channel}>: {why}. The request is recorded and waits for approval; approvers can use {prefix}approve {job} or /approve."
+    )
+}
+
+/// A card refused for permissions with nobody waiting on an interaction: say so in the
+/// incident channel, if there is one.
+async fn tell_incidents(shared: &Shared, card: &JobCard, channel: &str) {
+    let text = post_failure_text(
+        card.job,
+        channel,
+        Failure::Permission,
+        &shared.config.prefix,
+    );
+    match shared.config.incidents.default.as_deref() {
+        Some(incidents) if incidents != channel => say(shared, incidents, &text).await,
+        _ => tracing::error!(job = card.job, channel, "the job's card could not be posted (permissions) and there is no other channel to say so"),
     }
 }
 
@@ -560,11 +612,11 @@ async fn run_interaction(shared: Arc<Shared>, t: IxTarget, mut rx: mpsc::Unbound
     let http = &*shared.http;
     let mut state = IxState::Fresh;
     let mut replied = false;
-    let mut posted: Vec<JobId> = Vec::new();
+    let mut posting: Vec<(JobId, oneshot::Receiver<PostOutcome>)> = Vec::new();
     while let Some(op) = rx.recv().await {
         let result = match op {
-            IxOp::Posted(job) => {
-                posted.push(job);
+            IxOp::Posting(job, outcome) => {
+                posting.push((job, outcome));
                 Ok(())
             }
             IxOp::Reply { text, private } => {
@@ -619,16 +671,45 @@ async fn run_interaction(shared: Arc<Shared>, t: IxTarget, mut rx: mpsc::Unbound
                 let result = if replied {
                     Ok(())
                 } else {
-                    let summary = match posted.as_slice() {
-                        [] => "Done.".to_string(),
-                        jobs => {
-                            let list: Vec<String> = jobs.iter().map(|j| j.to_string()).collect();
+                    if state == IxState::Fresh && !posting.is_empty() {
+                        // The post may take a while (retries): keep the interaction alive.
+                        state = IxState::Deferred;
+                        if let Err(e) = defer(http, &t).await {
+                            tracing::warn!(error = %e, "could not defer an interaction");
+                        }
+                    }
+                    let mut posted: Vec<String> = Vec::new();
+                    let mut failed: Vec<String> = Vec::new();
+                    for (job, outcome) in posting.drain(..) {
+                        match tokio::time::timeout(POST_WAIT, outcome).await {
+                            Ok(Ok(Ok(()))) => posted.push(job.to_string()),
+                            Ok(Ok(Err(f))) => failed.push(post_failure_text(
+                                job,
+                                &t.channel,
+                                f,
+                                &shared.config.prefix,
+                            )),
+                            _ => failed.push(format!(
+                                "Job {job}'s card is not posted yet; check <#{}> in a moment.",
+                                t.channel
+                            )),
+                        }
+                    }
+                    let mut lines = failed;
+                    if !posted.is_empty() {
+                        lines.insert(
+                            0,
                             format!(
                                 "Posted job {} in <#{}>: approve or deny it there.",
-                                list.join(", "),
+                                posted.join(", "),
                                 t.channel
-                            )
-                        }
+                            ),
+                        );
+                    }
+                    let summary = if lines.is_empty() {
+                        "Done.".to_string()
+                    } else {
+                        lines.join("\n")
                     };
                     match (state, t.kind) {
                         (IxState::Fresh, IxKind::Slash) => {
