@@ -55,6 +55,80 @@ pub struct Metrics {
     pub approval_wait: Histogram,
     pub pending: Gauge,
     pub running: Gauge,
+    pub discord: DiscordMetrics,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DiscordCallLabels {
+    /// `post_card`, `edit_card`, `message`, `interaction`, `reaction`, `gateway_probe`
+    pub call: &'static str,
+    /// `permission`, `not_found`, `rate_limited`, `server`, `timeout`, `transport`, `other`
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DiscordEventLabels {
+    /// e.g. `foreign_guild`, `member_unknown`, `stale_interaction`, `throttled_refusal`
+    pub reason: &'static str,
+}
+
+/// What the Discord adapter counts: failed REST calls, rate limits, connection trouble and
+/// events it drops.
+#[derive(Clone, Debug, Default)]
+pub struct DiscordMetrics {
+    pub call_failures: Family<DiscordCallLabels, Counter>,
+    pub rate_limited: Counter,
+    pub connect_failures: Counter,
+    pub reconnects: Counter,
+    pub dropped: Family<DiscordEventLabels, Counter>,
+    pub connected: Gauge,
+}
+
+impl DiscordMetrics {
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "discord_call_failures",
+            "Discord REST calls that failed, by call and reason",
+            self.call_failures.clone(),
+        );
+        registry.register(
+            "discord_rate_limited",
+            "Discord REST calls that hit a rate limit (429)",
+            self.rate_limited.clone(),
+        );
+        registry.register(
+            "discord_connect_failures",
+            "Attempts to reach Discord that failed (retried with backoff)",
+            self.connect_failures.clone(),
+        );
+        registry.register(
+            "discord_reconnects",
+            "Gateway sessions resumed or identified again after the first",
+            self.reconnects.clone(),
+        );
+        registry.register(
+            "discord_dropped_events",
+            "Discord events ignored, by reason",
+            self.dropped.clone(),
+        );
+        registry.register(
+            "discord_connected",
+            "1 while the Discord gateway session is ready",
+            self.connected.clone(),
+        );
+    }
+
+    pub fn call_failed(&self, call: &'static str, reason: &'static str) {
+        self.call_failures
+            .get_or_create(&DiscordCallLabels { call, reason })
+            .inc();
+    }
+
+    pub fn dropped(&self, reason: &'static str) {
+        self.dropped
+            .get_or_create(&DiscordEventLabels { reason })
+            .inc();
+    }
 }
 
 impl Default for Metrics {
@@ -107,6 +181,8 @@ impl Metrics {
             "Jobs approved, submitting or running",
             running.clone(),
         );
+        let discord = DiscordMetrics::default();
+        discord.register(&mut registry);
         Metrics {
             registry,
             commands,
@@ -116,6 +192,7 @@ impl Metrics {
             approval_wait,
             pending,
             running,
+            discord,
         }
     }
 

@@ -12,7 +12,7 @@ use std::sync::{Arc, Once};
 use std::time::Duration;
 
 use fake_discord::*;
-use opsgate::chat::discord::Discord;
+use opsgate::chat::discord::{Discord, Tuning};
 use opsgate::cloud::Registry;
 use opsgate::config::Config;
 use opsgate::emulator::{self, demo, EmulatorOptions, RunningEmulator};
@@ -111,16 +111,30 @@ struct Bot {
 
 impl Bot {
     async fn start(fake: &FakeDiscord, emu: &RunningEmulator, data: &Path) -> Bot {
-        init_env();
+        Bot::start_with(fake, emu, data, Tuning::default()).await
+    }
+
+    async fn start_with(
+        fake: &FakeDiscord,
+        emu: &RunningEmulator,
+        data: &Path,
+        tuning: Tuning,
+    ) -> Bot {
         let text = config_text(&fake.base(), &emu.base_url());
-        let config = match Config::parse(&text, Path::new("e2e.toml")) {
+        Bot::start_text(data, tuning, &text).await
+    }
+
+    async fn start_text(data: &Path, tuning: Tuning, text: &str) -> Bot {
+        init_env();
+        let config = match Config::parse(text, Path::new("e2e.toml")) {
             Ok(c) => Arc::new(c),
             Err(p) => panic!("{p}"),
         };
         let store = Store::open(data).expect("store");
         let registry = Arc::new(Registry::from_config(&config));
         let rt = tokio::runtime::Handle::current();
-        let discord = Arc::new(Discord::new(config.clone(), rt.clone()).expect("discord"));
+        let discord =
+            Arc::new(Discord::with_tuning(config.clone(), rt.clone(), tuning).expect("discord"));
         let (engine, handle, rx) =
             Engine::new(config, store, registry, discord.chat(), None, rt).expect("engine");
         let engine_thread = std::thread::spawn(move || {
@@ -448,19 +462,28 @@ async fn slash_commands_and_buttons_answer_their_interactions() {
         approve.starts_with("approve:1:"),
         "the button carries the job's nonce: {approve}"
     );
+    // The card's post is awaited: the interaction is deferred (ephemeral), then its answer
+    // says where the card is.
     let done = fake
         .wait("the slash command's answer", |i| {
             i.callbacks(ix).first().cloned()
         })
         .await;
-    assert_eq!(done["type"], 4, "{done}");
+    assert!(done["type"] == 4 || done["type"] == 5, "{done}");
     assert_eq!(done["data"]["flags"], 64, "{done}");
-    assert!(
-        done["data"]["content"]
-            .as_str()
-            .is_some_and(|c| c.contains("Posted job 1")),
-        "{done}"
-    );
+    let answer = fake
+        .wait("Posted job 1", |i| {
+            i.calls
+                .iter()
+                .filter(|c| {
+                    c.path.contains(&format!("itok-{ix}"))
+                        || c.path.contains(&format!("/interactions/{ix}/"))
+                })
+                .map(|c| c.body.to_string())
+                .find(|b| b.contains("Posted job 1"))
+        })
+        .await;
+    assert!(!answer.contains("could not"), "{answer}");
 
     // A bad slash command gets an ephemeral refusal with the usage.
     let bad = fake.slash(
@@ -659,6 +682,356 @@ async fn fatal_gateway_closes_say_what_to_fix() {
     );
     let intents = fatal(4014).await;
     assert!(intents.contains("Message Content intent"), "{intents}");
+}
+
+/// A metric's value in the bot's registry (0 when it has no sample yet).
+fn metric(bot: &Bot, line_start: &str) -> u64 {
+    let text = bot.discord.metrics().render();
+    text.lines()
+        .find(|l| l.starts_with(line_start))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<f64>().ok())
+        .map_or(0, |v| v as u64)
+}
+
+/// The POSTs of job `job`'s card.
+fn card_posts(i: &Inner, job: u64) -> Vec<Call> {
+    let title = format!("Job {job} ·");
+    i.calls_to("POST", "/messages")
+        .into_iter()
+        .filter(|c| {
+            c.body["embeds"][0]["title"]
+                .as_str()
+                .is_some_and(|t| t.contains(&title))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_rest_call_times_out_and_a_retried_card_post_is_not_duplicated() {
+    let fake = FakeDiscord::start().await;
+    let emu = start_emulator().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tuning = Tuning {
+        rest_timeout: Duration::from_secs(1),
+        ..Tuning::default()
+    };
+    let bot = Bot::start_with(&fake, &emu, dir.path(), tuning).await;
+    ready(&fake, 1).await;
+    // Discord creates the card but its answer never arrives in time.
+    fake.fail(
+        "POST",
+        &format!("/channels/{OPS}/messages"),
+        FaultKind::HangAfter(Duration::from_secs(5)),
+        1,
+    );
+    fake.say(CAROL, OPS, "!restart ddm orders-db hard");
+    let (msg, _) = card(&fake, 1).await;
+    fake.wait("✅ and ❌ from the bot", |i| {
+        (reacted(i, msg, "✅", BOT) && reacted(i, msg, "❌", BOT)).then_some(())
+    })
+    .await;
+    {
+        let i = fake.lock();
+        let posts = card_posts(&i, 1);
+        assert!(
+            posts.len() >= 2,
+            "the post was not retried: {}",
+            posts.len()
+        );
+        let nonce = posts[0].body["nonce"].clone();
+        assert!(
+            nonce
+                .as_str()
+                .is_some_and(|n| !n.is_empty() && n.len() <= 25),
+            "{nonce}"
+        );
+        for p in &posts {
+            assert_eq!(p.body["nonce"], nonce);
+            assert_eq!(p.body["enforce_nonce"], true);
+        }
+        let cards = i
+            .messages
+            .values()
+            .filter(|m| m.title().contains("Job 1 ·"))
+            .count();
+        assert_eq!(cards, 1, "the retry posted a second card");
+    }
+    assert!(
+        metric(
+            &bot,
+            "opsgate_discord_call_failures_total{call=\"post_card\",reason=\"timeout\"}"
+        ) >= 1
+    );
+
+    // An edit that hangs does not hold the job's lane: the card still reaches its end.
+    fake.fail(
+        "PATCH",
+        &format!("/messages/{msg}"),
+        FaultKind::HangAfter(Duration::from_secs(60)),
+        1,
+    );
+    fake.react(BOB, msg, "✅", true, true);
+    card_state(&fake, 1, "succeeded").await;
+    bot.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_in_a_thread_follows_its_parent_channels_rules_and_is_answered_there() {
+    let fake = FakeDiscord::start().await;
+    let emu = start_emulator().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bot = Bot::start(&fake, &emu, dir.path()).await;
+    ready(&fake, 1).await;
+
+    // A thread under #ops: #ops's rules apply; the card goes to the thread.
+    fake.say(CAROL, OPS_THREAD, "!restart ddm orders-db hard");
+    let (msg, posted) = card(&fake, 1).await;
+    assert_eq!(posted.channel, OPS_THREAD);
+    fake.wait("✅ and ❌ from the bot", |i| {
+        (reacted(i, msg, "✅", BOT) && reacted(i, msg, "❌", BOT)).then_some(())
+    })
+    .await;
+    // Answers to a message in the thread go to the thread.
+    fake.say(ALICE, OPS_THREAD, "!whoami");
+    message_with(&fake, OPS_THREAD, "oncall").await;
+    // A thread under a channel no rule allows is refused like its parent, in the thread.
+    fake.say(CAROL, RANDOM_THREAD, "!restart ddm orders-db hard");
+    let refusal = message_with(&fake, RANDOM_THREAD, "cannot be requested in").await;
+    assert!(refusal.content.contains("#ops"), "{}", refusal.content);
+    // A slash command in the thread is judged by #ops too (here: busy, since job 1 holds
+    // the target), not refused for its channel.
+    let ix = fake.slash(
+        BOB,
+        OPS_THREAD,
+        "restart",
+        &[
+            ("service", "ddm"),
+            ("target", "orders-db"),
+            ("mode", "soft"),
+        ],
+    );
+    let answer = fake
+        .wait("the slash command's answer", |i| {
+            i.callbacks(ix).last().cloned().filter(|c| c["type"] != 5)
+        })
+        .await;
+    let text = answer.to_string();
+    assert!(
+        text.contains("busy") && !text.contains("cannot be requested"),
+        "{text}"
+    );
+    // Each thread was looked up once; #ops (configured) never.
+    {
+        let i = fake.lock();
+        assert_eq!(
+            i.calls_to("GET", &format!("/channels/{OPS_THREAD}"))
+                .iter()
+                .filter(|c| c.path.ends_with(&OPS_THREAD.to_string()))
+                .count(),
+            1
+        );
+        assert!(i
+            .calls_to("GET", &format!("/channels/{OPS}"))
+            .iter()
+            .all(|c| !c.path.ends_with(&OPS.to_string())));
+        assert!(
+            i.in_channel(OPS)
+                .iter()
+                .all(|(_, m)| !m.title().contains("Job")),
+            "a card went to the parent"
+        );
+    }
+    bot.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn servers_not_configured_are_ignored_and_slash_commands_need_a_permission() {
+    let fake = FakeDiscord::start().await;
+    let emu = start_emulator().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bot = Bot::start(&fake, &emu, dir.path()).await;
+    ready(&fake, 1).await;
+    {
+        // The fake checks what Discord checks; every command is hidden by default behind
+        // Manage Server (admins open it to roles in Server Settings > Integrations).
+        let i = fake.lock();
+        let registered = i
+            .registered
+            .first()
+            .cloned()
+            .expect("registration accepted");
+        let list = registered.as_array().cloned().unwrap_or_default();
+        assert!(!list.is_empty());
+        for c in &list {
+            assert_eq!(c["default_member_permissions"], "32", "{c}");
+        }
+    }
+    // A server the bot was added to but that is not configured: no answer, no audit text.
+    fake.say(ALICE, FOREIGN_CHANNEL, "!jobs");
+    fake.say(ALICE, FOREIGN_CHANNEL, "!status 1");
+    let dropped = "opsgate_discord_dropped_events_total{reason=\"foreign_guild\"}";
+    fake.wait("both foreign messages dropped", |_| {
+        (metric(&bot, dropped) >= 2).then_some(())
+    })
+    .await;
+    fake.say(ALICE, OPS, "!whoami");
+    message_with(&fake, OPS, "oncall").await;
+    assert!(fake.lock().in_channel(FOREIGN_CHANNEL).is_empty());
+    bot.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reactions_removals_refusals_and_cleared_reactions_are_handled_as_votes_need() {
+    let fake = FakeDiscord::start().await;
+    let emu = start_emulator().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Two approvals, so one can be given and then cleared.
+    let text = config_text(&fake.base(), &emu.base_url()).replace("approvals = 1", "approvals = 2");
+    let bot = Bot::start_text(dir.path(), Tuning::default(), &text).await;
+    ready(&fake, 1).await;
+    fake.say(ALICE, OPS, "!restart ddm orders-db hard");
+    let (msg, _) = card(&fake, 1).await;
+    fake.wait("✅ and ❌ from the bot", |i| {
+        (reacted(i, msg, "✅", BOT) && reacted(i, msg, "❌", BOT)).then_some(())
+    })
+    .await;
+
+    // A ✅ removed from a message that is no card costs no member lookup.
+    fake.say(CAROL, OPS, "just chatting");
+    let chat = fake.lock().id_of_last_user_message();
+    fake.react(CAROL, chat, "✅", true, true);
+    fake.react(CAROL, chat, "✅", false, true);
+    let not_a_card = "opsgate_discord_dropped_events_total{reason=\"not_a_card\"}";
+    fake.wait("the removal dropped", |_| {
+        (metric(&bot, not_a_card) >= 1).then_some(())
+    })
+    .await;
+    assert!(fake
+        .lock()
+        .calls_to("GET", &format!("/members/{CAROL}"))
+        .is_empty());
+
+    // A non-approver toggling ✅ hears the refusal once.
+    for _ in 0..3 {
+        fake.react(MALLORY, msg, "✅", true, true);
+        fake.react(MALLORY, msg, "✅", false, true);
+    }
+    let throttled = "opsgate_discord_dropped_events_total{reason=\"throttled_refusal\"}";
+    fake.wait("repeated refusals held back", |_| {
+        (metric(&bot, throttled) >= 2).then_some(())
+    })
+    .await;
+    let refusals = fake
+        .lock()
+        .in_channel(OPS)
+        .iter()
+        .filter(|(_, m)| m.content.contains("mallory: you cannot approve job 1"))
+        .count();
+    assert_eq!(refusals, 1);
+
+    // An approval, then a moderator clears the reactions: the approval is withdrawn.
+    fake.react(BOB, msg, "✅", true, true);
+    fake.wait("1 of 2", |i| {
+        i.card(1).filter(|(_, m)| m.text().contains("1 of 2"))
+    })
+    .await;
+    fake.remove_all(msg);
+    fake.wait("0 of 2", |i| {
+        i.card(1).filter(|(_, m)| m.text().contains("0 of 2"))
+    })
+    .await;
+    // The same for clearing only ✅.
+    fake.react(BOB, msg, "✅", true, true);
+    fake.wait("1 of 2 again", |i| {
+        i.card(1).filter(|(_, m)| m.text().contains("1 of 2"))
+    })
+    .await;
+    fake.remove_emoji(msg, "✅");
+    fake.wait("0 of 2 again", |i| {
+        i.card(1).filter(|(_, m)| m.text().contains("0 of 2"))
+    })
+    .await;
+    bot.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_denial_given_offline_wins_over_an_approval_given_offline() {
+    let fake = FakeDiscord::start().await;
+    let emu = start_emulator().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bot = Bot::start(&fake, &emu, dir.path()).await;
+    ready(&fake, 1).await;
+    fake.say(ALICE, OPS, "!restart ddm orders-db hard");
+    let (msg, _) = card(&fake, 1).await;
+    fake.wait("✅ and ❌ from the bot", |i| {
+        (reacted(i, msg, "✅", BOT) && reacted(i, msg, "❌", BOT)).then_some(())
+    })
+    .await;
+    bot.stop().await;
+    fake.react(BOB, msg, "✅", true, false);
+    fake.react(CAROL, msg, "❌", true, false);
+    let bot = Bot::start(&fake, &emu, dir.path()).await;
+    ready(&fake, 2).await;
+    card_state(&fake, 1, "denied").await;
+    assert_eq!(calls(&emu, "ddm.restart").await, 0);
+    bot.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_card_refused_for_permissions_is_reported_to_the_requester_and_counted() {
+    let fake = FakeDiscord::start().await;
+    let emu = start_emulator().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bot = Bot::start(&fake, &emu, dir.path()).await;
+    ready(&fake, 1).await;
+    let cards = format!("/channels/{OPS}/messages");
+    let refused = FaultKind::Status {
+        status: 403,
+        code: 50013,
+    };
+    // A slash request: the interaction's answer says the card was not posted.
+    fake.fail("POST", &cards, refused.clone(), 1);
+    let ix = fake.slash(
+        ALICE,
+        OPS,
+        "restart",
+        &[
+            ("service", "ddm"),
+            ("target", "orders-db"),
+            ("mode", "hard"),
+        ],
+    );
+    let answer = fake
+        .wait("the slash command's answer", |i| {
+            i.calls
+                .iter()
+                .filter(|c| {
+                    c.path.contains(&format!("itok-{ix}"))
+                        || c.path.contains(&format!("/interactions/{ix}/"))
+                })
+                .map(|c| c.body.to_string())
+                .find(|b| b.contains("could not be posted"))
+        })
+        .await;
+    assert!(!answer.contains("Posted job"), "{answer}");
+    // A typed request, nobody on an interaction: the incident channel hears it.
+    fake.fail("POST", &cards, refused, 1);
+    // Another instance (orders-db is held by job 1).
+    fake.say(
+        BOB,
+        OPS,
+        "!restart ddm 5d2f6a0c9b1e4c7d8a3f2e1d0c9b8a7fin09 hard",
+    );
+    let notice = message_with(&fake, INCIDENTS, "could not be posted").await;
+    assert!(notice.content.contains("Job 2"), "{}", notice.content);
+    assert!(
+        metric(
+            &bot,
+            "opsgate_discord_call_failures_total{call=\"post_card\",reason=\"permission\"}"
+        ) >= 2
+    );
+    bot.stop().await;
 }
 
 #[test]

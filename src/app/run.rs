@@ -12,7 +12,6 @@ use crate::chat::discord::Discord;
 use crate::cloud::Registry;
 use crate::config::Config;
 use crate::engine::{Engine, EngineEvent};
-use crate::metrics::Metrics;
 use crate::store::Store;
 
 /// Runs until SIGTERM / Ctrl-C (exit 0 after a drain) or a fatal gateway error (Err, which
@@ -40,7 +39,8 @@ pub fn run_discord(
         rt.handle().clone(),
     )
     .map_err(|e| e.to_string())?;
-    let metrics = Arc::new(Metrics::new());
+    // One registry: the adapter's Discord counters and the engine's.
+    let metrics = discord.metrics();
     engine.set_metrics(metrics.clone());
 
     let health = Arc::new(Health::default());
@@ -71,20 +71,45 @@ pub fn run_discord(
             ended = &mut session => {
                 // The gateway ended by itself: a fatal error (bad token, missing intent).
                 handle.send(EngineEvent::Shutdown);
-                let _ = done_rx.await;
+                stopped(done_rx, STOP_WAIT).await?;
                 ended.unwrap_or_else(|e| Err(format!("the Discord task failed: {e}")))
             }
             _ = signals::terminated() => {
                 tracing::info!("termination requested; draining");
+                // Nothing here waits on the gateway without a bound: it may be retrying a
+                // Discord that does not answer.
                 discord.stop().await;
-                let _ = session.await;
+                if tokio::time::timeout(STOP_WAIT, &mut session).await.is_err() {
+                    tracing::warn!("the Discord connection did not stop in time; leaving it");
+                    session.abort();
+                }
                 handle.send(EngineEvent::Drain { timeout: super::DRAIN_TIMEOUT });
-                let _ = done_rx.await;
+                stopped(done_rx, super::DRAIN_TIMEOUT + STOP_WAIT).await?;
                 tracing::info!("stopped cleanly");
                 Ok(())
             }
         }
     });
+    if result.as_ref().is_err_and(|e| e.starts_with(ENGINE_STUCK)) {
+        // Do not join a thread that did not stop; the process ends without it.
+        return result;
+    }
     let _ = engine_thread.join();
     result
+}
+
+/// How long stopping waits for the gateway and, beyond the drain, for the engine.
+const STOP_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+const ENGINE_STUCK: &str = "the engine did not stop";
+
+/// Waits (bounded) for the engine thread to say it stopped.
+async fn stopped(
+    done: tokio::sync::oneshot::Receiver<()>,
+    wait: std::time::Duration,
+) -> Result<(), String> {
+    match tokio::time::timeout(wait, done).await {
+        Err(_) => Err(format!("{ENGINE_STUCK} within {}s", wait.as_secs())),
+        Ok(_) => Ok(()),
+    }
 }

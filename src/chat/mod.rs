@@ -23,10 +23,13 @@ pub struct Actor {
 /// Where an event came from, and how to answer it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Origin {
+    /// The channel whose rules apply: for a thread or forum post, its parent channel.
     pub channel: String,
     /// An interaction to answer (Discord slash commands and buttons); replies to it may be
     /// private. `None` for plain messages.
     pub interaction: Option<String>,
+    /// The thread (or forum post) it happened in, where answers and the job's card go.
+    pub thread: Option<String>,
 }
 
 impl Origin {
@@ -34,7 +37,13 @@ impl Origin {
         Origin {
             channel: channel.into(),
             interaction: None,
+            thread: None,
         }
+    }
+
+    /// Where answers go: the thread if there is one, else the channel.
+    pub fn answer_channel(&self) -> &str {
+        self.thread.as_deref().unwrap_or(&self.channel)
     }
 }
 

@@ -223,7 +223,7 @@ impl Engine {
                 id: actor.id.clone(),
                 name: actor.name.clone(),
             },
-            channel: origin.channel.clone(),
+            channel: origin.answer_channel().to_string(),
             requirement: Requirement {
                 rule: rule.name.clone(),
                 approvals: rule.approvals,
@@ -277,7 +277,7 @@ impl Engine {
                 card.approver_roles
             );
             self.effects.push(Effect::Chat(Outgoing::Card {
-                channel: origin.channel.clone(),
+                channel: origin.answer_channel().to_string(),
                 card,
                 mention_roles,
             }));
@@ -287,7 +287,7 @@ impl Engine {
             self.start(id, ("approved", why, None), false, now);
             let card = self.card(&self.active[&id]);
             self.effects.push(Effect::Chat(Outgoing::Card {
-                channel: origin.channel.clone(),
+                channel: origin.answer_channel().to_string(),
                 card,
                 mention_roles: Vec::new(),
             }));

@@ -23,6 +23,14 @@ pub const GUILD: u64 = 100000000000000001;
 pub const OPS: u64 = 200000000000000001;
 pub const INCIDENTS: u64 = 200000000000000009;
 pub const BOT: u64 = 900000000000000001;
+/// A thread under OPS, and a forum post (a thread) in a forum whose rules are OPS's parent's.
+pub const OPS_THREAD: u64 = 200000000000000101;
+/// A channel no rule allows, and a thread under it.
+pub const RANDOM: u64 = 200000000000000002;
+pub const RANDOM_THREAD: u64 = 200000000000000102;
+/// A server the bot was added to but that is not in `[discord] guilds`.
+pub const FOREIGN_GUILD: u64 = 100000000000000002;
+pub const FOREIGN_CHANNEL: u64 = 200000000000000201;
 pub const ONCALL_ROLE: u64 = 400000000000000001;
 pub const DBA_ROLE: u64 = 400000000000000002;
 pub const ALICE: u64 = 700000000000000001;
@@ -48,6 +56,8 @@ pub struct Stored {
     pub components: Value,
     pub allowed_mentions: Value,
     pub edits: usize,
+    /// The nonce it was posted with (Discord deduplicates on it with `enforce_nonce`).
+    pub nonce: Option<String>,
 }
 
 impl Stored {
@@ -62,6 +72,27 @@ impl Stored {
     pub fn text(&self) -> String {
         format!("{} {}", self.content, self.embeds)
     }
+}
+
+/// A failure the fake injects into matching REST calls, as Discord would answer.
+#[derive(Clone, Debug)]
+pub enum FaultKind {
+    /// An error status with Discord's JSON body (`code`), e.g. 403/50013, 404/10008, 500/0.
+    Status { status: u16, code: u64 },
+    /// 429 with `retry_after` (seconds) in the body and the Retry-After header.
+    RateLimited { retry_after: f64 },
+    /// Do the call, then answer only after this long (the caller times out first).
+    HangAfter(Duration),
+}
+
+#[derive(Clone, Debug)]
+pub struct Fault {
+    pub method: String,
+    /// A substring of the path.
+    pub path: String,
+    pub kind: FaultKind,
+    /// How many matching calls it applies to.
+    pub times: usize,
 }
 
 #[derive(Clone, Debug)]
@@ -90,6 +121,15 @@ pub struct Inner {
     pub heartbeats: usize,
     /// Close the next IDENTIFY with this code (4004 bad token, 4014 disallowed intents).
     pub close_on_identify: Option<u16>,
+    /// Refuse websocket upgrades with 503 (Discord's gateway unreachable, REST fine).
+    pub gateway_down: bool,
+    pub faults: Vec<Fault>,
+    /// Command lists Discord accepted, per registration.
+    pub registered: Vec<Value>,
+    /// Thread -> parent channel.
+    pub threads: BTreeMap<u64, u64>,
+    /// Channel -> guild, for channels not in GUILD.
+    pub channel_guilds: BTreeMap<u64, u64>,
     gateway: Option<mpsc::UnboundedSender<WsCmd>>,
     next_id: u64,
     seq: u64,
@@ -100,6 +140,21 @@ pub struct Inner {
 impl Inner {
     fn id(&mut self) -> u64 {
         self.next_id += 1;
+        500000000000000000 + self.next_id
+    }
+
+    /// The first fault matching this call, used up once.
+    fn take_fault(&mut self, method: &str, path: &str) -> Option<FaultKind> {
+        let i = self
+            .faults
+            .iter()
+            .position(|f| f.times > 0 && f.method == method && path.contains(&f.path))?;
+        self.faults[i].times -= 1;
+        Some(self.faults[i].kind.clone())
+    }
+
+    /// The ID of the last message a user sent (MESSAGE_CREATE ids are `id()`s too).
+    pub fn id_of_last_user_message(&self) -> u64 {
         500000000000000000 + self.next_id
     }
 
@@ -167,7 +222,11 @@ fn member_json(id: u64, u: &FakeUser) -> Value {
 }
 
 fn message_json(id: u64, channel: u64, author: Value, content: &str) -> Value {
-    json!({"id": id.to_string(), "channel_id": channel.to_string(), "guild_id": GUILD.to_string(),
+    message_json_in(GUILD, id, channel, author, content)
+}
+
+fn message_json_in(guild: u64, id: u64, channel: u64, author: Value, content: &str) -> Value {
+    json!({"id": id.to_string(), "channel_id": channel.to_string(), "guild_id": guild.to_string(),
            "author": author, "content": content, "timestamp": "2024-01-01T00:00:00.000000+00:00",
            "tts": false, "mention_everyone": false, "mentions": [], "mention_roles": [],
            "attachments": [], "embeds": [], "pinned": false, "type": 0})
@@ -210,6 +269,9 @@ impl FakeDiscord {
                 },
             );
         }
+        inner.threads.insert(OPS_THREAD, OPS);
+        inner.threads.insert(RANDOM_THREAD, RANDOM);
+        inner.channel_guilds.insert(FOREIGN_CHANNEL, FOREIGN_GUILD);
         let state = Arc::new(Shared {
             inner: Mutex::new(inner),
             port,
@@ -264,6 +326,16 @@ impl FakeDiscord {
         }
     }
 
+    /// Makes the next `times` calls of `method` on paths containing `path` fail as `kind`.
+    pub fn fail(&self, method: &str, path: &str, kind: FaultKind, times: usize) {
+        self.lock().faults.push(Fault {
+            method: method.into(),
+            path: path.into(),
+            kind,
+            times,
+        });
+    }
+
     pub fn dispatch(&self, t: &str, d: Value) {
         self.send(WsCmd::Dispatch(t.to_string(), d));
     }
@@ -279,9 +351,15 @@ impl FakeDiscord {
 
     /// MESSAGE_CREATE from `user` in `channel`.
     pub fn say(&self, user: u64, channel: u64, content: &str) {
+        let guild = self
+            .lock()
+            .channel_guilds
+            .get(&channel)
+            .copied()
+            .unwrap_or(GUILD);
         let u = self.user(user);
         let id = self.lock().id();
-        let mut m = message_json(id, channel, user_json(user, &u), content);
+        let mut m = message_json_in(guild, id, channel, user_json(user, &u), content);
         m["member"] = json!({"roles": u.roles.iter().map(|r| r.to_string()).collect::<Vec<_>>()});
         let m = checked::<serenity::all::Message>("MESSAGE_CREATE", m);
         self.dispatch("MESSAGE_CREATE", m);
@@ -329,6 +407,34 @@ impl FakeDiscord {
             },
             r,
         );
+    }
+
+    /// A moderator removes every reaction from `message` (MESSAGE_REACTION_REMOVE_ALL).
+    pub fn remove_all(&self, message: u64) {
+        let channel = {
+            let mut inner = self.lock();
+            inner.reactions.retain(|(m, _), _| *m != message);
+            inner.messages.get(&message).map_or(OPS, |m| m.channel)
+        };
+        self.dispatch(
+            "MESSAGE_REACTION_REMOVE_ALL",
+            json!({"channel_id": channel.to_string(), "message_id": message.to_string(),
+                   "guild_id": GUILD.to_string()}),
+        );
+    }
+
+    /// A moderator removes one emoji's reactions from `message` (MESSAGE_REACTION_REMOVE_EMOJI).
+    pub fn remove_emoji(&self, message: u64, emoji: &str) {
+        let channel = {
+            let mut inner = self.lock();
+            inner.reactions.remove(&(message, emoji.to_string()));
+            inner.messages.get(&message).map_or(OPS, |m| m.channel)
+        };
+        let r = json!({"channel_id": channel.to_string(), "message_id": message.to_string(),
+            "guild_id": GUILD.to_string(), "emoji": {"id": null, "name": emoji},
+            "burst": false, "type": 0});
+        let r = checked::<serenity::all::Reaction>("MESSAGE_REACTION_REMOVE_EMOJI", r);
+        self.dispatch("MESSAGE_REACTION_REMOVE_EMOJI", r);
     }
 
     fn interaction(
@@ -415,6 +521,14 @@ impl FakeDiscord {
 }
 
 async fn gateway(State(state): State<Arc<Shared>>, ws: WebSocketUpgrade) -> Response {
+    if state
+        .inner
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .gateway_down
+    {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    }
     ws.on_upgrade(move |socket| session(state, socket))
 }
 
@@ -537,19 +651,61 @@ async fn rest(
     let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let path = uri.path().to_string();
     let query = uri.query().unwrap_or_default().to_string();
-    let mut inner = state.inner.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(auth) = headers.get("authorization").and_then(|v| v.to_str().ok()) {
-        if !inner.tokens.iter().any(|t| t == auth) {
-            inner.tokens.push(auth.to_string());
+    let (response, hang) = {
+        let mut inner = state.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(auth) = headers.get("authorization").and_then(|v| v.to_str().ok()) {
+            if !inner.tokens.iter().any(|t| t == auth) {
+                inner.tokens.push(auth.to_string());
+            }
         }
+        inner.calls.push(Call {
+            method: method.to_string(),
+            path: path.clone(),
+            query: query.clone(),
+            body: body.clone(),
+            at: Instant::now(),
+        });
+        match inner.take_fault(method.as_str(), &path) {
+            Some(FaultKind::Status { status, code }) => {
+                let status =
+                    StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                let body = json!({"message": "fake failure", "code": code});
+                ((status, Json(body)).into_response(), None)
+            }
+            Some(FaultKind::RateLimited { retry_after }) => {
+                let body = json!({"message": "You are being rate limited.",
+                    "retry_after": retry_after, "global": false, "code": 0});
+                let header = [("retry-after", format!("{}", retry_after.ceil() as u64))];
+                (
+                    (StatusCode::TOO_MANY_REQUESTS, header, Json(body)).into_response(),
+                    None,
+                )
+            }
+            Some(FaultKind::HangAfter(wait)) => (
+                route(&mut inner, state.port, &method, &path, &query, &body),
+                Some(wait),
+            ),
+            None => (
+                route(&mut inner, state.port, &method, &path, &query, &body),
+                None,
+            ),
+        }
+    };
+    if let Some(wait) = hang {
+        tokio::time::sleep(wait).await;
     }
-    inner.calls.push(Call {
-        method: method.to_string(),
-        path: path.clone(),
-        query: query.clone(),
-        body: body.clone(),
-        at: Instant::now(),
-    });
+    response
+}
+
+/// Discord's answer to one REST call, changing the fake's state as Discord would.
+fn route(
+    inner: &mut Inner,
+    port: u16,
+    method: &Method,
+    path: &str,
+    query: &str,
+    body: &Value,
+) -> Response {
     let Some(rest) = path.strip_prefix("/api/v10/") else {
         return not_found();
     };
@@ -558,11 +714,23 @@ async fn rest(
     let num = |s: &str| s.parse::<u64>().unwrap_or(0);
     match (method.as_str(), seg.as_slice()) {
         ("GET", ["gateway"]) => {
-            Json(json!({"url": format!("ws://127.0.0.1:{}/gateway", state.port)})).into_response()
+            Json(json!({"url": format!("ws://127.0.0.1:{}/gateway", port)})).into_response()
         }
+        ("GET", ["users", "@me"]) => Json(bot_user()).into_response(),
         ("POST", ["channels", c, "messages"]) => {
-            let id = inner.id();
             let channel = num(c);
+            let nonce = body["nonce"].as_str().map(str::to_string);
+            if body["enforce_nonce"] == json!(true) {
+                let same = inner
+                    .messages
+                    .iter()
+                    .find(|(_, m)| m.channel == channel && nonce.is_some() && m.nonce == nonce);
+                if let Some((id, m)) = same {
+                    return Json(message_json(*id, channel, bot_user(), &m.content))
+                        .into_response();
+                }
+            }
+            let id = inner.id();
             inner.messages.insert(
                 id,
                 Stored {
@@ -572,6 +740,7 @@ async fn rest(
                     components: body["components"].clone(),
                     allowed_mentions: body["allowed_mentions"].clone(),
                     edits: 0,
+                    nonce,
                 },
             );
             let content = body["content"].as_str().unwrap_or_default();
@@ -615,8 +784,15 @@ async fn rest(
                 .get(&(num(m), emoji.to_string()))
                 .cloned()
                 .unwrap_or_default();
+            // Discord pages reactions: at most `limit` (1..=100, default 25) after `after`.
+            let limit = query
+                .split('&')
+                .find_map(|kv| kv.strip_prefix("limit="))
+                .map_or(25, num)
+                .clamp(1, 100) as usize;
             let mut ids: Vec<u64> = ids.into_iter().filter(|u| *u > after).collect();
             ids.sort_unstable();
+            ids.truncate(limit);
             let users: Vec<Value> = ids
                 .iter()
                 .filter_map(|u| inner.users.get(u).map(|fu| user_json(*u, fu)))
@@ -627,7 +803,45 @@ async fn rest(
             Some(fu) => Json(member_json(num(u), fu)).into_response(),
             None => not_found(),
         },
-        ("PUT", ["applications", _, "guilds", _, "commands"]) => Json(json!([])).into_response(),
+        ("PUT", ["applications", app, "guilds", g, "commands"]) => {
+            match validate_commands(body) {
+                Ok(()) => {
+                    inner.registered.push(body.clone());
+                    let list: Vec<Value> = body
+                        .as_array()
+                        .map(|a| a.iter().enumerate().map(|(i, c)| {
+                            let mut c = c.clone();
+                            c["id"] = json!((800000000000000000u64 + i as u64).to_string());
+                            c["application_id"] = json!(app.to_string());
+                            c["guild_id"] = json!(g.to_string());
+                            c["version"] = json!("1");
+                            c["type"] = json!(1);
+                            c
+                        }).collect())
+                        .unwrap_or_default();
+                    Json(Value::Array(list)).into_response()
+                }
+                Err(why) => (
+                    StatusCode::BAD_REQUEST,
+                    Json(json!({"message": "Invalid Form Body", "code": 50035, "errors": {"_errors": [{"code": "INVALID", "message": why}]}})),
+                )
+                    .into_response(),
+            }
+        }
+        ("GET", ["channels", c]) => {
+            let id = num(c);
+            let guild = inner.channel_guilds.get(&id).copied().unwrap_or(GUILD);
+            let mut ch = json!({"id": id.to_string(), "type": 0, "guild_id": guild.to_string(),
+                "name": format!("channel-{id}"), "position": 0, "permission_overwrites": [],
+                "nsfw": false});
+            if let Some(parent) = inner.threads.get(&id) {
+                ch["type"] = json!(11);
+                ch["parent_id"] = json!(parent.to_string());
+                ch["thread_metadata"] = json!({"archived": false, "auto_archive_duration": 1440,
+                    "archive_timestamp": "2024-01-01T00:00:00.000000+00:00", "locked": false});
+            }
+            Json(checked::<serenity::all::GuildChannel>("channel", ch)).into_response()
+        }
         ("POST", ["interactions", _, _, "callback"]) => StatusCode::NO_CONTENT.into_response(),
         ("PATCH", ["webhooks", _, _, "messages", "@original"]) | ("POST", ["webhooks", _, _]) => {
             let id = inner.id();
@@ -636,4 +850,58 @@ async fn rest(
         }
         _ => not_found(),
     }
+}
+
+/// Discord's checks on a bulk command registration (the parts opsgate could get wrong).
+fn validate_commands(body: &Value) -> Result<(), String> {
+    let list = body.as_array().ok_or("not a list")?;
+    if list.len() > 100 {
+        return Err("more than 100 commands".into());
+    }
+    let name_ok = |n: &str| {
+        !n.is_empty()
+            && n.chars().count() <= 32
+            && n.chars().all(|c| {
+                c == '-' || c == '_' || c.is_numeric() || (c.is_alphabetic() && !c.is_uppercase())
+            })
+    };
+    let desc_ok = |d: &Value| {
+        d.as_str()
+            .is_some_and(|d| (1..=100).contains(&d.chars().count()))
+    };
+    for c in list {
+        let name = c["name"].as_str().unwrap_or_default();
+        if !name_ok(name) || !desc_ok(&c["description"]) {
+            return Err(format!("bad name or description: {c}"));
+        }
+        if let Some(p) = c.get("default_member_permissions").filter(|p| !p.is_null()) {
+            if p.as_str().is_none_or(|p| p.parse::<u64>().is_err()) {
+                return Err(format!(
+                    "default_member_permissions must be a string of digits: {p}"
+                ));
+            }
+        }
+        let opts = c["options"].as_array().cloned().unwrap_or_default();
+        if opts.len() > 25 {
+            return Err(format!("{name}: more than 25 options"));
+        }
+        let mut optional_seen = false;
+        for o in &opts {
+            let on = o["name"].as_str().unwrap_or_default();
+            if !name_ok(on) || !desc_ok(&o["description"]) {
+                return Err(format!("{name}: bad option {o}"));
+            }
+            let required = o["required"] == json!(true);
+            if required && optional_seen {
+                return Err(format!(
+                    "{name}: required option {on} after an optional one"
+                ));
+            }
+            optional_seen |= !required;
+            if o["choices"].as_array().is_some_and(|c| c.len() > 25) {
+                return Err(format!("{name}: more than 25 choices for {on}"));
+            }
+        }
+    }
+    Ok(())
 }

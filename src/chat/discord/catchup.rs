@@ -32,6 +32,12 @@ pub(crate) async fn run(shared: Arc<Shared>) {
             return;
         }
     };
+    for p in &pending {
+        if let Some(m) = snowflake(&p.message_id) {
+            shared.card_opened(m, p.job);
+        }
+    }
+    shared.cards_loaded();
     if !pending.is_empty() {
         tracing::info!(
             count = pending.len(),
@@ -50,7 +56,8 @@ pub(crate) async fn run(shared: Arc<Shared>) {
             );
             continue;
         };
-        for emoji in [APPROVE_EMOJI, DENY_EMOJI] {
+        // Denials first: a ❌ given while offline must not lose to a ✅ replayed before it.
+        for emoji in [DENY_EMOJI, APPROVE_EMOJI] {
             for user in reactors(&shared, channel, message, emoji).await {
                 if user.bot || shared.is_me(user.id.get()) {
                     continue;
@@ -62,11 +69,16 @@ pub(crate) async fn run(shared: Arc<Shared>) {
                         continue;
                     }
                 };
+                let actor = super::handler::actor_of(&member.user, &member.roles);
+                if emoji == APPROVE_EMOJI {
+                    shared.saw_approval(message, &actor, true);
+                }
                 shared.feed(ChatEvent::Reaction {
-                    actor: super::handler::actor_of(&member.user, &member.roles),
+                    actor,
                     origin: Origin {
                         channel: p.channel.clone(),
                         interaction: Some(CATCH_UP.to_string()),
+                        thread: None,
                     },
                     message_id: p.message_id.clone(),
                     emoji: emoji.to_string(),

@@ -7,15 +7,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serenity::all::{
-    CommandDataOption, CommandDataOptionValue, CommandInteraction, ComponentInteraction,
-    ConnectionStage, Context, EventHandler, Interaction, Member, Message, Reaction, ReactionType,
-    Ready, ResumedEvent, RoleId, ShardStageUpdateEvent, User,
+    ChannelId, CommandDataOption, CommandDataOptionValue, CommandInteraction, ComponentInteraction,
+    ConnectionStage, Context, EventHandler, GuildChannel, Interaction, Member, Message,
+    RatelimitInfo, Reaction, ReactionType, Ready, ResumedEvent, RoleId, ShardStageUpdateEvent,
+    User,
 };
 use serenity::async_trait;
 use serenity::builder::{Builder, CreateInteractionResponse};
 
 use super::sender::{self, Item, IxKind, IxOp, IxTarget};
-use super::{catchup, render, slash, sync_engine, Shared};
+use super::{catchup, render, scope, slash, sync_engine, votes, Shared};
 use crate::chat::{Actor, ChatEvent, Origin, Vote};
 
 /// Discord wants an answer within 3 s; defer if the engine has not answered by then.
@@ -114,8 +115,16 @@ impl Handler {
         if self.shared.is_me(user.get()) || vote_emoji(&r).is_none() {
             return;
         }
+        if !self.shared.serves(r.guild_id) {
+            return;
+        }
         if let Some(g) = r.guild_id {
             self.shared.learn_guild(r.channel_id.get(), g.get());
+        }
+        if r.member.is_none() && !self.shared.may_be_card(r.message_id.get()) {
+            // A removal on a message that is no open card: not a vote, no member lookup.
+            self.shared.metrics.discord.dropped("not_a_card");
+            return;
         }
         let member = match (&r.member, r.guild_id) {
             (Some(m), _) => m.clone(),
@@ -123,14 +132,33 @@ impl Handler {
             (None, Some(g)) => match self.shared.http.get_member(g, user).await {
                 Ok(m) => m,
                 Err(e) => {
+                    self.shared.metrics.discord.dropped("member_unknown");
                     tracing::warn!(user = user.get(), error = %e, "cannot read the roles of a reacting user; reaction ignored");
                     return;
                 }
             },
             (None, None) => return,
         };
-        if let Some(event) = reaction_event(&r, &member, added) {
-            self.shared.feed(event);
+        if let Some(ChatEvent::Reaction {
+            actor,
+            mut origin,
+            message_id,
+            emoji,
+            added,
+        }) = reaction_event(&r, &member, added)
+        {
+            if Vote::from_emoji(&emoji) == Some(Vote::Approve) {
+                self.shared.saw_approval(r.message_id.get(), &actor, added);
+            }
+            // Refusals to this user about this card are throttled by this key.
+            origin.interaction = Some(votes::reaction_key(user.get(), r.message_id.get()));
+            self.shared.feed(ChatEvent::Reaction {
+                actor,
+                origin,
+                message_id,
+                emoji,
+                added,
+            });
         }
     }
 
@@ -172,16 +200,15 @@ impl Handler {
             }
         };
         let key = cmd.id.get().to_string();
-        let channel = cmd.channel_id.get().to_string();
-        let origin = Origin {
-            channel: channel.clone(),
-            interaction: Some(key.clone()),
-        };
+        let origin = self
+            .shared
+            .origin_in(cmd.channel_id, Some(key.clone()))
+            .await;
         let target = IxTarget {
             id: cmd.id,
             token: cmd.token.clone(),
             kind: IxKind::Slash,
-            channel,
+            channel: origin.answer_channel().to_string(),
         };
         let event = ChatEvent::Message {
             actor: actor.clone(),
@@ -243,6 +270,7 @@ impl Handler {
             origin: Origin {
                 channel,
                 interaction: Some(key.clone()),
+                thread: None,
             },
             job,
             nonce,
@@ -261,7 +289,12 @@ impl EventHandler for Handler {
             .store(ready.user.id.get(), Ordering::SeqCst);
         self.shared.http.set_application_id(ready.application.id);
         self.shared.set_cache(ctx.cache.clone());
-        self.shared.connected.store(true, Ordering::SeqCst);
+        if self.shared.readies.fetch_add(1, Ordering::SeqCst) > 0 {
+            // A new session (op 9, or a resume Discord refused): events may have been missed;
+            // catch-up below reads the cards again.
+            self.shared.metrics.discord.reconnects.inc();
+        }
+        self.shared.set_connected(true);
         tracing::info!(user = %ready.user.name, guilds = ready.guilds.len(), "connected to Discord");
         let shared = self.shared.clone();
         tokio::spawn(async move {
@@ -271,25 +304,72 @@ impl EventHandler for Handler {
     }
 
     async fn resume(&self, _ctx: Context, _event: ResumedEvent) {
-        self.shared.connected.store(true, Ordering::SeqCst);
+        self.shared.metrics.discord.reconnects.inc();
+        self.shared.set_connected(true);
         tracing::info!("Discord session resumed");
     }
 
     async fn shard_stage_update(&self, _ctx: Context, event: ShardStageUpdateEvent) {
         if event.new != ConnectionStage::Connected {
-            self.shared.connected.store(false, Ordering::SeqCst);
+            self.shared.set_connected(false);
         }
+    }
+
+    async fn ratelimit(&self, data: RatelimitInfo) {
+        // serenity's rate limiter waits and retries by itself; count it so it shows.
+        self.shared.metrics.discord.rate_limited.inc();
+        tracing::debug!(path = %data.path, wait_ms = data.timeout.as_millis() as u64, "Discord rate limit");
     }
 
     async fn message(&self, _ctx: Context, msg: Message) {
         if self.shared.is_me(msg.author.id.get()) {
             return;
         }
+        let Some(ChatEvent::Message { actor, text, .. }) =
+            message_event(&msg, &self.shared.config.prefix)
+        else {
+            return;
+        };
+        if !self.shared.serves(msg.guild_id) {
+            return;
+        }
         if let Some(g) = msg.guild_id {
             self.shared.learn_guild(msg.channel_id.get(), g.get());
         }
-        if let Some(event) = message_event(&msg, &self.shared.config.prefix) {
-            self.shared.feed(event);
+        let origin = self.shared.origin_in(msg.channel_id, None).await;
+        self.shared.feed(ChatEvent::Message {
+            actor,
+            origin,
+            text,
+        });
+    }
+
+    async fn reaction_remove_all(
+        &self,
+        _ctx: Context,
+        channel: ChannelId,
+        message: serenity::all::MessageId,
+    ) {
+        if self.shared.may_be_card(message.get()) {
+            self.shared.approvals_cleared(channel.get(), message.get());
+        }
+    }
+
+    async fn reaction_remove_emoji(&self, _ctx: Context, removed: Reaction) {
+        if !self.shared.serves(removed.guild_id) {
+            return;
+        }
+        let approve = matches!(&removed.emoji, ReactionType::Unicode(e) if Vote::from_emoji(e) == Some(Vote::Approve));
+        if approve {
+            self.shared
+                .approvals_cleared(removed.channel_id.get(), removed.message_id.get());
+        }
+    }
+
+    async fn thread_create(&self, _ctx: Context, thread: GuildChannel) {
+        if scope::is_thread(thread.kind) {
+            self.shared
+                .learn_parent(thread.id.get(), thread.parent_id.map(|p| p.get()));
         }
     }
 
@@ -302,6 +382,14 @@ impl EventHandler for Handler {
     }
 
     async fn interaction_create(&self, _ctx: Context, interaction: Interaction) {
+        let guild = match &interaction {
+            Interaction::Command(c) | Interaction::Autocomplete(c) => c.guild_id,
+            Interaction::Component(c) => c.guild_id,
+            _ => None,
+        };
+        if !self.shared.serves(guild) {
+            return;
+        }
         match interaction {
             Interaction::Command(cmd) => self.on_slash(cmd).await,
             Interaction::Autocomplete(cmd) => self.on_autocomplete(cmd).await,

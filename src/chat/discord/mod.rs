@@ -11,23 +11,30 @@
 //! | `catchup.rs` | on ready: apply ✅/❌ given while the bot was away |
 
 mod catchup;
+mod connect;
 mod handler;
 pub mod render;
+pub mod rest;
+mod scope;
 mod sender;
 pub mod slash;
+mod state;
+mod votes;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serenity::all::{Cache, ChannelId, GatewayError, GatewayIntents, ShardManager};
-use serenity::builder::CreateAllowedMentions;
-use serenity::http::{Http, HttpBuilder};
+use std::future::IntoFuture;
+
+use serenity::all::{Cache, ChannelId, GatewayError, GatewayIntents};
+use serenity::http::Http;
 
 use super::{ChatEvent, ChatOut};
 use crate::config::Config;
 use crate::engine::{EngineEvent, EngineHandle};
+use crate::metrics::Metrics;
 
 /// The intents opsgate needs. MESSAGE_CONTENT is privileged: it must be enabled in the
 /// Developer Portal too.
@@ -38,13 +45,30 @@ pub fn intents() -> GatewayIntents {
         | GatewayIntents::GUILD_MESSAGE_REACTIONS
 }
 
+/// Settings that tests shorten; production uses [`Tuning::default`].
+#[derive(Clone, Debug)]
+pub struct Tuning {
+    /// Every REST call ends within this (serenity itself sets no timeout).
+    pub rest_timeout: Duration,
+    /// The first and the longest pause between attempts to reach Discord at start-up.
+    pub connect_backoff: (Duration, Duration),
+}
+
+impl Default for Tuning {
+    fn default() -> Tuning {
+        Tuning {
+            rest_timeout: Duration::from_secs(15),
+            connect_backoff: (Duration::from_secs(1), Duration::from_secs(60)),
+        }
+    }
+}
+
 /// The Discord chat: build with [`Discord::new`], give [`Discord::chat`] to the engine, then
 /// [`Discord::run`] with the engine's handle.
 pub struct Discord {
     shared: Arc<Shared>,
     chat: Arc<sender::DiscordChat>,
-    shards: Mutex<Option<Arc<ShardManager>>>,
-    stopping: AtomicBool,
+    stop: tokio::sync::watch::Sender<bool>,
 }
 
 impl std::fmt::Debug for Discord {
@@ -57,30 +81,42 @@ impl std::fmt::Debug for Discord {
 }
 
 impl Discord {
-    /// Builds the HTTP client and the chat output; no network yet. With `[discord] api_base`
-    /// (tests) every REST call goes there and serenity's rate limiter is off.
+    /// Builds the HTTP client and the chat output; no network yet. A token that cannot be a
+    /// bot token is refused here.
     pub fn new(config: Arc<Config>, runtime: tokio::runtime::Handle) -> Result<Discord, String> {
-        let http = Arc::new(build_http(&config)?);
+        Discord::with_tuning(config, runtime, Tuning::default())
+    }
+
+    pub fn with_tuning(
+        config: Arc<Config>,
+        runtime: tokio::runtime::Handle,
+        tuning: Tuning,
+    ) -> Result<Discord, String> {
+        rest::check_token_format(&config)?;
+        let http = Arc::new(rest::build_http(&config, tuning.rest_timeout)?);
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             config,
             http,
+            tuning,
+            metrics: Arc::new(Metrics::new()),
             out: tx,
             runtime: runtime.clone(),
             engine: Mutex::new(EngineLink::default()),
             bot_user: AtomicU64::new(0),
+            readies: AtomicU64::new(0),
             connected: AtomicBool::new(false),
             guilds: Mutex::new(HashMap::new()),
             cache: Mutex::new(None),
             interactions: Mutex::new(HashMap::new()),
+            state: Mutex::new(state::AdapterState::default()),
         });
         let chat = Arc::new(sender::DiscordChat::new(shared.clone()));
         runtime.spawn(sender::dispatch(shared.clone(), rx));
         Ok(Discord {
             shared,
             chat,
-            shards: Mutex::new(None),
-            stopping: AtomicBool::new(false),
+            stop: tokio::sync::watch::channel(false).0,
         })
     }
 
@@ -88,26 +124,51 @@ impl Discord {
         self.chat.clone()
     }
 
-    /// Connects and runs until [`Discord::stop`] or a fatal gateway error, feeding `engine`.
-    /// Fatal errors come back as a message that says what to fix.
+    /// The adapter's metrics (and the registry the engine adds its own to).
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.shared.metrics.clone()
+    }
+
+    /// Connects and runs until [`Discord::stop`] or a fatal error, feeding `engine`. Fatal
+    /// errors (a token Discord rejects, a missing intent) come back as a message that says
+    /// what to fix; an unreachable Discord is retried with backoff until stopped.
     pub async fn run(&self, engine: EngineHandle) -> Result<(), String> {
         self.shared.attach(engine);
-        self.stopping.store(false, Ordering::SeqCst);
-        let http = build_http(&self.shared.config)?;
-        let handler = handler::Handler::new(self.shared.clone());
-        let mut client = serenity::client::ClientBuilder::new_with_http(http, intents())
-            .event_handler(handler)
-            .await
-            .map_err(|e| format!("cannot start the Discord client: {e}"))?;
-        *lock(&self.shards) = Some(client.shard_manager.clone());
-        if self.stopping.load(Ordering::SeqCst) {
+        let mut stop = self.stop.subscribe();
+        if *stop.borrow_and_update() {
             return Ok(());
         }
+        tokio::select! {
+            reached = connect::reach(&self.shared) => reached?,
+            _ = stop.changed() => return Ok(()),
+        }
+        let http = rest::build_http(&self.shared.config, self.shared.tuning.rest_timeout)?;
+        let handler = handler::Handler::new(self.shared.clone());
+        let built = serenity::client::ClientBuilder::new_with_http(http, intents())
+            .event_handler(handler)
+            .into_future();
+        let mut client = tokio::select! {
+            built = built => built.map_err(|e| format!("cannot start the Discord client: {e}"))?,
+            _ = stop.changed() => return Ok(()),
+        };
+        let shards = client.shard_manager.clone();
         tracing::info!("connecting to Discord");
-        let result = client.start().await;
-        self.shared.connected.store(false, Ordering::SeqCst);
-        *lock(&self.shards) = None;
-        result.map_err(|e| explain(&e, &self.shared.config))
+        let start = client.start();
+        tokio::pin!(start);
+        let result = tokio::select! {
+            result = &mut start => result.map_err(|e| explain(&e, &self.shared.config)),
+            _ = stop.changed() => {
+                // serenity's shutdown returns at once while no shard runs (Discord
+                // unreachable) and `start` then never ends: wait a little, then let go.
+                let _ = tokio::time::timeout(SHUTDOWN_WAIT, shards.shutdown_all()).await;
+                if tokio::time::timeout(SHUTDOWN_WAIT, &mut start).await.is_err() {
+                    tracing::info!("the gateway did not close in time; leaving it");
+                }
+                Ok(())
+            }
+        };
+        self.shared.set_connected(false);
+        result
     }
 
     /// True while the gateway session is ready.
@@ -115,39 +176,16 @@ impl Discord {
         self.shared.connected.load(Ordering::SeqCst)
     }
 
-    /// Closes the gateway connection; [`Discord::run`] then returns `Ok`. Queued output still
-    /// goes out.
+    /// Asks [`Discord::run`] to close the gateway and return `Ok`, whatever the gateway is
+    /// doing (it returns within a few seconds). Queued output still goes out.
     pub async fn stop(&self) {
-        self.stopping.store(true, Ordering::SeqCst);
-        let shards = lock(&self.shards).clone();
-        if let Some(shards) = shards {
-            shards.shutdown_all().await;
-        }
-        self.shared.connected.store(false, Ordering::SeqCst);
+        self.stop.send_replace(true);
+        self.shared.set_connected(false);
     }
 }
 
-fn build_http(config: &Config) -> Result<Http, String> {
-    let token = config
-        .discord
-        .token
-        .require("the Discord bot token")
-        .map_err(|e| {
-            format!(
-                "{e}: put the bot token (Developer Portal > Applications > your app > Bot > Reset \
-             Token) in DISCORD_TOKEN, or name another variable or file with [discord] \
-             token_env / token_file"
-            )
-        })?;
-    let mut builder = HttpBuilder::new(token.expose())
-        // Nothing the bot posts pings anyone unless a message opts in (approver roles).
-        .default_allowed_mentions(CreateAllowedMentions::new());
-    if let Some(base) = &config.discord.api_base {
-        // serenity's rate limiter ignores the proxy; tests run without it.
-        builder = builder.proxy(base.clone()).ratelimiter_disabled(true);
-    }
-    Ok(builder.build())
-}
+/// How long a stop waits for serenity to close the gateway.
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(3);
 
 /// What to fix, for errors that end the connection.
 fn explain(e: &serenity::Error, config: &Config) -> String {
@@ -192,17 +230,23 @@ pub(crate) struct Shared {
     pub config: Arc<Config>,
     /// The one HTTP client for all REST calls (one rate limiter).
     pub http: Arc<Http>,
+    pub tuning: Tuning,
+    pub metrics: Arc<Metrics>,
     pub out: tokio::sync::mpsc::UnboundedSender<sender::Item>,
     pub runtime: tokio::runtime::Handle,
     engine: Mutex<EngineLink>,
     /// The bot's own user ID, from READY (0 before).
     pub bot_user: AtomicU64,
+    /// READY events seen (a second one is a new session).
+    pub readies: AtomicU64,
     pub connected: AtomicBool,
     /// Channel ID -> guild ID, learned from events.
     guilds: Mutex<HashMap<u64, u64>>,
     cache: Mutex<Option<Arc<Cache>>>,
     /// Interactions waiting for the engine's answer, by key.
     pub interactions: Mutex<HashMap<String, sender::InteractionEntry>>,
+    /// What the adapter remembers between events (cards, threads, guilds).
+    pub state: Mutex<state::AdapterState>,
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -231,6 +275,16 @@ impl Shared {
             }
             None => link.waiting.push(event),
         }
+    }
+
+    pub fn set_connected(&self, up: bool) {
+        self.connected.store(up, Ordering::SeqCst);
+        self.metrics.discord.connected.set(i64::from(up));
+    }
+
+    /// Counts a failed REST call.
+    pub fn call_failed(&self, call: &'static str, failure: rest::Failure) {
+        self.metrics.discord.call_failed(call, failure.label());
     }
 
     pub fn is_me(&self, user: u64) -> bool {

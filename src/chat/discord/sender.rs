@@ -10,16 +10,17 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serenity::all::{ChannelId, InteractionId, MessageId as DiscordMessageId, ReactionType};
+use serenity::all::{ChannelId, InteractionId, MessageId as DiscordMessageId, Nonce, ReactionType};
 use serenity::builder::{
     Builder, CreateAllowedMentions, CreateInteractionResponse, CreateInteractionResponseFollowup,
     CreateInteractionResponseMessage, CreateMessage, EditInteractionResponse, EditMessage,
 };
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 use super::render::{self, APPROVE_EMOJI, DENY_EMOJI, MESSAGE_LIMIT};
-use super::{lock, Shared};
+use super::rest::{self, Failure};
+use super::{lock, votes, Shared};
 use crate::chat::{ChatEvent, ChatOut, JobCard, MessageId, Outgoing};
 use crate::command::JobId;
 use crate::config::Severity;
@@ -91,8 +92,8 @@ pub(crate) enum IxOp {
         text: String,
         private: bool,
     },
-    /// A job card posted for this interaction's request.
-    Posted(JobId),
+    /// A job card for this interaction's request is being posted; the outcome follows.
+    Posting(JobId, oneshot::Receiver<PostOutcome>),
     /// Nothing answered yet and the 3 s deadline nears.
     Defer,
     Complete,
@@ -134,10 +135,18 @@ pub(crate) fn open_interaction(
     tx
 }
 
+/// Whether a card went out: the requester hears "Posted" only after it did.
+pub(crate) type PostOutcome = Result<(), Failure>;
+
+/// How long an interaction's answer waits for its card's post (retries included).
+const POST_WAIT: Duration = Duration::from_secs(45);
+
 enum JobOp {
     Post {
         card: JobCard,
         mention_roles: Vec<u64>,
+        /// Interactions waiting to hear how the post went.
+        reports: Vec<oneshot::Sender<PostOutcome>>,
     },
     Update(JobCard),
 }
@@ -179,15 +188,20 @@ pub(crate) async fn dispatch(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceive
                 card,
                 mention_roles,
             }) => {
+                let mut reports = Vec::new();
                 for entry in lock(&shared.interactions).values() {
                     if entry.channel == channel && entry.actor_name == card.requester {
-                        let _ = entry.lane.send(IxOp::Posted(card.job));
+                        let (tx, rx) = oneshot::channel();
+                        if entry.lane.send(IxOp::Posting(card.job, rx)).is_ok() {
+                            reports.push(tx);
+                        }
                     }
                 }
                 let lane = job_lane(&shared, &mut jobs, card.job, &channel, None);
                 let _ = lane.send(JobOp::Post {
                     card,
                     mention_roles,
+                    reports,
                 });
             }
             Item::Out(Outgoing::UpdateCard {
@@ -196,6 +210,13 @@ pub(crate) async fn dispatch(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceive
                 card,
             }) => {
                 let (job, last) = (card.job, card.state.is_final());
+                if let Some(m) = message_id.as_deref().and_then(snowflake) {
+                    if card.is_open() {
+                        shared.card_opened(m, job);
+                    } else {
+                        shared.card_closed(m);
+                    }
+                }
                 let lane = job_lane(&shared, &mut jobs, job, &channel, message_id);
                 let _ = lane.send(JobOp::Update(card));
                 if last {
@@ -203,9 +224,19 @@ pub(crate) async fn dispatch(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceive
                     jobs.remove(&job);
                 }
             }
-            Item::Out(Outgoing::Reply { to, text, private }) => match to.interaction {
+            Item::Out(Outgoing::Reply { to, text, private }) => match to.interaction.clone() {
                 Some(key) if key == CATCH_UP => {
                     tracing::debug!(%text, "reply to a replayed reaction dropped");
+                }
+                Some(key) if key.starts_with(votes::REACTION_KEY) => {
+                    if shared.refusal_allowed(&key) {
+                        channel_lane(&shared, &mut channels, to.answer_channel())
+                            .send(ChanOp::Text(text))
+                            .ok();
+                    } else {
+                        shared.metrics.discord.dropped("throttled_refusal");
+                        tracing::debug!(%text, "repeated refusal for a reaction not posted");
+                    }
                 }
                 Some(key) => {
                     let lane = lock(&shared.interactions).get(&key).map(|e| e.lane.clone());
@@ -214,7 +245,7 @@ pub(crate) async fn dispatch(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceive
                             let _ = lane.send(IxOp::Reply { text, private });
                         }
                         None if !private => {
-                            channel_lane(&shared, &mut channels, &to.channel)
+                            channel_lane(&shared, &mut channels, to.answer_channel())
                                 .send(ChanOp::Text(text))
                                 .ok();
                         }
@@ -224,7 +255,7 @@ pub(crate) async fn dispatch(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceive
                     }
                 }
                 None => {
-                    channel_lane(&shared, &mut channels, &to.channel)
+                    channel_lane(&shared, &mut channels, to.answer_channel())
                         .send(ChanOp::Text(text))
                         .ok();
                 }
@@ -330,15 +361,30 @@ async fn run_job(
         };
         tokio::select! {
             op = rx.recv() => match op {
-                Some(JobOp::Post { card, mention_roles }) => {
+                Some(JobOp::Post { card, mention_roles, reports }) => {
                     if message.is_some() {
                         latest = Some(card);
+                        for r in reports {
+                            let _ = r.send(Ok(()));
+                        }
                         continue;
                     }
-                    if let Some(id) = post_card(&shared, &channel, &card, &mention_roles).await {
+                    let posted = post_card(&shared, &channel, &card, &mention_roles).await;
+                    if let Err(Failure::Permission) = posted {
+                        if reports.is_empty() {
+                            tell_incidents(&shared, &card, &channel).await;
+                        }
+                    }
+                    for r in reports {
+                        let _ = r.send(posted.as_ref().map(|_| ()).map_err(|f| *f));
+                    }
+                    if let Ok(id) = posted {
                         last_write = Some(Instant::now());
                         message = Some(id.clone());
                         ids.send_replace(Some(id.clone()));
+                        if let (true, Some(m)) = (card.is_open(), snowflake(&id)) {
+                            shared.card_opened(m, job);
+                        }
                         shared.feed(ChatEvent::MessagePosted { job, message_id: id.clone() });
                         if card.is_open() {
                             add_votes(&shared, &channel, &id).await;
@@ -350,7 +396,7 @@ async fn run_job(
             },
             _ = tokio::time::sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() => {
                 if let (Some(card), Some(id)) = (latest.take(), message.as_deref()) {
-                    edit_card(&shared, &channel, id, &card).await;
+                    let _ = edit_card(&shared, &channel, id, &card).await;
                     last_write = Some(Instant::now());
                 }
             }
@@ -360,15 +406,7 @@ async fn run_job(
         if let Some(t) = last_write {
             tokio::time::sleep_until(t + interval).await;
         }
-        edit_card(&shared, &channel, id, &card).await;
-    }
-}
-
-/// Is this error worth another try (network trouble or a server error, not a refusal)?
-fn transient(e: &serenity::Error) -> bool {
-    match e {
-        serenity::Error::Http(h) => h.status_code().is_none_or(|s| s.is_server_error()),
-        _ => false,
+        let _ = edit_card(&shared, &channel, id, &card).await;
     }
 }
 
@@ -377,37 +415,73 @@ async fn post_card(
     channel: &str,
     card: &JobCard,
     mention_roles: &[u64],
-) -> Option<MessageId> {
+) -> Result<MessageId, Failure> {
     let Some(ch) = snowflake(channel) else {
         tracing::warn!(
             channel,
             job = card.job,
             "not a Discord channel ID; card not posted"
         );
-        return None;
+        return Err(Failure::NotFound);
     };
     let prefix = &shared.config.prefix;
-    for attempt in 0..3u32 {
+    // One nonce for every try of this post: if a try reached Discord but its answer was lost
+    // (timeout, reset), Discord returns that message instead of posting a second card.
+    let nonce = format!("{:016x}", fastrand::u64(1..));
+    let mut attempt = 0u32;
+    loop {
         let mut msg = CreateMessage::new()
             .embed(render::card_embed(card, prefix))
             .components(render::card_buttons(card))
-            .allowed_mentions(render::card_mentions(card, mention_roles));
+            .allowed_mentions(render::card_mentions(card, mention_roles))
+            .nonce(Nonce::String(nonce.clone()))
+            .enforce_nonce(true);
         if let Some(content) = render::card_content(card, mention_roles) {
             msg = msg.content(content);
         }
         match ChannelId::new(ch).send_message(&*shared.http, msg).await {
-            Ok(m) => return Some(m.id.get().to_string()),
-            Err(e) if transient(&e) && attempt < 2 => {
-                tracing::warn!(job = card.job, error = %e, "posting the job's message failed; retrying");
-                tokio::time::sleep(Duration::from_millis(500 << attempt)).await;
-            }
+            Ok(m) => return Ok(m.id.get().to_string()),
             Err(e) => {
+                let failure = Failure::of(&e);
+                shared.call_failed("post_card", failure);
+                if failure.transient() && attempt < 2 {
+                    tracing::warn!(job = card.job, error = %e, "posting the job's message failed; retrying");
+                    tokio::time::sleep(rest::backoff(attempt, failure)).await;
+                    attempt += 1;
+                    continue;
+                }
                 tracing::error!(job = card.job, error = %e, "could not post the job's message");
-                return None;
+                return Err(failure);
             }
         }
     }
-    None
+}
+
+/// The words for a card that could not be posted in `channel`.
+fn post_failure_text(job: JobId, channel: &str, failure: Failure, prefix: &str) -> String {
+    let why = match failure {
+        Failure::Permission => "opsgate may not post there (it needs View Channel, Send Messages, Send Messages in Threads and Embed Links)",
+        Failure::NotFound => "that channel is gone or opsgate cannot see it",
+        _ => "Discord did not take it",
+    };
+    format!(
+        "⚠️ Job {job}'s card could not be posted in <#{channel}>: {why}. The request is recorded and waits for approval; approvers can use {prefix}approve {job} or /approve."
+    )
+}
+
+/// A card refused for permissions with nobody waiting on an interaction: say so in the
+/// incident channel, if there is one.
+async fn tell_incidents(shared: &Shared, card: &JobCard, channel: &str) {
+    let text = post_failure_text(
+        card.job,
+        channel,
+        Failure::Permission,
+        &shared.config.prefix,
+    );
+    match shared.config.incidents.default.as_deref() {
+        Some(incidents) if incidents != channel => say(shared, incidents, &text).await,
+        _ => tracing::error!(job = card.job, channel, "the job's card could not be posted (permissions) and there is no other channel to say so"),
+    }
 }
 
 async fn add_votes(shared: &Shared, channel: &str, id: &str) {
@@ -426,11 +500,18 @@ async fn add_votes(shared: &Shared, channel: &str, id: &str) {
     }
 }
 
-async fn edit_card(shared: &Shared, channel: &str, id: &str, card: &JobCard) {
+/// Edits the card; `Err(NotFound)` means it is gone (deleted by someone).
+async fn edit_card(
+    shared: &Shared,
+    channel: &str,
+    id: &str,
+    card: &JobCard,
+) -> Result<(), Failure> {
     let (Some(ch), Some(m)) = (snowflake(channel), snowflake(id)) else {
-        return;
+        return Ok(());
     };
-    for attempt in 0..3u32 {
+    let mut attempt = 0u32;
+    loop {
         let edit = EditMessage::new()
             .embed(render::card_embed(card, &shared.config.prefix))
             .components(render::card_buttons(card))
@@ -439,13 +520,17 @@ async fn edit_card(shared: &Shared, channel: &str, id: &str, card: &JobCard) {
             .edit_message(&*shared.http, DiscordMessageId::new(m), edit)
             .await
         {
-            Ok(_) => return,
-            Err(e) if transient(&e) && attempt < 2 => {
-                tokio::time::sleep(Duration::from_millis(500 << attempt)).await;
-            }
+            Ok(_) => return Ok(()),
             Err(e) => {
+                let failure = Failure::of(&e);
+                shared.call_failed("edit_card", failure);
+                if failure.transient() && attempt < 2 {
+                    tokio::time::sleep(rest::backoff(attempt, failure)).await;
+                    attempt += 1;
+                    continue;
+                }
                 tracing::warn!(job = card.job, error = %e, "could not edit the job's message");
-                return;
+                return Err(failure);
             }
         }
     }
@@ -464,7 +549,13 @@ async fn say(shared: &Shared, channel: &str, text: &str) {
             .content(part)
             .allowed_mentions(CreateAllowedMentions::new());
         if let Err(e) = ChannelId::new(ch).send_message(&*shared.http, msg).await {
-            tracing::warn!(channel, error = %e, "could not send a message");
+            let failure = Failure::of(&e);
+            shared.call_failed("message", failure);
+            if failure == Failure::Permission {
+                tracing::error!(channel, error = %e, "opsgate may not post in this channel (View Channel / Send Messages); message dropped");
+            } else {
+                tracing::warn!(channel, error = %e, "could not send a message");
+            }
             return;
         }
     }
@@ -521,11 +612,11 @@ async fn run_interaction(shared: Arc<Shared>, t: IxTarget, mut rx: mpsc::Unbound
     let http = &*shared.http;
     let mut state = IxState::Fresh;
     let mut replied = false;
-    let mut posted: Vec<JobId> = Vec::new();
+    let mut posting: Vec<(JobId, oneshot::Receiver<PostOutcome>)> = Vec::new();
     while let Some(op) = rx.recv().await {
         let result = match op {
-            IxOp::Posted(job) => {
-                posted.push(job);
+            IxOp::Posting(job, outcome) => {
+                posting.push((job, outcome));
                 Ok(())
             }
             IxOp::Reply { text, private } => {
@@ -580,16 +671,45 @@ async fn run_interaction(shared: Arc<Shared>, t: IxTarget, mut rx: mpsc::Unbound
                 let result = if replied {
                     Ok(())
                 } else {
-                    let summary = match posted.as_slice() {
-                        [] => "Done.".to_string(),
-                        jobs => {
-                            let list: Vec<String> = jobs.iter().map(|j| j.to_string()).collect();
+                    if state == IxState::Fresh && !posting.is_empty() {
+                        // The post may take a while (retries): keep the interaction alive.
+                        state = IxState::Deferred;
+                        if let Err(e) = defer(http, &t).await {
+                            tracing::warn!(error = %e, "could not defer an interaction");
+                        }
+                    }
+                    let mut posted: Vec<String> = Vec::new();
+                    let mut failed: Vec<String> = Vec::new();
+                    for (job, outcome) in posting.drain(..) {
+                        match tokio::time::timeout(POST_WAIT, outcome).await {
+                            Ok(Ok(Ok(()))) => posted.push(job.to_string()),
+                            Ok(Ok(Err(f))) => failed.push(post_failure_text(
+                                job,
+                                &t.channel,
+                                f,
+                                &shared.config.prefix,
+                            )),
+                            _ => failed.push(format!(
+                                "Job {job}'s card is not posted yet; check <#{}> in a moment.",
+                                t.channel
+                            )),
+                        }
+                    }
+                    let mut lines = failed;
+                    if !posted.is_empty() {
+                        lines.insert(
+                            0,
                             format!(
                                 "Posted job {} in <#{}>: approve or deny it there.",
-                                list.join(", "),
+                                posted.join(", "),
                                 t.channel
-                            )
-                        }
+                            ),
+                        );
+                    }
+                    let summary = if lines.is_empty() {
+                        "Done.".to_string()
+                    } else {
+                        lines.join("\n")
                     };
                     match (state, t.kind) {
                         (IxState::Fresh, IxKind::Slash) => {

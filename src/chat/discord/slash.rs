@@ -3,7 +3,7 @@
 //! targets, plus the built-ins. A slash command becomes the equivalent `!` text, so the
 //! engine treats it exactly like a typed command.
 
-use serenity::all::{CommandOptionType, GuildId};
+use serenity::all::{CommandOptionType, GuildId, Permissions};
 use serenity::builder::{CreateAutocompleteResponse, CreateCommand, CreateCommandOption};
 
 use super::render::truncate;
@@ -14,6 +14,11 @@ use crate::config::Config;
 const MAX_OPTIONS: usize = 25;
 const MAX_CHOICES: usize = 25;
 const DESCRIPTION_LIMIT: usize = 100;
+
+/// Who sees the slash commands until a server admin says otherwise (Server Settings >
+/// Integrations > opsgate): members with Manage Server. Role rules still decide what anyone
+/// may do; this only keeps the commands out of everyone's menu by default.
+pub const DEFAULT_MEMBER_PERMISSIONS: Permissions = Permissions::MANAGE_GUILD;
 
 /// Built-ins offered as slash commands (the rest of the table stays `!`-only).
 const SLASH_BUILTINS: &[&str] = &[
@@ -149,6 +154,7 @@ pub fn commands(config: &Config) -> Vec<CreateCommand> {
         out.push(
             CreateCommand::new(name)
                 .description(desc(&summary))
+                .default_member_permissions(DEFAULT_MEMBER_PERMISSIONS)
                 .set_options(options),
         );
     }
@@ -190,6 +196,7 @@ pub fn commands(config: &Config) -> Vec<CreateCommand> {
         out.push(
             CreateCommand::new(b.verb)
                 .description(desc(b.summary))
+                .default_member_permissions(DEFAULT_MEMBER_PERMISSIONS)
                 .set_options(options),
         );
     }
@@ -407,6 +414,7 @@ instance_id = "5d2f6a0c9b1e4c7d8a3f2e1d0c9b8a7fin09"
                 "{c}"
             );
             assert!(opts.len() <= MAX_OPTIONS);
+            assert_eq!(c["default_member_permissions"], "32", "{c}");
         }
     }
 

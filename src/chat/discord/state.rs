@@ -1,0 +1,15 @@
+//! What the adapter remembers between events: which messages are open job cards, which
+//! channels are threads (and their parents), which foreign guilds were already logged, and
+//! what is known about votes (`votes.rs`).
+
+use std::collections::{HashMap, HashSet};
+
+#[derive(Default)]
+pub(crate) struct AdapterState {
+    /// Channel -> its parent channel when it is a thread or forum post, `None` when it is not
+    /// a thread.
+    pub parents: HashMap<u64, Option<u64>>,
+    /// Guilds not in `[discord] guilds` that were already logged.
+    pub foreign_guilds: HashSet<u64>,
+    pub votes: super::votes::Votes,
+}
