@@ -3,5 +3,6 @@
 pub mod catalog;
 pub mod ids;
 mod parse;
+pub mod suggest;
 
 pub use parse::{parse, quote, usage_of, Command, JobFilter, JobId, OperationRequest, ParseError};

@@ -5,8 +5,10 @@
 //! variable or a file); their values are read at load time into [`SecretRef`]s.
 
 mod raw;
+mod regions;
 pub mod secrets;
 mod sections;
+pub mod startup;
 mod summary;
 mod validate;
 
@@ -18,6 +20,7 @@ use std::time::Duration;
 
 pub use secrets::SecretRef;
 pub use sections::{Discord, IncidentRoute, Incidents, LogFormat, Severity};
+pub use startup::Use;
 pub use summary::summary;
 
 use crate::cloud::Provider;
@@ -40,6 +43,9 @@ pub struct Config {
     pub incidents: Incidents,
     /// Where the health and metrics endpoint listens, when enabled.
     pub http_listen: Option<std::net::SocketAddr>,
+    /// The bearer token the job API (`/api/...`) asks for. When none is configured, the
+    /// job API answers only to loopback connections.
+    pub api_token: SecretRef,
     pub log_format: LogFormat,
 }
 
@@ -131,6 +137,26 @@ pub struct Rule {
 pub struct Problem {
     pub path: String,
     pub message: String,
+    /// Where in the file, when the key or value can be found there.
+    pub at: Option<Location>,
+}
+
+/// A place in the config file (1-based line and column) and that line's text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Location {
+    pub line: usize,
+    pub column: usize,
+    pub text: String,
+}
+
+impl Problem {
+    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Problem {
+        Problem {
+            path: path.into(),
+            message: message.into(),
+            at: None,
+        }
+    }
 }
 
 impl fmt::Display for Problem {
@@ -143,20 +169,25 @@ impl fmt::Display for Problem {
     }
 }
 
-/// Every problem found in a config file.
+/// Every problem found in a config file: one line each, `FILE:LINE:COLUMN: PATH: MESSAGE`,
+/// followed by the offending line of the file when there is one.
 #[derive(Debug)]
-pub struct Problems(pub Vec<Problem>);
+pub struct Problems {
+    pub file: PathBuf,
+    pub list: Vec<Problem>,
+}
 
 impl fmt::Display for Problems {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let n = self.0.len();
-        writeln!(
-            f,
-            "{n} problem{} in the config:",
-            if n == 1 { "" } else { "s" }
-        )?;
-        for p in &self.0 {
-            writeln!(f, "  {p}")?;
+        let file = self.file.display();
+        for p in &self.list {
+            match &p.at {
+                Some(at) => {
+                    writeln!(f, "{file}:{}:{}: {p}", at.line, at.column)?;
+                    writeln!(f, "  {:>4} | {}", at.line, at.text)?;
+                }
+                None => writeln!(f, "{file}: {p}")?,
+            }
         }
         Ok(())
     }
@@ -166,17 +197,33 @@ impl std::error::Error for Problems {}
 
 impl Config {
     pub fn load(path: &Path) -> Result<Config, Problems> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            Problems(vec![Problem {
-                path: String::new(),
-                message: format!("cannot read {}: {e}", path.display()),
-            }])
+        let text = std::fs::read_to_string(path).map_err(|e| Problems {
+            file: path.to_path_buf(),
+            list: vec![Problem::new("", format!("cannot read the file: {e}"))],
         })?;
         Config::parse(&text, path)
     }
 
     pub fn parse(text: &str, source: &Path) -> Result<Config, Problems> {
-        validate::parse(text, source).map_err(Problems)
+        validate::parse(text, source).map_err(|list| Problems {
+            file: source.to_path_buf(),
+            list,
+        })
+    }
+
+    /// [`Config::load`], then the checks of [`startup`] for `usage`: what `check-config`,
+    /// `shell` and `run` accept.
+    pub fn load_for(path: &Path, usage: Use) -> Result<Config, Problems> {
+        let config = Config::load(path)?;
+        let list = config.startup_problems(usage);
+        if list.is_empty() {
+            Ok(config)
+        } else {
+            Err(Problems {
+                file: path.to_path_buf(),
+                list,
+            })
+        }
     }
 
     /// The display name of a channel ID (the ID itself when it has no name).

@@ -14,7 +14,7 @@ pub struct RawConfig {
     pub accounts: BTreeMap<String, RawAccount>,
     pub targets: BTreeMap<String, RawTarget>,
     pub rules: Vec<RawRule>,
-    pub discord: super::sections::RawDiscord,
+    pub discord: Option<super::sections::RawDiscord>,
     pub incidents: super::sections::RawIncidents,
     pub http: super::sections::RawHttp,
     pub log: super::sections::RawLog,

@@ -10,7 +10,7 @@ use super::secrets::SecretRef;
 use super::{base_dir, Account, AuthMethod, Config, Problem, ProviderSettings, Rule, Target};
 use crate::cloud::Provider;
 use crate::command::catalog::{self, OPERATIONS};
-use crate::command::ids;
+use crate::command::{ids, suggest};
 
 const DEFAULT_EXPIRY: Duration = Duration::from_secs(30 * 60);
 const MAX_EXPIRY: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -34,10 +34,7 @@ pub(super) struct Collector(Vec<Problem>);
 
 impl Collector {
     pub(super) fn add(&mut self, path: impl Into<String>, message: impl Into<String>) {
-        self.0.push(Problem {
-            path: path.into(),
-            message: message.into(),
-        });
+        self.0.push(Problem::new(path, message));
     }
 }
 
@@ -152,6 +149,12 @@ fn validate(raw: RawConfig, source: &Path, p: &mut Collector) -> Config {
             );
         }
         if let Some(account) = account(&name, raw, &path, &base, p) {
+            let region_ok = ids::REGION.matches(&account.region);
+            if account.provider == Provider::Huawei && region_ok {
+                if let Some((key, message)) = super::regions::check_account(&account) {
+                    p.add(format!("{path}.{key}"), message);
+                }
+            }
             accounts.insert(name, Arc::new(account));
         }
     }
@@ -203,13 +206,14 @@ fn validate(raw: RawConfig, source: &Path, p: &mut Collector) -> Config {
 
     let discord = super::sections::discord(raw.discord, &base, p);
     let incidents = super::sections::incidents(raw.incidents, &channels, p);
-    let http_listen = super::sections::http(raw.http, p);
+    let http = super::sections::http(raw.http, &base, p);
     let log_format = super::sections::log(raw.log, p);
 
     Config {
         discord,
         incidents,
-        http_listen,
+        http_listen: http.listen,
+        api_token: http.api_token,
         log_format,
         source: source.to_path_buf(),
         prefix,
@@ -606,9 +610,26 @@ fn target(
                 );
                 a
             }
-            Some(_) => a,
+            Some(acc) => {
+                // An account already reported for its region says it once, not per target.
+                if acc.provider == Provider::Huawei
+                    && ids::REGION.matches(&acc.region)
+                    && super::regions::check_account(acc).is_none()
+                {
+                    if let Some(e) = super::regions::check_service(acc, op.service) {
+                        p.add(format!("{path}.account"), e);
+                    }
+                }
+                a
+            }
             None => {
-                p.add(format!("{path}.account"), format!("unknown account `{a}`"));
+                p.add(
+                    format!("{path}.account"),
+                    format!(
+                        "unknown account `{a}`{}",
+                        suggest::did_you_mean(&a, accounts.keys().map(String::as_str))
+                    ),
+                );
                 a
             }
         },

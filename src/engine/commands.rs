@@ -305,8 +305,7 @@ impl Engine {
     ) {
         if let Some(job) = self.active.get_mut(&id) {
             job.updated_ms = now;
-            tracing::info_span!("job", job = id)
-                .in_scope(|| tracing::info!(event, state = job.state.label(), "{detail}"));
+            super::views::log_step(id, event, job.state, &detail);
             let entry = crate::store::AuditEntry {
                 at_ms: now,
                 actor,

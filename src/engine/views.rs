@@ -227,3 +227,17 @@ impl Engine {
         out
     }
 }
+
+/// Logs a job's step in its `job` span: failures and unknown outcomes at WARN, so that they
+/// show in a log filtered to warnings; everything else at INFO.
+pub(super) fn log_step(id: JobId, event: &str, state: crate::job::JobState, detail: &str) {
+    use crate::job::JobState;
+    let span = tracing::info_span!("job", job = id);
+    let _in = span.enter();
+    match state {
+        JobState::Failed | JobState::Unknown => {
+            tracing::warn!(event, state = state.label(), "{detail}")
+        }
+        _ => tracing::info!(event, state = state.label(), "{detail}"),
+    }
+}
