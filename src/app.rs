@@ -67,8 +67,15 @@ pub fn run_shell(
         .clone()
         .or_else(|| config.data_dir.clone())
         .unwrap_or_else(|| PathBuf::from("opsgate-data"));
+    if !config
+        .channels
+        .contains_key(args.channel.trim_start_matches('#'))
+    {
+        return Err(shell::unknown_channel(&config, &args.channel));
+    }
     let store = Store::open(&data).map_err(|e| e.to_string())?;
     let reader = store.clone();
+    let jobs = store.clone();
     let config = Arc::new(config);
     let registry = Arc::new(Registry::from_config(&config));
     let chat = Arc::new(ShellChat::new(config.clone()));
@@ -115,7 +122,9 @@ pub fn run_shell(
         drain_timeout: args.drain_timeout,
     };
     let stdin = std::io::stdin();
-    shell::run(stdin.lock(), &config, &handle, &watch, opts);
+    // `/wait N` for a job this session has not seen asks the store whether it exists.
+    let known_job = move |id| jobs.job(id).is_ok_and(|j| j.is_some());
+    shell::run(stdin.lock(), &config, &handle, &watch, &known_job, opts);
     handle.send(EngineEvent::Shutdown);
     engine_thread
         .join()

@@ -249,3 +249,51 @@ endpoints = {{ ddm = "{url}", gaussdb = "{url}" }}
     assert!(out.contains("is busy: job 1"), "{out}");
     assert_eq!(emu.calls("ddm.restart"), 0, "{out}");
 }
+
+#[test]
+fn directives_answer_at_once_and_unknown_channels_and_jobs_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let emu = Emulator::start("300ms");
+    let config = write_config(dir.path(), &emu.url, "30m");
+    let (out, _, ok) = run_shell(
+        &config,
+        &dir.path().join("data"),
+        "/wait 99\n/wait\n/as\n/as bob dba\n/in\n/in nowhere\n/in ops\n/wiat 1\n",
+    );
+    assert!(ok, "{out}");
+    assert!(out.contains("[shell] no job 99"), "{out}");
+    assert!(!out.contains("timed out"), "{out}");
+    assert!(out.contains("[shell] usage: /wait JOB"), "{out}");
+    assert!(out.contains("[shell] usage: /as NAME [ROLE,...]"), "{out}");
+    assert!(
+        out.contains("[shell] you are bob (roles dba) in #ops"),
+        "{out}"
+    );
+    assert!(out.contains("[shell] usage: /in CHANNEL"), "{out}");
+    assert!(
+        out.contains("[shell] unknown channel `nowhere` (configured: ops)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("unknown directive `/wiat`; did you mean `/wait`?"),
+        "{out}"
+    );
+}
+
+#[test]
+fn bidi_and_invisible_characters_never_come_back_in_a_reply() {
+    let dir = tempfile::tempdir().unwrap();
+    let emu = Emulator::start("300ms");
+    let config = write_config(dir.path(), &emu.url, "30m");
+    let (out, _, ok) = run_shell(
+        &config,
+        &dir.path().join("data"),
+        "!rest\u{202E}art ddm orders-db\n/as mal\u{202E}lory oncall\n!restart ddm orders-db hard\n/as bob dba\n!deny 1 no\u{2066}pe\u{200B}\n",
+    );
+    assert!(ok, "{out}");
+    for c in ['\u{202E}', '\u{2066}', '\u{200B}'] {
+        assert!(!out.contains(c), "{c:?} echoed in:\n{out}");
+    }
+    assert!(out.contains("nope"), "{out}");
+    assert!(out.contains("mallory"), "{out}");
+}

@@ -84,7 +84,7 @@ fn reject(message: impl Into<String>, usage: impl Into<String>) -> ParseError {
 pub fn quote(text: &str) -> String {
     let mut out: String = text
         .chars()
-        .filter(|c| !c.is_control() && *c != '`')
+        .filter(|c| !c.is_control() && !super::text::is_invisible(*c) && *c != '`')
         .take(40)
         .collect();
     if text.chars().count() > 40 {
@@ -175,7 +175,8 @@ fn parse_builtin(builtin: Builtin, usage: &str, args: &[&str]) -> Result<Command
         }
         Builtin::Deny => {
             let id = job_id(args.first(), usage)?;
-            let reason = args[1.min(args.len())..].join(" ");
+            // Shown on the card and in the audit log: without bidi or invisible characters.
+            let reason = super::text::visible(&args[1.min(args.len())..].join(" "));
             if reason.chars().count() > MAX_REASON {
                 return Err(reject(
                     format!("The reason is too long (at most {MAX_REASON} characters)."),
