@@ -46,7 +46,7 @@ fn a_hard_restart_needs_an_approver_and_runs_exactly_once() {
     );
     assert!(out.contains("approvals 1/1 (bob)"), "{out}");
     assert!(out.contains("✅ job 1 · succeeded"), "{out}");
-    assert!(out.contains("Job 1 is already succeeded"), "{out}");
+    assert!(out.contains("Job 1 has already succeeded"), "{out}");
     assert_eq!(emu.calls("ddm.restart"), 1);
 }
 
@@ -94,7 +94,7 @@ fn a_deny_ends_the_request() {
         out.contains("🚫 job 1 · denied") && out.contains("denied by bob: change freeze"),
         "{out}"
     );
-    assert!(out.contains("Job 1 is already denied"), "{out}");
+    assert!(out.contains("Job 1 was already denied"), "{out}");
     assert_eq!(emu.calls("ddm.restart"), 0);
 }
 
@@ -105,7 +105,7 @@ fn expiry_ends_the_request() {
     let (out, _, ok) = run_shell(&config, &dir.path().join("data"), input);
     assert!(ok);
     assert!(out.contains("⌛ job 1 · expired"), "{out}");
-    assert!(out.contains("Job 1 is already expired"), "{out}");
+    assert!(out.contains("Job 1 has already expired"), "{out}");
     assert_eq!(emu.calls("ddm.restart"), 0);
 }
 

@@ -48,8 +48,9 @@ pub fn summary(config: &Config) -> String {
             "no approval".to_string()
         } else {
             format!(
-                "{} approval(s) from {} within {}",
+                "{} approval{} from {} within {}",
                 r.approvals,
+                if r.approvals == 1 { "" } else { "s" },
                 role_list(&r.approver_roles),
                 humantime::format_duration(r.expires)
             )

@@ -27,8 +27,13 @@ fn metric_verb(text: &str, prefix: &str) -> String {
     }
 }
 
+/// The audit log's actor: the name, and the ID too when it says something more (Discord).
 fn who(actor: &Actor) -> Option<String> {
-    Some(format!("{} ({})", actor.name, actor.id))
+    Some(if actor.name == actor.id {
+        actor.name.clone()
+    } else {
+        format!("{} ({})", actor.name, actor.id)
+    })
 }
 
 impl Engine {
@@ -348,8 +353,8 @@ impl Engine {
         self.publish_writes();
         match self.store.job(id) {
             Ok(Some(job)) => format!(
-                "Job {id} is already {} ({}).",
-                job.state.label(),
+                "Job {id} {} ({}).",
+                super::views::already(job.state),
                 job.action()
             ),
             _ => format!("There is no job {id}."),
