@@ -202,3 +202,27 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_typo_in_a_command_service_or_target_gets_the_nearest_name() {
+    let err = p("!restrat ddm orders-db").unwrap_err();
+    assert!(
+        err.message.contains("Did you mean `restart`?"),
+        "{}",
+        err.message
+    );
+    let err = p("!restart dmd orders-db").unwrap_err();
+    assert!(
+        err.message.contains("Did you mean `ddm`?"),
+        "{}",
+        err.message
+    );
+    let err = p("!restart ddm odrers-db").unwrap_err();
+    assert!(
+        err.message.contains("Did you mean `orders-db`?"),
+        "{}",
+        err.message
+    );
+    let err = p("!frobnicate").unwrap_err();
+    assert!(!err.message.contains("Did you mean"), "{}", err.message);
+}

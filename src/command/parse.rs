@@ -93,6 +93,14 @@ pub fn quote(text: &str) -> String {
     format!("`{out}`")
 }
 
+/// ` Did you mean `restart`?` when a known word is one typo away, else nothing.
+fn hint<'a>(word: &str, known: impl IntoIterator<Item = &'a str>) -> String {
+    match super::suggest::nearest(word, known) {
+        Some(w) => format!(" Did you mean `{w}`?"),
+        None => String::new(),
+    }
+}
+
 fn general_usage(prefix: &str) -> String {
     format!("{prefix}help lists the commands")
 }
@@ -135,8 +143,12 @@ pub fn parse(
     if catalog::is_operation_verb(verb) {
         return parse_operation(verb, &args, targets).map(Some);
     }
+    let verbs = BUILTINS
+        .iter()
+        .map(|b| b.verb)
+        .chain(OPERATIONS.iter().map(|op| op.verb));
     Err(reject(
-        format!("Unknown command {}.", quote(verb)),
+        format!("Unknown command {}.{}", quote(verb), hint(verb, verbs)),
         general_usage(prefix),
     ))
 }
@@ -240,9 +252,16 @@ fn parse_operation(
     let Some(op) = OPERATIONS.iter().find(|op| op.answers_to(verb, service)) else {
         return Err(reject(
             format!(
-                "Unknown service {} for {}.",
+                "Unknown service {} for {}.{}",
                 quote(service),
-                verb.to_ascii_lowercase()
+                verb.to_ascii_lowercase(),
+                hint(
+                    service,
+                    OPERATIONS
+                        .iter()
+                        .filter(|op| op.verb.eq_ignore_ascii_case(verb))
+                        .map(|op| op.service)
+                )
             ),
             usages_for_verb(verb),
         ));
@@ -321,7 +340,12 @@ fn parse_operation(
                 let hint = if named.is_empty() || op.target.len() > 1 {
                     String::new()
                 } else {
-                    format!(" Named {} targets: {}.", op.service, named.join(", "))
+                    format!(
+                        " Named {} targets: {}.{}",
+                        op.service,
+                        named.join(", "),
+                        hint(value, named.iter().copied())
+                    )
                 };
                 return Err(reject(
                     format!(
