@@ -126,7 +126,19 @@ fn write(level: Level, text: &str, prefix: bool) {
                 Level::Info => "INFO",
                 Level::Error => "ERROR",
             };
+            // An indented line continues the one before (a config problem's snippet): one
+            // JSON object per message, not per line of it.
+            let mut messages: Vec<String> = Vec::new();
             for l in text.lines().filter(|l| !l.trim().is_empty()) {
+                match messages.last_mut() {
+                    Some(last) if l.starts_with(' ') => {
+                        last.push('\n');
+                        last.push_str(l);
+                    }
+                    _ => messages.push(l.to_string()),
+                }
+            }
+            for l in &messages {
                 let value = serde_json::json!({
                     "timestamp": timestamp,
                     "level": level,

@@ -4,6 +4,8 @@
 //! can show a whole broken file in one go. Secrets are only ever named here (an environment
 //! variable or a file); their values are read at load time into [`SecretRef`]s.
 
+mod known_keys;
+mod places;
 mod raw;
 mod regions;
 pub mod secrets;
@@ -215,7 +217,10 @@ impl Config {
     /// `shell` and `run` accept.
     pub fn load_for(path: &Path, usage: Use) -> Result<Config, Problems> {
         let config = Config::load(path)?;
-        let list = config.startup_problems(usage);
+        let mut list = config.startup_problems(usage);
+        if let Ok(text) = std::fs::read_to_string(path) {
+            places::Places::of(&text).locate(&mut list);
+        }
         if list.is_empty() {
             Ok(config)
         } else {

@@ -204,7 +204,13 @@ pub fn incidents(
         if id.is_none() {
             p.add(
                 path,
-                format!("unknown channel `{name}` (add it under [channels])"),
+                format!(
+                    "unknown channel `{name}` (add it under [channels]){}",
+                    crate::command::suggest::did_you_mean(
+                        name,
+                        channels.keys().map(String::as_str)
+                    )
+                ),
             );
         }
         id
@@ -221,7 +227,11 @@ pub fn incidents(
             if !services.contains(&s.as_str()) {
                 p.add(
                     format!("{path}.services[{j}]"),
-                    format!("unknown service `{s}` (one of: {})", services.join(", ")),
+                    format!(
+                        "unknown service `{s}` (one of: {}){}",
+                        services.join(", "),
+                        crate::command::suggest::did_you_mean(s, services.iter().copied())
+                    ),
                 );
             }
         }

@@ -5,6 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::known_keys;
 use super::raw::{RawAccount, RawConfig, RawId, RawRule, RawTarget};
 use super::secrets::SecretRef;
 use super::{base_dir, Account, AuthMethod, Config, Problem, ProviderSettings, Rule, Target};
@@ -43,38 +44,122 @@ pub fn parse(text: &str, source: &Path) -> Result<Config, Vec<Problem>> {
     let mut unknown = Vec::new();
     let raw: RawConfig = {
         let de = toml::Deserializer::new(text);
-        let mut on_unknown = |path: serde_ignored::Path| unknown.push(path.to_string());
+        let mut on_unknown = |path: serde_ignored::Path| unknown.push(bracketed(&path.to_string()));
         let de = serde_ignored::Deserializer::new(de, &mut on_unknown);
         match serde_path_to_error::deserialize(de) {
             Ok(raw) => raw,
-            Err(e) => {
-                let path = e.path().to_string();
-                let inner = e.into_inner();
-                let message = inner.message().trim().to_string();
-                let location = inner
-                    .span()
-                    .map(|s| {
-                        let line = text[..s.start.min(text.len())].matches('\n').count() + 1;
-                        format!(" (line {line})")
-                    })
-                    .unwrap_or_default();
-                problems.add(
-                    if path == "." { String::new() } else { path },
-                    format!("{message}{location}"),
-                );
-                return Err(problems.0);
-            }
+            Err(e) => return Err(vec![syntax_problem(text, &e)]),
         }
     };
+    // Keys the unknown ones were probably meant to be: a "missing" problem about one of
+    // those is the same mistake, so it is not reported twice.
+    let mut meant = Vec::new();
     for path in unknown {
-        problems.add(path, "unknown key");
+        let (parent, key) = match path.rfind('.') {
+            Some(i) => (&path[..i], &path[i + 1..]),
+            None => ("", path.as_str()),
+        };
+        let hint = known_keys::keys_of(parent)
+            .and_then(|keys| suggest::nearest(key, keys.iter().copied()));
+        if let Some(k) = hint {
+            meant.push(if parent.is_empty() {
+                k.to_string()
+            } else {
+                format!("{parent}.{k}")
+            });
+        }
+        let message = match hint {
+            Some(k) => format!("unknown key; did you mean `{k}`?"),
+            None => "unknown key".to_string(),
+        };
+        problems.add(path, message);
     }
     let config = validate(raw, source, &mut problems);
-    if problems.0.is_empty() {
+    let mut list = problems.0;
+    list.retain(|p| !(p.message.starts_with("missing") && meant.contains(&p.path)));
+    if list.is_empty() {
         Ok(config)
     } else {
-        Err(problems.0)
+        super::places::Places::of(text).locate(&mut list);
+        for p in &mut list {
+            p.path = one_based(&p.path);
+        }
+        Err(list)
     }
+}
+
+/// Paths are shown with 1-based indexes (`rules[1]` is the first `[[rules]]` table), as
+/// people count tables in a file; inside, they are 0-based like the parsers'.
+fn one_based(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    let mut rest = path;
+    while let Some(open) = rest.find('[') {
+        out.push_str(&rest[..=open]);
+        rest = &rest[open + 1..];
+        let close = rest.find(']').unwrap_or(rest.len());
+        match rest[..close].parse::<usize>() {
+            Ok(i) => out.push_str(&(i + 1).to_string()),
+            Err(_) => out.push_str(&rest[..close]),
+        }
+        rest = &rest[close..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// `rules.2.command` (serde's style) as `rules[2].command` (the validator's).
+fn bracketed(path: &str) -> String {
+    let mut out = String::with_capacity(path.len() + 4);
+    for segment in path.split('.') {
+        if !segment.is_empty() && segment.bytes().all(|b| b.is_ascii_digit()) {
+            out.push_str(&format!("[{segment}]"));
+        } else {
+            if !out.is_empty() {
+                out.push('.');
+            }
+            out.push_str(segment);
+        }
+    }
+    out
+}
+
+/// A file that is not valid TOML, or a value of the wrong type: one problem at the place
+/// the parser stopped, with a hint for the usual mistakes.
+fn syntax_problem(text: &str, e: &serde_path_to_error::Error<toml::de::Error>) -> Problem {
+    let path = e.path().to_string();
+    let path = if path == "." {
+        String::new()
+    } else {
+        bracketed(&path)
+    };
+    let inner = e.inner();
+    // toml says "invalid table header" before the line that says what is wrong with it.
+    let lines: Vec<&str> = inner
+        .message()
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let mut message = match lines.as_slice() {
+        [first, rest @ ..] if !rest.is_empty() && first.starts_with("invalid table header") => {
+            rest.join("; ")
+        }
+        _ => lines.join("; "),
+    };
+    let rules_as_table = (message.contains("duplicate key `rules`")
+        || (path.starts_with("rules") && message.contains("expected a sequence")))
+        && text.lines().any(|l| l.trim() == "[rules]");
+    if rules_as_table {
+        message.push_str("; each rule is its own [[rules]] table (two brackets), not [rules]");
+    }
+    if message.contains("untagged enum RawId") {
+        message = "must be an ID: a number, or digits in quotes".to_string();
+    }
+    let mut problem = Problem::new(one_based(&path), message);
+    problem.at = inner
+        .span()
+        .map(|span| super::places::location(text, span.start));
+    problem
 }
 
 fn validate(raw: RawConfig, source: &Path, p: &mut Collector) -> Config {
@@ -103,7 +188,13 @@ fn validate(raw: RawConfig, source: &Path, p: &mut Collector) -> Config {
         for (i, n) in names.iter().enumerate() {
             match roles.get(n) {
                 Some(id) => out.push(*id),
-                None => p.add(format!("{path}[{i}]"), format!("unknown role `{n}`")),
+                None => p.add(
+                    format!("{path}[{i}]"),
+                    format!(
+                        "unknown role `{n}`{}",
+                        suggest::did_you_mean(n, roles.keys().map(String::as_str))
+                    ),
+                ),
             }
         }
         out
@@ -261,7 +352,10 @@ fn account(
             None => {
                 p.add(
                     format!("{path}.provider"),
-                    format!("unknown provider `{s}` (huawei, alibaba or scnet)"),
+                    format!(
+                        "unknown provider `{s}` (huawei, alibaba or scnet){}",
+                        suggest::did_you_mean(s, Provider::ALL.iter().map(|p| p.name()))
+                    ),
                 );
                 None
             }
@@ -392,9 +486,10 @@ fn account(
             p.add(
                 &epath,
                 format!(
-                    "unknown endpoint (known for {}: {})",
+                    "unknown endpoint (known for {}: {}){}",
                     provider.name(),
-                    endpoint_keys(provider).join(", ")
+                    endpoint_keys(provider).join(", "),
+                    suggest::did_you_mean(key, endpoint_keys(provider).iter().copied())
                 ),
             );
         }
@@ -590,8 +685,9 @@ fn target(
         p.add(
             format!("{path}.service"),
             format!(
-                "unknown service `{service_name}` (one of: {})",
-                catalog::services().collect::<Vec<_>>().join(", ")
+                "unknown service `{service_name}` (one of: {}){}",
+                catalog::services().collect::<Vec<_>>().join(", "),
+                suggest::did_you_mean(service_name, catalog::services())
             ),
         );
         return None;
@@ -658,9 +754,15 @@ fn target(
             p.add(
                 kpath,
                 format!(
-                    "unknown key (a {} target has: service, account, description, {})",
+                    "unknown key (a {} target has: service, account, description, {}){}",
                     op.service,
-                    known.join(", ")
+                    known.join(", "),
+                    suggest::did_you_mean(
+                        &key,
+                        ["service", "account", "description"]
+                            .into_iter()
+                            .chain(known.iter().copied())
+                    )
                 ),
             );
             continue;
@@ -709,7 +811,11 @@ fn rule(
         let known: Vec<_> = OPERATIONS.iter().map(|op| op.key()).collect();
         p.add(
             format!("{path}.command"),
-            format!("unknown command `{command}` (one of: {})", known.join(", ")),
+            format!(
+                "unknown command `{command}` (one of: {}){}",
+                known.join(", "),
+                suggest::did_you_mean(command, known.iter().map(String::as_str))
+            ),
         );
         return None;
     };
@@ -727,8 +833,9 @@ fn rule(
             p.add(
                 format!("{path}.modes[{i}]"),
                 format!(
-                    "unknown mode `{m}` (one of: {})",
-                    op.mode_values().join(", ")
+                    "unknown mode `{m}` (one of: {}){}",
+                    op.mode_values().join(", "),
+                    suggest::did_you_mean(&m, op.mode_values().iter().copied())
                 ),
             );
         }
@@ -747,7 +854,10 @@ fn rule(
             Some(id) => channel_ids.push(id.clone()),
             None => p.add(
                 format!("{path}.channels[{i}]"),
-                format!("unknown channel `{c}` (add it under [channels])"),
+                format!(
+                    "unknown channel `{c}` (add it under [channels]){}",
+                    suggest::did_you_mean(c, channels.keys().map(String::as_str))
+                ),
             ),
         }
     }
