@@ -108,32 +108,45 @@ async fn guard(
     request: Request,
     next: Next,
 ) -> Response {
-    match &s.api_token {
+    let given = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    match admit(s.api_token.as_ref(), given, peer) {
+        Ok(()) => next.run(request).await,
+        Err(StatusCode::UNAUTHORIZED) => (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            "the job API needs its bearer token\n",
+        )
+            .into_response(),
+        Err(status) => (
+            status,
+            "the job API has no token configured and answers only on this host\n",
+        )
+            .into_response(),
+    }
+}
+
+/// Whether a job API request may pass: with a token, only `Authorization: Bearer TOKEN`
+/// (401 otherwise, wherever it comes from); without one, only a loopback peer (403).
+fn admit(
+    token: Option<&Secret>,
+    authorization: Option<&str>,
+    peer: SocketAddr,
+) -> Result<(), StatusCode> {
+    match token {
         Some(token) => {
-            let given = request
-                .headers()
-                .get(header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer "));
-            if !given.is_some_and(|g| same(g.as_bytes(), token.expose().as_bytes())) {
-                return (
-                    StatusCode::UNAUTHORIZED,
-                    [(header::WWW_AUTHENTICATE, "Bearer")],
-                    "the job API needs its bearer token\n",
-                )
-                    .into_response();
+            let given = authorization.and_then(|v| v.strip_prefix("Bearer "));
+            if given.is_some_and(|g| same(g.as_bytes(), token.expose().as_bytes())) {
+                Ok(())
+            } else {
+                Err(StatusCode::UNAUTHORIZED)
             }
         }
-        None if !peer.ip().is_loopback() => {
-            return (
-                StatusCode::FORBIDDEN,
-                "the job API has no token configured and answers only on this host\n",
-            )
-                .into_response();
-        }
-        None => {}
+        None if peer.ip().is_loopback() => Ok(()),
+        None => Err(StatusCode::FORBIDDEN),
     }
-    next.run(request).await
 }
 
 /// Compares without stopping at the first difference, so the time taken says nothing about
@@ -263,4 +276,36 @@ async fn backup(State(s): State<AppState>) -> Response {
         body,
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_job_api_admits_the_token_or_without_one_only_loopback() {
+        let token = Secret::new("t0ken");
+        let local: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        let remote: SocketAddr = "10.1.2.3:5000".parse().unwrap();
+        let v6: SocketAddr = "[::1]:5000".parse().unwrap();
+        assert_eq!(admit(Some(&token), Some("Bearer t0ken"), remote), Ok(()));
+        assert_eq!(
+            admit(Some(&token), Some("Bearer t0ke"), local),
+            Err(StatusCode::UNAUTHORIZED)
+        );
+        assert_eq!(
+            admit(Some(&token), Some("t0ken"), local),
+            Err(StatusCode::UNAUTHORIZED)
+        );
+        assert_eq!(
+            admit(Some(&token), None, local),
+            Err(StatusCode::UNAUTHORIZED)
+        );
+        assert_eq!(admit(None, None, local), Ok(()));
+        assert_eq!(admit(None, None, v6), Ok(()));
+        assert_eq!(
+            admit(None, Some("Bearer x"), remote),
+            Err(StatusCode::FORBIDDEN)
+        );
+    }
 }

@@ -114,7 +114,19 @@ impl Engine {
         if let Some(topic) = topic {
             let topic = topic.trim_start_matches(p.as_str());
             let Some(usage) = usage_of(topic) else {
-                return format!("No command `{topic}`. {p}help lists them.");
+                let verbs = BUILTINS
+                    .iter()
+                    .map(|b| b.verb)
+                    .chain(OPERATIONS.iter().map(|op| op.verb));
+                let verb = topic.split_whitespace().next().unwrap_or_default();
+                let hint = match crate::command::suggest::nearest(verb, verbs) {
+                    Some(v) => format!(" Did you mean `{v}`?"),
+                    None => String::new(),
+                };
+                return format!(
+                    "No command {}.{hint} {p}help lists them.",
+                    crate::command::quote(topic)
+                );
             };
             let mut out = format!("Usage: {usage}");
             let verb = topic.split_whitespace().next().unwrap_or_default();
