@@ -333,11 +333,14 @@ impl<'a> Session<'a> {
                 self.user = visible(user);
                 let roles: Vec<String> = rest.first().map(|r| r.split(',').map(str::to_string).collect()).unwrap_or_default();
                 self.set_roles(&roles);
+                // After the replies to what came before, so the transcript reads in order.
+                sync(engine);
                 say(&self.describe());
             }
             ("as", _) => say("usage: /as NAME [ROLE,...]"),
             ("in", [channel]) => {
                 if self.set_channel(channel) {
+                    sync(engine);
                     say(&self.describe());
                 }
             }

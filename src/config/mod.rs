@@ -40,6 +40,8 @@ pub struct Config {
     pub channels: BTreeMap<String, String>,
     pub accounts: BTreeMap<String, Arc<Account>>,
     pub targets: BTreeMap<String, Target>,
+    /// Account name -> its tags (`[accounts.X] tags`), which rules can scope by.
+    pub account_tags: BTreeMap<String, BTreeMap<String, String>>,
     pub rules: Vec<Rule>,
     pub discord: Discord,
     pub incidents: Incidents,
@@ -117,6 +119,8 @@ pub struct Target {
     pub account: String,
     pub params: BTreeMap<String, String>,
     pub description: Option<String>,
+    /// Its own tags over its account's, for rules scoped by tag.
+    pub tags: BTreeMap<String, String>,
 }
 
 #[derive(Clone, Debug)]
@@ -132,6 +136,19 @@ pub struct Rule {
     pub approvals: u32,
     pub approver_roles: Vec<u64>,
     pub expires: Duration,
+    /// What the rule acts on; the most specific matching rule wins.
+    pub scope: Scope,
+}
+
+/// What a rule acts on. At most one kind is set; none means everything.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Scope {
+    /// Named targets.
+    pub targets: Vec<String>,
+    /// Accounts (named targets on them, and raw IDs used with them).
+    pub accounts: Vec<String>,
+    /// Tags every one of which the target (or, for raw IDs, the account) must carry.
+    pub tags: BTreeMap<String, String>,
 }
 
 /// One thing wrong with the config, at a key path such as `rules[1].approver_roles`.

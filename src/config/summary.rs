@@ -55,10 +55,15 @@ pub fn summary(config: &Config) -> String {
                 humantime::format_duration(r.expires)
             )
         };
+        let scope = match crate::policy::level(&r.scope) {
+            0 => String::new(),
+            _ => format!(" {}", crate::policy::describe_scope(&r.scope)),
+        };
         let _ = writeln!(
             out,
-            "  {}{modes}: requested by {} in {}; {approval}",
+            "  {}{modes}{scope} (`{}`): requested by {} in {}; {approval}",
             r.command,
+            r.name,
             role_list(&r.request_roles),
             if channels.is_empty() {
                 "any channel".to_string()

@@ -8,7 +8,9 @@ use std::time::Duration;
 use super::known_keys;
 use super::raw::{RawAccount, RawConfig, RawId, RawRule, RawTarget};
 use super::secrets::SecretRef;
-use super::{base_dir, Account, AuthMethod, Config, Problem, ProviderSettings, Rule, Target};
+use super::{
+    base_dir, Account, AuthMethod, Config, Problem, ProviderSettings, Rule, Scope, Target,
+};
 use crate::cloud::Provider;
 use crate::command::catalog::{self, OPERATIONS};
 use crate::command::{ids, suggest};
@@ -231,6 +233,11 @@ fn validate(raw: RawConfig, source: &Path, p: &mut Collector) -> Config {
     }
 
     let mut accounts = BTreeMap::new();
+    let raw_account_tags: Vec<(String, BTreeMap<String, String>)> = raw
+        .accounts
+        .iter()
+        .map(|(name, a)| (name.clone(), a.tags.clone()))
+        .collect();
     for (name, raw) in raw.accounts {
         let path = format!("accounts.{name}");
         if !ids::NAME.matches(&name) {
@@ -278,20 +285,27 @@ fn validate(raw: RawConfig, source: &Path, p: &mut Collector) -> Config {
         }
     }
 
+    let mut account_tags = BTreeMap::new();
+    for (name, raw) in &raw_account_tags {
+        let tags = tags(raw, &format!("accounts.{name}.tags"), p);
+        if !tags.is_empty() {
+            account_tags.insert(name.clone(), tags);
+        }
+    }
+
     let mut rules: Vec<Rule> = Vec::new();
+    // Paths of the rules kept, for the overlap check below.
+    let mut rule_paths = Vec::new();
     for (i, raw) in raw.rules.into_iter().enumerate() {
         let path = format!("rules[{i}]");
-        if let Some(rule) = rule(raw, &path, &channels, &role_ids, p) {
-            if let Some(other) = rules.iter().find(|r| overlaps(r, &rule)) {
-                p.add(
-                    &path,
-                    format!(
-                        "overlaps rule `{}`: each command and mode must match exactly one rule",
-                        other.name
-                    ),
-                );
-            }
+        let names = Names {
+            channels: &channels,
+            targets: &targets,
+            accounts: &accounts,
+        };
+        if let Some(rule) = rule(raw, &path, &names, &role_ids, p) {
             rules.push(rule);
+            rule_paths.push(path);
         }
     }
 
@@ -300,7 +314,7 @@ fn validate(raw: RawConfig, source: &Path, p: &mut Collector) -> Config {
     let http = super::sections::http(raw.http, &base, p);
     let log_format = super::sections::log(raw.log, p);
 
-    Config {
+    let config = Config {
         discord,
         incidents,
         http_listen: http.listen,
@@ -314,8 +328,45 @@ fn validate(raw: RawConfig, source: &Path, p: &mut Collector) -> Config {
         channels,
         accounts,
         targets,
+        account_tags,
         rules,
+    };
+    for (a, b, on) in crate::policy::ambiguities(&config) {
+        let first = &config.rules[a];
+        p.add(
+            &rule_paths[b],
+            format!(
+                "overlaps rule `{}` ({}): both apply to {on} for the same role; scope one to \
+                 targets, accounts or tags, or give them different request_roles or modes",
+                first.name,
+                one_based(&rule_paths[a])
+            ),
+        );
     }
+    config
+}
+
+/// `tags = { env = "prod" }`: names and values as for other names in the config.
+fn tags(raw: &BTreeMap<String, String>, path: &str, p: &mut Collector) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for (k, v) in raw {
+        if !ids::NAME.matches(k) || !ids::NAME.matches(v) {
+            p.add(
+                format!("{path}.{k}"),
+                format!("tag names and values must be {}", ids::NAME.describe),
+            );
+            continue;
+        }
+        out.insert(k.clone(), v.clone());
+    }
+    out
+}
+
+/// The names a rule may refer to.
+struct Names<'a> {
+    channels: &'a BTreeMap<String, String>,
+    targets: &'a BTreeMap<String, Target>,
+    accounts: &'a BTreeMap<String, Arc<Account>>,
 }
 
 fn snowflake(id: &RawId) -> Option<u64> {
@@ -787,22 +838,25 @@ fn target(
             );
         }
     }
+    let tags = tags(&raw.tags, &format!("{path}.tags"), p);
     Some(Target {
         name: name.to_string(),
         service: op.service,
         account,
         params,
         description: raw.description,
+        tags,
     })
 }
 
 fn rule(
     raw: RawRule,
     path: &str,
-    channels: &BTreeMap<String, String>,
+    names: &Names<'_>,
     role_ids: RoleIds<'_>,
     p: &mut Collector,
 ) -> Option<Rule> {
+    let channels = names.channels;
     let Some(command) = raw.command.as_deref() else {
         p.add(format!("{path}.command"), "missing (e.g. \"restart ddm\")");
         return None;
@@ -881,6 +935,7 @@ fn rule(
     if expires > MAX_EXPIRY {
         p.add(format!("{path}.expires"), "must be at most 7 days");
     }
+    let scope = scope(&raw, op, path, names, p);
     let key = op.key();
     let name = raw.name.unwrap_or_else(|| {
         if modes.is_empty() {
@@ -898,11 +953,73 @@ fn rule(
         approvals: approvals.clamp(0, MAX_APPROVALS) as u32,
         approver_roles,
         expires,
+        scope,
     })
 }
 
-fn overlaps(a: &Rule, b: &Rule) -> bool {
-    a.command == b.command
-        && (a.modes.is_empty() == b.modes.is_empty())
-        && (a.modes.is_empty() || a.modes.iter().any(|m| b.modes.contains(m)))
+/// A rule's `targets`, `accounts` or `tags`: at most one of them, naming what exists.
+fn scope(
+    raw: &RawRule,
+    op: &catalog::OperationDef,
+    path: &str,
+    names: &Names<'_>,
+    p: &mut Collector,
+) -> Scope {
+    let kinds = [
+        !raw.targets.is_empty(),
+        !raw.accounts.is_empty(),
+        !raw.tags.is_empty(),
+    ];
+    if kinds.iter().filter(|k| **k).count() > 1 {
+        p.add(
+            format!("{path}.targets"),
+            "scope a rule by one of targets, accounts or tags (split it into rules)",
+        );
+    }
+    for (i, t) in raw.targets.iter().enumerate() {
+        match names.targets.get(t) {
+            Some(target) if target.service != op.service => p.add(
+                format!("{path}.targets[{i}]"),
+                format!(
+                    "target `{t}` is a {} target, but the rule is for `{}`",
+                    target.service,
+                    op.key()
+                ),
+            ),
+            Some(_) => {}
+            None => p.add(
+                format!("{path}.targets[{i}]"),
+                format!(
+                    "unknown target `{t}`{}",
+                    suggest::did_you_mean(t, names.targets.keys().map(String::as_str))
+                ),
+            ),
+        }
+    }
+    for (i, a) in raw.accounts.iter().enumerate() {
+        match names.accounts.get(a) {
+            Some(acc) if acc.provider != op.provider => p.add(
+                format!("{path}.accounts[{i}]"),
+                format!(
+                    "account `{a}` is {}, but `{}` runs on {}",
+                    acc.provider.name(),
+                    op.key(),
+                    op.provider.name()
+                ),
+            ),
+            Some(_) => {}
+            None => p.add(
+                format!("{path}.accounts[{i}]"),
+                format!(
+                    "unknown account `{a}`{}",
+                    suggest::did_you_mean(a, names.accounts.keys().map(String::as_str))
+                ),
+            ),
+        }
+    }
+    Scope {
+        targets: raw.targets.clone(),
+        accounts: raw.accounts.clone(),
+        tags: tags(&raw.tags, &format!("{path}.tags"), p),
+    }
 }

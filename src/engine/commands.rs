@@ -159,16 +159,6 @@ impl Engine {
 
     fn request(&mut self, actor: &Actor, origin: &Origin, req: OperationRequest, now: u64) {
         let op = req.op;
-        let rule = match policy::check_request(
-            &self.config,
-            &actor.roles,
-            &origin.channel,
-            &op.key(),
-            req.mode.as_deref(),
-        ) {
-            Ok(rule) => rule.clone(),
-            Err(refusal) => return self.refuse(origin, refusal),
-        };
         let account = match &req.account {
             Some(name) => match self.config.accounts.get(name) {
                 Some(acc) if acc.provider == op.provider => acc.name.clone(),
@@ -193,6 +183,26 @@ impl Engine {
                     return self.refuse(origin, msg);
                 }
             },
+        };
+        // The rule depends on what the request acts on: the named target, else the account.
+        let subject = policy::Subject {
+            target: self
+                .config
+                .targets
+                .contains_key(&req.target)
+                .then_some(req.target.as_str()),
+            account: &account,
+        };
+        let rule = match policy::check_request_on(
+            &self.config,
+            &actor.roles,
+            &origin.channel,
+            &op.key(),
+            req.mode.as_deref(),
+            &subject,
+        ) {
+            Ok(rule) => rule.clone(),
+            Err(refusal) => return self.refuse(origin, refusal),
         };
         let spec = JobSpec {
             operation: op.id.to_string(),

@@ -151,6 +151,21 @@ impl Engine {
                     if !op.notes.is_empty() {
                         let _ = write!(out, "\n  {}", op.notes);
                     }
+                    for rule in self.config.rules.iter().filter(|r| r.command == op.key()) {
+                        let modes = if rule.modes.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" {}", rule.modes.join("|"))
+                        };
+                        let _ = write!(
+                            out,
+                            "\n  rule `{}`:{modes} {}, requested by {}; {}",
+                            rule.name,
+                            policy::describe_scope(&rule.scope),
+                            policy::describe_roles(&self.config, &rule.request_roles),
+                            policy::describe_approval(&self.config, rule)
+                        );
+                    }
                     let targets: Vec<&str> = self
                         .config
                         .targets
@@ -193,9 +208,12 @@ impl Engine {
             })
             .collect();
         let mut out = format!(
-            "{} ({}) in #{} · roles: {}{}",
-            actor.name,
-            actor.id,
+            "{} in #{} · roles: {}{}",
+            if actor.name == actor.id {
+                actor.name.clone()
+            } else {
+                format!("{} ({})", actor.name, actor.id)
+            },
             self.config.channel_name(channel),
             if roles.is_empty() {
                 "none".to_string()
@@ -218,6 +236,8 @@ impl Engine {
                     Some(m) => format!("{} {m}", op.key()),
                     None => op.key(),
                 };
+                let scoped =
+                    policy::scoped_verdicts(&self.config, &actor.roles, channel, &op.key(), mode);
                 let verdict = match policy::check_request(
                     &self.config,
                     &actor.roles,
@@ -225,17 +245,28 @@ impl Engine {
                     &op.key(),
                     mode,
                 ) {
-                    Ok(rule) if rule.approvals == 0 => "yes, runs at once".to_string(),
-                    Ok(rule) => format!(
-                        "yes, needs {} approval{} from {} within {}",
-                        rule.approvals,
-                        if rule.approvals == 1 { "" } else { "s" },
-                        policy::describe_roles(&self.config, &rule.approver_roles),
-                        humantime::format_duration(rule.expires)
-                    ),
+                    Ok(rule) => format!("yes, {}", policy::describe_approval(&self.config, rule)),
+                    // Scoped rules may still allow it somewhere; they follow.
+                    Err(_) if !scoped.is_empty() => "no: no rule covers it".to_string(),
                     Err(why) => format!("no: {why}"),
                 };
-                let _ = write!(out, "\n  {name}: {verdict}");
+                if scoped.is_empty() {
+                    let _ = write!(out, "\n  {name}: {verdict}");
+                } else {
+                    let _ = write!(out, "\n  {name}:");
+                    for (scope, v) in &scoped {
+                        let v = match v {
+                            Ok(rule) => format!(
+                                "yes, {} (rule `{}`)",
+                                policy::describe_approval(&self.config, rule),
+                                rule.name
+                            ),
+                            Err(why) => format!("no: {why}"),
+                        };
+                        let _ = write!(out, "\n    {scope}: {v}");
+                    }
+                    let _ = write!(out, "\n    anywhere else: {verdict}");
+                }
             }
         }
         let approver_of: Vec<&str> = self
