@@ -147,7 +147,7 @@ if [ -n "${OPSGATE_BIN:-}" ]; then
     step "opsgate check-config (OPSGATE_BIN=$OPSGATE_BIN)"
     "$VENV/bin/python" -c 'import sys, yaml; sys.stdout.write(yaml.safe_load(open(sys.argv[1]))["data"]["config.toml"])' \
         "$DEPLOY/kubernetes/configmap.yaml" >"$work/config.toml"
-    if "$OPSGATE_BIN" check-config "$work/config.toml"; then
+    if "$OPSGATE_BIN" check-config --no-secrets "$work/config.toml"; then
         ok "opsgate check-config on the ConfigMap's config.toml"
     else
         bad "opsgate check-config on the ConfigMap's config.toml"

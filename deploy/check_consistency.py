@@ -84,6 +84,11 @@ for name, account in config.get("accounts", {}).items():
             env_names.add(value)
         if key.endswith("_file"):
             fail(f"configmap.yaml: accounts.{name}.{key}: use *_env with the Secret in Kubernetes")
+for key, value in config.get("http", {}).items():
+    if key.endswith("_env"):
+        env_names.add(value)
+    if key.endswith("_file"):
+        fail(f"configmap.yaml: http.{key}: use *_env with the Secret in Kubernetes")
 secret_keys = set((secret.get("stringData") or {}).keys())
 for missing in sorted(env_names - secret_keys):
     fail(f"secret.example.yaml: no key {missing} (named by config.toml)")

@@ -4,6 +4,7 @@
 pub mod allocator;
 pub mod backup_cli;
 mod engine_thread;
+pub mod health;
 pub mod http;
 pub mod jobs_cli;
 pub mod logging;
@@ -52,13 +53,6 @@ pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
         .build()
 }
 
-/// `opsgate check-config FILE`: every problem at once, or a summary.
-pub fn check_config(path: &Path) -> Result<String, String> {
-    Config::load(path)
-        .map(|c| crate::config::summary(&c))
-        .map_err(|p| p.to_string())
-}
-
 /// How long SIGTERM waits for submits in flight to record the cloud's answer.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -73,8 +67,15 @@ pub fn run_shell(
         .clone()
         .or_else(|| config.data_dir.clone())
         .unwrap_or_else(|| PathBuf::from("opsgate-data"));
+    if !config
+        .channels
+        .contains_key(args.channel.trim_start_matches('#'))
+    {
+        return Err(shell::unknown_channel(&config, &args.channel));
+    }
     let store = Store::open(&data).map_err(|e| e.to_string())?;
     let reader = store.clone();
+    let jobs = store.clone();
     let config = Arc::new(config);
     let registry = Arc::new(Registry::from_config(&config));
     let chat = Arc::new(ShellChat::new(config.clone()));
@@ -95,9 +96,16 @@ pub fn run_shell(
     health.store_open.store(true, Ordering::Relaxed);
     if let Some(addr) = args.http.or(config.http_listen) {
         let server = rt
-            .block_on(http::serve(addr, health.clone(), metrics, reader, None))
+            .block_on(http::serve(
+                addr,
+                health.clone(),
+                metrics,
+                reader,
+                None,
+                config.api_token.value.clone(),
+            ))
             .map_err(|e| format!("cannot listen on {addr} for health and metrics: {e}"))?;
-        eprintln!("opsgate: http endpoint listening on {}", server.addr);
+        http::announce(server.addr);
     }
 
     let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
@@ -114,7 +122,9 @@ pub fn run_shell(
         drain_timeout: args.drain_timeout,
     };
     let stdin = std::io::stdin();
-    shell::run(stdin.lock(), &config, &handle, &watch, opts);
+    // `/wait N` for a job this session has not seen asks the store whether it exists.
+    let known_job = move |id| jobs.job(id).is_ok_and(|j| j.is_some());
+    shell::run(stdin.lock(), &config, &handle, &watch, &known_job, opts);
     handle.send(EngineEvent::Shutdown);
     engine_thread
         .join()
@@ -204,11 +214,12 @@ pub fn run_demo(args: ShellArgs, rt: &tokio::runtime::Runtime) -> Result<(), Str
         }
     };
     if std::io::stdin().is_terminal() {
-        eprintln!(
+        // On stdout, with the chat: stderr is for logs (errors only unless RUST_LOG asks).
+        println!(
             "opsgate demo: cloud emulator at {}, data in {}.\n\
              You are {} ({}) in #{}. Try:\n  \
              !help\n  !restart ddm orders-db hard\n  /as bob dba\n  /react 1 ✅\n  /wait 1\n\
-             End with Ctrl-D.",
+             End with Ctrl-D. Logs go to stderr, errors only (RUST_LOG=info for more).",
             emu.base_url(),
             data.display(),
             args.user,

@@ -5,11 +5,15 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use std::path::Path;
 
-use opsgate::app::{self, backup_cli, jobs_cli, logging, ShellArgs};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
+
+use opsgate::app::jobs_cli::ApiEndpoint;
+use opsgate::app::logging::{self, Verbosity};
+use opsgate::app::{self, backup_cli, jobs_cli, ShellArgs};
 use opsgate::command::JobFilter;
-use opsgate::config::{Config, LogFormat};
+use opsgate::config::{Config, LogFormat, Use};
 
 #[derive(Parser)]
 #[command(
@@ -18,11 +22,22 @@ use opsgate::config::{Config, LogFormat};
     about = "Chat-ops bot: approved, audited, restart-safe cloud operations"
 )]
 struct Cli {
-    /// Log format on stderr (default: `[log] format` from the config, else human).
+    /// Log format (default: `[log] format` from the config, else human).
     #[arg(long, global = true, value_enum)]
     log_format: Option<LogFormatArg>,
+    /// Append logs to FILE instead of writing them to stderr.
+    #[arg(long, global = true, value_name = "FILE")]
+    log_file: Option<PathBuf>,
     #[command(subcommand)]
     command: Cmd,
+}
+
+/// The config file, for every subcommand that reads one.
+#[derive(clap::Args)]
+struct ConfigFile {
+    /// The config file (TOML; config.example.toml documents every key).
+    #[arg(long = "config", env = "OPSGATE_CONFIG", value_name = "FILE")]
+    path: PathBuf,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -51,7 +66,8 @@ struct Identity {
     /// How long the end of input waits for running jobs to finish.
     #[arg(long, default_value = "300s", value_parser = humantime::parse_duration)]
     drain_timeout: Duration,
-    /// Serve /healthz, /readyz and /metrics here (overrides `[http] listen`; port 0 picks one).
+    /// Serve /healthz, /readyz, /metrics and the job API here (overrides `[http] listen`;
+    /// port 0 picks one).
     #[arg(long)]
     http: Option<SocketAddr>,
 }
@@ -72,8 +88,8 @@ impl Identity {
 
 #[derive(clap::Args)]
 struct Store {
-    #[arg(long)]
-    config: PathBuf,
+    #[command(flatten)]
+    config: ConfigFile,
     /// Data directory (default: `[bot] data_dir` from the config).
     #[arg(long)]
     data: Option<PathBuf>,
@@ -86,8 +102,8 @@ struct Store {
 enum Cmd {
     /// Run the bot in Discord (token from DISCORD_TOKEN or `[discord] token_env/token_file`).
     Run {
-        #[arg(long)]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigFile,
         /// Data directory (default: `[bot] data_dir` from the config).
         #[arg(long)]
         data: Option<PathBuf>,
@@ -97,8 +113,8 @@ enum Cmd {
     },
     /// Terminal chat with the bot: stdin lines in, one stdout line per bot message.
     Shell {
-        #[arg(long)]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigFile,
         #[command(flatten)]
         identity: Identity,
     },
@@ -107,8 +123,32 @@ enum Cmd {
         #[command(flatten)]
         identity: Identity,
     },
-    /// Check a config file: every problem with its key path, or a summary.
-    CheckConfig { file: PathBuf },
+    /// Check a config file: every problem with its place in the file (exit 78), or a summary.
+    CheckConfig {
+        /// The config file to check.
+        #[arg(env = "OPSGATE_CONFIG", value_name = "FILE")]
+        file: PathBuf,
+        /// Skip reading the secrets the config names (for CI, where they are not set).
+        #[arg(long)]
+        no_secrets: bool,
+    },
+    /// Exit 0 if the running bot's /healthz answers 200, else 1 (a container HEALTHCHECK).
+    Health {
+        /// Ask here instead of the config's `[http] listen` (0.0.0.0 means this host).
+        #[arg(long)]
+        http: Option<SocketAddr>,
+        /// The config file, for its `[http] listen`.
+        #[arg(long = "config", env = "OPSGATE_CONFIG", value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// How long to wait for the answer.
+        #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+        timeout: Duration,
+    },
+    /// Print a shell completion script (e.g. `opsgate completions bash > /etc/bash_completion.d/opsgate`).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
     /// List jobs (from the data directory, or through the running bot's HTTP endpoint).
     Jobs {
         #[command(flatten)]
@@ -154,8 +194,8 @@ enum Cmd {
 const EXIT_CONFIG: u8 = 78;
 const CONFIG_MARK: &str = "\u{0}config:";
 
-fn load(path: &std::path::Path) -> Result<Config, String> {
-    Config::load(path).map_err(|p| format!("{CONFIG_MARK}{p}"))
+fn load(path: &Path, usage: Use) -> Result<Config, String> {
+    Config::load_for(path, usage).map_err(|p| format!("{CONFIG_MARK}{p}"))
 }
 
 fn log_format(flag: Option<LogFormatArg>, config: Option<&Config>) -> LogFormat {
@@ -170,30 +210,35 @@ fn main() -> ExitCode {
     app::allocator::tune();
     let cli = Cli::parse();
     let flag = cli.log_format;
+    let log_file = cli.log_file.clone();
+    let init = |config: Option<&Config>, verbosity: Verbosity| {
+        logging::init(log_format(flag, config), verbosity, log_file.as_deref())
+    };
     let result = match cli.command {
-        Cmd::Run { config, data, http } => load(&config).and_then(|config| {
-            logging::init(log_format(flag, Some(&config)));
-            let rt = app::runtime().map_err(|e| format!("cannot start the runtime: {e}"))?;
+        Cmd::Run { config, data, http } => load(&config.path, Use::Run).and_then(|config| {
+            init(Some(&config), Verbosity::Normal)?;
+            let rt = runtime()?;
             app::run_discord(config, data, http, &rt)
         }),
-        Cmd::CheckConfig { file } => app::check_config(&file).map(|summary| print!("{summary}")),
-        Cmd::Shell { config, identity } => load(&config).and_then(|config| {
-            logging::init(log_format(flag, Some(&config)));
-            let rt = app::runtime().map_err(|e| format!("cannot start the runtime: {e}"))?;
+        Cmd::CheckConfig { file, no_secrets } => {
+            let usage = Use::Check {
+                secrets: !no_secrets,
+            };
+            load(&file, usage).map(|config| print!("{}", opsgate::config::summary(&config)))
+        }
+        Cmd::Shell { config, identity } => load(&config.path, Use::Shell).and_then(|config| {
+            init(Some(&config), Verbosity::Normal)?;
+            let rt = runtime()?;
             app::run_shell(config, identity.into_args(), &rt)
         }),
-        Cmd::Demo { identity } => {
-            logging::init(log_format(flag, None));
-            app::runtime()
-                .map_err(|e| format!("cannot start the runtime: {e}"))
-                .and_then(|rt| app::run_demo(identity.into_args(), &rt))
-        }
+        Cmd::Demo { identity } => init(None, Verbosity::Quiet)
+            .and_then(|()| runtime())
+            .and_then(|rt| app::run_demo(identity.into_args(), &rt)),
         Cmd::Jobs {
             store,
             filter,
             limit,
-        } => {
-            logging::init(log_format(flag, None));
+        } => init(None, Verbosity::Normal).and_then(|()| {
             match JobFilter::parse(&filter).filter(|f| *f != JobFilter::Mine) {
                 None => Err(format!(
                     "unknown filter `{filter}` (active, pending, running or all)"
@@ -202,67 +247,91 @@ fn main() -> ExitCode {
                     jobs_cli::jobs(source, filter, limit, store.json, rt)
                 }),
             }
-        }
-        Cmd::Audit { job, store } => {
-            logging::init(log_format(flag, None));
+        }),
+        Cmd::Audit { job, store } => init(None, Verbosity::Normal).and_then(|()| {
             with_source(&store, |source, rt| {
                 jobs_cli::audit(source, job, store.json, rt)
             })
-        }
-        Cmd::Backup { file, store } => {
-            logging::init(log_format(flag, None));
-            let config = load(&store.config);
-            config.and_then(|config| {
-                let data = data_dir(&store, &config)?;
-                let rt = app::runtime().map_err(|e| format!("cannot start the runtime: {e}"))?;
-                let done = backup_cli::backup(&data, config.http_listen, &file, &rt)?;
-                print!("{done}");
-                Ok(())
-            })
-        }
-        Cmd::Restore { file, data } => {
-            logging::init(log_format(flag, None));
-            backup_cli::restore(&file, &data).map(|done| print!("{done}"))
+        }),
+        Cmd::Backup { file, store } => init(None, Verbosity::Normal).and_then(|()| {
+            let config = load(&store.config.path, Use::Check { secrets: false })?;
+            let data = data_dir(&store, &config)?;
+            let rt = runtime()?;
+            let api = ApiEndpoint::of(&config);
+            let done = backup_cli::backup(&data, api, &file, &rt)?;
+            print!("{done}");
+            Ok(())
+        }),
+        Cmd::Restore { file, data } => init(None, Verbosity::Normal)
+            .and_then(|()| backup_cli::restore(&file, &data).map(|done| print!("{done}"))),
+        Cmd::Health {
+            http,
+            config,
+            timeout,
+        } => init(None, Verbosity::Normal).and_then(|()| {
+            let addr = match (http, config) {
+                (Some(addr), _) => addr,
+                (None, Some(path)) => load(&path, Use::Check { secrets: false })?
+                    .http_listen
+                    .ok_or("the config has no [http] listen address to ask")?,
+                (None, None) => return Err("give --http ADDR or --config FILE".to_string()),
+            };
+            let rt = runtime()?;
+            app::health::check(addr, timeout, &rt).map(|answer| println!("{answer}"))
+        }),
+        Cmd::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "opsgate",
+                &mut std::io::stdout(),
+            );
+            Ok(())
         }
         Cmd::Emulator {
             listen,
             job_duration,
-        } => {
-            logging::init(log_format(flag, None));
-            app::runtime()
-                .map_err(|e| format!("cannot start the runtime: {e}"))
-                .and_then(|rt| {
-                    let opts = opsgate::emulator::EmulatorOptions {
-                        job_duration,
-                        ..Default::default()
-                    };
-                    app::run_emulator(listen, opts, &rt)
-                })
-        }
+        } => init(None, Verbosity::Normal)
+            .and_then(|()| runtime())
+            .and_then(|rt| {
+                let opts = opsgate::emulator::EmulatorOptions {
+                    job_duration,
+                    ..Default::default()
+                };
+                app::run_emulator(listen, opts, &rt)
+            }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => match e.strip_prefix(CONFIG_MARK) {
-            Some(problems) => {
-                eprintln!("opsgate: {}", problems.trim_end());
-                ExitCode::from(EXIT_CONFIG)
+        Err(e) => {
+            // Logging may not be set up yet (the config did not load): the flag decides.
+            let _ = init(None, Verbosity::Normal);
+            match e.strip_prefix(CONFIG_MARK) {
+                Some(problems) => {
+                    logging::report(logging::Level::Error, problems);
+                    ExitCode::from(EXIT_CONFIG)
+                }
+                None => {
+                    logging::line(logging::Level::Error, &e);
+                    ExitCode::FAILURE
+                }
             }
-            None => {
-                eprintln!("opsgate: {}", e.trim_end());
-                ExitCode::FAILURE
-            }
-        },
+        }
     }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    app::runtime().map_err(|e| format!("cannot start the runtime: {e}"))
 }
 
 fn with_source(
     store: &Store,
     show: impl FnOnce(&jobs_cli::Source, &tokio::runtime::Runtime) -> Result<String, String>,
 ) -> Result<(), String> {
-    let config = load(&store.config)?;
+    let config = load(&store.config.path, Use::Check { secrets: false })?;
     let data = data_dir(store, &config)?;
-    let rt = app::runtime().map_err(|e| format!("cannot start the runtime: {e}"))?;
-    let source = jobs_cli::source(data, config.http_listen)?;
+    let rt = runtime()?;
+    let source = jobs_cli::source(data, ApiEndpoint::of(&config))?;
     print!("{}", show(&source, &rt)?);
     Ok(())
 }

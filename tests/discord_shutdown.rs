@@ -17,6 +17,8 @@ use fake_discord::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_opsgate");
 const TOKEN_VAR: &str = "OPSGATE_DISCORD_SHUTDOWN_TOKEN";
+/// The cloud account's password: start-up refuses an unset secret, and no job runs here.
+const PASSWORD_VAR: &str = "OPSGATE_DISCORD_SHUTDOWN_PASSWORD";
 
 fn write_config(dir: &Path, api_base: Option<&str>) -> std::path::PathBuf {
     let base = api_base.map_or(String::new(), |b| format!("api_base = \"{b}\""));
@@ -37,7 +39,7 @@ project_id = "0123456789abcdef0123456789abcdef"
 default = true
 iam_user = "u"
 iam_domain = "d"
-password_env = "OPSGATE_DISCORD_SHUTDOWN_UNSET"
+password_env = "{PASSWORD_VAR}"
 [[rules]]
 command = "restart ddm"
 request_roles = ["oncall"]
@@ -83,6 +85,7 @@ impl Bot {
             .arg(data)
             .args(["--http", "127.0.0.1:0"])
             .env(TOKEN_VAR, token)
+            .env(PASSWORD_VAR, "not-used")
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -225,6 +228,7 @@ fn a_token_not_in_discords_format_is_refused_offline() {
         .arg("--data")
         .arg(dir.path().join("data"))
         .env(TOKEN_VAR, "not a discord token")
+        .env(PASSWORD_VAR, "not-used")
         .output()
         .expect("run");
     assert!(!out.status.success());

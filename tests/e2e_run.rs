@@ -15,6 +15,8 @@ use fake_discord::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_opsgate");
 const TOKEN_VAR: &str = "OPSGATE_E2E_RUN_DISCORD_TOKEN";
+/// `run` refuses to start with an account secret it cannot read; no job here reaches a cloud.
+const PASSWORD_VAR: &str = "OPSGATE_E2E_RUN_PASSWORD";
 
 fn write_config(dir: &Path, discord: &str) -> std::path::PathBuf {
     let text = format!(
@@ -35,7 +37,7 @@ project_id = "0123456789abcdef0123456789abcdef"
 default = true
 iam_user = "u"
 iam_domain = "d"
-password_env = "OPSGATE_E2E_RUN_UNSET"
+password_env = "{PASSWORD_VAR}"
 [[rules]]
 command = "restart ddm"
 request_roles = ["oncall"]
@@ -78,6 +80,7 @@ async fn run_connects_answers_and_stops_cleanly_on_sigterm() {
         .arg(dir.path().join("data"))
         .args(["--http", "127.0.0.1:0"])
         .env(TOKEN_VAR, "fake-token-run")
+        .env(PASSWORD_VAR, "unused")
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -145,6 +148,7 @@ async fn run_without_a_token_says_what_to_set() {
         .arg("--data")
         .arg(dir.path().join("data"))
         .env_remove(TOKEN_VAR)
+        .env(PASSWORD_VAR, "unused")
         .output()
         .unwrap();
     assert!(!out.status.success());
@@ -165,6 +169,7 @@ async fn a_bad_token_ends_the_process_non_zero_saying_so() {
             .arg("--data")
             .arg(dir.path().join("data"))
             .env(TOKEN_VAR, "fake-but-wrong-token")
+            .env(PASSWORD_VAR, "unused")
             .output()
             .unwrap()
     })

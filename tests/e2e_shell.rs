@@ -46,7 +46,7 @@ fn a_hard_restart_needs_an_approver_and_runs_exactly_once() {
     );
     assert!(out.contains("approvals 1/1 (bob)"), "{out}");
     assert!(out.contains("✅ job 1 · succeeded"), "{out}");
-    assert!(out.contains("Job 1 is already succeeded"), "{out}");
+    assert!(out.contains("Job 1 has already succeeded"), "{out}");
     assert_eq!(emu.calls("ddm.restart"), 1);
 }
 
@@ -94,7 +94,7 @@ fn a_deny_ends_the_request() {
         out.contains("🚫 job 1 · denied") && out.contains("denied by bob: change freeze"),
         "{out}"
     );
-    assert!(out.contains("Job 1 is already denied"), "{out}");
+    assert!(out.contains("Job 1 was already denied"), "{out}");
     assert_eq!(emu.calls("ddm.restart"), 0);
 }
 
@@ -105,7 +105,7 @@ fn expiry_ends_the_request() {
     let (out, _, ok) = run_shell(&config, &dir.path().join("data"), input);
     assert!(ok);
     assert!(out.contains("⌛ job 1 · expired"), "{out}");
-    assert!(out.contains("Job 1 is already expired"), "{out}");
+    assert!(out.contains("Job 1 has already expired"), "{out}");
     assert_eq!(emu.calls("ddm.restart"), 0);
 }
 
@@ -248,4 +248,52 @@ endpoints = {{ ddm = "{url}", gaussdb = "{url}" }}
     assert!(ok, "{err}");
     assert!(out.contains("is busy: job 1"), "{out}");
     assert_eq!(emu.calls("ddm.restart"), 0, "{out}");
+}
+
+#[test]
+fn directives_answer_at_once_and_unknown_channels_and_jobs_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let emu = Emulator::start("300ms");
+    let config = write_config(dir.path(), &emu.url, "30m");
+    let (out, _, ok) = run_shell(
+        &config,
+        &dir.path().join("data"),
+        "/wait 99\n/wait\n/as\n/as bob dba\n/in\n/in nowhere\n/in ops\n/wiat 1\n",
+    );
+    assert!(ok, "{out}");
+    assert!(out.contains("[shell] no job 99"), "{out}");
+    assert!(!out.contains("timed out"), "{out}");
+    assert!(out.contains("[shell] usage: /wait JOB"), "{out}");
+    assert!(out.contains("[shell] usage: /as NAME [ROLE,...]"), "{out}");
+    assert!(
+        out.contains("[shell] you are bob (roles dba) in #ops"),
+        "{out}"
+    );
+    assert!(out.contains("[shell] usage: /in CHANNEL"), "{out}");
+    assert!(
+        out.contains("[shell] unknown channel `nowhere` (configured: ops)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("unknown directive `/wiat`; did you mean `/wait`?"),
+        "{out}"
+    );
+}
+
+#[test]
+fn bidi_and_invisible_characters_never_come_back_in_a_reply() {
+    let dir = tempfile::tempdir().unwrap();
+    let emu = Emulator::start("300ms");
+    let config = write_config(dir.path(), &emu.url, "30m");
+    let (out, _, ok) = run_shell(
+        &config,
+        &dir.path().join("data"),
+        "!rest\u{202E}art ddm orders-db\n/as mal\u{202E}lory oncall\n!restart ddm orders-db hard\n/as bob dba\n!deny 1 no\u{2066}pe\u{200B}\n",
+    );
+    assert!(ok, "{out}");
+    for c in ['\u{202E}', '\u{2066}', '\u{200B}'] {
+        assert!(!out.contains(c), "{c:?} echoed in:\n{out}");
+    }
+    assert!(out.contains("nope"), "{out}");
+    assert!(out.contains("mallory"), "{out}");
 }

@@ -493,3 +493,37 @@ fn a_burst_bigger_than_one_commit_group_is_answered_in_order_and_each_job_runs_o
         assert!(stored.state.is_final(), "job {job}: {:?}", stored.state);
     }
 }
+
+#[test]
+fn replies_read_as_sentences_and_pending_jobs_say_whom_they_wait_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = Harness::start(dir.path(), ScriptedOp::new(1));
+    h.say("alice", &[ONCALL], HARD);
+    let jobs = h.say("alice", &[ONCALL], "!jobs pending");
+    assert!(jobs.contains("1 pending job:"), "{jobs}");
+    assert!(
+        jobs.contains("· waits on dba (0/1) · expires in "),
+        "{jobs}"
+    );
+    let mine = h.say("alice", &[ONCALL], "!jobs mine");
+    assert!(mine.starts_with("You have 1 job:"), "{mine}");
+    assert_eq!(h.say("bob", &[DBA], "!jobs mine"), "You have no jobs.");
+
+    h.say("bob", &[DBA], "!deny 1 not now");
+    let status = h.status(1);
+    assert!(status.contains(" denied by bob: not now"), "{status}");
+    assert!(!status.contains("denied by bob: denied"), "{status}");
+    assert!(
+        !status.contains("(alice)") && !status.contains("(bob)"),
+        "{status}"
+    );
+    let again = h.say("carol", &[DBA], "!approve 1");
+    assert!(again.contains("Job 1 was already denied"), "{again}");
+
+    let help = h.say("alice", &[ONCALL], "!help restart ddm");
+    assert!(
+        help.contains("mode: soft or hard; without one it is soft (the default)"),
+        "{help}"
+    );
+    h.stop();
+}

@@ -156,6 +156,24 @@ fn replies_never_echo_raw_backticks_or_control_characters() {
     assert!(!err.message.contains('\u{1b}'), "{}", err.message);
 }
 
+#[test]
+fn replies_and_deny_reasons_never_carry_bidi_or_invisible_characters() {
+    for text in [
+        "!restart ddm ab\u{202E}cd",
+        "!rest\u{2067}art ddm x",
+        "!status 1\u{200B}2",
+    ] {
+        let err = p(text).unwrap_err();
+        for c in ['\u{202E}', '\u{2067}', '\u{200B}'] {
+            assert!(!err.message.contains(c), "{c:?} in {}", err.message);
+        }
+    }
+    match p("!deny 7 not \u{202E}now\u{FEFF}") {
+        Ok(Some(Command::Deny(7, Some(reason)))) => assert_eq!(reason, "not now"),
+        other => panic!("{other:?}"),
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(2000))]
 
@@ -183,4 +201,28 @@ proptest! {
             Ok(_) => {}
         }
     }
+}
+
+#[test]
+fn a_typo_in_a_command_service_or_target_gets_the_nearest_name() {
+    let err = p("!restrat ddm orders-db").unwrap_err();
+    assert!(
+        err.message.contains("Did you mean `restart`?"),
+        "{}",
+        err.message
+    );
+    let err = p("!restart dmd orders-db").unwrap_err();
+    assert!(
+        err.message.contains("Did you mean `ddm`?"),
+        "{}",
+        err.message
+    );
+    let err = p("!restart ddm odrers-db").unwrap_err();
+    assert!(
+        err.message.contains("Did you mean `orders-db`?"),
+        "{}",
+        err.message
+    );
+    let err = p("!frobnicate").unwrap_err();
+    assert!(!err.message.contains("Did you mean"), "{}", err.message);
 }

@@ -6,15 +6,14 @@
 
 use std::fs::File;
 use std::io::Write;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use super::jobs_cli::{self, Source};
+use super::jobs_cli::{self, ApiEndpoint, Source};
 use crate::store::{self, BackupSummary};
 
 pub fn backup(
     data: &Path,
-    http: Option<SocketAddr>,
+    http: Option<ApiEndpoint>,
     file: &Path,
     rt: &tokio::runtime::Runtime,
 ) -> Result<String, String> {
@@ -26,7 +25,7 @@ pub fn backup(
                 .map(|s| describe(&s))
                 .map_err(|e| e.to_string())
         }),
-        Source::Http(addr) => fetch(rt, addr, &partial),
+        Source::Http(api) => fetch(rt, api, &partial),
     };
     let summary = match written.and_then(|summary| finish(&partial, file).map(|()| summary)) {
         Ok(summary) => summary,
@@ -77,11 +76,17 @@ fn finish(partial: &Path, file: &Path) -> Result<(), String> {
 }
 
 /// Streams the running bot's backup into `partial`.
-fn fetch(rt: &tokio::runtime::Runtime, addr: SocketAddr, partial: &Path) -> Result<String, String> {
+fn fetch(rt: &tokio::runtime::Runtime, api: ApiEndpoint, partial: &Path) -> Result<String, String> {
     rt.block_on(async {
-        let mut resp = reqwest::get(format!("http://{addr}/api/backup"))
+        let addr = api.addr;
+        let mut resp = api
+            .get("/api/backup")
+            .send()
             .await
             .map_err(|e| format!("cannot reach the running bot at {addr}: {e}"))?;
+        if let Some(refusal) = jobs_cli::refused(resp.status()) {
+            return Err(refusal);
+        }
         if !resp.status().is_success() {
             let status = resp.status();
             let text = resp.text().await.unwrap_or_default();

@@ -38,12 +38,14 @@ pub fn spawn(
                     let _ = stopped.send(());
                 }
                 Ok(Err(e)) => {
-                    eprintln!("opsgate: stopping because storage failed: {e}");
+                    let why = format!("stopping because storage failed: {e}");
+                    super::logging::line(super::logging::Level::Error, &why);
                     std::process::exit(EXIT_STORAGE);
                 }
                 Err(_) => {
                     // The panic hook has printed where it happened.
-                    eprintln!("opsgate: the engine thread panicked; stopping");
+                    let why = "the engine thread panicked; stopping";
+                    super::logging::line(super::logging::Level::Error, why);
                     std::process::exit(EXIT_PANIC);
                 }
             }

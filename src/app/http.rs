@@ -1,12 +1,18 @@
 //! The local HTTP endpoint: `/healthz`, `/readyz`, `/metrics`, and a read-only job API used
-//! by `opsgate jobs` / `opsgate audit` while the bot holds the data directory.
+//! by `opsgate jobs` / `opsgate audit` / `opsgate backup` while the bot holds the data
+//! directory.
+//!
+//! The job API serves job specs, requesters and audit text, so it is guarded: with a token
+//! configured it asks for `Authorization: Bearer TOKEN`; without one it answers only to
+//! loopback connections (the same host, or the same pod). Probes and metrics stay open.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{ConnectInfo, Path, Query, Request, State};
 use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -14,6 +20,7 @@ use serde::Deserialize;
 
 use crate::command::JobFilter;
 use crate::metrics::Metrics;
+use crate::secret::Secret;
 use crate::store::Store;
 
 /// What `/healthz` and `/readyz` report.
@@ -27,6 +34,8 @@ pub struct Health {
 
 #[derive(Clone)]
 struct AppState {
+    /// The job API's bearer token, if configured.
+    api_token: Option<Secret>,
     health: Arc<Health>,
     metrics: Arc<Metrics>,
     store: Store,
@@ -51,31 +60,99 @@ pub async fn serve(
     metrics: Arc<Metrics>,
     store: Store,
     chat_probe: Option<Arc<dyn Fn() -> bool + Send + Sync>>,
+    api_token: Option<Secret>,
 ) -> std::io::Result<Server> {
     let state = AppState {
+        api_token,
         health,
         metrics,
         store,
         chat_probe,
     };
-    let app = Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics_text))
+    let api = Router::new()
         .route("/api/jobs", get(jobs))
         .route("/api/jobs/{id}", get(job))
         .route("/api/jobs/{id}/audit", get(audit))
         .route("/api/backup", get(backup))
+        .route_layer(middleware::from_fn_with_state(state.clone(), guard));
+    let app = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
+        .merge(api)
         .with_state(state);
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
     tokio::spawn(async move {
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
         if let Err(e) = axum::serve(listener, app).await {
             tracing::error!(error = %e, "http endpoint stopped");
         }
     });
-    tracing::info!(%addr, "health and metrics endpoint listening");
     Ok(Server { addr })
+}
+
+/// Says where the endpoint listens, whatever the log filter: tests and scripts wait for
+/// this line (`opsgate: http endpoint listening on ADDR`, or its JSON form).
+pub fn announce(addr: SocketAddr) {
+    super::logging::line(
+        super::logging::Level::Info,
+        &format!("http endpoint listening on {addr}"),
+    );
+}
+
+/// The job API's door: the bearer token when one is configured, else loopback peers only.
+async fn guard(
+    State(s): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let given = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    match admit(s.api_token.as_ref(), given, peer) {
+        Ok(()) => next.run(request).await,
+        Err(StatusCode::UNAUTHORIZED) => (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            "the job API needs its bearer token\n",
+        )
+            .into_response(),
+        Err(status) => (
+            status,
+            "the job API has no token configured and answers only on this host\n",
+        )
+            .into_response(),
+    }
+}
+
+/// Whether a job API request may pass: with a token, only `Authorization: Bearer TOKEN`
+/// (401 otherwise, wherever it comes from); without one, only a loopback peer (403).
+fn admit(
+    token: Option<&Secret>,
+    authorization: Option<&str>,
+    peer: SocketAddr,
+) -> Result<(), StatusCode> {
+    match token {
+        Some(token) => {
+            let given = authorization.and_then(|v| v.strip_prefix("Bearer "));
+            if given.is_some_and(|g| same(g.as_bytes(), token.expose().as_bytes())) {
+                Ok(())
+            } else {
+                Err(StatusCode::UNAUTHORIZED)
+            }
+        }
+        None if peer.ip().is_loopback() => Ok(()),
+        None => Err(StatusCode::FORBIDDEN),
+    }
+}
+
+/// Compares without stopping at the first difference, so the time taken says nothing about
+/// how much of a guess was right.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 async fn healthz(State(s): State<AppState>) -> Response {
@@ -135,7 +212,7 @@ async fn jobs(State(s): State<AppState>, Query(q): Query<JobsQuery>) -> Response
 async fn job(State(s): State<AppState>, Path(id): Path<u64>) -> Response {
     match s.store.job(id) {
         Ok(Some(job)) => Json(job).into_response(),
-        Ok(None) => (StatusCode::NOT_FOUND, "no such job\n").into_response(),
+        Ok(None) => (StatusCode::NOT_FOUND, format!("no job {id}\n")).into_response(),
         Err(_) => (
             StatusCode::INTERNAL_SERVER_ERROR,
             "could not read the job\n",
@@ -199,4 +276,36 @@ async fn backup(State(s): State<AppState>) -> Response {
         body,
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_job_api_admits_the_token_or_without_one_only_loopback() {
+        let token = Secret::new("t0ken");
+        let local: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        let remote: SocketAddr = "10.1.2.3:5000".parse().unwrap();
+        let v6: SocketAddr = "[::1]:5000".parse().unwrap();
+        assert_eq!(admit(Some(&token), Some("Bearer t0ken"), remote), Ok(()));
+        assert_eq!(
+            admit(Some(&token), Some("Bearer t0ke"), local),
+            Err(StatusCode::UNAUTHORIZED)
+        );
+        assert_eq!(
+            admit(Some(&token), Some("t0ken"), local),
+            Err(StatusCode::UNAUTHORIZED)
+        );
+        assert_eq!(
+            admit(Some(&token), None, local),
+            Err(StatusCode::UNAUTHORIZED)
+        );
+        assert_eq!(admit(None, None, local), Ok(()));
+        assert_eq!(admit(None, None, v6), Ok(()));
+        assert_eq!(
+            admit(None, Some("Bearer x"), remote),
+            Err(StatusCode::FORBIDDEN)
+        );
+    }
 }

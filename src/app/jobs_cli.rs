@@ -3,26 +3,63 @@
 //! through that bot's local HTTP endpoint.
 
 use std::fmt::Write;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 
 use crate::chat::card::format_utc;
 use crate::command::JobFilter;
+use crate::config::Config;
 use crate::job::Job;
+use crate::secret::Secret;
 use crate::store::{AuditEntry, ReadOnly, StoreError};
 
 pub enum Source {
     Store(ReadOnly),
-    Http(SocketAddr),
+    Http(ApiEndpoint),
+}
+
+/// The running bot's job API: where it listens and the bearer token it asks for.
+pub struct ApiEndpoint {
+    pub addr: SocketAddr,
+    pub token: Option<Secret>,
+}
+
+impl ApiEndpoint {
+    /// The config's `[http] listen` (an unspecified address such as 0.0.0.0 means this
+    /// host) and its `api_token`; `None` without an address.
+    pub fn of(config: &Config) -> Option<ApiEndpoint> {
+        config.http_listen.map(|addr| ApiEndpoint {
+            addr: local(addr),
+            token: config.api_token.value.clone(),
+        })
+    }
+
+    /// A GET of `path` with the token, when there is one.
+    pub fn get(&self, path: &str) -> reqwest::RequestBuilder {
+        let request = reqwest::Client::new().get(format!("http://{}{path}", self.addr));
+        match &self.token {
+            Some(token) => request.bearer_auth(token.expose()),
+            None => request,
+        }
+    }
+}
+
+/// An address to connect to for a listen address: 0.0.0.0 and [::] become loopback.
+pub fn local(addr: SocketAddr) -> SocketAddr {
+    match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => (Ipv4Addr::LOCALHOST, addr.port()).into(),
+        IpAddr::V6(ip) if ip.is_unspecified() => (Ipv6Addr::LOCALHOST, addr.port()).into(),
+        _ => addr,
+    }
 }
 
 /// Opens a copy of the data directory, or falls back to the running bot's endpoint (also
 /// used by `opsgate backup`).
-pub fn source(data: PathBuf, http: Option<SocketAddr>) -> Result<Source, String> {
+pub fn source(data: PathBuf, http: Option<ApiEndpoint>) -> Result<Source, String> {
     match ReadOnly::open(&data) {
         Ok(copy) => Ok(Source::Store(copy)),
         Err(StoreError::Locked(_)) => match http {
-            Some(addr) => Ok(Source::Http(addr)),
+            Some(api) => Ok(Source::Http(api)),
             None => Err(format!(
                 "{} is held by a running opsgate and the config has no [http] listen address to ask it through",
                 data.display()
@@ -35,16 +72,21 @@ pub fn source(data: PathBuf, http: Option<SocketAddr>) -> Result<Source, String>
 /// `Ok(None)` when the bot answers 404.
 fn get<T: serde::de::DeserializeOwned>(
     rt: &tokio::runtime::Runtime,
-    addr: SocketAddr,
+    api: &ApiEndpoint,
     path: &str,
 ) -> Result<Option<T>, String> {
     rt.block_on(async {
-        let url = format!("http://{addr}{path}");
-        let resp = reqwest::get(&url)
+        let addr = api.addr;
+        let resp = api
+            .get(path)
+            .send()
             .await
             .map_err(|e| format!("cannot reach the running bot at {addr}: {e}"))?;
         if resp.status() == reqwest::StatusCode::NOT_FOUND {
             return Ok(None);
+        }
+        if let Some(refusal) = refused(resp.status()) {
+            return Err(refusal);
         }
         if !resp.status().is_success() {
             return Err(format!(
@@ -57,6 +99,23 @@ fn get<T: serde::de::DeserializeOwned>(
             .map(Some)
             .map_err(|e| format!("unreadable answer from the running bot: {e}"))
     })
+}
+
+/// What to say when the job API refuses us for want of the token.
+pub fn refused(status: reqwest::StatusCode) -> Option<String> {
+    match status {
+        reqwest::StatusCode::UNAUTHORIZED => Some(
+            "the running bot refused the job API token: set the same OPSGATE_API_TOKEN \
+             (or [http] api_token_env / api_token_file) as the bot"
+                .to_string(),
+        ),
+        reqwest::StatusCode::FORBIDDEN => Some(
+            "the running bot's job API answers only on this host without a token: \
+             set OPSGATE_API_TOKEN (or [http] api_token_env / api_token_file) for both"
+                .to_string(),
+        ),
+        _ => None,
+    }
 }
 
 pub fn jobs(
@@ -78,7 +137,7 @@ pub fn jobs(
                 JobFilter::All | JobFilter::Mine => "all",
                 JobFilter::Active => "active",
             };
-            get(rt, *addr, &format!("/api/jobs?filter={name}&limit={limit}"))?.unwrap_or_default()
+            get(rt, addr, &format!("/api/jobs?filter={name}&limit={limit}"))?.unwrap_or_default()
         }
     };
     if json {
@@ -116,8 +175,8 @@ pub fn audit(
             Some(_) => Some(copy.store.audit(job).map_err(|e| e.to_string())?),
             None => None,
         },
-        Source::Http(addr) => match get::<Job>(rt, *addr, &format!("/api/jobs/{job}"))? {
-            Some(_) => get(rt, *addr, &format!("/api/jobs/{job}/audit"))?,
+        Source::Http(addr) => match get::<Job>(rt, addr, &format!("/api/jobs/{job}"))? {
+            Some(_) => get(rt, addr, &format!("/api/jobs/{job}/audit"))?,
             None => None,
         },
     };

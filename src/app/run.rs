@@ -54,9 +54,10 @@ pub fn run_discord(
                 metrics,
                 reader,
                 Some(Arc::new(move || probe.connected())),
+                config.api_token.value.clone(),
             ))
             .map_err(|e| format!("cannot listen on {addr} for health and metrics: {e}"))?;
-        eprintln!("opsgate: http endpoint listening on {}", server.addr);
+        http::announce(server.addr);
     }
 
     let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();

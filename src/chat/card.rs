@@ -91,8 +91,13 @@ impl JobCard {
                 out.push_str(&format!(" · {p}"));
             }
         }
+        // Once: the progress or outcome text often names the cloud's job already.
         if let Some(r) = &self.cloud_ref {
-            out.push_str(&format!(" · cloud job {r}"));
+            let shown = |t: &Option<String>| t.as_deref().is_some_and(|t| t.contains(r.as_str()));
+            let progress_shown = !self.state.is_final() && shown(&self.progress);
+            if !progress_shown && !shown(&self.outcome) {
+                out.push_str(&format!(" · cloud job {r}"));
+            }
         }
         if let Some(d) = self.duration_ms {
             out.push_str(&format!(" · took {}", format_duration_ms(d)));

@@ -10,6 +10,8 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use super::{Actor, ChatEvent, ChatOut, MessageId, Origin, Outgoing};
+use crate::command::suggest;
+use crate::command::text::visible;
 use crate::command::JobId;
 use crate::config::Config;
 use crate::engine::{EngineEvent, EngineHandle, JobObserver};
@@ -38,6 +40,9 @@ impl ShellChat {
     fn print(&self, channel: &str, marker: &str, text: &str) {
         let name = self.config.channel_name(channel);
         let mut buf = String::with_capacity(text.len() + 32);
+        // Whatever part of a message echoes user input, the terminal shows it without bidi
+        // controls or invisible characters.
+        let text = visible(text);
         for (i, line) in text.lines().enumerate() {
             buf.push_str("[#");
             buf.push_str(name);
@@ -148,6 +153,7 @@ pub fn run(
     config: &Config,
     engine: &EngineHandle,
     watch: &JobWatch,
+    known_job: &dyn Fn(JobId) -> bool,
     opts: ShellOptions,
 ) {
     let mut session = Session::new(config, opts.user.clone(), &opts.roles, &opts.channel);
@@ -164,7 +170,7 @@ pub fn run(
         }
         match line.strip_prefix('/') {
             Some(directive) if !directive.starts_with('/') => {
-                if !session.directive(directive, engine, watch, &opts) {
+                if !session.directive(directive, engine, watch, known_job, &opts) {
                     break;
                 }
             }
@@ -188,6 +194,31 @@ pub fn run(
     }
 }
 
+const DIRECTIVES: [&str; 9] = [
+    "as", "in", "react", "unreact", "wait", "sleep", "sync", "quit", "exit",
+];
+
+/// `unknown directive `/x`; did you mean `/y`? ` for a directive that is none.
+fn unknown_directive(name: &str) -> String {
+    if DIRECTIVES.contains(&name) {
+        return String::new();
+    }
+    let hint = suggest::nearest(name, DIRECTIVES)
+        .map(|d| format!("; did you mean `/{d}`?"))
+        .unwrap_or_default();
+    format!("unknown directive `/{name}`{hint} ")
+}
+
+/// Why a channel name is refused, with the configured ones.
+pub fn unknown_channel(config: &Config, name: &str) -> String {
+    let known: Vec<&str> = config.channels.keys().map(String::as_str).collect();
+    format!(
+        "unknown channel `{name}` (configured: {}){}",
+        known.join(", "),
+        suggest::did_you_mean(name, known.iter().copied())
+    )
+}
+
 /// Blocks until the engine has handled, persisted and acted on everything sent so far.
 fn sync(engine: &EngineHandle) {
     let (tx, rx) = std::sync::mpsc::sync_channel(1);
@@ -198,7 +229,7 @@ fn sync(engine: &EngineHandle) {
 
 fn say(text: &str) {
     let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "[shell] {text}");
+    let _ = writeln!(out, "[shell] {}", visible(text));
     let _ = out.flush();
 }
 
@@ -218,7 +249,9 @@ impl<'a> Session<'a> {
             channel: String::new(),
         };
         s.set_roles(roles);
-        s.set_channel(channel);
+        if let Some(id) = config.channels.get(channel.trim_start_matches('#')) {
+            s.channel = id.clone();
+        }
         s
     }
 
@@ -236,26 +269,51 @@ impl<'a> Session<'a> {
             match self.config.roles.get(name) {
                 Some(id) => self.roles.push(*id),
                 None => say(&format!(
-                    "unknown role `{name}` (known: {})",
+                    "unknown role `{name}` (known: {}){}",
                     self.config
                         .roles
                         .keys()
                         .cloned()
                         .collect::<Vec<_>>()
-                        .join(", ")
+                        .join(", "),
+                    suggest::did_you_mean(name, self.config.roles.keys().map(String::as_str))
                 )),
             }
         }
     }
 
-    fn set_channel(&mut self, name: &str) {
+    /// Moves to a configured channel; an unknown name is refused (and the channel stays).
+    fn set_channel(&mut self, name: &str) -> bool {
         let name = name.trim_start_matches('#');
-        self.channel = self
-            .config
-            .channels
-            .get(name)
-            .cloned()
-            .unwrap_or_else(|| name.to_string());
+        match self.config.channels.get(name) {
+            Some(id) => {
+                self.channel = id.clone();
+                true
+            }
+            None => {
+                say(&unknown_channel(self.config, name));
+                false
+            }
+        }
+    }
+
+    /// Who and where the session is, as `/as` and `/in` confirm it.
+    fn describe(&self) -> String {
+        let roles: Vec<&str> = self
+            .roles
+            .iter()
+            .filter_map(|id| self.config.role_name(*id))
+            .collect();
+        let roles = if roles.is_empty() {
+            "no roles".to_string()
+        } else {
+            format!("roles {}", roles.join(","))
+        };
+        format!(
+            "you are {} ({roles}) in #{}",
+            self.user,
+            self.config.channel_name(&self.channel)
+        )
     }
 
     /// Returns false to stop reading input.
@@ -264,6 +322,7 @@ impl<'a> Session<'a> {
         text: &str,
         engine: &EngineHandle,
         watch: &JobWatch,
+        known_job: &dyn Fn(JobId) -> bool,
         opts: &ShellOptions,
     ) -> bool {
         let mut words = text.split_whitespace();
@@ -271,11 +330,21 @@ impl<'a> Session<'a> {
         let args: Vec<&str> = words.collect();
         match (name, args.as_slice()) {
             ("as", [user, rest @ ..]) if rest.len() <= 1 => {
-                self.user = user.to_string();
+                self.user = visible(user);
                 let roles: Vec<String> = rest.first().map(|r| r.split(',').map(str::to_string).collect()).unwrap_or_default();
                 self.set_roles(&roles);
+                // After the replies to what came before, so the transcript reads in order.
+                sync(engine);
+                say(&self.describe());
             }
-            ("in", [channel]) => self.set_channel(channel),
+            ("as", _) => say("usage: /as NAME [ROLE,...]"),
+            ("in", [channel]) => {
+                if self.set_channel(channel) {
+                    sync(engine);
+                    say(&self.describe());
+                }
+            }
+            ("in", _) => say("usage: /in CHANNEL"),
             ("react" | "unreact", [job, emoji]) => match job.trim_start_matches('#').parse::<JobId>() {
                 Ok(id) => {
                     engine.chat(ChatEvent::Reaction {
@@ -288,16 +357,22 @@ impl<'a> Session<'a> {
                 }
                 Err(_) => say(&format!("usage: /{name} JOB EMOJI (JOB is a number)")),
             },
+            ("react" | "unreact", _) => say(&format!("usage: /{name} JOB EMOJI")),
             ("wait", [job]) => match job.trim_start_matches('#').parse::<JobId>() {
                 Ok(id) => {
                     sync(engine);
+                    if watch.state(id).is_none() && !known_job(id) {
+                        say(&format!("no job {id}"));
+                        return true;
+                    }
                     if !watch.wait_until(opts.wait_timeout, |s| s.get(&id).is_some_and(|st| st.is_final())) {
                         let state = watch.state(id).map_or("unknown to this shell", |s| s.label());
                         say(&format!("timed out waiting for job {id} (it is {state})"));
                     }
                 }
-                Err(_) => say("usage: /wait JOB"),
+                Err(_) => say("usage: /wait JOB (JOB is a number)"),
             },
+            ("wait", _) => say("usage: /wait JOB"),
             ("sleep", [d]) => match humantime::parse_duration(d) {
                 // Sleep from the moment the engine has caught up, so that "/sleep" measures
                 // time since the previous line took effect, not since it was read.
@@ -309,7 +384,7 @@ impl<'a> Session<'a> {
             },
             ("sync", []) => sync(engine),
             ("quit" | "exit", []) => return false,
-            _ => say("directives: /as NAME [ROLE,...] · /in CHANNEL · /react JOB EMOJI · /unreact JOB EMOJI · /wait JOB · /sleep 2s · /quit"),
+            _ => say(&format!("{}directives: /as NAME [ROLE,...] · /in CHANNEL · /react JOB EMOJI · /unreact JOB EMOJI · /wait JOB · /sleep 2s · /quit", unknown_directive(name))),
         }
         true
     }

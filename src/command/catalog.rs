@@ -152,7 +152,7 @@ pub static OPERATIONS: &[OperationDef] = &[
         }),
         args: &[],
         usage: "!restart ddm <target> [soft|hard] [account=NAME]",
-        summary: "restart a Huawei Cloud DDM instance (soft: processes; hard: reboots the VM)",
+        summary: "restart a Huawei Cloud DDM instance (soft, the default: processes; hard: reboots the VM)",
         notes: "<target> is a named target from the config, or a DDM instance ID used with the \
             default Huawei account (or account=NAME).",
         check: None,

@@ -3,5 +3,7 @@
 pub mod catalog;
 pub mod ids;
 mod parse;
+pub mod suggest;
+pub mod text;
 
 pub use parse::{parse, quote, usage_of, Command, JobFilter, JobId, OperationRequest, ParseError};

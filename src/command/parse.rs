@@ -84,13 +84,21 @@ fn reject(message: impl Into<String>, usage: impl Into<String>) -> ParseError {
 pub fn quote(text: &str) -> String {
     let mut out: String = text
         .chars()
-        .filter(|c| !c.is_control() && *c != '`')
+        .filter(|c| !c.is_control() && !super::text::is_invisible(*c) && *c != '`')
         .take(40)
         .collect();
     if text.chars().count() > 40 {
         out.push('…');
     }
     format!("`{out}`")
+}
+
+/// ` Did you mean `restart`?` when a known word is one typo away, else nothing.
+fn hint<'a>(word: &str, known: impl IntoIterator<Item = &'a str>) -> String {
+    match super::suggest::nearest(word, known) {
+        Some(w) => format!(" Did you mean `{w}`?"),
+        None => String::new(),
+    }
 }
 
 fn general_usage(prefix: &str) -> String {
@@ -135,8 +143,12 @@ pub fn parse(
     if catalog::is_operation_verb(verb) {
         return parse_operation(verb, &args, targets).map(Some);
     }
+    let verbs = BUILTINS
+        .iter()
+        .map(|b| b.verb)
+        .chain(OPERATIONS.iter().map(|op| op.verb));
     Err(reject(
-        format!("Unknown command {}.", quote(verb)),
+        format!("Unknown command {}.{}", quote(verb), hint(verb, verbs)),
         general_usage(prefix),
     ))
 }
@@ -175,7 +187,8 @@ fn parse_builtin(builtin: Builtin, usage: &str, args: &[&str]) -> Result<Command
         }
         Builtin::Deny => {
             let id = job_id(args.first(), usage)?;
-            let reason = args[1.min(args.len())..].join(" ");
+            // Shown on the card and in the audit log: without bidi or invisible characters.
+            let reason = super::text::visible(&args[1.min(args.len())..].join(" "));
             if reason.chars().count() > MAX_REASON {
                 return Err(reject(
                     format!("The reason is too long (at most {MAX_REASON} characters)."),
@@ -239,9 +252,16 @@ fn parse_operation(
     let Some(op) = OPERATIONS.iter().find(|op| op.answers_to(verb, service)) else {
         return Err(reject(
             format!(
-                "Unknown service {} for {}.",
+                "Unknown service {} for {}.{}",
                 quote(service),
-                verb.to_ascii_lowercase()
+                verb.to_ascii_lowercase(),
+                hint(
+                    service,
+                    OPERATIONS
+                        .iter()
+                        .filter(|op| op.verb.eq_ignore_ascii_case(verb))
+                        .map(|op| op.service)
+                )
             ),
             usages_for_verb(verb),
         ));
@@ -320,7 +340,12 @@ fn parse_operation(
                 let hint = if named.is_empty() || op.target.len() > 1 {
                     String::new()
                 } else {
-                    format!(" Named {} targets: {}.", op.service, named.join(", "))
+                    format!(
+                        " Named {} targets: {}.{}",
+                        op.service,
+                        named.join(", "),
+                        hint(value, named.iter().copied())
+                    )
                 };
                 return Err(reject(
                     format!(

@@ -4,9 +4,13 @@
 //! can show a whole broken file in one go. Secrets are only ever named here (an environment
 //! variable or a file); their values are read at load time into [`SecretRef`]s.
 
+mod known_keys;
+mod places;
 mod raw;
+mod regions;
 pub mod secrets;
 mod sections;
+pub mod startup;
 mod summary;
 mod validate;
 
@@ -18,6 +22,7 @@ use std::time::Duration;
 
 pub use secrets::SecretRef;
 pub use sections::{Discord, IncidentRoute, Incidents, LogFormat, Severity};
+pub use startup::Use;
 pub use summary::summary;
 
 use crate::cloud::Provider;
@@ -35,11 +40,16 @@ pub struct Config {
     pub channels: BTreeMap<String, String>,
     pub accounts: BTreeMap<String, Arc<Account>>,
     pub targets: BTreeMap<String, Target>,
+    /// Account name -> its tags (`[accounts.X] tags`), which rules can scope by.
+    pub account_tags: BTreeMap<String, BTreeMap<String, String>>,
     pub rules: Vec<Rule>,
     pub discord: Discord,
     pub incidents: Incidents,
     /// Where the health and metrics endpoint listens, when enabled.
     pub http_listen: Option<std::net::SocketAddr>,
+    /// The bearer token the job API (`/api/...`) asks for. When none is configured, the
+    /// job API answers only to loopback connections.
+    pub api_token: SecretRef,
     pub log_format: LogFormat,
 }
 
@@ -109,6 +119,8 @@ pub struct Target {
     pub account: String,
     pub params: BTreeMap<String, String>,
     pub description: Option<String>,
+    /// Its own tags over its account's, for rules scoped by tag.
+    pub tags: BTreeMap<String, String>,
 }
 
 #[derive(Clone, Debug)]
@@ -124,6 +136,19 @@ pub struct Rule {
     pub approvals: u32,
     pub approver_roles: Vec<u64>,
     pub expires: Duration,
+    /// What the rule acts on; the most specific matching rule wins.
+    pub scope: Scope,
+}
+
+/// What a rule acts on. At most one kind is set; none means everything.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Scope {
+    /// Named targets.
+    pub targets: Vec<String>,
+    /// Accounts (named targets on them, and raw IDs used with them).
+    pub accounts: Vec<String>,
+    /// Tags every one of which the target (or, for raw IDs, the account) must carry.
+    pub tags: BTreeMap<String, String>,
 }
 
 /// One thing wrong with the config, at a key path such as `rules[1].approver_roles`.
@@ -131,6 +156,26 @@ pub struct Rule {
 pub struct Problem {
     pub path: String,
     pub message: String,
+    /// Where in the file, when the key or value can be found there.
+    pub at: Option<Location>,
+}
+
+/// A place in the config file (1-based line and column) and that line's text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Location {
+    pub line: usize,
+    pub column: usize,
+    pub text: String,
+}
+
+impl Problem {
+    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Problem {
+        Problem {
+            path: path.into(),
+            message: message.into(),
+            at: None,
+        }
+    }
 }
 
 impl fmt::Display for Problem {
@@ -143,20 +188,25 @@ impl fmt::Display for Problem {
     }
 }
 
-/// Every problem found in a config file.
+/// Every problem found in a config file: one line each, `FILE:LINE:COLUMN: PATH: MESSAGE`,
+/// followed by the offending line of the file when there is one.
 #[derive(Debug)]
-pub struct Problems(pub Vec<Problem>);
+pub struct Problems {
+    pub file: PathBuf,
+    pub list: Vec<Problem>,
+}
 
 impl fmt::Display for Problems {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let n = self.0.len();
-        writeln!(
-            f,
-            "{n} problem{} in the config:",
-            if n == 1 { "" } else { "s" }
-        )?;
-        for p in &self.0 {
-            writeln!(f, "  {p}")?;
+        let file = self.file.display();
+        for p in &self.list {
+            match &p.at {
+                Some(at) => {
+                    writeln!(f, "{file}:{}:{}: {p}", at.line, at.column)?;
+                    writeln!(f, "  {:>4} | {}", at.line, at.text)?;
+                }
+                None => writeln!(f, "{file}: {p}")?,
+            }
         }
         Ok(())
     }
@@ -166,17 +216,36 @@ impl std::error::Error for Problems {}
 
 impl Config {
     pub fn load(path: &Path) -> Result<Config, Problems> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            Problems(vec![Problem {
-                path: String::new(),
-                message: format!("cannot read {}: {e}", path.display()),
-            }])
+        let text = std::fs::read_to_string(path).map_err(|e| Problems {
+            file: path.to_path_buf(),
+            list: vec![Problem::new("", format!("cannot read the file: {e}"))],
         })?;
         Config::parse(&text, path)
     }
 
     pub fn parse(text: &str, source: &Path) -> Result<Config, Problems> {
-        validate::parse(text, source).map_err(Problems)
+        validate::parse(text, source).map_err(|list| Problems {
+            file: source.to_path_buf(),
+            list,
+        })
+    }
+
+    /// [`Config::load`], then the checks of [`startup`] for `usage`: what `check-config`,
+    /// `shell` and `run` accept.
+    pub fn load_for(path: &Path, usage: Use) -> Result<Config, Problems> {
+        let config = Config::load(path)?;
+        let mut list = config.startup_problems(usage);
+        if let Ok(text) = std::fs::read_to_string(path) {
+            places::Places::of(&text).locate(&mut list);
+        }
+        if list.is_empty() {
+            Ok(config)
+        } else {
+            Err(Problems {
+                file: path.to_path_buf(),
+                list,
+            })
+        }
     }
 
     /// The display name of a channel ID (the ID itself when it has no name).

@@ -14,7 +14,7 @@ pub struct RawConfig {
     pub accounts: BTreeMap<String, RawAccount>,
     pub targets: BTreeMap<String, RawTarget>,
     pub rules: Vec<RawRule>,
-    pub discord: super::sections::RawDiscord,
+    pub discord: Option<super::sections::RawDiscord>,
     pub incidents: super::sections::RawIncidents,
     pub http: super::sections::RawHttp,
     pub log: super::sections::RawLog,
@@ -65,6 +65,8 @@ pub struct RawAccount {
     pub cluster_name: Option<String>,
     /// SCNet: the status field of the container detail answer (UNCONFIRMED upstream).
     pub status_field: Option<String>,
+    /// Labels rules can scope by, e.g. `{ env = "prod" }`; the account's targets inherit them.
+    pub tags: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -73,6 +75,8 @@ pub struct RawTarget {
     pub service: Option<String>,
     pub account: Option<String>,
     pub description: Option<String>,
+    /// Labels rules can scope by, over the account's.
+    pub tags: BTreeMap<String, String>,
     /// Service-specific identifiers (e.g. `instance_id`); checked against the command table.
     #[serde(flatten)]
     pub params: BTreeMap<String, toml::Value>,
@@ -89,4 +93,8 @@ pub struct RawRule {
     pub approvals: Option<i64>,
     pub approver_roles: Vec<String>,
     pub expires: Option<String>,
+    /// Scope: named targets, accounts, or tags the rule acts on; none means anything.
+    pub targets: Vec<String>,
+    pub accounts: Vec<String>,
+    pub tags: BTreeMap<String, String>,
 }

@@ -11,6 +11,9 @@ pub struct SecretRef {
     /// `env OPSGATE_X` or `file /run/secrets/x`, for the summary and error messages.
     pub source: Option<String>,
     pub value: Option<Secret>,
+    /// Why a named secret has no value (unset variable, missing or unreadable file), for the
+    /// start-up check; never the value itself.
+    pub missing: Option<String>,
 }
 
 impl SecretRef {
@@ -18,21 +21,43 @@ impl SecretRef {
     /// A file is trimmed of a trailing newline, as `echo secret > file` leaves one.
     pub fn load(env: Option<&str>, file: Option<&str>, base: &Path) -> SecretRef {
         if let Some(var) = env {
-            let value = std::env::var(var).ok().filter(|v| !v.is_empty());
+            let (value, missing) = match std::env::var(var) {
+                Ok(v) if !v.is_empty() => (Some(Secret::new(v)), None),
+                Ok(_) => (None, Some(format!("environment variable {var} is empty"))),
+                Err(std::env::VarError::NotPresent) => {
+                    (None, Some(format!("environment variable {var} is not set")))
+                }
+                Err(std::env::VarError::NotUnicode(_)) => (
+                    None,
+                    Some(format!("environment variable {var} is not valid UTF-8")),
+                ),
+            };
             return SecretRef {
                 source: Some(format!("env {var}")),
-                value: value.map(Secret::new),
+                value,
+                missing,
             };
         }
         if let Some(path) = file {
             let full = base.join(path);
-            let value = std::fs::read_to_string(&full)
-                .ok()
-                .map(|v| v.trim_end_matches(['\n', '\r']).to_string())
-                .filter(|v| !v.is_empty());
+            let (value, missing) = match std::fs::read_to_string(&full) {
+                Ok(v) => match v.trim_end_matches(['\n', '\r']) {
+                    "" => (None, Some(format!("file {} is empty", full.display()))),
+                    v => (Some(Secret::new(v)), None),
+                },
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => (
+                    None,
+                    Some(format!("file {} does not exist", full.display())),
+                ),
+                Err(e) => (
+                    None,
+                    Some(format!("cannot read file {}: {e}", full.display())),
+                ),
+            };
             return SecretRef {
                 source: Some(format!("file {}", full.display())),
-                value: value.map(Secret::new),
+                value,
+                missing,
             };
         }
         SecretRef::default()
@@ -42,6 +67,7 @@ impl SecretRef {
         SecretRef {
             source: Some(source.to_string()),
             value: Some(Secret::new(value)),
+            missing: None,
         }
     }
 

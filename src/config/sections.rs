@@ -41,6 +41,8 @@ pub struct RawRoute {
 #[serde(default)]
 pub struct RawHttp {
     pub listen: Option<String>,
+    pub api_token_env: Option<String>,
+    pub api_token_file: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -51,6 +53,8 @@ pub struct RawLog {
 
 #[derive(Clone, Debug)]
 pub struct Discord {
+    /// The file has a `[discord]` section (so `check-config` checks its token).
+    pub configured: bool,
     /// The bot token: `DISCORD_TOKEN` unless the config names another variable or a file.
     pub token: SecretRef,
     /// Guilds where slash commands are registered.
@@ -138,7 +142,9 @@ pub enum LogFormat {
     Json,
 }
 
-pub fn discord(raw: RawDiscord, base: &Path, p: &mut Collector) -> Discord {
+pub fn discord(raw: Option<RawDiscord>, base: &Path, p: &mut Collector) -> Discord {
+    let configured = raw.is_some();
+    let raw = raw.unwrap_or_default();
     if raw.token_env.is_some() && raw.token_file.is_some() {
         p.add("discord.token_env", "set token_env or token_file, not both");
     }
@@ -179,6 +185,7 @@ pub fn discord(raw: RawDiscord, base: &Path, p: &mut Collector) -> Discord {
         None => Duration::from_secs(2),
     };
     Discord {
+        configured,
         token,
         guilds,
         mention_approvers: raw.mention_approvers,
@@ -197,7 +204,13 @@ pub fn incidents(
         if id.is_none() {
             p.add(
                 path,
-                format!("unknown channel `{name}` (add it under [channels])"),
+                format!(
+                    "unknown channel `{name}` (add it under [channels]){}",
+                    crate::command::suggest::did_you_mean(
+                        name,
+                        channels.keys().map(String::as_str)
+                    )
+                ),
             );
         }
         id
@@ -214,7 +227,11 @@ pub fn incidents(
             if !services.contains(&s.as_str()) {
                 p.add(
                     format!("{path}.services[{j}]"),
-                    format!("unknown service `{s}` (one of: {})", services.join(", ")),
+                    format!(
+                        "unknown service `{s}` (one of: {}){}",
+                        services.join(", "),
+                        crate::command::suggest::did_you_mean(s, services.iter().copied())
+                    ),
                 );
             }
         }
@@ -243,8 +260,38 @@ pub fn incidents(
     Incidents { default, routes }
 }
 
-pub fn http(raw: RawHttp, p: &mut Collector) -> Option<SocketAddr> {
-    let listen = raw.listen?;
+/// The `[http]` section: where the endpoint listens and the job API's bearer token.
+pub struct Http {
+    pub listen: Option<SocketAddr>,
+    pub api_token: SecretRef,
+}
+
+/// The job API's token: `OPSGATE_API_TOKEN` unless the config names another variable or a
+/// file. Unset, the job API answers only to connections from this host (loopback).
+pub fn http(raw: RawHttp, base: &Path, p: &mut Collector) -> Http {
+    if raw.api_token_env.is_some() && raw.api_token_file.is_some() {
+        p.add(
+            "http.api_token_env",
+            "set api_token_env or api_token_file, not both",
+        );
+    }
+    let env = match (&raw.api_token_env, &raw.api_token_file) {
+        (None, None) => Some("OPSGATE_API_TOKEN"),
+        (env, _) => env.as_deref(),
+    };
+    let mut api_token = SecretRef::load(env, raw.api_token_file.as_deref(), base);
+    if raw.api_token_env.is_none() && raw.api_token_file.is_none() {
+        // Optional by default: an unset default variable is no problem at start-up.
+        api_token.missing = None;
+    }
+    Http {
+        listen: listen(raw.listen, p),
+        api_token,
+    }
+}
+
+fn listen(listen: Option<String>, p: &mut Collector) -> Option<SocketAddr> {
+    let listen = listen?;
     match listen.parse() {
         Ok(addr) => Some(addr),
         Err(_) => {

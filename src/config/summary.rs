@@ -48,16 +48,22 @@ pub fn summary(config: &Config) -> String {
             "no approval".to_string()
         } else {
             format!(
-                "{} approval(s) from {} within {}",
+                "{} approval{} from {} within {}",
                 r.approvals,
+                if r.approvals == 1 { "" } else { "s" },
                 role_list(&r.approver_roles),
                 humantime::format_duration(r.expires)
             )
         };
+        let scope = match crate::policy::level(&r.scope) {
+            0 => String::new(),
+            _ => format!(" {}", crate::policy::describe_scope(&r.scope)),
+        };
         let _ = writeln!(
             out,
-            "  {}{modes}: requested by {} in {}; {approval}",
+            "  {}{modes}{scope} (`{}`): requested by {} in {}; {approval}",
             r.command,
+            r.name,
             role_list(&r.request_roles),
             if channels.is_empty() {
                 "any channel".to_string()

@@ -5,12 +5,15 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::known_keys;
 use super::raw::{RawAccount, RawConfig, RawId, RawRule, RawTarget};
 use super::secrets::SecretRef;
-use super::{base_dir, Account, AuthMethod, Config, Problem, ProviderSettings, Rule, Target};
+use super::{
+    base_dir, Account, AuthMethod, Config, Problem, ProviderSettings, Rule, Scope, Target,
+};
 use crate::cloud::Provider;
 use crate::command::catalog::{self, OPERATIONS};
-use crate::command::ids;
+use crate::command::{ids, suggest};
 
 const DEFAULT_EXPIRY: Duration = Duration::from_secs(30 * 60);
 const MAX_EXPIRY: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -34,10 +37,7 @@ pub(super) struct Collector(Vec<Problem>);
 
 impl Collector {
     pub(super) fn add(&mut self, path: impl Into<String>, message: impl Into<String>) {
-        self.0.push(Problem {
-            path: path.into(),
-            message: message.into(),
-        });
+        self.0.push(Problem::new(path, message));
     }
 }
 
@@ -46,38 +46,122 @@ pub fn parse(text: &str, source: &Path) -> Result<Config, Vec<Problem>> {
     let mut unknown = Vec::new();
     let raw: RawConfig = {
         let de = toml::Deserializer::new(text);
-        let mut on_unknown = |path: serde_ignored::Path| unknown.push(path.to_string());
+        let mut on_unknown = |path: serde_ignored::Path| unknown.push(bracketed(&path.to_string()));
         let de = serde_ignored::Deserializer::new(de, &mut on_unknown);
         match serde_path_to_error::deserialize(de) {
             Ok(raw) => raw,
-            Err(e) => {
-                let path = e.path().to_string();
-                let inner = e.into_inner();
-                let message = inner.message().trim().to_string();
-                let location = inner
-                    .span()
-                    .map(|s| {
-                        let line = text[..s.start.min(text.len())].matches('\n').count() + 1;
-                        format!(" (line {line})")
-                    })
-                    .unwrap_or_default();
-                problems.add(
-                    if path == "." { String::new() } else { path },
-                    format!("{message}{location}"),
-                );
-                return Err(problems.0);
-            }
+            Err(e) => return Err(vec![syntax_problem(text, &e)]),
         }
     };
+    // Keys the unknown ones were probably meant to be: a "missing" problem about one of
+    // those is the same mistake, so it is not reported twice.
+    let mut meant = Vec::new();
     for path in unknown {
-        problems.add(path, "unknown key");
+        let (parent, key) = match path.rfind('.') {
+            Some(i) => (&path[..i], &path[i + 1..]),
+            None => ("", path.as_str()),
+        };
+        let hint = known_keys::keys_of(parent)
+            .and_then(|keys| suggest::nearest(key, keys.iter().copied()));
+        if let Some(k) = hint {
+            meant.push(if parent.is_empty() {
+                k.to_string()
+            } else {
+                format!("{parent}.{k}")
+            });
+        }
+        let message = match hint {
+            Some(k) => format!("unknown key; did you mean `{k}`?"),
+            None => "unknown key".to_string(),
+        };
+        problems.add(path, message);
     }
     let config = validate(raw, source, &mut problems);
-    if problems.0.is_empty() {
+    let mut list = problems.0;
+    list.retain(|p| !(p.message.starts_with("missing") && meant.contains(&p.path)));
+    if list.is_empty() {
         Ok(config)
     } else {
-        Err(problems.0)
+        super::places::Places::of(text).locate(&mut list);
+        for p in &mut list {
+            p.path = one_based(&p.path);
+        }
+        Err(list)
     }
+}
+
+/// Paths are shown with 1-based indexes (`rules[1]` is the first `[[rules]]` table), as
+/// people count tables in a file; inside, they are 0-based like the parsers'.
+fn one_based(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    let mut rest = path;
+    while let Some(open) = rest.find('[') {
+        out.push_str(&rest[..=open]);
+        rest = &rest[open + 1..];
+        let close = rest.find(']').unwrap_or(rest.len());
+        match rest[..close].parse::<usize>() {
+            Ok(i) => out.push_str(&(i + 1).to_string()),
+            Err(_) => out.push_str(&rest[..close]),
+        }
+        rest = &rest[close..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// `rules.2.command` (serde's style) as `rules[2].command` (the validator's).
+fn bracketed(path: &str) -> String {
+    let mut out = String::with_capacity(path.len() + 4);
+    for segment in path.split('.') {
+        if !segment.is_empty() && segment.bytes().all(|b| b.is_ascii_digit()) {
+            out.push_str(&format!("[{segment}]"));
+        } else {
+            if !out.is_empty() {
+                out.push('.');
+            }
+            out.push_str(segment);
+        }
+    }
+    out
+}
+
+/// A file that is not valid TOML, or a value of the wrong type: one problem at the place
+/// the parser stopped, with a hint for the usual mistakes.
+fn syntax_problem(text: &str, e: &serde_path_to_error::Error<toml::de::Error>) -> Problem {
+    let path = e.path().to_string();
+    let path = if path == "." {
+        String::new()
+    } else {
+        bracketed(&path)
+    };
+    let inner = e.inner();
+    // toml says "invalid table header" before the line that says what is wrong with it.
+    let lines: Vec<&str> = inner
+        .message()
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let mut message = match lines.as_slice() {
+        [first, rest @ ..] if !rest.is_empty() && first.starts_with("invalid table header") => {
+            rest.join("; ")
+        }
+        _ => lines.join("; "),
+    };
+    let rules_as_table = (message.contains("duplicate key `rules`")
+        || (path.starts_with("rules") && message.contains("expected a sequence")))
+        && text.lines().any(|l| l.trim() == "[rules]");
+    if rules_as_table {
+        message.push_str("; each rule is its own [[rules]] table (two brackets), not [rules]");
+    }
+    if message.contains("untagged enum RawId") {
+        message = "must be an ID: a number, or digits in quotes".to_string();
+    }
+    let mut problem = Problem::new(one_based(&path), message);
+    problem.at = inner
+        .span()
+        .map(|span| super::places::location(text, span.start));
+    problem
 }
 
 fn validate(raw: RawConfig, source: &Path, p: &mut Collector) -> Config {
@@ -106,7 +190,13 @@ fn validate(raw: RawConfig, source: &Path, p: &mut Collector) -> Config {
         for (i, n) in names.iter().enumerate() {
             match roles.get(n) {
                 Some(id) => out.push(*id),
-                None => p.add(format!("{path}[{i}]"), format!("unknown role `{n}`")),
+                None => p.add(
+                    format!("{path}[{i}]"),
+                    format!(
+                        "unknown role `{n}`{}",
+                        suggest::did_you_mean(n, roles.keys().map(String::as_str))
+                    ),
+                ),
             }
         }
         out
@@ -143,6 +233,11 @@ fn validate(raw: RawConfig, source: &Path, p: &mut Collector) -> Config {
     }
 
     let mut accounts = BTreeMap::new();
+    let raw_account_tags: Vec<(String, BTreeMap<String, String>)> = raw
+        .accounts
+        .iter()
+        .map(|(name, a)| (name.clone(), a.tags.clone()))
+        .collect();
     for (name, raw) in raw.accounts {
         let path = format!("accounts.{name}");
         if !ids::NAME.matches(&name) {
@@ -152,6 +247,12 @@ fn validate(raw: RawConfig, source: &Path, p: &mut Collector) -> Config {
             );
         }
         if let Some(account) = account(&name, raw, &path, &base, p) {
+            let region_ok = ids::REGION.matches(&account.region);
+            if account.provider == Provider::Huawei && region_ok {
+                if let Some((key, message)) = super::regions::check_account(&account) {
+                    p.add(format!("{path}.{key}"), message);
+                }
+            }
             accounts.insert(name, Arc::new(account));
         }
     }
@@ -184,32 +285,40 @@ fn validate(raw: RawConfig, source: &Path, p: &mut Collector) -> Config {
         }
     }
 
+    let mut account_tags = BTreeMap::new();
+    for (name, raw) in &raw_account_tags {
+        let tags = tags(raw, &format!("accounts.{name}.tags"), p);
+        if !tags.is_empty() {
+            account_tags.insert(name.clone(), tags);
+        }
+    }
+
     let mut rules: Vec<Rule> = Vec::new();
+    // Paths of the rules kept, for the overlap check below.
+    let mut rule_paths = Vec::new();
     for (i, raw) in raw.rules.into_iter().enumerate() {
         let path = format!("rules[{i}]");
-        if let Some(rule) = rule(raw, &path, &channels, &role_ids, p) {
-            if let Some(other) = rules.iter().find(|r| overlaps(r, &rule)) {
-                p.add(
-                    &path,
-                    format!(
-                        "overlaps rule `{}`: each command and mode must match exactly one rule",
-                        other.name
-                    ),
-                );
-            }
+        let names = Names {
+            channels: &channels,
+            targets: &targets,
+            accounts: &accounts,
+        };
+        if let Some(rule) = rule(raw, &path, &names, &role_ids, p) {
             rules.push(rule);
+            rule_paths.push(path);
         }
     }
 
     let discord = super::sections::discord(raw.discord, &base, p);
     let incidents = super::sections::incidents(raw.incidents, &channels, p);
-    let http_listen = super::sections::http(raw.http, p);
+    let http = super::sections::http(raw.http, &base, p);
     let log_format = super::sections::log(raw.log, p);
 
-    Config {
+    let config = Config {
         discord,
         incidents,
-        http_listen,
+        http_listen: http.listen,
+        api_token: http.api_token,
         log_format,
         source: source.to_path_buf(),
         prefix,
@@ -219,8 +328,45 @@ fn validate(raw: RawConfig, source: &Path, p: &mut Collector) -> Config {
         channels,
         accounts,
         targets,
+        account_tags,
         rules,
+    };
+    for (a, b, on) in crate::policy::ambiguities(&config) {
+        let first = &config.rules[a];
+        p.add(
+            &rule_paths[b],
+            format!(
+                "overlaps rule `{}` ({}): both apply to {on} for the same role; scope one to \
+                 targets, accounts or tags, or give them different request_roles or modes",
+                first.name,
+                one_based(&rule_paths[a])
+            ),
+        );
     }
+    config
+}
+
+/// `tags = { env = "prod" }`: names and values as for other names in the config.
+fn tags(raw: &BTreeMap<String, String>, path: &str, p: &mut Collector) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for (k, v) in raw {
+        if !ids::NAME.matches(k) || !ids::NAME.matches(v) {
+            p.add(
+                format!("{path}.{k}"),
+                format!("tag names and values must be {}", ids::NAME.describe),
+            );
+            continue;
+        }
+        out.insert(k.clone(), v.clone());
+    }
+    out
+}
+
+/// The names a rule may refer to.
+struct Names<'a> {
+    channels: &'a BTreeMap<String, String>,
+    targets: &'a BTreeMap<String, Target>,
+    accounts: &'a BTreeMap<String, Arc<Account>>,
 }
 
 fn snowflake(id: &RawId) -> Option<u64> {
@@ -257,7 +403,10 @@ fn account(
             None => {
                 p.add(
                     format!("{path}.provider"),
-                    format!("unknown provider `{s}` (huawei, alibaba or scnet)"),
+                    format!(
+                        "unknown provider `{s}` (huawei, alibaba or scnet){}",
+                        suggest::did_you_mean(s, Provider::ALL.iter().map(|p| p.name()))
+                    ),
                 );
                 None
             }
@@ -388,9 +537,10 @@ fn account(
             p.add(
                 &epath,
                 format!(
-                    "unknown endpoint (known for {}: {})",
+                    "unknown endpoint (known for {}: {}){}",
                     provider.name(),
-                    endpoint_keys(provider).join(", ")
+                    endpoint_keys(provider).join(", "),
+                    suggest::did_you_mean(key, endpoint_keys(provider).iter().copied())
                 ),
             );
         }
@@ -586,8 +736,9 @@ fn target(
         p.add(
             format!("{path}.service"),
             format!(
-                "unknown service `{service_name}` (one of: {})",
-                catalog::services().collect::<Vec<_>>().join(", ")
+                "unknown service `{service_name}` (one of: {}){}",
+                catalog::services().collect::<Vec<_>>().join(", "),
+                suggest::did_you_mean(service_name, catalog::services())
             ),
         );
         return None;
@@ -606,9 +757,26 @@ fn target(
                 );
                 a
             }
-            Some(_) => a,
+            Some(acc) => {
+                // An account already reported for its region says it once, not per target.
+                if acc.provider == Provider::Huawei
+                    && ids::REGION.matches(&acc.region)
+                    && super::regions::check_account(acc).is_none()
+                {
+                    if let Some(e) = super::regions::check_service(acc, op.service) {
+                        p.add(format!("{path}.account"), e);
+                    }
+                }
+                a
+            }
             None => {
-                p.add(format!("{path}.account"), format!("unknown account `{a}`"));
+                p.add(
+                    format!("{path}.account"),
+                    format!(
+                        "unknown account `{a}`{}",
+                        suggest::did_you_mean(&a, accounts.keys().map(String::as_str))
+                    ),
+                );
                 a
             }
         },
@@ -637,9 +805,15 @@ fn target(
             p.add(
                 kpath,
                 format!(
-                    "unknown key (a {} target has: service, account, description, {})",
+                    "unknown key (a {} target has: service, account, description, {}){}",
                     op.service,
-                    known.join(", ")
+                    known.join(", "),
+                    suggest::did_you_mean(
+                        &key,
+                        ["service", "account", "description"]
+                            .into_iter()
+                            .chain(known.iter().copied())
+                    )
                 ),
             );
             continue;
@@ -664,22 +838,25 @@ fn target(
             );
         }
     }
+    let tags = tags(&raw.tags, &format!("{path}.tags"), p);
     Some(Target {
         name: name.to_string(),
         service: op.service,
         account,
         params,
         description: raw.description,
+        tags,
     })
 }
 
 fn rule(
     raw: RawRule,
     path: &str,
-    channels: &BTreeMap<String, String>,
+    names: &Names<'_>,
     role_ids: RoleIds<'_>,
     p: &mut Collector,
 ) -> Option<Rule> {
+    let channels = names.channels;
     let Some(command) = raw.command.as_deref() else {
         p.add(format!("{path}.command"), "missing (e.g. \"restart ddm\")");
         return None;
@@ -688,7 +865,11 @@ fn rule(
         let known: Vec<_> = OPERATIONS.iter().map(|op| op.key()).collect();
         p.add(
             format!("{path}.command"),
-            format!("unknown command `{command}` (one of: {})", known.join(", ")),
+            format!(
+                "unknown command `{command}` (one of: {}){}",
+                known.join(", "),
+                suggest::did_you_mean(command, known.iter().map(String::as_str))
+            ),
         );
         return None;
     };
@@ -706,8 +887,9 @@ fn rule(
             p.add(
                 format!("{path}.modes[{i}]"),
                 format!(
-                    "unknown mode `{m}` (one of: {})",
-                    op.mode_values().join(", ")
+                    "unknown mode `{m}` (one of: {}){}",
+                    op.mode_values().join(", "),
+                    suggest::did_you_mean(&m, op.mode_values().iter().copied())
                 ),
             );
         }
@@ -726,7 +908,10 @@ fn rule(
             Some(id) => channel_ids.push(id.clone()),
             None => p.add(
                 format!("{path}.channels[{i}]"),
-                format!("unknown channel `{c}` (add it under [channels])"),
+                format!(
+                    "unknown channel `{c}` (add it under [channels]){}",
+                    suggest::did_you_mean(c, channels.keys().map(String::as_str))
+                ),
             ),
         }
     }
@@ -750,6 +935,7 @@ fn rule(
     if expires > MAX_EXPIRY {
         p.add(format!("{path}.expires"), "must be at most 7 days");
     }
+    let scope = scope(&raw, op, path, names, p);
     let key = op.key();
     let name = raw.name.unwrap_or_else(|| {
         if modes.is_empty() {
@@ -767,11 +953,73 @@ fn rule(
         approvals: approvals.clamp(0, MAX_APPROVALS) as u32,
         approver_roles,
         expires,
+        scope,
     })
 }
 
-fn overlaps(a: &Rule, b: &Rule) -> bool {
-    a.command == b.command
-        && (a.modes.is_empty() == b.modes.is_empty())
-        && (a.modes.is_empty() || a.modes.iter().any(|m| b.modes.contains(m)))
+/// A rule's `targets`, `accounts` or `tags`: at most one of them, naming what exists.
+fn scope(
+    raw: &RawRule,
+    op: &catalog::OperationDef,
+    path: &str,
+    names: &Names<'_>,
+    p: &mut Collector,
+) -> Scope {
+    let kinds = [
+        !raw.targets.is_empty(),
+        !raw.accounts.is_empty(),
+        !raw.tags.is_empty(),
+    ];
+    if kinds.iter().filter(|k| **k).count() > 1 {
+        p.add(
+            format!("{path}.targets"),
+            "scope a rule by one of targets, accounts or tags (split it into rules)",
+        );
+    }
+    for (i, t) in raw.targets.iter().enumerate() {
+        match names.targets.get(t) {
+            Some(target) if target.service != op.service => p.add(
+                format!("{path}.targets[{i}]"),
+                format!(
+                    "target `{t}` is a {} target, but the rule is for `{}`",
+                    target.service,
+                    op.key()
+                ),
+            ),
+            Some(_) => {}
+            None => p.add(
+                format!("{path}.targets[{i}]"),
+                format!(
+                    "unknown target `{t}`{}",
+                    suggest::did_you_mean(t, names.targets.keys().map(String::as_str))
+                ),
+            ),
+        }
+    }
+    for (i, a) in raw.accounts.iter().enumerate() {
+        match names.accounts.get(a) {
+            Some(acc) if acc.provider != op.provider => p.add(
+                format!("{path}.accounts[{i}]"),
+                format!(
+                    "account `{a}` is {}, but `{}` runs on {}",
+                    acc.provider.name(),
+                    op.key(),
+                    op.provider.name()
+                ),
+            ),
+            Some(_) => {}
+            None => p.add(
+                format!("{path}.accounts[{i}]"),
+                format!(
+                    "unknown account `{a}`{}",
+                    suggest::did_you_mean(a, names.accounts.keys().map(String::as_str))
+                ),
+            ),
+        }
+    }
+    Scope {
+        targets: raw.targets.clone(),
+        accounts: raw.accounts.clone(),
+        tags: tags(&raw.tags, &format!("{path}.tags"), p),
+    }
 }

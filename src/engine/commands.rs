@@ -27,8 +27,13 @@ fn metric_verb(text: &str, prefix: &str) -> String {
     }
 }
 
+/// The audit log's actor: the name, and the ID too when it says something more (Discord).
 fn who(actor: &Actor) -> Option<String> {
-    Some(format!("{} ({})", actor.name, actor.id))
+    Some(if actor.name == actor.id {
+        actor.name.clone()
+    } else {
+        format!("{} ({})", actor.name, actor.id)
+    })
 }
 
 impl Engine {
@@ -154,16 +159,6 @@ impl Engine {
 
     fn request(&mut self, actor: &Actor, origin: &Origin, req: OperationRequest, now: u64) {
         let op = req.op;
-        let rule = match policy::check_request(
-            &self.config,
-            &actor.roles,
-            &origin.channel,
-            &op.key(),
-            req.mode.as_deref(),
-        ) {
-            Ok(rule) => rule.clone(),
-            Err(refusal) => return self.refuse(origin, refusal),
-        };
         let account = match &req.account {
             Some(name) => match self.config.accounts.get(name) {
                 Some(acc) if acc.provider == op.provider => acc.name.clone(),
@@ -188,6 +183,26 @@ impl Engine {
                     return self.refuse(origin, msg);
                 }
             },
+        };
+        // The rule depends on what the request acts on: the named target, else the account.
+        let subject = policy::Subject {
+            target: self
+                .config
+                .targets
+                .contains_key(&req.target)
+                .then_some(req.target.as_str()),
+            account: &account,
+        };
+        let rule = match policy::check_request_on(
+            &self.config,
+            &actor.roles,
+            &origin.channel,
+            &op.key(),
+            req.mode.as_deref(),
+            &subject,
+        ) {
+            Ok(rule) => rule.clone(),
+            Err(refusal) => return self.refuse(origin, refusal),
         };
         let spec = JobSpec {
             operation: op.id.to_string(),
@@ -305,8 +320,7 @@ impl Engine {
     ) {
         if let Some(job) = self.active.get_mut(&id) {
             job.updated_ms = now;
-            tracing::info_span!("job", job = id)
-                .in_scope(|| tracing::info!(event, state = job.state.label(), "{detail}"));
+            super::views::log_step(id, event, job.state, &detail);
             let entry = crate::store::AuditEntry {
                 at_ms: now,
                 actor,
@@ -349,8 +363,8 @@ impl Engine {
         self.publish_writes();
         match self.store.job(id) {
             Ok(Some(job)) => format!(
-                "Job {id} is already {} ({}).",
-                job.state.label(),
+                "Job {id} {} ({}).",
+                super::views::already(job.state),
                 job.action()
             ),
             _ => format!("There is no job {id}."),

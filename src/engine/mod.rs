@@ -556,8 +556,7 @@ impl Engine {
             return;
         };
         job.updated_ms = now;
-        tracing::info_span!("job", job = id)
-            .in_scope(|| tracing::info!(event, state = job.state.label(), "{detail}"));
+        views::log_step(id, event, job.state, &detail);
         let entry = AuditEntry {
             at_ms: now,
             actor,

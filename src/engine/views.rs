@@ -39,17 +39,11 @@ impl Engine {
             let _ = write!(out, "\n  … {skip} earlier entries");
         }
         for entry in history.iter().skip(skip) {
-            let actor = entry
-                .actor
-                .as_deref()
-                .map(|a| format!(" by {a}"))
-                .unwrap_or_default();
             let _ = write!(
                 out,
-                "\n  {} {}{actor}: {}",
+                "\n  {} {}",
                 format_utc(entry.at_ms),
-                entry.event,
-                entry.detail
+                audit_line(&entry.event, entry.actor.as_deref(), &entry.detail)
             );
         }
         out
@@ -82,14 +76,14 @@ impl Engine {
             JobFilter::Mine => "your",
             JobFilter::All => "recent",
         };
-        if jobs.is_empty() {
-            return format!("No {name} jobs.");
-        }
-        let mut out = format!(
-            "{} {name} job{}:",
-            jobs.len(),
-            if jobs.len() == 1 { "" } else { "s" }
-        );
+        let plural = if jobs.len() == 1 { "" } else { "s" };
+        let mut out = match (filter, jobs.len()) {
+            (JobFilter::Mine, 0) => return "You have no jobs.".to_string(),
+            (_, 0) => return format!("No {name} jobs."),
+            (JobFilter::Mine, n) => format!("You have {n} job{plural}:"),
+            (_, n) => format!("{n} {name} job{plural}:"),
+        };
+        let now = super::now_ms();
         for j in &jobs {
             let _ = write!(
                 out,
@@ -101,6 +95,16 @@ impl Engine {
                 j.requester.name,
                 format_utc(j.created_ms)
             );
+            if j.state == crate::job::JobState::AwaitingApproval {
+                let _ = write!(
+                    out,
+                    " · waits on {} ({}/{}) · expires {}",
+                    policy::describe_roles(&self.config, &j.requirement.approver_roles),
+                    j.approvals.len(),
+                    j.approvals_needed(),
+                    relative(j.expires_ms, now)
+                );
+            }
         }
         out
     }
@@ -110,7 +114,19 @@ impl Engine {
         if let Some(topic) = topic {
             let topic = topic.trim_start_matches(p.as_str());
             let Some(usage) = usage_of(topic) else {
-                return format!("No command `{topic}`. {p}help lists them.");
+                let verbs = BUILTINS
+                    .iter()
+                    .map(|b| b.verb)
+                    .chain(OPERATIONS.iter().map(|op| op.verb));
+                let verb = topic.split_whitespace().next().unwrap_or_default();
+                let hint = match crate::command::suggest::nearest(verb, verbs) {
+                    Some(v) => format!(" Did you mean `{v}`?"),
+                    None => String::new(),
+                };
+                return format!(
+                    "No command {}.{hint} {p}help lists them.",
+                    crate::command::quote(topic)
+                );
             };
             let mut out = format!("Usage: {usage}");
             let verb = topic.split_whitespace().next().unwrap_or_default();
@@ -124,8 +140,31 @@ impl Engine {
                     .is_none_or(|s| op.answers_to(verb, s))
                 {
                     let _ = write!(out, "\n{}: {}", op.key(), op.summary);
+                    if let Some(modes) = &op.modes {
+                        let _ = write!(
+                            out,
+                            "\n  mode: {}; without one it is {} (the default)",
+                            modes.values.join(" or "),
+                            modes.default
+                        );
+                    }
                     if !op.notes.is_empty() {
                         let _ = write!(out, "\n  {}", op.notes);
+                    }
+                    for rule in self.config.rules.iter().filter(|r| r.command == op.key()) {
+                        let modes = if rule.modes.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" {}", rule.modes.join("|"))
+                        };
+                        let _ = write!(
+                            out,
+                            "\n  rule `{}`:{modes} {}, requested by {}; {}",
+                            rule.name,
+                            policy::describe_scope(&rule.scope),
+                            policy::describe_roles(&self.config, &rule.request_roles),
+                            policy::describe_approval(&self.config, rule)
+                        );
                     }
                     let targets: Vec<&str> = self
                         .config
@@ -169,9 +208,12 @@ impl Engine {
             })
             .collect();
         let mut out = format!(
-            "{} ({}) in #{} · roles: {}{}",
-            actor.name,
-            actor.id,
+            "{} in #{} · roles: {}{}",
+            if actor.name == actor.id {
+                actor.name.clone()
+            } else {
+                format!("{} ({})", actor.name, actor.id)
+            },
             self.config.channel_name(channel),
             if roles.is_empty() {
                 "none".to_string()
@@ -194,6 +236,8 @@ impl Engine {
                     Some(m) => format!("{} {m}", op.key()),
                     None => op.key(),
                 };
+                let scoped =
+                    policy::scoped_verdicts(&self.config, &actor.roles, channel, &op.key(), mode);
                 let verdict = match policy::check_request(
                     &self.config,
                     &actor.roles,
@@ -201,17 +245,28 @@ impl Engine {
                     &op.key(),
                     mode,
                 ) {
-                    Ok(rule) if rule.approvals == 0 => "yes, runs at once".to_string(),
-                    Ok(rule) => format!(
-                        "yes, needs {} approval{} from {} within {}",
-                        rule.approvals,
-                        if rule.approvals == 1 { "" } else { "s" },
-                        policy::describe_roles(&self.config, &rule.approver_roles),
-                        humantime::format_duration(rule.expires)
-                    ),
+                    Ok(rule) => format!("yes, {}", policy::describe_approval(&self.config, rule)),
+                    // Scoped rules may still allow it somewhere; they follow.
+                    Err(_) if !scoped.is_empty() => "no: no rule covers it".to_string(),
                     Err(why) => format!("no: {why}"),
                 };
-                let _ = write!(out, "\n  {name}: {verdict}");
+                if scoped.is_empty() {
+                    let _ = write!(out, "\n  {name}: {verdict}");
+                } else {
+                    let _ = write!(out, "\n  {name}:");
+                    for (scope, v) in &scoped {
+                        let v = match v {
+                            Ok(rule) => format!(
+                                "yes, {} (rule `{}`)",
+                                policy::describe_approval(&self.config, rule),
+                                rule.name
+                            ),
+                            Err(why) => format!("no: {why}"),
+                        };
+                        let _ = write!(out, "\n    {scope}: {v}");
+                    }
+                    let _ = write!(out, "\n    anywhere else: {verdict}");
+                }
             }
         }
         let approver_of: Vec<&str> = self
@@ -225,5 +280,73 @@ impl Engine {
             let _ = write!(out, "\n  you may approve: {}", approver_of.join(", "));
         }
         out
+    }
+}
+
+/// Logs a job's step in its `job` span: failures and unknown outcomes at WARN, so that they
+/// show in a log filtered to warnings; everything else at INFO.
+pub(super) fn log_step(id: JobId, event: &str, state: crate::job::JobState, detail: &str) {
+    use crate::job::JobState;
+    let span = tracing::info_span!("job", job = id);
+    let _in = span.enter();
+    match state {
+        JobState::Failed | JobState::Unknown => {
+            tracing::warn!(event, state = state.label(), "{detail}")
+        }
+        _ => tracing::info!(event, state = state.label(), "{detail}"),
+    }
+}
+
+/// How a job that is over is described to someone who tries to act on it.
+pub(super) fn already(state: crate::job::JobState) -> String {
+    use crate::job::JobState::*;
+    match state {
+        Succeeded => "has already succeeded".into(),
+        Failed => "has already failed".into(),
+        Expired => "has already expired".into(),
+        Denied => "was already denied".into(),
+        Cancelled => "was already cancelled".into(),
+        Unknown => "has already ended with an unknown outcome".into(),
+        other => format!("is {}", other.label()),
+    }
+}
+
+/// An audit entry's actor without the ID when it only repeats the name (`alice (alice)`,
+/// as entries written by older versions have it).
+pub(crate) fn actor_name(actor: &str) -> &str {
+    match actor.split_once(" (") {
+        Some((name, rest)) if rest.strip_suffix(')') == Some(name) => name,
+        _ => actor,
+    }
+}
+
+/// One audit line after its time: `EVENT by ACTOR: DETAIL`, or the detail alone when it
+/// already says who did what (`denied by bob: not now`).
+pub(crate) fn audit_line(event: &str, actor: Option<&str>, detail: &str) -> String {
+    let actor = actor.map(actor_name);
+    match actor {
+        Some(a) if detail.starts_with(&format!("{event} by {a}")) => detail.to_string(),
+        Some(a) => format!("{event} by {a}: {detail}"),
+        None => format!("{event}: {detail}"),
+    }
+}
+
+/// `in 14m`, `3m ago`: a time relative to `now`, to the minute (seconds under one).
+pub(crate) fn relative(at_ms: u64, now_ms: u64) -> String {
+    let (secs, future) = if at_ms >= now_ms {
+        ((at_ms - now_ms) / 1000, true)
+    } else {
+        ((now_ms - at_ms) / 1000, false)
+    };
+    let span = match secs {
+        0..=59 => format!("{secs}s"),
+        60..=3599 => format!("{}m", secs / 60),
+        3600..=86_399 => format!("{}h{:02}m", secs / 3600, (secs % 3600) / 60),
+        _ => format!("{}d{}h", secs / 86_400, (secs % 86_400) / 3600),
+    };
+    if future {
+        format!("in {span}")
+    } else {
+        format!("{span} ago")
     }
 }
