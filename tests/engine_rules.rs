@@ -4,6 +4,7 @@ mod support;
 
 use opsgate::chat::{ChatEvent, Origin};
 use opsgate::cloud::CloudError;
+use opsgate::cloud::SubmitOutcome;
 use opsgate::store::Store;
 use support::*;
 
@@ -241,6 +242,58 @@ fn a_vendor_rejection_fails_the_job_with_the_vendor_words() {
     h.say("alice", &[ONCALL], SOFT);
     let s = h.wait_for(1, "failed");
     assert!(s.contains("HTTP 400 DBS.280001: Parameter error."), "{s}");
+    h.stop();
+}
+
+#[test]
+fn a_request_that_never_left_says_not_sent_and_what_to_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let op = ScriptedOp::with(|o| {
+        o.outcome = Some(SubmitOutcome::NotSent(
+            "the IAM password of account `huawei` is not set: set OPSGATE_X".into(),
+        ))
+    });
+    let h = Harness::start(dir.path(), op);
+    h.say("alice", &[ONCALL], SOFT);
+    let s = h.wait_for(1, "failed");
+    assert!(s.contains("not-sent"), "{s}");
+    assert!(
+        h.chat.texts().iter().any(|t| t
+            .contains("❌ job 1 was not sent: the IAM password of account `huawei` is not set")),
+        "{:?}",
+        h.chat.texts()
+    );
+    assert!(!h.chat.texts().iter().any(|t| t.contains("refused")));
+    h.stop();
+}
+
+#[test]
+fn an_answer_that_proves_nothing_is_checked_never_resent() {
+    let dir = tempfile::tempdir().unwrap();
+    let op = ScriptedOp::with(|o| {
+        o.outcome = Some(SubmitOutcome::Indeterminate(
+            "DDM answered HTTP 504 APIG.0201: Backend timeout.".into(),
+        ))
+    });
+    let h = Harness::start(dir.path(), op.clone());
+    h.say("alice", &[ONCALL], SOFT);
+    let s = h.wait_for(1, "unknown");
+    assert!(s.contains("unconfirmed: DDM answered HTTP 504"), "{s}");
+    let texts = h.chat.texts();
+    assert!(
+        texts.iter().any(|t| t.contains(
+            "⏳ job 1: DDM answered HTTP 504 APIG.0201: Backend timeout.; checking whether the restart started (it will not be re-sent)"
+        )),
+        "{texts:?}"
+    );
+    assert!(
+        texts
+            .iter()
+            .any(|t| t.contains("⚠️ job 1 ended unknown, and it was not re-sent")),
+        "{texts:?}"
+    );
+    assert_eq!(op.submits(), 1);
+    assert_eq!(op.reconciles.load(std::sync::atomic::Ordering::SeqCst), 1);
     h.stop();
 }
 

@@ -154,6 +154,8 @@ pub struct ScriptedOp {
     pub polls_needed: usize,
     pub polls: AtomicUsize,
     pub reject: Option<CloudError>,
+    /// Submit answers with this outcome instead (e.g. `NotSent`, `Indeterminate`).
+    pub outcome: Option<SubmitOutcome>,
     /// Never answer a submit (simulates a crash while the request is in flight).
     pub hang_submit: bool,
 }
@@ -166,6 +168,7 @@ impl ScriptedOp {
             polls_needed,
             polls: AtomicUsize::new(0),
             reject: None,
+            outcome: None,
             hang_submit: false,
         })
     }
@@ -177,6 +180,7 @@ impl ScriptedOp {
             polls_needed: 1,
             polls: AtomicUsize::new(0),
             reject: None,
+            outcome: None,
             hang_submit: false,
         };
         f(&mut op);
@@ -201,6 +205,9 @@ impl CloudOperation for ScriptedOp {
         self.submits.fetch_add(1, Ordering::SeqCst);
         if self.hang_submit {
             std::future::pending::<()>().await;
+        }
+        if let Some(outcome) = &self.outcome {
+            return outcome.clone();
         }
         match &self.reject {
             Some(e) => SubmitOutcome::Refused(e.clone()),
