@@ -206,6 +206,18 @@ async fn message_with(fake: &FakeDiscord, channel: u64, text: &str) -> Stored {
     .await
 }
 
+/// The follow-up to interaction `ix` whose text contains `text` (its body).
+async fn follow_up(fake: &FakeDiscord, ix: u64, text: &str) -> Value {
+    fake.wait(&format!("a follow-up to {ix} with {text:?}"), |i| {
+        i.answers(ix)
+            .into_iter()
+            .filter(|c| c.method == "POST" && c.path.starts_with("/api/v10/webhooks/"))
+            .map(|c| c.body)
+            .find(|b| b["content"].as_str().is_some_and(|c| c.contains(text)))
+    })
+    .await
+}
+
 fn reacted(i: &Inner, message: u64, emoji: &str, user: u64) -> bool {
     i.reactions
         .get(&(message, emoji.to_string()))
@@ -503,37 +515,25 @@ async fn slash_commands_and_buttons_answer_their_interactions() {
         "{refusal}"
     );
 
-    // 4. A refused click gets an ephemeral reply and changes nothing.
+    // 4. A refused click is acknowledged at once (deferred update), then hears why in an
+    // ephemeral follow-up; nothing changes.
     let click = fake.click(MALLORY, msg, &approve);
-    let reply = fake
-        .wait("the refused click's reply", |i| {
-            i.callbacks(click).first().cloned()
-        })
-        .await;
-    assert_eq!(reply["type"], 4, "{reply}");
-    assert_eq!(reply["data"]["flags"], 64, "{reply}");
-    assert!(
-        reply["data"]["content"]
-            .as_str()
-            .is_some_and(|c| c.contains("cannot approve job 1")),
-        "{reply}"
-    );
+    let reply = follow_up(&fake, click, "cannot approve job 1").await;
+    assert_eq!(reply["flags"], 64, "{reply}");
+    let acks: Vec<Value> = fake
+        .lock()
+        .callbacks(click)
+        .iter()
+        .map(|c| c["type"].clone())
+        .collect();
+    assert_eq!(acks, vec![json!(6)]);
     assert_eq!(fake.lock().card(1).expect("card").1.edits, 0);
 
     // A button that is not this card's (no nonce, or another job's) is not counted.
     for stale in ["approve:1", "approve:1:1"] {
         let click = fake.click(BOB, msg, stale);
-        let reply = fake
-            .wait("the stale button's reply", |i| {
-                i.callbacks(click).first().cloned()
-            })
-            .await;
-        assert!(
-            reply["data"]["content"]
-                .as_str()
-                .is_some_and(|c| c.contains("not on job 1's card")),
-            "{stale}: {reply}"
-        );
+        let reply = follow_up(&fake, click, "not on job 1's card").await;
+        assert_eq!(reply["flags"], 64, "{stale}: {reply}");
     }
     assert_eq!(fake.lock().card(1).expect("card").1.edits, 0);
 
@@ -1040,4 +1040,193 @@ fn fixtures_match_serenity_models() {
     let v: Value = json!({"user_id": "1", "channel_id": "2", "message_id": "3",
         "emoji": {"id": null, "name": "✅"}, "burst": false, "type": 0});
     assert!(serde_json::from_value::<serenity::all::Reaction>(v).is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interactions_are_acknowledged_in_discords_window_and_late_ones_are_not_answered() {
+    let fake = FakeDiscord::start().await;
+    let emu = start_emulator().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = config_text(&fake.base(), &emu.base_url()).replace("approvals = 1", "approvals = 2");
+    // Slash commands deferred as soon as they arrive, so the deferral is what is checked.
+    let tuning = Tuning {
+        defer_at: Duration::ZERO,
+        ..Tuning::default()
+    };
+    let bot = Bot::start_text(dir.path(), tuning, &text).await;
+    ready(&fake, 1).await;
+    fake.say(ALICE, OPS, "!restart ddm orders-db hard");
+    let (msg, posted) = card(&fake, 1).await;
+    let approve = buttons(&posted)[0].0.clone();
+    let ack_types = |ix: u64| -> Vec<Value> {
+        let i = fake.lock();
+        i.callbacks(ix).iter().map(|c| c["type"].clone()).collect()
+    };
+
+    // An approver's press is acknowledged once, at once, by a deferred update; the card's
+    // edit shows the vote. A second press is acknowledged too and does not count again.
+    let first = fake.click(BOB, msg, &approve);
+    fake.wait("1 of 2", |i| {
+        i.card(1).filter(|(_, m)| m.text().contains("1 of 2"))
+    })
+    .await;
+    assert_eq!(ack_types(first), vec![json!(6)]);
+    let again = fake.click(BOB, msg, &approve);
+    let reply = follow_up(&fake, again, "already counted").await;
+    assert_eq!(reply["flags"], 64, "{reply}");
+    assert_eq!(ack_types(again), vec![json!(6)]);
+    assert!(fake
+        .lock()
+        .card(1)
+        .expect("card")
+        .1
+        .text()
+        .contains("1 of 2"));
+
+    // /status is deferred publicly, and its answer replaces the deferral.
+    let status = fake.slash(ALICE, OPS, "status", &[("job", "1")]);
+    let edit = fake
+        .wait("the status answer", |i| {
+            i.answers(status)
+                .into_iter()
+                .find(|c| c.method == "PATCH" && c.path.ends_with("/messages/@original"))
+        })
+        .await;
+    assert!(
+        edit.body["content"]
+            .as_str()
+            .is_some_and(|c| c.contains("awaiting approval")),
+        "{}",
+        edit.body
+    );
+    let deferral = fake.lock().callbacks(status);
+    assert_eq!(deferral.len(), 1, "{deferral:?}");
+    assert_eq!(deferral[0]["type"], 5, "{deferral:?}");
+    assert_ne!(deferral[0]["data"]["flags"], 64, "{deferral:?}");
+    // A refusal after a public deferral stays private: the deferral goes, an ephemeral
+    // follow-up takes its place.
+    let bad = fake.slash(ALICE, OPS, "status", &[("job", "x1")]);
+    let refusal = follow_up(&fake, bad, "Usage").await;
+    assert_eq!(refusal["flags"], 64, "{refusal}");
+    assert!(fake.lock().deleted_originals.contains(&bad));
+
+    // Discord lost track of an interaction before its answer (10062): counted, and nothing
+    // more is sent to it.
+    fake.fail(
+        "POST",
+        "/callback",
+        FaultKind::Status {
+            status: 404,
+            code: 10062,
+        },
+        1,
+    );
+    let lost = fake.click(MALLORY, msg, &approve);
+    let expired = "opsgate_discord_late_interactions_total{reason=\"expired_on_answer\"}";
+    fake.wait("the expired interaction counted", |_| {
+        (metric(&bot, expired) >= 1).then_some(())
+    })
+    .await;
+
+    // A slash command that reaches opsgate after Discord's window is not acted on (the user
+    // was told it failed) and not answered; it is counted.
+    let late_request = fake.slash_aged(
+        CAROL,
+        OPS,
+        "restart",
+        &[
+            ("service", "ddm"),
+            ("target", "orders-db"),
+            ("mode", "soft"),
+        ],
+        Duration::from_secs(10),
+    );
+    let dropped = "opsgate_discord_late_interactions_total{reason=\"slash_dropped\"}";
+    fake.wait("the late slash command counted", |_| {
+        (metric(&bot, dropped) >= 1).then_some(())
+    })
+    .await;
+    // A late press still counts (it came from an approver, on the job's own card): the card
+    // shows it and the job runs, but the interaction is never answered.
+    let late_click = fake.click_aged(CAROL, msg, &approve, Duration::from_secs(10));
+    let done = card_state(&fake, 1, "succeeded").await;
+    assert!(done.text().contains("carol"), "{}", done.text());
+    assert_eq!(calls(&emu, "ddm.restart").await, 1);
+    let unanswered = "opsgate_discord_late_interactions_total{reason=\"button_unanswered\"}";
+    assert_eq!(metric(&bot, unanswered), 1);
+    bot.stop().await;
+
+    let i = fake.lock();
+    assert!(
+        i.answers(late_click).is_empty(),
+        "{:?}",
+        i.answers(late_click)
+    );
+    assert!(i.answers(late_request).is_empty());
+    assert!(i.card(2).is_none(), "a late request was acted on");
+    assert_eq!(i.answers(lost).len(), 1, "{:?}", i.answers(lost));
+    assert_no_pings(&i);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fake_discord_takes_one_answer_per_interaction_within_three_seconds() {
+    let fake = FakeDiscord::start().await;
+    let callback = |ix: u64| {
+        format!(
+            "{}/api/v10/interactions/{ix}/itok-{ix}/callback",
+            fake.base()
+        )
+    };
+    let http = reqwest::Client::new();
+    let ack = json!({"type": 6});
+    // The fake needs no bot for this: interactions are made without a gateway here.
+    let fresh = fake.lock().interaction_id(Duration::ZERO);
+    let late = fake
+        .lock()
+        .interaction_id(INTERACTION_WINDOW + Duration::from_secs(1));
+    let first = http
+        .post(callback(fresh))
+        .json(&ack)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(first.status(), 204);
+    let second = http
+        .post(callback(fresh))
+        .json(&ack)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(second.status(), 400);
+    let body: Value = second.json().await.expect("json");
+    assert_eq!(body["code"], 40060, "{body}");
+    let expired = http
+        .post(callback(late))
+        .json(&ack)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(expired.status(), 404);
+    let body: Value = expired.json().await.expect("json");
+    assert_eq!(body["code"], 10062, "{body}");
+    // A follow-up needs an answered interaction; editing the original, a message answer.
+    let followup = format!("{}/api/v10/webhooks/{BOT}/itok-{late}", fake.base());
+    let refused = http
+        .post(followup)
+        .json(&json!({"content": "x"}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(refused.status(), 404);
+    let original = format!(
+        "{}/api/v10/webhooks/{BOT}/itok-{fresh}/messages/@original",
+        fake.base()
+    );
+    let refused = http
+        .patch(original)
+        .json(&json!({"content": "x"}))
+        .send()
+        .await
+        .expect("patch");
+    assert_eq!(refused.status(), 404);
 }
