@@ -1230,3 +1230,124 @@ async fn the_fake_discord_takes_one_answer_per_interaction_within_three_seconds(
         .expect("patch");
     assert_eq!(refused.status(), 404);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_card_is_posted_again_and_its_incident_links_follow() {
+    let fake = FakeDiscord::start().await;
+    let emu = start_emulator().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = config_text(&fake.base(), &emu.base_url()).replace("approvals = 1", "approvals = 2");
+    let bot = Bot::start_text(dir.path(), Tuning::default(), &text).await;
+    ready(&fake, 1).await;
+    fake.say(ALICE, OPS, "!restart ddm orders-db hard");
+    let (first, posted) = card(&fake, 1).await;
+    let nonce_buttons = buttons(&posted);
+    let link = |m: u64| format!("https://discord.com/channels/{GUILD}/{OPS}/{m}");
+    let requested = message_with(&fake, INCIDENTS, "job 1 requested").await;
+    assert!(
+        requested.content.contains(&link(first)),
+        "{}",
+        requested.content
+    );
+    fake.react(BOB, first, "✅", true, true);
+    fake.wait("1 of 2", |i| {
+        i.card(1).filter(|(_, m)| m.text().contains("1 of 2"))
+    })
+    .await;
+
+    // A moderator deletes the card: it comes back with the job's state, its reactions and
+    // the same buttons, and the incident message links to the new card.
+    fake.delete_message(first, true);
+    let (second, again) = fake
+        .wait("the card posted again", |i| {
+            i.card(1).filter(|(m, _)| *m != first)
+        })
+        .await;
+    assert!(
+        again.text().contains("1 of 2") && again.text().contains("bob"),
+        "{}",
+        again.text()
+    );
+    assert_eq!(buttons(&again), nonce_buttons);
+    fake.wait("✅ and ❌ on the new card", |i| {
+        (reacted(i, second, "✅", BOT) && reacted(i, second, "❌", BOT)).then_some(())
+    })
+    .await;
+    fake.wait("the incident link follows the card", |i| {
+        i.in_channel(INCIDENTS).into_iter().find(|(_, m)| {
+            m.content.contains("job 1 requested") && m.content.contains(&link(second))
+        })
+    })
+    .await;
+
+    // Deleted again, unnoticed (no event): the next edit finds it gone (10008) and the card
+    // is posted once more; a press on that card counts.
+    fake.delete_message(second, false);
+    fake.say(CAROL, OPS, "!approve 1");
+    let (third, _) = fake
+        .wait("the card posted a third time", |i| {
+            i.card(1).filter(|(m, _)| *m != first && *m != second)
+        })
+        .await;
+    let done = card_state(&fake, 1, "succeeded").await;
+    assert!(done.text().contains("2 of 2"), "{}", done.text());
+    assert_eq!(calls(&emu, "ddm.restart").await, 1);
+    fake.wait("the incident link follows again", |i| {
+        i.in_channel(INCIDENTS).into_iter().find(|(_, m)| {
+            m.content.contains("job 1 requested") && m.content.contains(&link(third))
+        })
+    })
+    .await;
+    {
+        let i = fake.lock();
+        let cards = i
+            .messages
+            .values()
+            .filter(|m| m.title().contains("Job 1 ·"))
+            .count();
+        assert_eq!(cards, 1, "one card at a time");
+        assert!(!i
+            .calls_to("PATCH", &format!("/messages/{second}"))
+            .is_empty());
+    }
+    bot.stop().await;
+    // The reposted card's ID is durable: after a restart the job's record names it.
+    let store = Store::open(dir.path()).expect("store");
+    let job = store.job(1).expect("read").expect("job 1");
+    assert_eq!(job.message_id, Some(third.to_string()));
+    let audit = store.audit(1).expect("audit");
+    assert_eq!(
+        audit.iter().filter(|e| e.event == "card_reposted").count(),
+        2,
+        "{audit:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_card_deleted_while_the_bot_was_offline_is_posted_again_on_reconnect() {
+    let fake = FakeDiscord::start().await;
+    let emu = start_emulator().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bot = Bot::start(&fake, &emu, dir.path()).await;
+    ready(&fake, 1).await;
+    fake.say(ALICE, OPS, "!restart ddm orders-db hard");
+    let (first, _) = card(&fake, 1).await;
+    fake.wait("✅ and ❌ from the bot", |i| {
+        (reacted(i, first, "✅", BOT) && reacted(i, first, "❌", BOT)).then_some(())
+    })
+    .await;
+    bot.stop().await;
+    // Deleted while opsgate is down: no gateway event reaches it.
+    fake.delete_message(first, false);
+    let bot = Bot::start(&fake, &emu, dir.path()).await;
+    ready(&fake, 2).await;
+    // Catch-up finds it gone (10008 reading its reactions) and the engine posts it again.
+    let (second, _) = fake
+        .wait("the card posted again", |i| {
+            i.card(1).filter(|(m, _)| *m != first)
+        })
+        .await;
+    fake.react(BOB, second, "✅", true, true);
+    card_state(&fake, 1, "succeeded").await;
+    bot.stop().await;
+}

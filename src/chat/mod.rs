@@ -108,6 +108,9 @@ pub enum ChatEvent {
     },
     /// The adapter learned the ID of a job's message after posting it.
     MessagePosted { job: JobId, message_id: MessageId },
+    /// A job's message is gone from chat (deleted by someone): the engine posts the job's
+    /// card again if the job is still active and `message_id` is its current card.
+    CardLost { job: JobId, message_id: MessageId },
 }
 
 impl ChatEvent {
@@ -117,7 +120,7 @@ impl ChatEvent {
             ChatEvent::Message { origin, .. }
             | ChatEvent::Reaction { origin, .. }
             | ChatEvent::Button { origin, .. } => Some(&origin.channel),
-            ChatEvent::MessagePosted { .. } => None,
+            ChatEvent::MessagePosted { .. } | ChatEvent::CardLost { .. } => None,
         }
     }
 }

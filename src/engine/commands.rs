@@ -49,7 +49,14 @@ impl Engine {
                 let Some(vote) = Vote::from_emoji(&emoji) else {
                     return;
                 };
-                let job = match self.store.job_for_message(&message_id) {
+                // An active job's card first: its ID may have been learned in this very
+                // group (a reposted card), before the index reached the store.
+                let live = self
+                    .active
+                    .values()
+                    .find(|j| j.message_id.as_deref() == Some(message_id.as_str()))
+                    .map(|j| Ok(Some(j.id)));
+                let job = match live.unwrap_or_else(|| self.store.job_for_message(&message_id)) {
                     Ok(Some(job)) => job,
                     // Reactions on messages that are not approval requests are chat, not votes.
                     _ => return,
@@ -81,7 +88,33 @@ impl Engine {
             ChatEvent::MessagePosted { job, message_id } => {
                 self.record_message_id(job, message_id);
             }
+            ChatEvent::CardLost { job, message_id } => self.repost_card(job, &message_id, now),
         }
+    }
+
+    /// A job's card was deleted in chat: post its current card again (the new message's ID
+    /// comes back as `MessagePosted` and replaces the old one durably). Only for an active
+    /// job and its current card: a finished job's card is history, and an older card was
+    /// already replaced.
+    fn repost_card(&mut self, id: JobId, lost: &str, now: u64) {
+        let Some(job) = self.active.get(&id) else {
+            return;
+        };
+        if job.message_id.as_deref() != Some(lost) {
+            return;
+        }
+        let (channel, card) = (job.channel.clone(), self.card(job));
+        self.audit_only(
+            id,
+            "card_reposted",
+            "the job's message was deleted in chat; its card was posted again",
+            now,
+        );
+        self.effects.push(Effect::Chat(Outgoing::Card {
+            channel,
+            card,
+            mention_roles: Vec::new(),
+        }));
     }
 
     /// Whether a button with `nonce` on message `message_id` belongs to job `id`'s card. A job

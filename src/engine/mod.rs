@@ -460,7 +460,8 @@ impl Engine {
         Ok(())
     }
 
-    /// Returns true when a pending job's message ID was learned and must be flushed.
+    /// Returns true when a message ID was learned that must be flushed (a pending job's, or
+    /// a reposted card's).
     fn apply_effect(&mut self, effect: Effect) -> bool {
         match effect {
             Effect::Chat(out) => {
@@ -492,14 +493,18 @@ impl Engine {
         if job.message_id.as_deref() == Some(message_id.as_str()) {
             return false;
         }
+        // A card posted again after the first was deleted: the old ID leads nowhere.
+        let replaced = job.message_id.is_some();
         job.message_id = Some(message_id.clone());
         let pending = job.state == JobState::AwaitingApproval;
         if pending {
             self.batch.index_message(&message_id, id);
+        }
+        if pending || replaced {
             self.batch.put_job(job, None);
         }
-        // Other jobs keep the ID in memory; it is written with their next change.
-        pending
+        // Other jobs keep a first ID in memory; it is written with their next change.
+        pending || replaced
     }
 
     fn fire_expiries(&mut self, now: u64) {

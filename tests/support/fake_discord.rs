@@ -455,6 +455,23 @@ impl FakeDiscord {
         );
     }
 
+    /// Someone deletes `message` (with its reactions); if `live`, the gateway says so
+    /// (MESSAGE_DELETE), else the bot finds out when it next touches the message.
+    pub fn delete_message(&self, message: u64, live: bool) {
+        let channel = {
+            let mut inner = self.lock();
+            inner.reactions.retain(|(m, _), _| *m != message);
+            inner.messages.remove(&message).map_or(OPS, |m| m.channel)
+        };
+        if live {
+            self.dispatch(
+                "MESSAGE_DELETE",
+                json!({"id": message.to_string(), "channel_id": channel.to_string(),
+                       "guild_id": GUILD.to_string()}),
+            );
+        }
+    }
+
     /// A moderator removes every reaction from `message` (MESSAGE_REACTION_REMOVE_ALL).
     pub fn remove_all(&self, message: u64) {
         let channel = {
@@ -831,7 +848,7 @@ fn route(
         ("PATCH", ["channels", c, "messages", m]) => {
             let id = num(m);
             let Some(stored) = inner.messages.get_mut(&id) else {
-                return not_found();
+                return discord_error(StatusCode::NOT_FOUND, 10008, "Unknown Message");
             };
             if let Some(c) = body["content"].as_str() {
                 stored.content = c.to_string();
@@ -855,6 +872,11 @@ fn route(
                 list.push(BOT);
             }
             StatusCode::NO_CONTENT.into_response()
+        }
+        ("GET", ["channels", _, "messages", m, "reactions", _])
+            if !inner.messages.contains_key(&num(m)) =>
+        {
+            discord_error(StatusCode::NOT_FOUND, 10008, "Unknown Message")
         }
         ("GET", ["channels", _, "messages", m, "reactions", emoji]) => {
             let after = query

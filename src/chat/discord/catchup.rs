@@ -35,6 +35,7 @@ pub(crate) async fn run(shared: Arc<Shared>) {
     for p in &pending {
         if let Some(m) = snowflake(&p.message_id) {
             shared.card_opened(m, p.job);
+            shared.card_live(m, p.job);
         }
     }
     shared.cards_loaded();
@@ -58,7 +59,15 @@ pub(crate) async fn run(shared: Arc<Shared>) {
         };
         // Denials first: a ❌ given while offline must not lose to a ✅ replayed before it.
         for emoji in [DENY_EMOJI, APPROVE_EMOJI] {
-            for user in reactors(&shared, channel, message, emoji).await {
+            let users = match reactors(&shared, channel, message, emoji).await {
+                Ok(users) => users,
+                Err(Gone) => {
+                    // Deleted while opsgate was away: the engine posts it again.
+                    shared.report_lost(p.job, message);
+                    break;
+                }
+            };
+            for user in users {
                 if user.bot || shared.is_me(user.id.get()) {
                     continue;
                 }
@@ -89,8 +98,16 @@ pub(crate) async fn run(shared: Arc<Shared>) {
     }
 }
 
+/// The card's message no longer exists (10008).
+struct Gone;
+
 /// Everyone who reacted with `emoji`, page by page (bounded).
-async fn reactors(shared: &Shared, channel: u64, message: u64, emoji: &str) -> Vec<User> {
+async fn reactors(
+    shared: &Shared,
+    channel: u64,
+    message: u64,
+    emoji: &str,
+) -> Result<Vec<User>, Gone> {
     let reaction = ReactionType::Unicode(emoji.to_string());
     let mut all: Vec<User> = Vec::new();
     let mut after: Option<UserId> = None;
@@ -107,6 +124,9 @@ async fn reactors(shared: &Shared, channel: u64, message: u64, emoji: &str) -> V
             .await
         {
             Ok(p) => p,
+            Err(e) if super::rest::code_of(&e) == Some(super::rest::UNKNOWN_MESSAGE) => {
+                return Err(Gone);
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read reactions (Read Message History permission?)");
                 break;
@@ -119,5 +139,5 @@ async fn reactors(shared: &Shared, channel: u64, message: u64, emoji: &str) -> V
             break;
         }
     }
-    all
+    Ok(all)
 }

@@ -204,6 +204,23 @@ impl Handler {
         );
     }
 
+    /// A deleted message that is an active job's card: its lane and the engine hear it.
+    fn card_deleted(
+        &self,
+        message: serenity::all::MessageId,
+        guild: Option<serenity::all::GuildId>,
+    ) {
+        if !self.shared.serves(guild) {
+            return;
+        }
+        if let Some(job) = self.shared.live_card(message.get()) {
+            let _ = self.shared.out.send(Item::CardGone {
+                job,
+                message: message.get(),
+            });
+        }
+    }
+
     async fn on_slash(&self, cmd: CommandInteraction) {
         let age = interactions::age(cmd.id.get(), interactions::now_ms());
         if interactions::is_stale(age) {
@@ -417,6 +434,28 @@ impl EventHandler for Handler {
         if approve {
             self.shared
                 .approvals_cleared(removed.channel_id.get(), removed.message_id.get());
+        }
+    }
+
+    async fn message_delete(
+        &self,
+        _ctx: Context,
+        _channel: ChannelId,
+        message: serenity::all::MessageId,
+        guild: Option<serenity::all::GuildId>,
+    ) {
+        self.card_deleted(message, guild);
+    }
+
+    async fn message_delete_bulk(
+        &self,
+        _ctx: Context,
+        _channel: ChannelId,
+        messages: Vec<serenity::all::MessageId>,
+        guild: Option<serenity::all::GuildId>,
+    ) {
+        for message in messages {
+            self.card_deleted(message, guild);
         }
     }
 

@@ -9,12 +9,14 @@
 //! | `render.rs` | card embed and buttons, splitting long text, incident text |
 //! | `slash.rs` | slash command definitions from the command table, option -> `!` text, autocomplete |
 //! | `catchup.rs` | on ready: apply ✅/❌ given while the bot was away |
+//! | `lost.rs` | cards deleted in chat: noticed, reposted once, incident links pointed at the new card |
 //! | `interactions.rs` | how old an interaction is (its ID carries its creation time) and what a late one may still do |
 
 mod catchup;
 mod connect;
 mod handler;
 mod interactions;
+mod lost;
 pub mod render;
 pub mod rest;
 mod scope;

@@ -39,6 +39,11 @@ pub(crate) enum Item {
     Out(Outgoing),
     /// The engine has handled this interaction's event: answer it if nothing did.
     Complete(String),
+    /// A job's card was deleted in chat (MESSAGE_DELETE).
+    CardGone {
+        job: JobId,
+        message: u64,
+    },
 }
 
 /// The engine's view of Discord: never blocks.
@@ -154,6 +159,8 @@ enum JobOp {
         reports: Vec<oneshot::Sender<PostOutcome>>,
     },
     Update(JobCard),
+    /// This message, if it is the card, is gone: the next `Post` posts it again.
+    Lost(MessageId),
 }
 
 enum IdSource {
@@ -221,6 +228,12 @@ pub(crate) async fn dispatch(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceive
                     } else {
                         shared.card_closed(m);
                     }
+                    if !last {
+                        shared.card_live(m, job);
+                    }
+                }
+                if last {
+                    shared.card_finished(job);
                 }
                 let lane = job_lane(&shared, &mut jobs, job, &channel, message_id);
                 let _ = lane.send(JobOp::Update(card));
@@ -297,6 +310,13 @@ pub(crate) async fn dispatch(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceive
                     let _ = entry.lane.send(IxOp::Complete);
                 }
             }
+            Item::CardGone { job, message } => {
+                // The lane forgets the card before the engine can ask for it again.
+                if let Some(lane) = jobs.get(&job) {
+                    let _ = lane.tx.send(JobOp::Lost(message.to_string()));
+                }
+                shared.report_lost(job, message);
+            }
         }
     }
 }
@@ -359,6 +379,8 @@ async fn run_job(
     let interval = shared.config.discord.edit_interval;
     let mut latest: Option<JobCard> = None;
     let mut last_write: Option<Instant> = None;
+    // Set while the card is lost (deleted in chat) and until it is posted again.
+    let mut lost = false;
     loop {
         let due = match (&latest, &message) {
             (Some(_), Some(_)) => Some(last_write.map_or_else(Instant::now, |t| t + interval)),
@@ -374,6 +396,8 @@ async fn run_job(
                         }
                         continue;
                     }
+                    // Edits queued before this post are older than the card it posts.
+                    latest = None;
                     let posted = post_card(&shared, &channel, &card, &mention_roles).await;
                     if let Err(Failure::Permission) = posted {
                         if reports.is_empty() {
@@ -387,22 +411,46 @@ async fn run_job(
                         last_write = Some(Instant::now());
                         message = Some(id.clone());
                         ids.send_replace(Some(id.clone()));
-                        if let (true, Some(m)) = (card.is_open(), snowflake(&id)) {
-                            shared.card_opened(m, job);
+                        if let Some(m) = snowflake(&id) {
+                            if card.is_open() {
+                                shared.card_opened(m, job);
+                            }
+                            if !card.state.is_final() {
+                                shared.card_live(m, job);
+                            }
                         }
                         shared.feed(ChatEvent::MessagePosted { job, message_id: id.clone() });
                         if card.is_open() {
                             add_votes(&shared, &channel, &id).await;
                         }
+                        if std::mem::take(&mut lost) {
+                            super::lost::relink(&shared, job, &channel, &id).await;
+                        }
                     }
                 }
                 Some(JobOp::Update(card)) => latest = Some(card),
+                Some(JobOp::Lost(gone)) => {
+                    if message.as_deref() == Some(gone.as_str()) {
+                        message = None;
+                        ids.send_replace(None);
+                        lost = true;
+                    }
+                }
                 None => break,
             },
             _ = tokio::time::sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() => {
-                if let (Some(card), Some(id)) = (latest.take(), message.as_deref()) {
-                    let _ = edit_card(&shared, &channel, id, &card).await;
+                if let (Some(card), Some(id)) = (latest.take(), message.clone()) {
+                    let edited = edit_card(&shared, &channel, &id, &card).await;
                     last_write = Some(Instant::now());
+                    if edited == Edited::Gone {
+                        // Deleted in chat: wait for the engine to post it again.
+                        message = None;
+                        ids.send_replace(None);
+                        lost = true;
+                        if let Some(m) = snowflake(&id) {
+                            shared.report_lost(job, m);
+                        }
+                    }
                 }
             }
         }
@@ -505,15 +553,18 @@ async fn add_votes(shared: &Shared, channel: &str, id: &str) {
     }
 }
 
-/// Edits the card; `Err(NotFound)` means it is gone (deleted by someone).
-async fn edit_card(
-    shared: &Shared,
-    channel: &str,
-    id: &str,
-    card: &JobCard,
-) -> Result<(), Failure> {
+#[derive(Debug, PartialEq, Eq)]
+enum Edited {
+    Done,
+    /// Discord has no such message (10008): someone deleted the card.
+    Gone,
+    Failed,
+}
+
+/// Edits the card.
+async fn edit_card(shared: &Shared, channel: &str, id: &str, card: &JobCard) -> Edited {
     let (Some(ch), Some(m)) = (snowflake(channel), snowflake(id)) else {
-        return Ok(());
+        return Edited::Done;
     };
     let mut attempt = 0u32;
     loop {
@@ -525,7 +576,7 @@ async fn edit_card(
             .edit_message(&*shared.http, DiscordMessageId::new(m), edit)
             .await
         {
-            Ok(_) => return Ok(()),
+            Ok(_) => return Edited::Done,
             Err(e) => {
                 let failure = Failure::of(&e);
                 shared.call_failed("edit_card", failure);
@@ -534,9 +585,32 @@ async fn edit_card(
                     attempt += 1;
                     continue;
                 }
+                if rest::code_of(&e) == Some(rest::UNKNOWN_MESSAGE) {
+                    return Edited::Gone;
+                }
                 tracing::warn!(job = card.job, error = %e, "could not edit the job's message");
-                return Err(failure);
+                return Edited::Failed;
             }
+        }
+    }
+}
+
+/// Posts `text` (one message: incident texts are cut to fit) and returns its ID.
+async fn post_one(shared: &Shared, channel: &str, text: &str) -> Option<u64> {
+    let Some(ch) = snowflake(channel) else {
+        tracing::warn!(channel, "not a Discord channel ID; message dropped");
+        return None;
+    };
+    let msg = CreateMessage::new()
+        .content(render::truncate(text, MESSAGE_LIMIT))
+        .allowed_mentions(CreateAllowedMentions::new());
+    match ChannelId::new(ch).send_message(&*shared.http, msg).await {
+        Ok(m) => Some(m.id.get()),
+        Err(e) => {
+            let failure = Failure::of(&e);
+            shared.call_failed("message", failure);
+            tracing::warn!(channel, error = %e, "could not send an incident message");
+            None
         }
     }
 }
@@ -598,9 +672,22 @@ async fn run_channel(
                         .map(|g| render::message_link(g, &job_channel, &id)),
                     None => None,
                 };
-                let text =
+                let body =
                     render::incident_text(severity, &text, job, link.as_deref(), &job_channel);
-                say(&shared, &channel, &text).await;
+                let posted = post_one(&shared, &channel, &body).await;
+                if let (Some(message), Some(channel), true) =
+                    (posted, snowflake(&channel), link.is_some())
+                {
+                    // Kept so the link can follow the card if it is deleted and reposted.
+                    let post = super::lost::IncidentPost {
+                        channel,
+                        message,
+                        severity,
+                        text,
+                        job_channel,
+                    };
+                    shared.incident_linked(job, post);
+                }
             }
         }
     }
