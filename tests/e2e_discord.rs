@@ -1351,3 +1351,120 @@ async fn a_card_deleted_while_the_bot_was_offline_is_posted_again_on_reconnect()
     card_state(&fake, 1, "succeeded").await;
     bot.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_an_invalid_session_a_new_ready_reads_the_cards_again() {
+    let fake = FakeDiscord::start().await;
+    let emu = start_emulator().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bot = Bot::start(&fake, &emu, dir.path()).await;
+    ready(&fake, 1).await;
+    fake.say(ALICE, OPS, "!restart ddm orders-db hard");
+    let (msg, _) = card(&fake, 1).await;
+    fake.wait("✅ and ❌ from the bot", |i| {
+        (reacted(i, msg, "✅", BOT) && reacted(i, msg, "❌", BOT)).then_some(())
+    })
+    .await;
+    // An approval whose event is lost with the session.
+    fake.react(BOB, msg, "✅", true, false);
+    // op 9 (not resumable): serenity identifies again (after its 5 s between identifies)
+    // and gets a new READY; opsgate counts the new session and reads the cards again.
+    fake.invalidate_session();
+    ready(&fake, 2).await;
+    assert_eq!(fake.lock().identifies.len(), 2);
+    assert_eq!(fake.lock().resumes, 0);
+    let done = card_state(&fake, 1, "succeeded").await;
+    assert!(done.text().contains("bob"), "{}", done.text());
+    assert!(metric(&bot, "opsgate_discord_reconnects_total") >= 1);
+    fake.wait("connected again", |_| bot.discord.connected().then_some(()))
+        .await;
+    fake.say(ALICE, OPS, "!whoami");
+    message_with(&fake, OPS, "oncall").await;
+    bot.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_and_server_errors_are_retried_and_missing_access_is_reported() {
+    let fake = FakeDiscord::start().await;
+    let emu = start_emulator().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bot = Bot::start(&fake, &emu, dir.path()).await;
+    ready(&fake, 1).await;
+    let cards = format!("/channels/{OPS}/messages");
+    // 429 on the card's post: retried (after at least a second), one card.
+    fake.fail(
+        "POST",
+        &cards,
+        FaultKind::RateLimited { retry_after: 0.2 },
+        1,
+    );
+    fake.say(CAROL, OPS, "!restart ddm orders-db hard");
+    let (msg, _) = card(&fake, 1).await;
+    {
+        let i = fake.lock();
+        assert_eq!(card_posts(&i, 1).len(), 2);
+        assert_eq!(
+            i.messages
+                .values()
+                .filter(|m| m.title().contains("Job 1 ·"))
+                .count(),
+            1
+        );
+    }
+    assert!(
+        metric(
+            &bot,
+            "opsgate_discord_call_failures_total{call=\"post_card\",reason=\"rate_limited\"}"
+        ) >= 1
+    );
+    // A 500 and a 429 on the card's edits: retried; the card still reaches its end.
+    fake.fail(
+        "PATCH",
+        &format!("/messages/{msg}"),
+        FaultKind::Status {
+            status: 500,
+            code: 0,
+        },
+        1,
+    );
+    fake.fail(
+        "PATCH",
+        &format!("/messages/{msg}"),
+        FaultKind::RateLimited { retry_after: 0.1 },
+        1,
+    );
+    fake.react(BOB, msg, "✅", true, true);
+    card_state(&fake, 1, "succeeded").await;
+    assert!(
+        metric(
+            &bot,
+            "opsgate_discord_call_failures_total{call=\"edit_card\",reason=\"server\"}"
+        ) >= 1
+    );
+    // 50001 (Missing Access: opsgate cannot see the channel) on a card: not retried,
+    // reported in the incident channel and counted as a permission problem.
+    fake.fail(
+        "POST",
+        &cards,
+        FaultKind::Status {
+            status: 403,
+            code: 50001,
+        },
+        1,
+    );
+    fake.say(CAROL, OPS, "!restart ddm orders-db hard");
+    let notice = message_with(&fake, INCIDENTS, "could not be posted").await;
+    assert!(notice.content.contains("Job 2"), "{}", notice.content);
+    assert_eq!(
+        card_posts(&fake.lock(), 2).len(),
+        1,
+        "a refusal was retried"
+    );
+    assert!(
+        metric(
+            &bot,
+            "opsgate_discord_call_failures_total{call=\"post_card\",reason=\"permission\"}"
+        ) >= 1
+    );
+    bot.stop().await;
+}

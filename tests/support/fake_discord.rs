@@ -105,6 +105,7 @@ pub struct FakeUser {
 enum WsCmd {
     Dispatch(String, Value),
     Reconnect,
+    InvalidSession,
 }
 
 #[derive(Default)]
@@ -389,6 +390,12 @@ impl FakeDiscord {
     /// Sends op 7 and closes the socket; serenity resumes.
     pub fn reconnect(&self) {
         self.send(WsCmd::Reconnect);
+    }
+
+    /// Sends op 9 (invalid session, not resumable): serenity closes, connects again and
+    /// identifies anew, and gets a new READY (events in between are lost, as with Discord).
+    pub fn invalidate_session(&self) {
+        self.send(WsCmd::InvalidSession);
     }
 
     fn user(&self, id: u64) -> FakeUser {
@@ -710,6 +717,9 @@ async fn session(state: Arc<Shared>, mut socket: WebSocket) {
                     if socket.send(frame(json!({"op": 0, "s": seq, "t": t, "d": d}))).await.is_err() {
                         break;
                     }
+                }
+                Some(WsCmd::InvalidSession) => {
+                    let _ = socket.send(frame(json!({"op": 9, "d": false}))).await;
                 }
                 Some(WsCmd::Reconnect) => {
                     let _ = socket.send(frame(json!({"op": 7, "d": null}))).await;
