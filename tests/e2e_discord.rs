@@ -1468,3 +1468,58 @@ async fn rate_limits_and_server_errors_are_retried_and_missing_access_is_reporte
     );
     bot.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_check_mark_removed_while_offline_withdraws_only_the_approval_it_gave() {
+    let fake = FakeDiscord::start().await;
+    let emu = start_emulator().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = config_text(&fake.base(), &emu.base_url()).replace("approvals = 1", "approvals = 3");
+    let bot = Bot::start_text(dir.path(), Tuning::default(), &text).await;
+    ready(&fake, 1).await;
+    fake.say(ALICE, OPS, "!restart ddm orders-db hard");
+    let (msg, posted) = card(&fake, 1).await;
+    let approve = buttons(&posted)[0].0.clone();
+    // bob approves with ✅; carol with the button, and adds ✅ too (not a second approval).
+    fake.react(BOB, msg, "✅", true, true);
+    fake.wait("1 of 3", |i| {
+        i.card(1).filter(|(_, m)| m.text().contains("1 of 3"))
+    })
+    .await;
+    fake.click(CAROL, msg, &approve);
+    fake.wait("2 of 3", |i| {
+        i.card(1).filter(|(_, m)| m.text().contains("2 of 3"))
+    })
+    .await;
+    fake.react(CAROL, msg, "✅", true, true);
+    message_with(&fake, OPS, "already counted").await;
+    bot.stop().await;
+
+    // While opsgate is down both take their ✅ back.
+    fake.react(BOB, msg, "✅", false, false);
+    fake.react(CAROL, msg, "✅", false, false);
+    let bot = Bot::start_text(dir.path(), Tuning::default(), &text).await;
+    ready(&fake, 2).await;
+    // bob's approval went with his ✅; carol's came from the button and stays.
+    let now = fake
+        .wait("1 of 3 after catch-up", |i| {
+            i.card(1).filter(|(_, m)| m.text().contains("1 of 3"))
+        })
+        .await
+        .1;
+    assert!(
+        now.text().contains("carol") && !now.text().contains("bob"),
+        "{}",
+        now.text()
+    );
+    assert_eq!(calls(&emu, "ddm.restart").await, 0);
+    bot.stop().await;
+    let store = Store::open(dir.path()).expect("store");
+    let job = store.job(1).expect("read").expect("job 1");
+    let approvers: Vec<(&str, bool)> = job
+        .approvals
+        .iter()
+        .map(|a| (a.by.name.as_str(), a.by_reaction))
+        .collect();
+    assert_eq!(approvers, vec![("carol", false)]);
+}

@@ -111,6 +111,14 @@ pub enum ChatEvent {
     /// A job's message is gone from chat (deleted by someone): the engine posts the job's
     /// card again if the job is still active and `message_id` is its current card.
     CardLost { job: JobId, message_id: MessageId },
+    /// `actor`'s ✅ is no longer on a card and no live removal said so (a moderator cleared
+    /// the reactions, or it was removed while the bot was away): an approval they gave with
+    /// ✅ is withdrawn; one given with a button or a command stays. Nobody is answered.
+    CheckMarkGone {
+        actor: Actor,
+        channel: String,
+        message_id: MessageId,
+    },
 }
 
 impl ChatEvent {
@@ -120,6 +128,7 @@ impl ChatEvent {
             ChatEvent::Message { origin, .. }
             | ChatEvent::Reaction { origin, .. }
             | ChatEvent::Button { origin, .. } => Some(&origin.channel),
+            ChatEvent::CheckMarkGone { channel, .. } => Some(channel),
             ChatEvent::MessagePosted { .. } | ChatEvent::CardLost { .. } => None,
         }
     }

@@ -61,6 +61,9 @@ pub struct PendingApproval {
     pub job: JobId,
     pub channel: String,
     pub message_id: String,
+    /// Who approved it with ✅ (not a button or a command): if their ✅ is gone from the
+    /// card, the adapter reports it (`ChatEvent::CheckMarkGone`).
+    pub reaction_approvers: Vec<crate::job::Person>,
 }
 
 /// Told about every job state change once it is durable (the terminal's `/wait` uses it).
@@ -390,6 +393,12 @@ impl Engine {
                             job: j.id,
                             channel: j.channel.clone(),
                             message_id: j.message_id.clone()?,
+                            reaction_approvers: j
+                                .approvals
+                                .iter()
+                                .filter(|a| a.by_reaction)
+                                .map(|a| a.by.clone())
+                                .collect(),
                         })
                     })
                     .collect();
