@@ -59,6 +59,7 @@ pub fn approve(job: &mut Job, actor: &Actor, now_ms: u64) -> Result<bool, Refusa
             name: actor.name.clone(),
         },
         at_ms: now_ms,
+        by_reaction: false,
     });
     Ok(job.has_quorum())
 }
@@ -76,6 +77,19 @@ pub fn withdraw(job: &mut Job, actor: &Actor) -> Result<bool, Refusal> {
     let before = job.approvals.len();
     job.approvals.retain(|a| a.by.id != actor.id);
     Ok(job.approvals.len() != before)
+}
+
+/// `actor`'s ✅ is no longer on the card (cleared, or removed while opsgate was away):
+/// withdraws their approval if it was given with ✅, before quorum. An approval given with a
+/// button or a command stays. Returns whether one was removed.
+pub fn withdraw_reaction(job: &mut Job, actor: &Actor) -> bool {
+    if job.state != JobState::AwaitingApproval {
+        return false;
+    }
+    let before = job.approvals.len();
+    job.approvals
+        .retain(|a| !(a.by_reaction && a.by.id == actor.id));
+    job.approvals.len() != before
 }
 
 #[cfg(test)]

@@ -107,6 +107,10 @@ pub struct Person {
 pub struct Approval {
     pub by: Person,
     pub at_ms: u64,
+    /// Given with ✅ on the card (not a button or a command), so it goes when that ✅ is no
+    /// longer there. Records from before this field say `false`: never withdrawn that way.
+    #[serde(default)]
+    pub by_reaction: bool,
 }
 
 /// What the matching rule demanded when the job was requested. Copied into the job so that a

@@ -82,6 +82,8 @@ pub struct DiscordMetrics {
     pub reconnects: Counter,
     pub dropped: Family<DiscordEventLabels, Counter>,
     pub connected: Gauge,
+    /// Interactions that reached opsgate after Discord's 3 s window, by what was done.
+    pub late_interactions: Family<DiscordEventLabels, Counter>,
 }
 
 impl DiscordMetrics {
@@ -116,6 +118,11 @@ impl DiscordMetrics {
             "1 while the Discord gateway session is ready",
             self.connected.clone(),
         );
+        registry.register(
+            "discord_late_interactions",
+            "Interactions too late for Discord's 3 s window: slash_dropped, autocomplete_dropped, button_unanswered (its vote counted), expired_on_answer (Discord said 10062)",
+            self.late_interactions.clone(),
+        );
     }
 
     pub fn call_failed(&self, call: &'static str, reason: &'static str) {
@@ -126,6 +133,12 @@ impl DiscordMetrics {
 
     pub fn dropped(&self, reason: &'static str) {
         self.dropped
+            .get_or_create(&DiscordEventLabels { reason })
+            .inc();
+    }
+
+    pub fn late_interaction(&self, reason: &'static str) {
+        self.late_interactions
             .get_or_create(&DiscordEventLabels { reason })
             .inc();
     }

@@ -206,6 +206,18 @@ async fn message_with(fake: &FakeDiscord, channel: u64, text: &str) -> Stored {
     .await
 }
 
+/// The follow-up to interaction `ix` whose text contains `text` (its body).
+async fn follow_up(fake: &FakeDiscord, ix: u64, text: &str) -> Value {
+    fake.wait(&format!("a follow-up to {ix} with {text:?}"), |i| {
+        i.answers(ix)
+            .into_iter()
+            .filter(|c| c.method == "POST" && c.path.starts_with("/api/v10/webhooks/"))
+            .map(|c| c.body)
+            .find(|b| b["content"].as_str().is_some_and(|c| c.contains(text)))
+    })
+    .await
+}
+
 fn reacted(i: &Inner, message: u64, emoji: &str, user: u64) -> bool {
     i.reactions
         .get(&(message, emoji.to_string()))
@@ -503,37 +515,25 @@ async fn slash_commands_and_buttons_answer_their_interactions() {
         "{refusal}"
     );
 
-    // 4. A refused click gets an ephemeral reply and changes nothing.
+    // 4. A refused click is acknowledged at once (deferred update), then hears why in an
+    // ephemeral follow-up; nothing changes.
     let click = fake.click(MALLORY, msg, &approve);
-    let reply = fake
-        .wait("the refused click's reply", |i| {
-            i.callbacks(click).first().cloned()
-        })
-        .await;
-    assert_eq!(reply["type"], 4, "{reply}");
-    assert_eq!(reply["data"]["flags"], 64, "{reply}");
-    assert!(
-        reply["data"]["content"]
-            .as_str()
-            .is_some_and(|c| c.contains("cannot approve job 1")),
-        "{reply}"
-    );
+    let reply = follow_up(&fake, click, "cannot approve job 1").await;
+    assert_eq!(reply["flags"], 64, "{reply}");
+    let acks: Vec<Value> = fake
+        .lock()
+        .callbacks(click)
+        .iter()
+        .map(|c| c["type"].clone())
+        .collect();
+    assert_eq!(acks, vec![json!(6)]);
     assert_eq!(fake.lock().card(1).expect("card").1.edits, 0);
 
     // A button that is not this card's (no nonce, or another job's) is not counted.
     for stale in ["approve:1", "approve:1:1"] {
         let click = fake.click(BOB, msg, stale);
-        let reply = fake
-            .wait("the stale button's reply", |i| {
-                i.callbacks(click).first().cloned()
-            })
-            .await;
-        assert!(
-            reply["data"]["content"]
-                .as_str()
-                .is_some_and(|c| c.contains("not on job 1's card")),
-            "{stale}: {reply}"
-        );
+        let reply = follow_up(&fake, click, "not on job 1's card").await;
+        assert_eq!(reply["flags"], 64, "{stale}: {reply}");
     }
     assert_eq!(fake.lock().card(1).expect("card").1.edits, 0);
 
@@ -1040,4 +1040,486 @@ fn fixtures_match_serenity_models() {
     let v: Value = json!({"user_id": "1", "channel_id": "2", "message_id": "3",
         "emoji": {"id": null, "name": "✅"}, "burst": false, "type": 0});
     assert!(serde_json::from_value::<serenity::all::Reaction>(v).is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interactions_are_acknowledged_in_discords_window_and_late_ones_are_not_answered() {
+    let fake = FakeDiscord::start().await;
+    let emu = start_emulator().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = config_text(&fake.base(), &emu.base_url()).replace("approvals = 1", "approvals = 2");
+    // Slash commands deferred as soon as they arrive, so the deferral is what is checked.
+    let tuning = Tuning {
+        defer_at: Duration::ZERO,
+        ..Tuning::default()
+    };
+    let bot = Bot::start_text(dir.path(), tuning, &text).await;
+    ready(&fake, 1).await;
+    fake.say(ALICE, OPS, "!restart ddm orders-db hard");
+    let (msg, posted) = card(&fake, 1).await;
+    let approve = buttons(&posted)[0].0.clone();
+    let ack_types = |ix: u64| -> Vec<Value> {
+        let i = fake.lock();
+        i.callbacks(ix).iter().map(|c| c["type"].clone()).collect()
+    };
+
+    // An approver's press is acknowledged once, at once, by a deferred update; the card's
+    // edit shows the vote. A second press is acknowledged too and does not count again.
+    let first = fake.click(BOB, msg, &approve);
+    fake.wait("1 of 2", |i| {
+        i.card(1).filter(|(_, m)| m.text().contains("1 of 2"))
+    })
+    .await;
+    assert_eq!(ack_types(first), vec![json!(6)]);
+    let again = fake.click(BOB, msg, &approve);
+    let reply = follow_up(&fake, again, "already counted").await;
+    assert_eq!(reply["flags"], 64, "{reply}");
+    assert_eq!(ack_types(again), vec![json!(6)]);
+    assert!(fake
+        .lock()
+        .card(1)
+        .expect("card")
+        .1
+        .text()
+        .contains("1 of 2"));
+
+    // /status is deferred publicly, and its answer replaces the deferral.
+    let status = fake.slash(ALICE, OPS, "status", &[("job", "1")]);
+    let edit = fake
+        .wait("the status answer", |i| {
+            i.answers(status)
+                .into_iter()
+                .find(|c| c.method == "PATCH" && c.path.ends_with("/messages/@original"))
+        })
+        .await;
+    assert!(
+        edit.body["content"]
+            .as_str()
+            .is_some_and(|c| c.contains("awaiting approval")),
+        "{}",
+        edit.body
+    );
+    let deferral = fake.lock().callbacks(status);
+    assert_eq!(deferral.len(), 1, "{deferral:?}");
+    assert_eq!(deferral[0]["type"], 5, "{deferral:?}");
+    assert_ne!(deferral[0]["data"]["flags"], 64, "{deferral:?}");
+    // A refusal after a public deferral stays private: the deferral goes, an ephemeral
+    // follow-up takes its place.
+    let bad = fake.slash(ALICE, OPS, "status", &[("job", "x1")]);
+    let refusal = follow_up(&fake, bad, "Usage").await;
+    assert_eq!(refusal["flags"], 64, "{refusal}");
+    assert!(fake.lock().deleted_originals.contains(&bad));
+
+    // Discord lost track of an interaction before its answer (10062): counted, and nothing
+    // more is sent to it.
+    fake.fail(
+        "POST",
+        "/callback",
+        FaultKind::Status {
+            status: 404,
+            code: 10062,
+        },
+        1,
+    );
+    let lost = fake.click(MALLORY, msg, &approve);
+    let expired = "opsgate_discord_late_interactions_total{reason=\"expired_on_answer\"}";
+    fake.wait("the expired interaction counted", |_| {
+        (metric(&bot, expired) >= 1).then_some(())
+    })
+    .await;
+
+    // A slash command that reaches opsgate after Discord's window is not acted on (the user
+    // was told it failed) and not answered; it is counted.
+    let late_request = fake.slash_aged(
+        CAROL,
+        OPS,
+        "restart",
+        &[
+            ("service", "ddm"),
+            ("target", "orders-db"),
+            ("mode", "soft"),
+        ],
+        Duration::from_secs(10),
+    );
+    let dropped = "opsgate_discord_late_interactions_total{reason=\"slash_dropped\"}";
+    fake.wait("the late slash command counted", |_| {
+        (metric(&bot, dropped) >= 1).then_some(())
+    })
+    .await;
+    // A late press still counts (it came from an approver, on the job's own card): the card
+    // shows it and the job runs, but the interaction is never answered.
+    let late_click = fake.click_aged(CAROL, msg, &approve, Duration::from_secs(10));
+    let done = card_state(&fake, 1, "succeeded").await;
+    assert!(done.text().contains("carol"), "{}", done.text());
+    assert_eq!(calls(&emu, "ddm.restart").await, 1);
+    let unanswered = "opsgate_discord_late_interactions_total{reason=\"button_unanswered\"}";
+    assert_eq!(metric(&bot, unanswered), 1);
+    bot.stop().await;
+
+    let i = fake.lock();
+    assert!(
+        i.answers(late_click).is_empty(),
+        "{:?}",
+        i.answers(late_click)
+    );
+    assert!(i.answers(late_request).is_empty());
+    assert!(i.card(2).is_none(), "a late request was acted on");
+    assert_eq!(i.answers(lost).len(), 1, "{:?}", i.answers(lost));
+    assert_no_pings(&i);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fake_discord_takes_one_answer_per_interaction_within_three_seconds() {
+    let fake = FakeDiscord::start().await;
+    let callback = |ix: u64| {
+        format!(
+            "{}/api/v10/interactions/{ix}/itok-{ix}/callback",
+            fake.base()
+        )
+    };
+    let http = reqwest::Client::new();
+    let ack = json!({"type": 6});
+    // The fake needs no bot for this: interactions are made without a gateway here.
+    let fresh = fake.lock().interaction_id(Duration::ZERO);
+    let late = fake
+        .lock()
+        .interaction_id(INTERACTION_WINDOW + Duration::from_secs(1));
+    let first = http
+        .post(callback(fresh))
+        .json(&ack)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(first.status(), 204);
+    let second = http
+        .post(callback(fresh))
+        .json(&ack)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(second.status(), 400);
+    let body: Value = second.json().await.expect("json");
+    assert_eq!(body["code"], 40060, "{body}");
+    let expired = http
+        .post(callback(late))
+        .json(&ack)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(expired.status(), 404);
+    let body: Value = expired.json().await.expect("json");
+    assert_eq!(body["code"], 10062, "{body}");
+    // A follow-up needs an answered interaction; editing the original, a message answer.
+    let followup = format!("{}/api/v10/webhooks/{BOT}/itok-{late}", fake.base());
+    let refused = http
+        .post(followup)
+        .json(&json!({"content": "x"}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(refused.status(), 404);
+    let original = format!(
+        "{}/api/v10/webhooks/{BOT}/itok-{fresh}/messages/@original",
+        fake.base()
+    );
+    let refused = http
+        .patch(original)
+        .json(&json!({"content": "x"}))
+        .send()
+        .await
+        .expect("patch");
+    assert_eq!(refused.status(), 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_card_is_posted_again_and_its_incident_links_follow() {
+    let fake = FakeDiscord::start().await;
+    let emu = start_emulator().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = config_text(&fake.base(), &emu.base_url()).replace("approvals = 1", "approvals = 2");
+    let bot = Bot::start_text(dir.path(), Tuning::default(), &text).await;
+    ready(&fake, 1).await;
+    fake.say(ALICE, OPS, "!restart ddm orders-db hard");
+    let (first, posted) = card(&fake, 1).await;
+    let nonce_buttons = buttons(&posted);
+    let link = |m: u64| format!("https://discord.com/channels/{GUILD}/{OPS}/{m}");
+    let requested = message_with(&fake, INCIDENTS, "job 1 requested").await;
+    assert!(
+        requested.content.contains(&link(first)),
+        "{}",
+        requested.content
+    );
+    fake.react(BOB, first, "✅", true, true);
+    fake.wait("1 of 2", |i| {
+        i.card(1).filter(|(_, m)| m.text().contains("1 of 2"))
+    })
+    .await;
+
+    // A moderator deletes the card: it comes back with the job's state, its reactions and
+    // the same buttons, and the incident message links to the new card.
+    fake.delete_message(first, true);
+    let (second, again) = fake
+        .wait("the card posted again", |i| {
+            i.card(1).filter(|(m, _)| *m != first)
+        })
+        .await;
+    assert!(
+        again.text().contains("1 of 2") && again.text().contains("bob"),
+        "{}",
+        again.text()
+    );
+    assert_eq!(buttons(&again), nonce_buttons);
+    fake.wait("✅ and ❌ on the new card", |i| {
+        (reacted(i, second, "✅", BOT) && reacted(i, second, "❌", BOT)).then_some(())
+    })
+    .await;
+    fake.wait("the incident link follows the card", |i| {
+        i.in_channel(INCIDENTS).into_iter().find(|(_, m)| {
+            m.content.contains("job 1 requested") && m.content.contains(&link(second))
+        })
+    })
+    .await;
+
+    // Deleted again, unnoticed (no event): the next edit finds it gone (10008) and the card
+    // is posted once more; a press on that card counts.
+    fake.delete_message(second, false);
+    fake.say(CAROL, OPS, "!approve 1");
+    let (third, _) = fake
+        .wait("the card posted a third time", |i| {
+            i.card(1).filter(|(m, _)| *m != first && *m != second)
+        })
+        .await;
+    let done = card_state(&fake, 1, "succeeded").await;
+    assert!(done.text().contains("2 of 2"), "{}", done.text());
+    assert_eq!(calls(&emu, "ddm.restart").await, 1);
+    fake.wait("the incident link follows again", |i| {
+        i.in_channel(INCIDENTS).into_iter().find(|(_, m)| {
+            m.content.contains("job 1 requested") && m.content.contains(&link(third))
+        })
+    })
+    .await;
+    {
+        let i = fake.lock();
+        let cards = i
+            .messages
+            .values()
+            .filter(|m| m.title().contains("Job 1 ·"))
+            .count();
+        assert_eq!(cards, 1, "one card at a time");
+        assert!(!i
+            .calls_to("PATCH", &format!("/messages/{second}"))
+            .is_empty());
+    }
+    bot.stop().await;
+    // The reposted card's ID is durable: after a restart the job's record names it.
+    let store = Store::open(dir.path()).expect("store");
+    let job = store.job(1).expect("read").expect("job 1");
+    assert_eq!(job.message_id, Some(third.to_string()));
+    let audit = store.audit(1).expect("audit");
+    assert_eq!(
+        audit.iter().filter(|e| e.event == "card_reposted").count(),
+        2,
+        "{audit:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_card_deleted_while_the_bot_was_offline_is_posted_again_on_reconnect() {
+    let fake = FakeDiscord::start().await;
+    let emu = start_emulator().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bot = Bot::start(&fake, &emu, dir.path()).await;
+    ready(&fake, 1).await;
+    fake.say(ALICE, OPS, "!restart ddm orders-db hard");
+    let (first, _) = card(&fake, 1).await;
+    fake.wait("✅ and ❌ from the bot", |i| {
+        (reacted(i, first, "✅", BOT) && reacted(i, first, "❌", BOT)).then_some(())
+    })
+    .await;
+    bot.stop().await;
+    // Deleted while opsgate is down: no gateway event reaches it.
+    fake.delete_message(first, false);
+    let bot = Bot::start(&fake, &emu, dir.path()).await;
+    ready(&fake, 2).await;
+    // Catch-up finds it gone (10008 reading its reactions) and the engine posts it again.
+    let (second, _) = fake
+        .wait("the card posted again", |i| {
+            i.card(1).filter(|(m, _)| *m != first)
+        })
+        .await;
+    fake.react(BOB, second, "✅", true, true);
+    card_state(&fake, 1, "succeeded").await;
+    bot.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_an_invalid_session_a_new_ready_reads_the_cards_again() {
+    let fake = FakeDiscord::start().await;
+    let emu = start_emulator().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bot = Bot::start(&fake, &emu, dir.path()).await;
+    ready(&fake, 1).await;
+    fake.say(ALICE, OPS, "!restart ddm orders-db hard");
+    let (msg, _) = card(&fake, 1).await;
+    fake.wait("✅ and ❌ from the bot", |i| {
+        (reacted(i, msg, "✅", BOT) && reacted(i, msg, "❌", BOT)).then_some(())
+    })
+    .await;
+    // An approval whose event is lost with the session.
+    fake.react(BOB, msg, "✅", true, false);
+    // op 9 (not resumable): serenity identifies again (after its 5 s between identifies)
+    // and gets a new READY; opsgate counts the new session and reads the cards again.
+    fake.invalidate_session();
+    ready(&fake, 2).await;
+    assert_eq!(fake.lock().identifies.len(), 2);
+    assert_eq!(fake.lock().resumes, 0);
+    let done = card_state(&fake, 1, "succeeded").await;
+    assert!(done.text().contains("bob"), "{}", done.text());
+    assert!(metric(&bot, "opsgate_discord_reconnects_total") >= 1);
+    fake.wait("connected again", |_| bot.discord.connected().then_some(()))
+        .await;
+    fake.say(ALICE, OPS, "!whoami");
+    message_with(&fake, OPS, "oncall").await;
+    bot.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_and_server_errors_are_retried_and_missing_access_is_reported() {
+    let fake = FakeDiscord::start().await;
+    let emu = start_emulator().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bot = Bot::start(&fake, &emu, dir.path()).await;
+    ready(&fake, 1).await;
+    let cards = format!("/channels/{OPS}/messages");
+    // 429 on the card's post: retried (after at least a second), one card.
+    fake.fail(
+        "POST",
+        &cards,
+        FaultKind::RateLimited { retry_after: 0.2 },
+        1,
+    );
+    fake.say(CAROL, OPS, "!restart ddm orders-db hard");
+    let (msg, _) = card(&fake, 1).await;
+    {
+        let i = fake.lock();
+        assert_eq!(card_posts(&i, 1).len(), 2);
+        assert_eq!(
+            i.messages
+                .values()
+                .filter(|m| m.title().contains("Job 1 ·"))
+                .count(),
+            1
+        );
+    }
+    assert!(
+        metric(
+            &bot,
+            "opsgate_discord_call_failures_total{call=\"post_card\",reason=\"rate_limited\"}"
+        ) >= 1
+    );
+    // A 500 and a 429 on the card's edits: retried; the card still reaches its end.
+    fake.fail(
+        "PATCH",
+        &format!("/messages/{msg}"),
+        FaultKind::Status {
+            status: 500,
+            code: 0,
+        },
+        1,
+    );
+    fake.fail(
+        "PATCH",
+        &format!("/messages/{msg}"),
+        FaultKind::RateLimited { retry_after: 0.1 },
+        1,
+    );
+    fake.react(BOB, msg, "✅", true, true);
+    card_state(&fake, 1, "succeeded").await;
+    assert!(
+        metric(
+            &bot,
+            "opsgate_discord_call_failures_total{call=\"edit_card\",reason=\"server\"}"
+        ) >= 1
+    );
+    // 50001 (Missing Access: opsgate cannot see the channel) on a card: not retried,
+    // reported in the incident channel and counted as a permission problem.
+    fake.fail(
+        "POST",
+        &cards,
+        FaultKind::Status {
+            status: 403,
+            code: 50001,
+        },
+        1,
+    );
+    fake.say(CAROL, OPS, "!restart ddm orders-db hard");
+    let notice = message_with(&fake, INCIDENTS, "could not be posted").await;
+    assert!(notice.content.contains("Job 2"), "{}", notice.content);
+    assert_eq!(
+        card_posts(&fake.lock(), 2).len(),
+        1,
+        "a refusal was retried"
+    );
+    assert!(
+        metric(
+            &bot,
+            "opsgate_discord_call_failures_total{call=\"post_card\",reason=\"permission\"}"
+        ) >= 1
+    );
+    bot.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_check_mark_removed_while_offline_withdraws_only_the_approval_it_gave() {
+    let fake = FakeDiscord::start().await;
+    let emu = start_emulator().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = config_text(&fake.base(), &emu.base_url()).replace("approvals = 1", "approvals = 3");
+    let bot = Bot::start_text(dir.path(), Tuning::default(), &text).await;
+    ready(&fake, 1).await;
+    fake.say(ALICE, OPS, "!restart ddm orders-db hard");
+    let (msg, posted) = card(&fake, 1).await;
+    let approve = buttons(&posted)[0].0.clone();
+    // bob approves with ✅; carol with the button, and adds ✅ too (not a second approval).
+    fake.react(BOB, msg, "✅", true, true);
+    fake.wait("1 of 3", |i| {
+        i.card(1).filter(|(_, m)| m.text().contains("1 of 3"))
+    })
+    .await;
+    fake.click(CAROL, msg, &approve);
+    fake.wait("2 of 3", |i| {
+        i.card(1).filter(|(_, m)| m.text().contains("2 of 3"))
+    })
+    .await;
+    fake.react(CAROL, msg, "✅", true, true);
+    message_with(&fake, OPS, "already counted").await;
+    bot.stop().await;
+
+    // While opsgate is down both take their ✅ back.
+    fake.react(BOB, msg, "✅", false, false);
+    fake.react(CAROL, msg, "✅", false, false);
+    let bot = Bot::start_text(dir.path(), Tuning::default(), &text).await;
+    ready(&fake, 2).await;
+    // bob's approval went with his ✅; carol's came from the button and stays.
+    let now = fake
+        .wait("1 of 3 after catch-up", |i| {
+            i.card(1).filter(|(_, m)| m.text().contains("1 of 3"))
+        })
+        .await
+        .1;
+    assert!(
+        now.text().contains("carol") && !now.text().contains("bob"),
+        "{}",
+        now.text()
+    );
+    assert_eq!(calls(&emu, "ddm.restart").await, 0);
+    bot.stop().await;
+    let store = Store::open(dir.path()).expect("store");
+    let job = store.job(1).expect("read").expect("job 1");
+    let approvers: Vec<(&str, bool)> = job
+        .approvals
+        .iter()
+        .map(|a| (a.by.name.as_str(), a.by_reaction))
+        .collect();
+    assert_eq!(approvers, vec![("carol", false)]);
 }

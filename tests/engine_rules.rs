@@ -580,3 +580,106 @@ fn replies_read_as_sentences_and_pending_jobs_say_whom_they_wait_on() {
     );
     h.stop();
 }
+
+#[test]
+fn a_deleted_card_of_an_active_job_is_posted_again_and_its_new_id_is_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = Harness::start_with(dir.path(), ScriptedOp::new(1), "30m", 2);
+    h.say("alice", &[ONCALL], HARD);
+    let lost = |message: &str| {
+        h.handle.chat(ChatEvent::CardLost {
+            job: 1,
+            message_id: message.into(),
+        });
+        h.sync();
+    };
+    // Another message than the job's card (an older, already replaced card): nothing.
+    lost("msg-other");
+    assert_eq!(h.chat.new_cards().len(), 1);
+    // Its card: posted again, with the job's current state; the adapter reports the new ID.
+    lost("msg-1");
+    let cards = h.chat.new_cards();
+    assert_eq!(cards.len(), 2, "{cards:?}");
+    assert_eq!(cards[1].0, 1);
+    h.handle.chat(ChatEvent::MessagePosted {
+        job: 1,
+        message_id: "msg-1b".into(),
+    });
+    // A ✅ on the new card counts.
+    h.handle.chat(ChatEvent::Reaction {
+        actor: actor("bob", &[DBA]),
+        origin: Origin::channel("ops"),
+        message_id: "msg-1b".into(),
+        emoji: "✅".into(),
+        added: true,
+    });
+    h.sync();
+    let status = h.status(1);
+    assert!(status.contains("approvals 1/2 (bob)"), "{status}");
+    assert!(status.contains("card_reposted"), "{status}");
+    h.crash();
+    // The new ID survived the crash.
+    {
+        let store = Store::open(dir.path()).unwrap();
+        let job = store.job(1).unwrap().unwrap();
+        assert_eq!(job.message_id.as_deref(), Some("msg-1b"));
+        assert_eq!(store.job_for_message("msg-1b").unwrap(), Some(1));
+    }
+    let h = Harness::start_with(dir.path(), ScriptedOp::new(1), "30m", 2);
+    h.react("carol", &[DBA], 1, "✅", true);
+    h.say("carol", &[DBA], "!approve 1");
+    h.wait_for(1, "succeeded");
+    // A finished job's card is history: losing it posts nothing.
+    let before = h.chat.new_cards().len();
+    h.handle.chat(ChatEvent::CardLost {
+        job: 1,
+        message_id: "msg-1b".into(),
+    });
+    h.sync();
+    assert_eq!(h.chat.new_cards().len(), before);
+    h.stop();
+}
+
+#[test]
+fn a_check_mark_gone_from_the_card_withdraws_only_an_approval_given_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = Harness::start_with(dir.path(), ScriptedOp::new(1), "30m", 3);
+    h.say("alice", &[ONCALL], HARD);
+    h.react("bob", &[DBA], 1, "✅", true);
+    h.say("carol", &[DBA], "!approve 1");
+    // carol's ✅ after her command is not a second approval; hers stays a command's.
+    h.react("carol", &[DBA], 1, "✅", true);
+    assert!(h.status(1).contains("approvals 2/3 (bob, carol)"));
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    h.handle
+        .send(opsgate::engine::EngineEvent::PendingApprovals(tx));
+    let pending = rx.blocking_recv().unwrap();
+    let by_reaction: Vec<&str> = pending[0]
+        .reaction_approvers
+        .iter()
+        .map(|p| p.name.as_str())
+        .collect();
+    assert_eq!(by_reaction, vec!["bob"]);
+    let gone = |user: &str| {
+        h.handle.chat(ChatEvent::CheckMarkGone {
+            actor: actor(user, &[]),
+            channel: "ops".into(),
+            message_id: "msg-1".into(),
+        });
+        h.sync();
+    };
+    gone("carol");
+    assert!(h.status(1).contains("approvals 2/3 (bob, carol)"));
+    gone("bob");
+    let status = h.status(1);
+    assert!(status.contains("approvals 1/3 (carol)"), "{status}");
+    assert!(
+        status.contains("bob's ✅ is no longer on the card"),
+        "{status}"
+    );
+    // Approvals stored before the source was recorded read as not given with ✅.
+    let legacy: opsgate::job::Approval =
+        serde_json::from_str(r#"{"by":{"id":"b","name":"b"},"at_ms":1}"#).unwrap();
+    assert!(!legacy.by_reaction);
+    h.stop();
+}

@@ -108,6 +108,17 @@ pub enum ChatEvent {
     },
     /// The adapter learned the ID of a job's message after posting it.
     MessagePosted { job: JobId, message_id: MessageId },
+    /// A job's message is gone from chat (deleted by someone): the engine posts the job's
+    /// card again if the job is still active and `message_id` is its current card.
+    CardLost { job: JobId, message_id: MessageId },
+    /// `actor`'s ✅ is no longer on a card and no live removal said so (a moderator cleared
+    /// the reactions, or it was removed while the bot was away): an approval they gave with
+    /// ✅ is withdrawn; one given with a button or a command stays. Nobody is answered.
+    CheckMarkGone {
+        actor: Actor,
+        channel: String,
+        message_id: MessageId,
+    },
 }
 
 impl ChatEvent {
@@ -117,7 +128,8 @@ impl ChatEvent {
             ChatEvent::Message { origin, .. }
             | ChatEvent::Reaction { origin, .. }
             | ChatEvent::Button { origin, .. } => Some(&origin.channel),
-            ChatEvent::MessagePosted { .. } => None,
+            ChatEvent::CheckMarkGone { channel, .. } => Some(channel),
+            ChatEvent::MessagePosted { .. } | ChatEvent::CardLost { .. } => None,
         }
     }
 }

@@ -27,6 +27,15 @@ fn metric_verb(text: &str, prefix: &str) -> String {
     }
 }
 
+/// How a vote was cast.
+enum Via {
+    /// ✅/❌ on the card.
+    Reaction,
+    Button,
+    /// `!approve` / `!deny`, with the deny's reason.
+    Command(Option<String>),
+}
+
 /// The audit log's actor: the name, and the ID too when it says something more (Discord).
 fn who(actor: &Actor) -> Option<String> {
     Some(if actor.name == actor.id {
@@ -54,16 +63,17 @@ impl Engine {
                 let Some(vote) = Vote::from_emoji(&emoji) else {
                     return;
                 };
-                let job = match self.store.job_for_message(&message_id) {
-                    Ok(Some(job)) => job,
-                    // Reactions on messages that are not approval requests are chat, not votes.
-                    _ => return,
+                // Reactions on messages that are not approval requests are chat, not votes.
+                let Some(job) = self.job_of_message(&message_id) else {
+                    return;
                 };
                 match (vote, added) {
                     (Vote::Approve, true) => {
-                        self.vote(&actor, &origin, job, Vote::Approve, None, now)
+                        self.vote(&actor, &origin, job, Vote::Approve, Via::Reaction, now)
                     }
-                    (Vote::Deny, true) => self.vote(&actor, &origin, job, Vote::Deny, None, now),
+                    (Vote::Deny, true) => {
+                        self.vote(&actor, &origin, job, Vote::Deny, Via::Reaction, now)
+                    }
                     (Vote::Approve, false) => self.withdraw(&actor, &origin, job, now),
                     (Vote::Deny, false) => {}
                 }
@@ -77,7 +87,7 @@ impl Engine {
                 vote,
             } => {
                 if self.button_is_for(job, nonce, &message_id) {
-                    self.vote(&actor, &origin, job, vote, None, now);
+                    self.vote(&actor, &origin, job, vote, Via::Button, now);
                 } else {
                     let text = format!("This button is not on job {job}'s card, so it was not counted. Use the buttons on that job's own card, or {}approve {job}.", self.config.prefix);
                     self.reply(&origin, text, true);
@@ -86,7 +96,68 @@ impl Engine {
             ChatEvent::MessagePosted { job, message_id } => {
                 self.record_message_id(job, message_id);
             }
+            ChatEvent::CardLost { job, message_id } => self.repost_card(job, &message_id, now),
+            ChatEvent::CheckMarkGone {
+                actor, message_id, ..
+            } => {
+                if let Some(job) = self.job_of_message(&message_id) {
+                    self.check_mark_gone(&actor, job, now);
+                }
+            }
         }
+    }
+
+    /// The job whose card `message_id` is. An active job's card first: its ID may have been
+    /// learned in this very group (a reposted card), before the index reached the store.
+    fn job_of_message(&self, message_id: &str) -> Option<JobId> {
+        let live = self
+            .active
+            .values()
+            .find(|j| j.message_id.as_deref() == Some(message_id));
+        match live {
+            Some(job) => Some(job.id),
+            None => self.store.job_for_message(message_id).ok().flatten(),
+        }
+    }
+
+    /// `actor`'s ✅ left the card without a live removal (cleared by a moderator, or removed
+    /// while opsgate was away): an approval they gave with ✅ is withdrawn, quietly.
+    fn check_mark_gone(&mut self, actor: &Actor, id: JobId, now: u64) {
+        let Some(job) = self.active.get_mut(&id) else {
+            return;
+        };
+        if approval::withdraw_reaction(job, actor) {
+            let detail = format!(
+                "{}'s ✅ is no longer on the card; approval withdrawn",
+                actor.name
+            );
+            self.save(id, who(actor), "withdrawn", detail, now);
+        }
+    }
+
+    /// A job's card was deleted in chat: post its current card again (the new message's ID
+    /// comes back as `MessagePosted` and replaces the old one durably). Only for an active
+    /// job and its current card: a finished job's card is history, and an older card was
+    /// already replaced.
+    fn repost_card(&mut self, id: JobId, lost: &str, now: u64) {
+        let Some(job) = self.active.get(&id) else {
+            return;
+        };
+        if job.message_id.as_deref() != Some(lost) {
+            return;
+        }
+        let (channel, card) = (job.channel.clone(), self.card(job));
+        self.audit_only(
+            id,
+            "card_reposted",
+            "the job's message was deleted in chat; its card was posted again",
+            now,
+        );
+        self.effects.push(Effect::Chat(Outgoing::Card {
+            channel,
+            card,
+            mention_roles: Vec::new(),
+        }));
     }
 
     /// Whether a button with `nonce` on message `message_id` belongs to job `id`'s card. A job
@@ -121,8 +192,12 @@ impl Engine {
         let replies_before = self.refusals;
         match cmd {
             Command::Operation(req) => self.request(actor, origin, req, now),
-            Command::Approve(id) => self.vote(actor, origin, id, Vote::Approve, None, now),
-            Command::Deny(id, reason) => self.vote(actor, origin, id, Vote::Deny, reason, now),
+            Command::Approve(id) => {
+                self.vote(actor, origin, id, Vote::Approve, Via::Command(None), now)
+            }
+            Command::Deny(id, reason) => {
+                self.vote(actor, origin, id, Vote::Deny, Via::Command(reason), now)
+            }
             Command::Cancel(id) => self.cancel(actor, origin, id, now),
             Command::Status(id) => {
                 self.publish_writes();
@@ -371,15 +446,7 @@ impl Engine {
         }
     }
 
-    fn vote(
-        &mut self,
-        actor: &Actor,
-        origin: &Origin,
-        id: JobId,
-        vote: Vote,
-        reason: Option<String>,
-        now: u64,
-    ) {
+    fn vote(&mut self, actor: &Actor, origin: &Origin, id: JobId, vote: Vote, via: Via, now: u64) {
         let Some(job) = self.active.get_mut(&id) else {
             let msg = self.not_active(id);
             return self.refuse(origin, msg);
@@ -393,6 +460,15 @@ impl Engine {
             Vote::Approve => approval::approve(job, actor, now).map(Some),
             Vote::Deny => approval::may_deny(job, actor, now).map(|_| None),
         };
+        let (by_reaction, reason) = match via {
+            Via::Reaction => (true, None),
+            Via::Button => (false, None),
+            Via::Command(reason) => (false, reason),
+        };
+        if let (Ok(Some(_)), true, Some(given)) = (&result, by_reaction, job.approvals.last_mut()) {
+            // Remembered so that a ✅ gone from the card withdraws only what ✅ gave.
+            given.by_reaction = true;
+        }
         match result {
             Err(Refusal::Expired) => {
                 self.finish(

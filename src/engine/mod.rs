@@ -61,6 +61,9 @@ pub struct PendingApproval {
     pub job: JobId,
     pub channel: String,
     pub message_id: String,
+    /// Who approved it with ✅ (not a button or a command): if their ✅ is gone from the
+    /// card, the adapter reports it (`ChatEvent::CheckMarkGone`).
+    pub reaction_approvers: Vec<crate::job::Person>,
 }
 
 /// Told about every job state change once it is durable (the terminal's `/wait` uses it).
@@ -390,6 +393,12 @@ impl Engine {
                             job: j.id,
                             channel: j.channel.clone(),
                             message_id: j.message_id.clone()?,
+                            reaction_approvers: j
+                                .approvals
+                                .iter()
+                                .filter(|a| a.by_reaction)
+                                .map(|a| a.by.clone())
+                                .collect(),
                         })
                     })
                     .collect();
@@ -460,7 +469,8 @@ impl Engine {
         Ok(())
     }
 
-    /// Returns true when a pending job's message ID was learned and must be flushed.
+    /// Returns true when a message ID was learned that must be flushed (a pending job's, or
+    /// a reposted card's).
     fn apply_effect(&mut self, effect: Effect) -> bool {
         match effect {
             Effect::Chat(out) => {
@@ -492,14 +502,18 @@ impl Engine {
         if job.message_id.as_deref() == Some(message_id.as_str()) {
             return false;
         }
+        // A card posted again after the first was deleted: the old ID leads nowhere.
+        let replaced = job.message_id.is_some();
         job.message_id = Some(message_id.clone());
         let pending = job.state == JobState::AwaitingApproval;
         if pending {
             self.batch.index_message(&message_id, id);
+        }
+        if pending || replaced {
             self.batch.put_job(job, None);
         }
-        // Other jobs keep the ID in memory; it is written with their next change.
-        pending
+        // Other jobs keep a first ID in memory; it is written with their next change.
+        pending || replaced
     }
 
     fn fire_expiries(&mut self, now: u64) {

@@ -105,6 +105,7 @@ pub struct FakeUser {
 enum WsCmd {
     Dispatch(String, Value),
     Reconnect,
+    InvalidSession,
 }
 
 #[derive(Default)]
@@ -135,12 +136,45 @@ pub struct Inner {
     seq: u64,
     /// Tokens seen in Authorization headers and IDENTIFY, to prove they stay out of logs.
     pub tokens: Vec<String>,
+    /// Interaction -> the type of its first answer (Discord takes exactly one).
+    pub acks: BTreeMap<u64, u64>,
+    /// Interaction -> the deferred or first answer was deleted.
+    pub deleted_originals: Vec<u64>,
+    interaction_seq: u64,
+}
+
+/// Discord's epoch (2015-01-01) in Unix milliseconds, the zero of snowflake times.
+const DISCORD_EPOCH_MS: u64 = 1_420_070_400_000;
+/// Discord takes the first answer to an interaction only this long after creating it.
+pub const INTERACTION_WINDOW: Duration = Duration::from_secs(3);
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// When Discord created the object with this snowflake, in Unix milliseconds.
+pub fn created_ms(id: u64) -> u64 {
+    (id >> 22) + DISCORD_EPOCH_MS
 }
 
 impl Inner {
     fn id(&mut self) -> u64 {
         self.next_id += 1;
         500000000000000000 + self.next_id
+    }
+
+    /// An interaction ID Discord made `age` ago.
+    pub fn interaction_id(&mut self, age: Duration) -> u64 {
+        self.snowflake(age)
+    }
+
+    /// A snowflake made `age` ago, as Discord makes interaction IDs (the time is in the ID).
+    fn snowflake(&mut self, age: Duration) -> u64 {
+        self.interaction_seq += 1;
+        let ms = unix_ms().saturating_sub(age.as_millis() as u64) - DISCORD_EPOCH_MS;
+        (ms << 22) | (self.interaction_seq & 0xfff)
     }
 
     /// The first fault matching this call, used up once.
@@ -190,6 +224,19 @@ impl Inner {
             .iter()
             .filter(|c| c.path.starts_with(&format!("/api/v10/interactions/{id}/")))
             .map(|c| c.body.clone())
+            .collect()
+    }
+
+    /// Every call answering interaction `id`: its callback, then edits, deletions and
+    /// follow-ups through its token.
+    pub fn answers(&self, id: u64) -> Vec<Call> {
+        self.calls
+            .iter()
+            .filter(|c| {
+                c.path.starts_with(&format!("/api/v10/interactions/{id}/"))
+                    || c.path.contains(&format!("/itok-{id}"))
+            })
+            .cloned()
             .collect()
     }
 }
@@ -345,6 +392,12 @@ impl FakeDiscord {
         self.send(WsCmd::Reconnect);
     }
 
+    /// Sends op 9 (invalid session, not resumable): serenity closes, connects again and
+    /// identifies anew, and gets a new READY (events in between are lost, as with Discord).
+    pub fn invalidate_session(&self) {
+        self.send(WsCmd::InvalidSession);
+    }
+
     fn user(&self, id: u64) -> FakeUser {
         self.lock().users.get(&id).cloned().expect("known user")
     }
@@ -409,6 +462,23 @@ impl FakeDiscord {
         );
     }
 
+    /// Someone deletes `message` (with its reactions); if `live`, the gateway says so
+    /// (MESSAGE_DELETE), else the bot finds out when it next touches the message.
+    pub fn delete_message(&self, message: u64, live: bool) {
+        let channel = {
+            let mut inner = self.lock();
+            inner.reactions.retain(|(m, _), _| *m != message);
+            inner.messages.remove(&message).map_or(OPS, |m| m.channel)
+        };
+        if live {
+            self.dispatch(
+                "MESSAGE_DELETE",
+                json!({"id": message.to_string(), "channel_id": channel.to_string(),
+                       "guild_id": GUILD.to_string()}),
+            );
+        }
+    }
+
     /// A moderator removes every reaction from `message` (MESSAGE_REACTION_REMOVE_ALL).
     pub fn remove_all(&self, message: u64) {
         let channel = {
@@ -445,8 +515,21 @@ impl FakeDiscord {
         data: Value,
         message: Option<u64>,
     ) -> u64 {
+        self.interaction_aged(user, channel, kind, data, message, Duration::ZERO)
+    }
+
+    /// An interaction Discord created `age` ago (its ID says when, as Discord's do).
+    fn interaction_aged(
+        &self,
+        user: u64,
+        channel: u64,
+        kind: u8,
+        data: Value,
+        message: Option<u64>,
+        age: Duration,
+    ) -> u64 {
         let u = self.user(user);
-        let id = self.lock().id();
+        let id = self.lock().snowflake(age);
         let mut m = member_json(user, &u);
         m["permissions"] = json!("0");
         let mut i = json!({"id": id.to_string(), "application_id": BOT.to_string(), "type": kind,
@@ -463,32 +546,51 @@ impl FakeDiscord {
 
     /// A click on a button of the bot's message; returns the interaction ID.
     pub fn click(&self, user: u64, message: u64, custom_id: &str) -> u64 {
+        self.click_aged(user, message, custom_id, Duration::ZERO)
+    }
+
+    /// A click Discord created `age` ago (delivered late, as after a gateway stall).
+    pub fn click_aged(&self, user: u64, message: u64, custom_id: &str, age: Duration) -> u64 {
         let channel = self
             .lock()
             .messages
             .get(&message)
             .map_or(OPS, |m| m.channel);
-        self.interaction(
+        self.interaction_aged(
             user,
             channel,
             3,
             json!({"custom_id": custom_id, "component_type": 2}),
             Some(message),
+            age,
         )
     }
 
     /// A slash command with string options; returns the interaction ID.
     pub fn slash(&self, user: u64, channel: u64, name: &str, options: &[(&str, &str)]) -> u64 {
+        self.slash_aged(user, channel, name, options, Duration::ZERO)
+    }
+
+    /// A slash command Discord created `age` ago.
+    pub fn slash_aged(
+        &self,
+        user: u64,
+        channel: u64,
+        name: &str,
+        options: &[(&str, &str)],
+        age: Duration,
+    ) -> u64 {
         let opts: Vec<Value> = options
             .iter()
             .map(|(n, v)| json!({"name": n, "type": 3, "value": v}))
             .collect();
-        self.interaction(
+        self.interaction_aged(
             user,
             channel,
             2,
             json!({"id": "1", "name": name, "type": 1, "options": opts}),
             None,
+            age,
         )
     }
 
@@ -616,6 +718,9 @@ async fn session(state: Arc<Shared>, mut socket: WebSocket) {
                         break;
                     }
                 }
+                Some(WsCmd::InvalidSession) => {
+                    let _ = socket.send(frame(json!({"op": 9, "d": false}))).await;
+                }
                 Some(WsCmd::Reconnect) => {
                     let _ = socket.send(frame(json!({"op": 7, "d": null}))).await;
                     let _ = socket.send(WsMessage::Close(Some(CloseFrame { code: 4000, reason: "reconnect".into() }))).await;
@@ -633,6 +738,10 @@ fn not_found() -> Response {
         Json(json!({"message": "Unknown route", "code": 0})),
     )
         .into_response()
+}
+
+fn discord_error(status: StatusCode, code: u64, message: &str) -> Response {
+    (status, Json(json!({"message": message, "code": code}))).into_response()
 }
 
 fn decode(s: &str) -> String {
@@ -749,7 +858,7 @@ fn route(
         ("PATCH", ["channels", c, "messages", m]) => {
             let id = num(m);
             let Some(stored) = inner.messages.get_mut(&id) else {
-                return not_found();
+                return discord_error(StatusCode::NOT_FOUND, 10008, "Unknown Message");
             };
             if let Some(c) = body["content"].as_str() {
                 stored.content = c.to_string();
@@ -773,6 +882,11 @@ fn route(
                 list.push(BOT);
             }
             StatusCode::NO_CONTENT.into_response()
+        }
+        ("GET", ["channels", _, "messages", m, "reactions", _])
+            if !inner.messages.contains_key(&num(m)) =>
+        {
+            discord_error(StatusCode::NOT_FOUND, 10008, "Unknown Message")
         }
         ("GET", ["channels", _, "messages", m, "reactions", emoji]) => {
             let after = query
@@ -842,8 +956,41 @@ fn route(
             }
             Json(checked::<serenity::all::GuildChannel>("channel", ch)).into_response()
         }
-        ("POST", ["interactions", _, _, "callback"]) => StatusCode::NO_CONTENT.into_response(),
-        ("PATCH", ["webhooks", _, _, "messages", "@original"]) | ("POST", ["webhooks", _, _]) => {
+        ("POST", ["interactions", i, _, "callback"]) => {
+            // As Discord: one first answer per interaction, and only within 3 s of creating it.
+            let id = num(i);
+            if inner.acks.contains_key(&id) {
+                return discord_error(
+                    StatusCode::BAD_REQUEST,
+                    40060,
+                    "Interaction has already been acknowledged.",
+                );
+            }
+            if unix_ms().saturating_sub(created_ms(id)) > INTERACTION_WINDOW.as_millis() as u64 {
+                return discord_error(StatusCode::NOT_FOUND, 10062, "Unknown interaction");
+            }
+            inner.acks.insert(id, body["type"].as_u64().unwrap_or(0));
+            StatusCode::NO_CONTENT.into_response()
+        }
+        (method, ["webhooks", _, token, rest @ ..]) => {
+            // Follow-ups and the original answer exist only once the interaction was answered;
+            // the original only for a message (4) or a deferred message (5).
+            let id = token.strip_prefix("itok-").map_or(0, num);
+            let acked = inner.acks.get(&id).copied();
+            let original = matches!(acked, Some(4 | 5)) && !inner.deleted_originals.contains(&id);
+            match (method, rest) {
+                ("POST", []) if acked.is_some() => {}
+                ("PATCH", ["messages", "@original"]) if original => {}
+                ("DELETE", ["messages", "@original"]) if original => {
+                    inner.deleted_originals.push(id);
+                    return StatusCode::NO_CONTENT.into_response();
+                }
+                ("POST", []) => return discord_error(StatusCode::NOT_FOUND, 10015, "Unknown Webhook"),
+                (_, ["messages", "@original"]) => {
+                    return discord_error(StatusCode::NOT_FOUND, 10008, "Unknown Message")
+                }
+                _ => return not_found(),
+            }
             let id = inner.id();
             let content = body["content"].as_str().unwrap_or_default().to_string();
             Json(message_json(id, OPS, bot_user(), &content)).into_response()

@@ -1,7 +1,9 @@
 //! Approvals given while the bot was away: on every READY, read the ✅/❌ reactions on each
 //! pending job's message and feed them to the engine as reactions. The engine applies role
 //! checks, self-approval, "counts once" and expiry, as for live reactions; its replies to
-//! these replays are dropped (nobody is waiting for them).
+//! these replays are dropped (nobody is waiting for them). An approver the engine lists as
+//! having approved with ✅ whose ✅ is no longer there (in a list read completely) is
+//! reported as `CheckMarkGone`; a card that no longer exists (10008) is reported lost.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,7 +13,7 @@ use serenity::all::{ChannelId, MessageId, ReactionType, User, UserId};
 use super::render::{APPROVE_EMOJI, DENY_EMOJI};
 use super::sender::{snowflake, CATCH_UP};
 use super::Shared;
-use crate::chat::{ChatEvent, Origin};
+use crate::chat::{Actor, ChatEvent, Origin};
 use crate::engine::EngineEvent;
 
 const PAGE: u8 = 100;
@@ -35,6 +37,7 @@ pub(crate) async fn run(shared: Arc<Shared>) {
     for p in &pending {
         if let Some(m) = snowflake(&p.message_id) {
             shared.card_opened(m, p.job);
+            shared.card_live(m, p.job);
         }
     }
     shared.cards_loaded();
@@ -57,8 +60,21 @@ pub(crate) async fn run(shared: Arc<Shared>) {
             continue;
         };
         // Denials first: a ❌ given while offline must not lose to a ✅ replayed before it.
+        let mut check_marks: Option<Vec<u64>> = None;
         for emoji in [DENY_EMOJI, APPROVE_EMOJI] {
-            for user in reactors(&shared, channel, message, emoji).await {
+            let (users, complete) = match reactors(&shared, channel, message, emoji).await {
+                Reactors::All(users) => (users, true),
+                Reactors::Partial(users) => (users, false),
+                Reactors::Gone => {
+                    // Deleted while opsgate was away: the engine posts it again.
+                    shared.report_lost(p.job, message);
+                    break;
+                }
+            };
+            if emoji == APPROVE_EMOJI && complete {
+                check_marks = Some(users.iter().map(|u| u.id.get()).collect());
+            }
+            for user in users {
                 if user.bot || shared.is_me(user.id.get()) {
                     continue;
                 }
@@ -86,11 +102,41 @@ pub(crate) async fn run(shared: Arc<Shared>) {
                 });
             }
         }
+        // ✅ removed while opsgate was away: only a complete list of who has ✅ proves it.
+        let Some(present) = check_marks else {
+            continue;
+        };
+        for gone in &p.reaction_approvers {
+            if gone
+                .id
+                .parse::<u64>()
+                .is_ok_and(|id| !present.contains(&id))
+            {
+                shared.feed(ChatEvent::CheckMarkGone {
+                    actor: Actor {
+                        id: gone.id.clone(),
+                        name: gone.name.clone(),
+                        roles: Vec::new(),
+                    },
+                    channel: p.channel.clone(),
+                    message_id: p.message_id.clone(),
+                });
+            }
+        }
     }
 }
 
+/// Who reacted with an emoji, as far as could be read.
+enum Reactors {
+    All(Vec<User>),
+    /// A read failed or the list is longer than opsgate reads: absence proves nothing.
+    Partial(Vec<User>),
+    /// The card's message no longer exists (10008).
+    Gone,
+}
+
 /// Everyone who reacted with `emoji`, page by page (bounded).
-async fn reactors(shared: &Shared, channel: u64, message: u64, emoji: &str) -> Vec<User> {
+async fn reactors(shared: &Shared, channel: u64, message: u64, emoji: &str) -> Reactors {
     let reaction = ReactionType::Unicode(emoji.to_string());
     let mut all: Vec<User> = Vec::new();
     let mut after: Option<UserId> = None;
@@ -107,17 +153,20 @@ async fn reactors(shared: &Shared, channel: u64, message: u64, emoji: &str) -> V
             .await
         {
             Ok(p) => p,
+            Err(e) if super::rest::code_of(&e) == Some(super::rest::UNKNOWN_MESSAGE) => {
+                return Reactors::Gone;
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read reactions (Read Message History permission?)");
-                break;
+                return Reactors::Partial(all);
             }
         };
         let full = page.len() >= PAGE as usize;
         after = page.last().map(|u| u.id);
         all.extend(page);
         if !full || after.is_none() {
-            break;
+            return Reactors::All(all);
         }
     }
-    all
+    Reactors::Partial(all)
 }

@@ -1,6 +1,6 @@
 //! Gateway events -> [`ChatEvent`]s. Messages and reactions go straight to the engine;
-//! slash commands and buttons are interactions, answered within Discord's 3 seconds through
-//! their own output lane (see `sender.rs`).
+//! slash commands and buttons are interactions, answered within Discord's 3 seconds (counted
+//! from the time in the interaction's ID) through their own output lane (see `sender.rs`).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -16,11 +16,8 @@ use serenity::async_trait;
 use serenity::builder::{Builder, CreateInteractionResponse};
 
 use super::sender::{self, Item, IxKind, IxOp, IxTarget};
-use super::{catchup, render, scope, slash, sync_engine, votes, Shared};
+use super::{catchup, interactions, render, scope, slash, sync_engine, votes, Shared};
 use crate::chat::{Actor, ChatEvent, Origin, Vote};
-
-/// Discord wants an answer within 3 s; defer if the engine has not answered by then.
-const DEFER_AFTER: Duration = Duration::from_secs(2);
 
 pub(crate) struct Handler {
     shared: Arc<Shared>,
@@ -163,7 +160,9 @@ impl Handler {
     }
 
     /// Sends an interaction's event to the engine; its answers go to the interaction's lane,
-    /// which is completed once the engine has acted on the event.
+    /// which is completed once the engine has acted on the event. A button is acknowledged at
+    /// once (deferred update: the card's own edit shows the vote); a slash command is deferred
+    /// `defer_at` after Discord created it if the engine has not answered by then.
     async fn forward(&self, key: String, target: IxTarget, actor: Actor, event: ChatEvent) {
         let Some(engine) = self.shared.engine() else {
             sender::answer_now(
@@ -175,18 +174,61 @@ impl Handler {
             .await;
             return;
         };
+        let defer_in = match target.kind {
+            IxKind::Button => Duration::ZERO,
+            IxKind::Slash => interactions::until(target.age, self.shared.tuning.defer_at),
+        };
         let lane = sender::open_interaction(&self.shared, &key, target, &actor.name);
+        if defer_in.is_zero() {
+            // Queued before the engine can answer, so the acknowledgement goes out first.
+            let _ = lane.send(IxOp::Defer);
+        } else {
+            let timer = lane.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(defer_in).await;
+                let _ = timer.send(IxOp::Defer);
+            });
+        }
         engine.chat(event);
-        let timer = lane.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(DEFER_AFTER).await;
-            let _ = timer.send(IxOp::Defer);
-        });
         sync_engine(&engine).await;
         let _ = self.shared.out.send(Item::Complete(key));
     }
 
+    /// An interaction past Discord's window: logged and counted under `reason`.
+    fn late(&self, what: &str, id: u64, age: Duration, reason: &'static str) {
+        self.shared.metrics.discord.late_interaction(reason);
+        tracing::warn!(
+            interaction = id,
+            age_ms = age.as_millis() as u64,
+            "a {what} reached opsgate after Discord's 3 s window; not answered (if every interaction is late, check this host's clock)"
+        );
+    }
+
+    /// A deleted message that is an active job's card: its lane and the engine hear it.
+    fn card_deleted(
+        &self,
+        message: serenity::all::MessageId,
+        guild: Option<serenity::all::GuildId>,
+    ) {
+        if !self.shared.serves(guild) {
+            return;
+        }
+        if let Some(job) = self.shared.live_card(message.get()) {
+            let _ = self.shared.out.send(Item::CardGone {
+                job,
+                message: message.get(),
+            });
+        }
+    }
+
     async fn on_slash(&self, cmd: CommandInteraction) {
+        let age = interactions::age(cmd.id.get(), interactions::now_ms());
+        if interactions::is_stale(age) {
+            // The user was already told the command failed; acting on it now would run
+            // something they believe did not happen.
+            self.late("slash command", cmd.id.get(), age, "slash_dropped");
+            return;
+        }
         let actor = interaction_actor(cmd.member.as_deref(), &cmd.user);
         if let Some(g) = cmd.guild_id {
             self.shared.learn_guild(cmd.channel_id.get(), g.get());
@@ -209,6 +251,8 @@ impl Handler {
             token: cmd.token.clone(),
             kind: IxKind::Slash,
             channel: origin.answer_channel().to_string(),
+            public: slash::answers_publicly(&cmd.data.name),
+            age,
         };
         let event = ChatEvent::Message {
             actor: actor.clone(),
@@ -222,6 +266,16 @@ impl Handler {
         let Some(focused) = cmd.data.autocomplete() else {
             return;
         };
+        let age = interactions::age(cmd.id.get(), interactions::now_ms());
+        if interactions::is_stale(age) {
+            self.late(
+                "autocomplete request",
+                cmd.id.get(),
+                age,
+                "autocomplete_dropped",
+            );
+            return;
+        }
         let options = options_of(&cmd.data.options);
         let service = options
             .iter()
@@ -243,14 +297,18 @@ impl Handler {
     }
 
     async fn on_button(&self, c: ComponentInteraction) {
+        let age = interactions::age(c.id.get(), interactions::now_ms());
+        let stale = interactions::is_stale(age);
         let Some((job, nonce, vote)) = render::parse_button_id(&c.data.custom_id) else {
-            sender::answer_now(
-                &self.shared,
-                c.id,
-                &c.token,
-                "This button is not one of opsgate's.",
-            )
-            .await;
+            if !stale {
+                sender::answer_now(
+                    &self.shared,
+                    c.id,
+                    &c.token,
+                    "This button is not one of opsgate's.",
+                )
+                .await;
+            }
             return;
         };
         let actor = interaction_actor(c.member.as_ref(), &c.user);
@@ -259,17 +317,11 @@ impl Handler {
         }
         let key = c.id.get().to_string();
         let channel = c.channel_id.get().to_string();
-        let target = IxTarget {
-            id: c.id,
-            token: c.token.clone(),
-            kind: IxKind::Button,
-            channel: channel.clone(),
-        };
-        let event = ChatEvent::Button {
+        let event = |interaction: String| ChatEvent::Button {
             actor: actor.clone(),
             origin: Origin {
-                channel,
-                interaction: Some(key.clone()),
+                channel: channel.clone(),
+                interaction: Some(interaction),
                 thread: None,
             },
             job,
@@ -277,7 +329,26 @@ impl Handler {
             message_id: c.message.id.get().to_string(),
             vote,
         };
-        self.forward(key, target, actor, event).await;
+        if stale {
+            // The press reached opsgate, from someone Discord vouches for, on the job's own
+            // card (the engine checks nonce and message): it counts, like a ✅, and the card's
+            // edit shows it. Only the answer is impossible; refusals go to the channel, as
+            // for reactions (throttled).
+            self.late("button press", c.id.get(), age, "button_unanswered");
+            let reaction_key = votes::reaction_key(c.user.id.get(), c.message.id.get());
+            self.shared.feed(event(reaction_key));
+            return;
+        }
+        let target = IxTarget {
+            id: c.id,
+            token: c.token.clone(),
+            kind: IxKind::Button,
+            channel: channel.clone(),
+            public: false,
+            age,
+        };
+        let ev = event(key.clone());
+        self.forward(key, target, actor.clone(), ev).await;
     }
 }
 
@@ -363,6 +434,28 @@ impl EventHandler for Handler {
         if approve {
             self.shared
                 .approvals_cleared(removed.channel_id.get(), removed.message_id.get());
+        }
+    }
+
+    async fn message_delete(
+        &self,
+        _ctx: Context,
+        _channel: ChannelId,
+        message: serenity::all::MessageId,
+        guild: Option<serenity::all::GuildId>,
+    ) {
+        self.card_deleted(message, guild);
+    }
+
+    async fn message_delete_bulk(
+        &self,
+        _ctx: Context,
+        _channel: ChannelId,
+        messages: Vec<serenity::all::MessageId>,
+        guild: Option<serenity::all::GuildId>,
+    ) {
+        for message in messages {
+            self.card_deleted(message, guild);
         }
     }
 

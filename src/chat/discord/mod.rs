@@ -9,10 +9,14 @@
 //! | `render.rs` | card embed and buttons, splitting long text, incident text |
 //! | `slash.rs` | slash command definitions from the command table, option -> `!` text, autocomplete |
 //! | `catchup.rs` | on ready: apply ✅/❌ given while the bot was away |
+//! | `lost.rs` | cards deleted in chat: noticed, reposted once, incident links pointed at the new card |
+//! | `interactions.rs` | how old an interaction is (its ID carries its creation time) and what a late one may still do |
 
 mod catchup;
 mod connect;
 mod handler;
+mod interactions;
+mod lost;
 pub mod render;
 pub mod rest;
 mod scope;
@@ -52,6 +56,9 @@ pub struct Tuning {
     pub rest_timeout: Duration,
     /// The first and the longest pause between attempts to reach Discord at start-up.
     pub connect_backoff: (Duration, Duration),
+    /// How long after Discord created a slash command's interaction it is deferred if the
+    /// engine has not answered yet (Discord drops an interaction unanswered after 3 s).
+    pub defer_at: Duration,
 }
 
 impl Default for Tuning {
@@ -59,6 +66,7 @@ impl Default for Tuning {
         Tuning {
             rest_timeout: Duration::from_secs(15),
             connect_backoff: (Duration::from_secs(1), Duration::from_secs(60)),
+            defer_at: Duration::from_millis(1500),
         }
     }
 }

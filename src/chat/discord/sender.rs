@@ -39,6 +39,11 @@ pub(crate) enum Item {
     Out(Outgoing),
     /// The engine has handled this interaction's event: answer it if nothing did.
     Complete(String),
+    /// A job's card was deleted in chat (MESSAGE_DELETE).
+    CardGone {
+        job: JobId,
+        message: u64,
+    },
 }
 
 /// The engine's view of Discord: never blocks.
@@ -94,7 +99,8 @@ pub(crate) enum IxOp {
     },
     /// A job card for this interaction's request is being posted; the outcome follows.
     Posting(JobId, oneshot::Receiver<PostOutcome>),
-    /// Nothing answered yet and the 3 s deadline nears.
+    /// Acknowledge now if nothing answered yet (a button at once; a slash command when its
+    /// 3 s near).
     Defer,
     Complete,
 }
@@ -111,6 +117,10 @@ pub(crate) struct IxTarget {
     pub token: String,
     pub kind: IxKind,
     pub channel: String,
+    /// Whether the answer is for the channel (a slash command's deferral must say so).
+    pub public: bool,
+    /// How old the interaction was when it arrived (from its ID).
+    pub age: Duration,
 }
 
 /// Registers an interaction under `key` and starts its lane; returns the lane.
@@ -149,6 +159,8 @@ enum JobOp {
         reports: Vec<oneshot::Sender<PostOutcome>>,
     },
     Update(JobCard),
+    /// This message, if it is the card, is gone: the next `Post` posts it again.
+    Lost(MessageId),
 }
 
 enum IdSource {
@@ -216,6 +228,12 @@ pub(crate) async fn dispatch(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceive
                     } else {
                         shared.card_closed(m);
                     }
+                    if !last {
+                        shared.card_live(m, job);
+                    }
+                }
+                if last {
+                    shared.card_finished(job);
                 }
                 let lane = job_lane(&shared, &mut jobs, job, &channel, message_id);
                 let _ = lane.send(JobOp::Update(card));
@@ -292,6 +310,13 @@ pub(crate) async fn dispatch(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceive
                     let _ = entry.lane.send(IxOp::Complete);
                 }
             }
+            Item::CardGone { job, message } => {
+                // The lane forgets the card before the engine can ask for it again.
+                if let Some(lane) = jobs.get(&job) {
+                    let _ = lane.tx.send(JobOp::Lost(message.to_string()));
+                }
+                shared.report_lost(job, message);
+            }
         }
     }
 }
@@ -354,6 +379,8 @@ async fn run_job(
     let interval = shared.config.discord.edit_interval;
     let mut latest: Option<JobCard> = None;
     let mut last_write: Option<Instant> = None;
+    // Set while the card is lost (deleted in chat) and until it is posted again.
+    let mut lost = false;
     loop {
         let due = match (&latest, &message) {
             (Some(_), Some(_)) => Some(last_write.map_or_else(Instant::now, |t| t + interval)),
@@ -369,6 +396,8 @@ async fn run_job(
                         }
                         continue;
                     }
+                    // Edits queued before this post are older than the card it posts.
+                    latest = None;
                     let posted = post_card(&shared, &channel, &card, &mention_roles).await;
                     if let Err(Failure::Permission) = posted {
                         if reports.is_empty() {
@@ -382,22 +411,46 @@ async fn run_job(
                         last_write = Some(Instant::now());
                         message = Some(id.clone());
                         ids.send_replace(Some(id.clone()));
-                        if let (true, Some(m)) = (card.is_open(), snowflake(&id)) {
-                            shared.card_opened(m, job);
+                        if let Some(m) = snowflake(&id) {
+                            if card.is_open() {
+                                shared.card_opened(m, job);
+                            }
+                            if !card.state.is_final() {
+                                shared.card_live(m, job);
+                            }
                         }
                         shared.feed(ChatEvent::MessagePosted { job, message_id: id.clone() });
                         if card.is_open() {
                             add_votes(&shared, &channel, &id).await;
                         }
+                        if std::mem::take(&mut lost) {
+                            super::lost::relink(&shared, job, &channel, &id).await;
+                        }
                     }
                 }
                 Some(JobOp::Update(card)) => latest = Some(card),
+                Some(JobOp::Lost(gone)) => {
+                    if message.as_deref() == Some(gone.as_str()) {
+                        message = None;
+                        ids.send_replace(None);
+                        lost = true;
+                    }
+                }
                 None => break,
             },
             _ = tokio::time::sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() => {
-                if let (Some(card), Some(id)) = (latest.take(), message.as_deref()) {
-                    let _ = edit_card(&shared, &channel, id, &card).await;
+                if let (Some(card), Some(id)) = (latest.take(), message.clone()) {
+                    let edited = edit_card(&shared, &channel, &id, &card).await;
                     last_write = Some(Instant::now());
+                    if edited == Edited::Gone {
+                        // Deleted in chat: wait for the engine to post it again.
+                        message = None;
+                        ids.send_replace(None);
+                        lost = true;
+                        if let Some(m) = snowflake(&id) {
+                            shared.report_lost(job, m);
+                        }
+                    }
                 }
             }
         }
@@ -500,15 +553,18 @@ async fn add_votes(shared: &Shared, channel: &str, id: &str) {
     }
 }
 
-/// Edits the card; `Err(NotFound)` means it is gone (deleted by someone).
-async fn edit_card(
-    shared: &Shared,
-    channel: &str,
-    id: &str,
-    card: &JobCard,
-) -> Result<(), Failure> {
+#[derive(Debug, PartialEq, Eq)]
+enum Edited {
+    Done,
+    /// Discord has no such message (10008): someone deleted the card.
+    Gone,
+    Failed,
+}
+
+/// Edits the card.
+async fn edit_card(shared: &Shared, channel: &str, id: &str, card: &JobCard) -> Edited {
     let (Some(ch), Some(m)) = (snowflake(channel), snowflake(id)) else {
-        return Ok(());
+        return Edited::Done;
     };
     let mut attempt = 0u32;
     loop {
@@ -520,7 +576,7 @@ async fn edit_card(
             .edit_message(&*shared.http, DiscordMessageId::new(m), edit)
             .await
         {
-            Ok(_) => return Ok(()),
+            Ok(_) => return Edited::Done,
             Err(e) => {
                 let failure = Failure::of(&e);
                 shared.call_failed("edit_card", failure);
@@ -529,9 +585,32 @@ async fn edit_card(
                     attempt += 1;
                     continue;
                 }
+                if rest::code_of(&e) == Some(rest::UNKNOWN_MESSAGE) {
+                    return Edited::Gone;
+                }
                 tracing::warn!(job = card.job, error = %e, "could not edit the job's message");
-                return Err(failure);
+                return Edited::Failed;
             }
+        }
+    }
+}
+
+/// Posts `text` (one message: incident texts are cut to fit) and returns its ID.
+async fn post_one(shared: &Shared, channel: &str, text: &str) -> Option<u64> {
+    let Some(ch) = snowflake(channel) else {
+        tracing::warn!(channel, "not a Discord channel ID; message dropped");
+        return None;
+    };
+    let msg = CreateMessage::new()
+        .content(render::truncate(text, MESSAGE_LIMIT))
+        .allowed_mentions(CreateAllowedMentions::new());
+    match ChannelId::new(ch).send_message(&*shared.http, msg).await {
+        Ok(m) => Some(m.id.get()),
+        Err(e) => {
+            let failure = Failure::of(&e);
+            shared.call_failed("message", failure);
+            tracing::warn!(channel, error = %e, "could not send an incident message");
+            None
         }
     }
 }
@@ -593,23 +672,150 @@ async fn run_channel(
                         .map(|g| render::message_link(g, &job_channel, &id)),
                     None => None,
                 };
-                let text =
+                let body =
                     render::incident_text(severity, &text, job, link.as_deref(), &job_channel);
-                say(&shared, &channel, &text).await;
+                let posted = post_one(&shared, &channel, &body).await;
+                if let (Some(message), Some(channel), true) =
+                    (posted, snowflake(&channel), link.is_some())
+                {
+                    // Kept so the link can follow the card if it is deleted and reposted.
+                    let post = super::lost::IncidentPost {
+                        channel,
+                        message,
+                        severity,
+                        text,
+                        job_channel,
+                    };
+                    shared.incident_linked(job, post);
+                }
             }
         }
     }
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum IxState {
+    /// Nothing sent yet.
     Fresh,
+    /// Acknowledged by a deferral; a slash command's "thinking" message waits for its text.
     Deferred,
+    /// The first answer is out; more text goes as follow-ups.
     Responded,
+    /// Discord no longer knows the interaction (10062): nothing more can go to it.
+    Expired,
+}
+
+/// What a failed first answer means for the interaction.
+fn after_ack_error(shared: &Shared, e: &serenity::Error, acked: IxState) -> (IxState, bool) {
+    match rest::code_of(e) {
+        // An earlier try went through and only its answer was lost: acknowledged.
+        Some(rest::ALREADY_ACKNOWLEDGED) => (acked, true),
+        Some(rest::UNKNOWN_INTERACTION) => {
+            shared.metrics.discord.late_interaction("expired_on_answer");
+            tracing::warn!("Discord no longer knows an interaction (its 3 s passed before opsgate answered); the answer is not sent");
+            (IxState::Expired, true)
+        }
+        _ => (acked, false),
+    }
+}
+
+/// Discord's first answer to `t` (a message, a deferral, an acknowledgement), with what an
+/// error means: returns the state afterwards and the error that still needs reporting.
+async fn first_answer(
+    shared: &Shared,
+    t: &IxTarget,
+    response: CreateInteractionResponse,
+    acked: IxState,
+) -> (IxState, serenity::Result<()>) {
+    match response.execute(&*shared.http, (t.id, &t.token)).await {
+        Ok(()) => (acked, Ok(())),
+        Err(e) => match after_ack_error(shared, &e, acked) {
+            (state, true) => (state, Ok(())),
+            (state, false) => (state, Err(e)),
+        },
+    }
+}
+
+fn message(text: &str, private: bool) -> CreateInteractionResponseMessage {
+    CreateInteractionResponseMessage::new()
+        .content(text)
+        .ephemeral(private)
+        .allowed_mentions(CreateAllowedMentions::new())
+}
+
+async fn follow_up(
+    http: &serenity::http::Http,
+    t: &IxTarget,
+    text: &str,
+    private: bool,
+) -> serenity::Result<()> {
+    CreateInteractionResponseFollowup::new()
+        .content(text)
+        .ephemeral(private)
+        .allowed_mentions(CreateAllowedMentions::new())
+        .execute(http, (None, &t.token))
+        .await
+        .map(|_| ())
+}
+
+async fn edit_original(
+    http: &serenity::http::Http,
+    t: &IxTarget,
+    text: &str,
+) -> serenity::Result<()> {
+    EditInteractionResponse::new()
+        .content(text)
+        .allowed_mentions(CreateAllowedMentions::new())
+        .execute(http, &t.token)
+        .await
+        .map(|_| ())
+}
+
+/// Sends one part of a reply to `t` given what was sent before; returns the new state.
+async fn reply_part(
+    shared: &Shared,
+    t: &IxTarget,
+    state: IxState,
+    part: &str,
+    private: bool,
+) -> (IxState, serenity::Result<()>) {
+    let http = &*shared.http;
+    match state {
+        IxState::Fresh => {
+            let response = CreateInteractionResponse::Message(message(part, private));
+            first_answer(shared, t, response, IxState::Responded).await
+        }
+        IxState::Deferred if t.kind == IxKind::Slash && private != t.public => {
+            (IxState::Responded, edit_original(http, t, part).await)
+        }
+        IxState::Deferred if t.kind == IxKind::Slash => {
+            // Deferred with the other visibility (the answer is not the usual one for this
+            // command): the "thinking" message cannot change it, so it goes and a follow-up
+            // with the right visibility takes its place.
+            if let Err(e) = http.delete_original_interaction_response(&t.token).await {
+                tracing::debug!(error = %e, "could not remove a deferred answer");
+            }
+            (IxState::Responded, follow_up(http, t, part, private).await)
+        }
+        IxState::Deferred | IxState::Responded => {
+            (IxState::Responded, follow_up(http, t, part, private).await)
+        }
+        IxState::Expired => {
+            // The interaction cannot carry it; public text still reaches the channel.
+            if private {
+                tracing::debug!(
+                    text = part,
+                    "private answer to an expired interaction dropped"
+                );
+            } else {
+                say(shared, &t.channel, part).await;
+            }
+            (IxState::Expired, Ok(()))
+        }
+    }
 }
 
 async fn run_interaction(shared: Arc<Shared>, t: IxTarget, mut rx: mpsc::UnboundedReceiver<IxOp>) {
-    let http = &*shared.http;
     let mut state = IxState::Fresh;
     let mut replied = false;
     let mut posting: Vec<(JobId, oneshot::Receiver<PostOutcome>)> = Vec::new();
@@ -623,39 +829,9 @@ async fn run_interaction(shared: Arc<Shared>, t: IxTarget, mut rx: mpsc::Unbound
                 replied = true;
                 let mut result = Ok(());
                 for part in render::split_message(&text, MESSAGE_LIMIT) {
-                    result = match state {
-                        IxState::Fresh => {
-                            state = IxState::Responded;
-                            let mut msg = CreateInteractionResponseMessage::new()
-                                .content(part)
-                                .allowed_mentions(CreateAllowedMentions::new());
-                            if private {
-                                msg = msg.ephemeral(true);
-                            }
-                            CreateInteractionResponse::Message(msg)
-                                .execute(http, (t.id, &t.token))
-                                .await
-                        }
-                        IxState::Deferred if t.kind == IxKind::Slash => {
-                            state = IxState::Responded;
-                            EditInteractionResponse::new()
-                                .content(part)
-                                .allowed_mentions(CreateAllowedMentions::new())
-                                .execute(http, &t.token)
-                                .await
-                                .map(|_| ())
-                        }
-                        _ => {
-                            state = IxState::Responded;
-                            let mut msg = CreateInteractionResponseFollowup::new()
-                                .content(part)
-                                .allowed_mentions(CreateAllowedMentions::new());
-                            if private {
-                                msg = msg.ephemeral(true);
-                            }
-                            msg.execute(http, (None, &t.token)).await.map(|_| ())
-                        }
-                    };
+                    let (next, sent) = reply_part(&shared, &t, state, &part, private).await;
+                    state = next;
+                    result = sent;
                     if result.is_err() {
                         break;
                     }
@@ -663,77 +839,17 @@ async fn run_interaction(shared: Arc<Shared>, t: IxTarget, mut rx: mpsc::Unbound
                 result
             }
             IxOp::Defer if state == IxState::Fresh => {
-                state = IxState::Deferred;
-                defer(http, &t).await
+                let (next, result) =
+                    first_answer(&shared, &t, deferral(&t), IxState::Deferred).await;
+                state = next;
+                result
             }
             IxOp::Defer => Ok(()),
             IxOp::Complete => {
-                let result = if replied {
+                let result = if replied || state == IxState::Expired {
                     Ok(())
                 } else {
-                    if state == IxState::Fresh && !posting.is_empty() {
-                        // The post may take a while (retries): keep the interaction alive.
-                        state = IxState::Deferred;
-                        if let Err(e) = defer(http, &t).await {
-                            tracing::warn!(error = %e, "could not defer an interaction");
-                        }
-                    }
-                    let mut posted: Vec<String> = Vec::new();
-                    let mut failed: Vec<String> = Vec::new();
-                    for (job, outcome) in posting.drain(..) {
-                        match tokio::time::timeout(POST_WAIT, outcome).await {
-                            Ok(Ok(Ok(()))) => posted.push(job.to_string()),
-                            Ok(Ok(Err(f))) => failed.push(post_failure_text(
-                                job,
-                                &t.channel,
-                                f,
-                                &shared.config.prefix,
-                            )),
-                            _ => failed.push(format!(
-                                "Job {job}'s card is not posted yet; check <#{}> in a moment.",
-                                t.channel
-                            )),
-                        }
-                    }
-                    let mut lines = failed;
-                    if !posted.is_empty() {
-                        lines.insert(
-                            0,
-                            format!(
-                                "Posted job {} in <#{}>: approve or deny it there.",
-                                posted.join(", "),
-                                t.channel
-                            ),
-                        );
-                    }
-                    let summary = if lines.is_empty() {
-                        "Done.".to_string()
-                    } else {
-                        lines.join("\n")
-                    };
-                    match (state, t.kind) {
-                        (IxState::Fresh, IxKind::Slash) => {
-                            let msg = CreateInteractionResponseMessage::new()
-                                .content(summary)
-                                .ephemeral(true)
-                                .allowed_mentions(CreateAllowedMentions::new());
-                            CreateInteractionResponse::Message(msg)
-                                .execute(http, (t.id, &t.token))
-                                .await
-                        }
-                        (IxState::Fresh, IxKind::Button) => {
-                            CreateInteractionResponse::Acknowledge
-                                .execute(http, (t.id, &t.token))
-                                .await
-                        }
-                        (IxState::Deferred, IxKind::Slash) => EditInteractionResponse::new()
-                            .content(summary)
-                            .allowed_mentions(CreateAllowedMentions::new())
-                            .execute(http, &t.token)
-                            .await
-                            .map(|_| ()),
-                        _ => Ok(()),
-                    }
+                    complete(&shared, &t, &mut state, &mut posting).await
                 };
                 if let Err(e) = result {
                     tracing::warn!(error = %e, "could not answer an interaction");
@@ -742,21 +858,87 @@ async fn run_interaction(shared: Arc<Shared>, t: IxTarget, mut rx: mpsc::Unbound
             }
         };
         if let Err(e) = result {
+            shared.call_failed("interaction", Failure::of(&e));
             tracing::warn!(error = %e, "could not answer an interaction");
         }
     }
 }
 
-async fn defer(http: &serenity::http::Http, t: &IxTarget) -> serenity::Result<()> {
-    let response = match t.kind {
+/// The engine acted on the interaction's event without a reply: say how the cards it asked
+/// for were posted (or just "Done."), or for a button, acknowledge it if nothing did.
+async fn complete(
+    shared: &Shared,
+    t: &IxTarget,
+    state: &mut IxState,
+    posting: &mut Vec<(JobId, oneshot::Receiver<PostOutcome>)>,
+) -> serenity::Result<()> {
+    if *state == IxState::Fresh && !posting.is_empty() {
+        // The post may take a while (retries): keep the interaction alive.
+        let (next, result) = first_answer(shared, t, deferral(t), IxState::Deferred).await;
+        *state = next;
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "could not defer an interaction");
+        }
+    }
+    let mut posted: Vec<String> = Vec::new();
+    let mut failed: Vec<String> = Vec::new();
+    for (job, outcome) in posting.drain(..) {
+        match tokio::time::timeout(POST_WAIT, outcome).await {
+            Ok(Ok(Ok(()))) => posted.push(job.to_string()),
+            Ok(Ok(Err(f))) => {
+                failed.push(post_failure_text(job, &t.channel, f, &shared.config.prefix))
+            }
+            _ => failed.push(format!(
+                "Job {job}'s card is not posted yet; check <#{}> in a moment.",
+                t.channel
+            )),
+        }
+    }
+    let mut lines = failed;
+    if !posted.is_empty() {
+        lines.insert(
+            0,
+            format!(
+                "Posted job {} in <#{}>: approve or deny it there.",
+                posted.join(", "),
+                t.channel
+            ),
+        );
+    }
+    let summary = if lines.is_empty() {
+        "Done.".to_string()
+    } else {
+        lines.join("\n")
+    };
+    match (*state, t.kind) {
+        (IxState::Fresh, IxKind::Slash) => {
+            let response = CreateInteractionResponse::Message(message(&summary, true));
+            let (next, result) = first_answer(shared, t, response, IxState::Responded).await;
+            *state = next;
+            result
+        }
+        (IxState::Fresh, IxKind::Button) => {
+            let response = CreateInteractionResponse::Acknowledge;
+            let (next, result) = first_answer(shared, t, response, IxState::Deferred).await;
+            *state = next;
+            result
+        }
+        (IxState::Deferred, IxKind::Slash) => edit_original(&shared.http, t, &summary).await,
+        _ => Ok(()),
+    }
+}
+
+/// The deferral for `t`: a button's is a deferred update (nothing shown; the card's edit
+/// shows the vote), a slash command's a "thinking" message with its answer's visibility.
+fn deferral(t: &IxTarget) -> CreateInteractionResponse {
+    match t.kind {
         IxKind::Slash => CreateInteractionResponse::Defer(
             CreateInteractionResponseMessage::new()
-                .ephemeral(true)
+                .ephemeral(!t.public)
                 .allowed_mentions(CreateAllowedMentions::new()),
         ),
         IxKind::Button => CreateInteractionResponse::Acknowledge,
-    };
-    response.execute(http, (t.id, &t.token)).await
+    }
 }
 
 /// Answers an interaction at once with an ephemeral message (errors before the engine).

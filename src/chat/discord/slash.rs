@@ -25,6 +25,15 @@ const SLASH_BUILTINS: &[&str] = &[
     "approve", "deny", "status", "jobs", "cancel", "help", "whoami",
 ];
 
+/// Slash commands whose answer is for the channel (the engine answers `!status` and `!jobs`
+/// publicly, everything else privately): a deferral must already have that visibility.
+const PUBLIC_ANSWERS: &[&str] = &["status", "jobs"];
+
+/// Whether `/name`'s answer is public, so its deferral is too.
+pub fn answers_publicly(name: &str) -> bool {
+    PUBLIC_ANSWERS.contains(&name)
+}
+
 /// Option names used by the operation commands themselves.
 const RESERVED: &[&str] = &["service", "target", "mode", "account"];
 

@@ -12,4 +12,6 @@ pub(crate) struct AdapterState {
     /// Guilds not in `[discord] guilds` that were already logged.
     pub foreign_guilds: HashSet<u64>,
     pub votes: super::votes::Votes,
+    /// Live cards, lost cards and the incident messages linking to them (`lost.rs`).
+    pub cards: super::lost::Cards,
 }

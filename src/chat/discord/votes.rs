@@ -6,9 +6,8 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use super::render::APPROVE_EMOJI;
 use super::{lock, Shared};
-use crate::chat::{Actor, ChatEvent, Origin};
+use crate::chat::{Actor, ChatEvent};
 use crate::command::JobId;
 
 /// A refusal to the same user about the same card is posted at most once per this.
@@ -65,20 +64,14 @@ impl Shared {
     }
 
     /// ✅ reactions were cleared from `message` (all reactions, or that emoji): each approval
-    /// given by one of them is withdrawn, as if its user had removed it.
+    /// given by one of them is withdrawn (approvals given with a button or a command stay).
     pub fn approvals_cleared(&self, channel: u64, message: u64) {
         let voters = lock(&self.state).votes.approvers.remove(&message);
         for actor in voters.into_iter().flat_map(|v| v.into_values()) {
-            self.feed(ChatEvent::Reaction {
+            self.feed(ChatEvent::CheckMarkGone {
                 actor,
-                origin: Origin {
-                    channel: channel.to_string(),
-                    interaction: Some(super::sender::CATCH_UP.to_string()),
-                    thread: None,
-                },
+                channel: channel.to_string(),
                 message_id: message.to_string(),
-                emoji: APPROVE_EMOJI.to_string(),
-                added: false,
             });
         }
     }
