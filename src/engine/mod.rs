@@ -429,7 +429,7 @@ impl Engine {
                     true,
                 );
             }
-            ChatEvent::Button { origin, .. } => {
+            ChatEvent::Button { origin, .. } | ChatEvent::CardAction { origin, .. } => {
                 self.reply(&origin, "opsgate is restarting; decide again in a minute (reactions are picked up after the restart).", true);
             }
             ChatEvent::MessagePosted { job, message_id } => {
