@@ -133,6 +133,8 @@ mod tests {
             finished_ms: None,
             audit_len: 0,
             nonce: 1,
+            break_glass: None,
+            thread: false,
         }
     }
 

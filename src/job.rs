@@ -154,11 +154,43 @@ pub struct Job {
     /// stored before cards carried it.
     #[serde(default)]
     pub nonce: u64,
+    /// Set when the job ran with `--break-glass`, skipping its approvals; open until an
+    /// approver reviews it (`!review`). `None` for every job stored before break-glass.
+    #[serde(default)]
+    pub break_glass: Option<BreakGlass>,
+    /// Its progress and audit trail also go to a thread on its card (snapshot of the rule
+    /// and channel settings when requested).
+    #[serde(default)]
+    pub thread: bool,
+}
+
+/// Who skipped the approvals of a job, why, and the review that followed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BreakGlass {
+    pub by: Person,
+    pub reason: String,
+    pub at_ms: u64,
+    pub review: Option<Review>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Review {
+    pub by: Person,
+    pub verdict: crate::command::Verdict,
+    pub note: Option<String>,
+    pub at_ms: u64,
 }
 
 impl Job {
     pub fn approvals_needed(&self) -> u32 {
         self.requirement.approvals
+    }
+
+    /// Ran with `--break-glass` and nobody has reviewed it yet.
+    pub fn review_pending(&self) -> bool {
+        self.break_glass
+            .as_ref()
+            .is_some_and(|b| b.review.is_none())
     }
 
     pub fn has_quorum(&self) -> bool {
@@ -172,30 +204,33 @@ impl Job {
 
     /// The one-line description of what the job does, e.g. `restart ddm orders-db hard`.
     pub fn action(&self) -> String {
-        let op = crate::command::catalog::operation_by_id(&self.spec.operation);
-        let (verb, service) = op.map_or(("run", self.spec.operation.as_str()), |o| {
-            (o.verb, o.service)
-        });
-        let mut out = format!("{verb} {service} {}", self.spec.target);
-        if let Some(mode) = self.spec.param("mode") {
-            out.push(' ');
-            out.push_str(mode);
-        }
-        if let Some(op) = op {
-            for arg in op.args {
-                if let Some(v) = self.spec.param(arg.name) {
-                    out.push(' ');
-                    out.push_str(v);
-                }
-            }
-        }
-        out
+        action_of(&self.spec)
     }
 
     /// Per-resource lock key: at most one pending or running job per key.
     pub fn lock_key(&self, config: &crate::config::Config) -> String {
         lock_key(&self.spec, config)
     }
+}
+
+/// What `spec` does in one line, e.g. `restart ddm orders-db hard`.
+pub fn action_of(spec: &JobSpec) -> String {
+    let op = crate::command::catalog::operation_by_id(&spec.operation);
+    let (verb, service) = op.map_or(("run", spec.operation.as_str()), |o| (o.verb, o.service));
+    let mut out = format!("{verb} {service} {}", spec.target);
+    if let Some(mode) = spec.param("mode") {
+        out.push(' ');
+        out.push_str(mode);
+    }
+    if let Some(op) = op {
+        for arg in op.args {
+            if let Some(v) = spec.param(arg.name) {
+                out.push(' ');
+                out.push_str(v);
+            }
+        }
+    }
+    out
 }
 
 impl crate::command::JobFilter {
@@ -208,6 +243,7 @@ impl crate::command::JobFilter {
             "running" => Running,
             "mine" => Mine,
             "all" => All,
+            "review" => Review,
             _ => return None,
         })
     }
@@ -221,6 +257,7 @@ impl crate::command::JobFilter {
             Running => job.state.is_in_flight(),
             Mine => job.requester.id == me,
             All => true,
+            Review => job.review_pending(),
         }
     }
 }

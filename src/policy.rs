@@ -44,7 +44,7 @@ pub fn level(scope: &Scope) -> u8 {
 }
 
 /// The tags of a subject: the account's, overlaid with the named target's.
-fn tags_of<'a>(config: &'a Config, subject: &Subject<'_>) -> BTreeMap<&'a str, &'a str> {
+pub fn tags_of<'a>(config: &'a Config, subject: &Subject<'_>) -> BTreeMap<&'a str, &'a str> {
     let mut tags = BTreeMap::new();
     if let Some(account) = config.account_tags.get(subject.account) {
         tags.extend(account.iter().map(|(k, v)| (k.as_str(), v.as_str())));

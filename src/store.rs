@@ -39,6 +39,10 @@ const ACTIVE: u8 = b'x';
 const AUDIT: u8 = b'a';
 const MESSAGE: u8 = b'm';
 const NEXT_ID: &[u8] = b"meta:next_job_id";
+/// The freeze set with `!freeze`, while one is set (JSON).
+const CHAT_FREEZE: &[u8] = b"meta:chat_freeze";
+/// Events that belong to no job (freezes set and lifted), as audit entries by number.
+const OPS: u8 = b'o';
 /// The number of the last commit applied to sled, written with each commit's batch.
 const SEQ: &[u8] = b"meta:commit_seq";
 
@@ -147,6 +151,12 @@ fn audit_key(id: JobId, seq: u32) -> [u8; 13] {
     k[0] = AUDIT;
     k[1..9].copy_from_slice(&id.to_be_bytes());
     k[9..].copy_from_slice(&seq.to_be_bytes());
+    k
+}
+
+fn ops_key(seq: u64) -> [u8; 9] {
+    let mut k = job_key(seq);
+    k[0] = OPS;
     k
 }
 
@@ -357,6 +367,35 @@ impl Store {
                 decode(&key, &bytes)
             })
             .collect()
+    }
+
+    /// The freeze set with `!freeze`, if one is stored.
+    pub fn chat_freeze<T: for<'de> Deserialize<'de>>(&self) -> Result<Option<T>, StoreError> {
+        match self.db.get(CHAT_FREEZE)? {
+            Some(bytes) => decode(CHAT_FREEZE, &bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The newest `limit` events that belong to no job, newest first.
+    pub fn ops_events(&self, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
+        self.db
+            .scan_prefix([OPS])
+            .rev()
+            .take(limit)
+            .map(|item| {
+                let (key, bytes) = item?;
+                decode(&key, &bytes)
+            })
+            .collect()
+    }
+
+    /// The number the next event that belongs to no job gets.
+    pub fn next_ops_seq(&self) -> Result<u64, StoreError> {
+        Ok(match self.db.scan_prefix([OPS]).next_back() {
+            Some(item) => id_from(&item?.0[1..]).map_or(0, |n| n + 1),
+            None => 0,
+        })
     }
 
     pub fn job_for_message(&self, message_id: &str) -> Result<Option<JobId>, StoreError> {

@@ -131,7 +131,7 @@ fn bad_input_is_rejected_with_the_expected_usage() {
         (
             "!jobs everything",
             "Unknown filter",
-            "!jobs [pending|running|mine|all]",
+            "!jobs [pending|running|mine|all|review]",
         ),
         ("!whoami now", "Unexpected", "!whoami"),
         ("!launch missiles", "Unknown command", "!help"),

@@ -193,7 +193,7 @@ async fn jobs(State(s): State<AppState>, Query(q): Query<JobsQuery>) -> Response
     else {
         return (
             StatusCode::BAD_REQUEST,
-            "filter must be active, pending, running or all\n",
+            "filter must be active, pending, running, review or all\n",
         )
             .into_response();
     };

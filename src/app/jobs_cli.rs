@@ -136,6 +136,7 @@ pub fn jobs(
                 JobFilter::Running => "running",
                 JobFilter::All | JobFilter::Mine => "all",
                 JobFilter::Active => "active",
+                JobFilter::Review => "review",
             };
             get(rt, addr, &format!("/api/jobs?filter={name}&limit={limit}"))?.unwrap_or_default()
         }

@@ -27,15 +27,31 @@ pub struct JobCard {
     pub duration_ms: Option<u64>,
 }
 
+/// Between the rule's name and a break-glass note in [`JobCard::rule`]. The card's fields
+/// stay as the Discord adapter knows them (its tests build cards field by field), so the
+/// note rides in the one field every renderer shows; [`JobCard::break_glass_note`] reads it.
+const NOTE: &str = " · ⚠️ ";
+
 impl JobCard {
     pub fn from_job(job: &Job, approver_roles: String) -> JobCard {
+        let mut rule = job.requirement.rule.clone();
+        if let Some(glass) = &job.break_glass {
+            let review = match &glass.review {
+                None => "review pending".to_string(),
+                Some(r) => format!("reviewed {} by {}", r.verdict.label(), r.by.name),
+            };
+            rule = format!(
+                "{rule}{NOTE}break-glass by {}: {} · {review}",
+                glass.by.name, glass.reason
+            );
+        }
         JobCard {
             job: job.id,
             nonce: job.nonce,
             state: job.state,
             action: job.action(),
             requester: job.requester.name.clone(),
-            rule: job.requirement.rule.clone(),
+            rule,
             approvals: job.approvals.len(),
             approvals_needed: job.requirement.approvals,
             approvers: job.approvals.iter().map(|a| a.by.name.clone()).collect(),
@@ -49,6 +65,21 @@ impl JobCard {
                 _ => None,
             },
         }
+    }
+
+    /// `break-glass by alice: db down · review pending`, for a job that ran with
+    /// `--break-glass`.
+    pub fn break_glass_note(&self) -> Option<&str> {
+        self.rule.split_once(NOTE).map(|(_, note)| note)
+    }
+
+    /// Who may press what on an open card: Approve/Deny for the approver roles, Cancel for
+    /// the requester or an admin.
+    pub fn who_may(&self) -> String {
+        format!(
+            "approve/deny: {} · cancel: {} or an admin",
+            self.approver_roles, self.requester
+        )
     }
 
     /// Whether Approve/Deny still mean something.
@@ -77,14 +108,19 @@ impl JobCard {
         }
         if self.state == JobState::AwaitingApproval {
             out.push_str(&format!(
-                " · rule `{}` needs {} from {} · expires {} · react ✅/❌ or !approve {} / !deny {}",
+                " · rule `{}` needs {} from {} · expires {} · react ✅/❌ or !approve {} / !deny {} · !cancel {}: {} or an admin",
                 self.rule,
                 if self.approvals_needed == 1 { "an approval".to_string() } else { format!("{} approvals", self.approvals_needed) },
                 self.approver_roles,
                 format_utc(self.expires_ms),
                 self.job,
-                self.job
+                self.job,
+                self.job,
+                self.requester
             ));
+        }
+        if let Some(note) = self.break_glass_note() {
+            out.push_str(&format!(" · ⚠️ {note}"));
         }
         if let Some(p) = &self.progress {
             if !self.state.is_final() {

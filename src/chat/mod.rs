@@ -119,6 +119,28 @@ pub enum ChatEvent {
         channel: String,
         message_id: MessageId,
     },
+    /// A decision made on a job's card: a button, or the modal a button opened (Deny asks
+    /// for a reason). Counts only on the job's own card, as [`ChatEvent::Button`] does.
+    CardAction {
+        actor: Actor,
+        origin: Origin,
+        job: JobId,
+        nonce: Option<u64>,
+        message_id: MessageId,
+        action: CardAction,
+    },
+}
+
+/// What a card's button asks for. Approve and Deny are for approvers; Cancel for the
+/// requester or an admin.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CardAction {
+    Approve,
+    /// The reason typed into the Deny modal (stored in the audit log, shown on the card).
+    Deny {
+        reason: Option<String>,
+    },
+    Cancel,
 }
 
 impl ChatEvent {
@@ -127,7 +149,8 @@ impl ChatEvent {
         match self {
             ChatEvent::Message { origin, .. }
             | ChatEvent::Reaction { origin, .. }
-            | ChatEvent::Button { origin, .. } => Some(&origin.channel),
+            | ChatEvent::Button { origin, .. }
+            | ChatEvent::CardAction { origin, .. } => Some(&origin.channel),
             ChatEvent::CheckMarkGone { channel, .. } => Some(channel),
             ChatEvent::MessagePosted { .. } | ChatEvent::CardLost { .. } => None,
         }
@@ -175,12 +198,62 @@ pub enum Outgoing {
     },
 }
 
+/// Approval-flow messages an adapter may show natively (a thread on the card, a modal);
+/// [`FlowOut::fallback`] says what they are as plain messages.
+#[derive(Clone, Debug, PartialEq)]
+pub enum FlowOut {
+    /// A line for a job's thread (jobs whose rule or channel asks for threads): progress,
+    /// audit entries, follow-ups. The thread hangs on the job's card (`card_message`, once
+    /// known) in `channel`.
+    ThreadLine {
+        channel: String,
+        job: JobId,
+        card_message: Option<MessageId>,
+        text: String,
+    },
+    /// The requester must confirm a request by typing `expected` (the target's name) within
+    /// the deadline: `!confirm <number> <expected>`, or a modal where the chat has them.
+    /// Nothing is stored until then.
+    ConfirmPrompt {
+        to: Origin,
+        number: u64,
+        expected: String,
+        expires_ms: u64,
+        text: String,
+    },
+}
+
+impl FlowOut {
+    /// The same thing as an ordinary message, for adapters without threads or modals.
+    pub fn fallback(self) -> Outgoing {
+        match self {
+            FlowOut::ThreadLine {
+                channel, job, text, ..
+            } => Outgoing::Notice {
+                channel,
+                job: Some(job),
+                text: format!("[job {job}] {text}"),
+            },
+            FlowOut::ConfirmPrompt { to, text, .. } => Outgoing::Reply {
+                to,
+                text,
+                private: true,
+            },
+        }
+    }
+}
+
 /// The engine's only view of chat. Calls must not block on the network: an adapter that
 /// talks to a remote service queues the work and reports message IDs back as
 /// [`ChatEvent::MessagePosted`].
 pub trait ChatOut: Send + Sync {
     /// Carries out `out`. Returns the new message's ID when it is known at once (the terminal).
     fn send(&self, out: Outgoing) -> Option<MessageId>;
+
+    /// Carries out an approval-flow message; by default as the plain message it stands for.
+    fn send_flow(&self, out: FlowOut) -> Option<MessageId> {
+        self.send(out.fallback())
+    }
 
     /// Says `text` in each of `channels` before the process stops (storage failed): at once,
     /// past any queue, and returning only when it went out or could not (bounded).

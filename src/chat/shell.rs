@@ -9,7 +9,7 @@ use std::io::{BufRead, Write};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use super::{Actor, ChatEvent, ChatOut, MessageId, Origin, Outgoing};
+use super::{Actor, ChatEvent, ChatOut, FlowOut, MessageId, Origin, Outgoing};
 use crate::command::suggest;
 use crate::command::text::visible;
 use crate::command::JobId;
@@ -38,7 +38,11 @@ impl ShellChat {
     }
 
     fn print(&self, channel: &str, marker: &str, text: &str) {
-        let name = self.config.channel_name(channel);
+        self.print_at(self.config.channel_name(channel), marker, text);
+    }
+
+    /// Prints under `[#name]`, e.g. `ops` or `ops/job-7` (a job's thread).
+    fn print_at(&self, name: &str, marker: &str, text: &str) {
         let mut buf = String::with_capacity(text.len() + 32);
         // Whatever part of a message echoes user input, the terminal shows it without bidi
         // controls or invisible characters.
@@ -84,6 +88,24 @@ impl ChatOut for ShellChat {
                 self.print(&channel, "", &text);
                 None
             }
+        }
+    }
+
+    /// A job's thread is shown as `[#ops/job-7] ...`; a confirmation prompt as a private reply.
+    fn send_flow(&self, out: FlowOut) -> Option<MessageId> {
+        match out {
+            FlowOut::ThreadLine {
+                channel, job, text, ..
+            } => {
+                let name = format!(
+                    "{}/{}",
+                    self.config.channel_name(&channel),
+                    message_id_of(job)
+                );
+                self.print_at(&name, "", &text);
+                None
+            }
+            other => self.send(other.fallback()),
         }
     }
 }

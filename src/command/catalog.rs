@@ -79,6 +79,10 @@ pub enum Builtin {
     Jobs,
     Help,
     WhoAmI,
+    Confirm,
+    Review,
+    Freeze,
+    Unfreeze,
 }
 
 pub struct BuiltinDef {
@@ -110,14 +114,14 @@ pub static BUILTINS: &[BuiltinDef] = &[
     BuiltinDef {
         builtin: Builtin::Status,
         verb: "status",
-        usage: "!status <job>",
-        summary: "show a job and its audit history",
+        usage: "!status [job]",
+        summary: "show a job and its audit history; without a job: freezes, break-glass reviews and counts",
     },
     BuiltinDef {
         builtin: Builtin::Jobs,
         verb: "jobs",
-        usage: "!jobs [pending|running|mine|all]",
-        summary: "list jobs (default: pending and running)",
+        usage: "!jobs [pending|running|mine|all|review]",
+        summary: "list jobs (default: pending and running; review: break-glass jobs awaiting review)",
     },
     BuiltinDef {
         builtin: Builtin::Help,
@@ -130,6 +134,30 @@ pub static BUILTINS: &[BuiltinDef] = &[
         verb: "whoami",
         usage: "!whoami",
         summary: "your roles, and what you may run here",
+    },
+    BuiltinDef {
+        builtin: Builtin::Confirm,
+        verb: "confirm",
+        usage: "!confirm <number> <target>",
+        summary: "confirm a request whose rule asks for it, by typing its target's name",
+    },
+    BuiltinDef {
+        builtin: Builtin::Review,
+        verb: "review",
+        usage: "!review <job> ok|concern <note>",
+        summary: "approvers: review a job that ran with --break-glass",
+    },
+    BuiltinDef {
+        builtin: Builtin::Freeze,
+        verb: "freeze",
+        usage: "!freeze <duration> <reason>",
+        summary: "admins: refuse every request for a while, e.g. !freeze 2h release in progress",
+    },
+    BuiltinDef {
+        builtin: Builtin::Unfreeze,
+        verb: "unfreeze",
+        usage: "!unfreeze",
+        summary: "admins: lift the freeze set with !freeze (freezes in the config stay)",
     },
 ];
 

@@ -6,4 +6,7 @@ mod parse;
 pub mod suggest;
 pub mod text;
 
-pub use parse::{parse, quote, usage_of, Command, JobFilter, JobId, OperationRequest, ParseError};
+pub use parse::{
+    parse, quote, reason_text, usage_of, Command, JobFilter, JobId, OperationRequest, ParseError,
+    Verdict,
+};

@@ -10,6 +10,8 @@ use crate::config::Target;
 /// Longest message the parser looks at; anything longer is refused outright.
 pub const MAX_INPUT: usize = 1000;
 const MAX_REASON: usize = 300;
+/// Longest `!freeze`.
+const MAX_FREEZE: std::time::Duration = std::time::Duration::from_secs(14 * 24 * 3600);
 
 pub type JobId = u64;
 
@@ -21,6 +23,25 @@ pub enum JobFilter {
     Running,
     Mine,
     All,
+    /// Break-glass jobs whose review is still open.
+    Review,
+}
+
+/// What a reviewer thinks of a break-glass job.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Ok,
+    Concern,
+}
+
+impl Verdict {
+    pub fn label(self) -> &'static str {
+        match self {
+            Verdict::Ok => "ok",
+            Verdict::Concern => "concern",
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -30,9 +51,16 @@ pub enum Command {
     Deny(JobId, Option<String>),
     Cancel(JobId),
     Status(JobId),
+    /// `!status` without a job: freezes, open break-glass reviews, counts.
+    Overview,
     Jobs(JobFilter),
     Help(Option<String>),
     WhoAmI,
+    /// `!confirm <number> <typed>`: the requester confirms a request that asks for it.
+    Confirm(u64, String),
+    Review(JobId, Verdict, Option<String>),
+    Freeze(std::time::Duration, String),
+    Unfreeze,
 }
 
 /// A parsed, validated request for a cloud operation.
@@ -46,6 +74,10 @@ pub struct OperationRequest {
     pub mode: Option<String>,
     /// Target params, mode and further args, keyed by parameter name.
     pub params: BTreeMap<String, String>,
+    /// `--break-glass "reason"`: skip the approvals where the rule allows it.
+    pub break_glass: Option<String>,
+    /// `--dry-run`: say what would happen; store and send nothing.
+    pub dry_run: bool,
 }
 
 impl PartialEq for OperationDef {
@@ -178,6 +210,22 @@ fn no_more(args: &[&str], from: usize, usage: &str) -> Result<(), ParseError> {
     }
 }
 
+/// Free text after a command (a deny reason, a review note, a freeze reason): shown on the
+/// card and in the audit log, so without bidi or invisible characters, bounded, and without
+/// the quotes people type around it. `None` when empty.
+pub fn reason_text(args: &[&str], usage: &str) -> Result<Option<String>, ParseError> {
+    let joined = args.join(" ");
+    let quotes: &[char] = &['"', '\'', '“', '”', '‘', '’'];
+    let reason = super::text::visible(joined.trim().trim_matches(quotes).trim());
+    if reason.chars().count() > MAX_REASON {
+        return Err(reject(
+            format!("The reason is too long (at most {MAX_REASON} characters)."),
+            usage,
+        ));
+    }
+    Ok((!reason.is_empty()).then_some(reason))
+}
+
 fn parse_builtin(builtin: Builtin, usage: &str, args: &[&str]) -> Result<Command, ParseError> {
     Ok(match builtin {
         Builtin::Approve => {
@@ -187,25 +235,77 @@ fn parse_builtin(builtin: Builtin, usage: &str, args: &[&str]) -> Result<Command
         }
         Builtin::Deny => {
             let id = job_id(args.first(), usage)?;
-            // Shown on the card and in the audit log: without bidi or invisible characters.
-            let reason = super::text::visible(&args[1.min(args.len())..].join(" "));
-            if reason.chars().count() > MAX_REASON {
-                return Err(reject(
-                    format!("The reason is too long (at most {MAX_REASON} characters)."),
-                    usage,
-                ));
-            }
-            Command::Deny(id, (!reason.is_empty()).then_some(reason))
+            Command::Deny(id, reason_text(&args[1.min(args.len())..], usage)?)
         }
         Builtin::Cancel => {
             let id = job_id(args.first(), usage)?;
             no_more(args, 1, usage)?;
             Command::Cancel(id)
         }
+        Builtin::Status if args.is_empty() => Command::Overview,
         Builtin::Status => {
             let id = job_id(args.first(), usage)?;
             no_more(args, 1, usage)?;
             Command::Status(id)
+        }
+        Builtin::Confirm => {
+            let id = match args.first() {
+                Some(a) => a
+                    .trim_start_matches('#')
+                    .parse::<u64>()
+                    .map_err(|_| reject(format!("{} is not a number.", quote(a)), usage))?,
+                None => return Err(reject("Which request? Give its number.", usage)),
+            };
+            let Some(typed) = args.get(1) else {
+                return Err(reject("Type the target's name after the number.", usage));
+            };
+            no_more(args, 2, usage)?;
+            Command::Confirm(id, super::text::visible(typed))
+        }
+        Builtin::Review => {
+            let id = job_id(args.first(), usage)?;
+            let verdict = match args.get(1).map(|v| v.to_ascii_lowercase()).as_deref() {
+                Some("ok") => Verdict::Ok,
+                Some("concern") => Verdict::Concern,
+                Some(other) => {
+                    return Err(reject(
+                        format!("{} is not ok or concern.", quote(other)),
+                        usage,
+                    ))
+                }
+                None => return Err(reject("ok or concern?", usage)),
+            };
+            let note = reason_text(&args[2.min(args.len())..], usage)?;
+            if verdict == Verdict::Concern && note.is_none() {
+                return Err(reject("Say what the concern is.", usage));
+            }
+            Command::Review(id, verdict, note)
+        }
+        Builtin::Freeze => {
+            let Some(d) = args.first() else {
+                return Err(reject("For how long? e.g. 2h", usage));
+            };
+            let duration = match humantime::parse_duration(d) {
+                Ok(d) if !d.is_zero() && d <= MAX_FREEZE => d,
+                Ok(_) => return Err(reject("A freeze lasts between 1s and 14 days.", usage)),
+                Err(_) => {
+                    return Err(reject(
+                        format!("{} is not a duration such as 30m or 2h.", quote(d)),
+                        usage,
+                    ))
+                }
+            };
+            let Some(reason) = reason_text(&args[1..], usage)? else {
+                return Err(reject(
+                    "Say why: the reason is shown to everyone refused.",
+                    usage,
+                ));
+            };
+            Command::Freeze(duration, reason)
+        }
+        Builtin::Unfreeze => {
+            no_more(args, 0, usage)?;
+            Command::Unfreeze
         }
         Builtin::Jobs => {
             let filter = match args.first() {
@@ -268,10 +368,50 @@ fn parse_operation(
     };
     let usage = op.usage;
 
+    // `--dry-run` may stand anywhere; `--break-glass` takes the rest of the line as its reason.
+    let mut dry_run = false;
+    let mut break_glass = None;
+    let mut words: Vec<&str> = Vec::with_capacity(args.len());
+    let mut rest_args = args[1..].iter();
+    while let Some(arg) = rest_args.next() {
+        if arg.eq_ignore_ascii_case("--dry-run") {
+            dry_run = true;
+        } else if arg.eq_ignore_ascii_case("--break-glass") {
+            let reason: Vec<&str> = rest_args
+                .by_ref()
+                .filter(|a| {
+                    let flag = a.eq_ignore_ascii_case("--dry-run");
+                    dry_run |= flag;
+                    !flag
+                })
+                .copied()
+                .collect();
+            match reason_text(&reason, usage)? {
+                Some(r) => break_glass = Some(r),
+                None => {
+                    return Err(reject(
+                        "--break-glass needs a reason: --break-glass \"the database is down\"",
+                        usage,
+                    ))
+                }
+            }
+        } else if arg.starts_with("--") {
+            return Err(reject(
+                format!(
+                    "Unknown option {} (--dry-run, --break-glass \"reason\", account=NAME).",
+                    quote(arg)
+                ),
+                usage,
+            ));
+        } else {
+            words.push(arg);
+        }
+    }
+
     // `account=NAME` may stand anywhere after the service; everything else is positional.
     let mut account = None;
     let mut positional = Vec::with_capacity(args.len());
-    for arg in &args[1..] {
+    for arg in &words {
         match arg.split_once('=') {
             Some((key, value)) if key.eq_ignore_ascii_case("account") => {
                 if !ids::NAME.matches(value) {
@@ -415,6 +555,8 @@ fn parse_operation(
         account,
         mode,
         params,
+        break_glass,
+        dry_run,
     }))
 }
 

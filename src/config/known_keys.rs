@@ -20,6 +20,7 @@ pub fn keys_of(parent: &str) -> Option<&'static [&'static str]> {
         ("log", []) => fields::<RawLog>(),
         ("accounts", [_]) => fields::<RawAccount>(),
         (s, []) if s.starts_with("rules[") => fields::<RawRule>(),
+        (s, []) if s.starts_with("freezes[") => fields::<super::freezes::RawFreeze>(),
         ("incidents", [r]) if r.starts_with("routes[") => fields::<RawRoute>(),
         _ => return None,
     })

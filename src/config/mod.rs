@@ -4,6 +4,7 @@
 //! can show a whole broken file in one go. Secrets are only ever named here (an environment
 //! variable or a file); their values are read at load time into [`SecretRef`]s.
 
+pub mod freezes;
 mod known_keys;
 mod places;
 mod raw;
@@ -43,6 +44,10 @@ pub struct Config {
     /// Account name -> its tags (`[accounts.X] tags`), which rules can scope by.
     pub account_tags: BTreeMap<String, BTreeMap<String, String>>,
     pub rules: Vec<Rule>,
+    /// `[[freezes]]`: change freezes from the file (`!freeze` adds more at run time).
+    pub freezes: Vec<freezes::Freeze>,
+    /// Channel IDs whose jobs each get a thread on their card.
+    pub thread_channels: Vec<String>,
     pub discord: Discord,
     pub incidents: Incidents,
     /// Where the health and metrics endpoint listens, when enabled.
@@ -138,6 +143,13 @@ pub struct Rule {
     pub expires: Duration,
     /// What the rule acts on; the most specific matching rule wins.
     pub scope: Scope,
+    /// The requester types the target's name (`!confirm`) before the request is posted.
+    pub confirm: bool,
+    /// Roles that may use `--break-glass` under this rule (skipping its approvals and any
+    /// freeze); empty means break-glass is not allowed.
+    pub break_glass_roles: Vec<u64>,
+    /// Jobs under this rule get a thread on their card.
+    pub thread: bool,
 }
 
 /// What a rule acts on. At most one kind is set; none means everything.

@@ -14,6 +14,7 @@ pub struct RawConfig {
     pub accounts: BTreeMap<String, RawAccount>,
     pub targets: BTreeMap<String, RawTarget>,
     pub rules: Vec<RawRule>,
+    pub freezes: Vec<super::freezes::RawFreeze>,
     pub discord: Option<super::sections::RawDiscord>,
     pub incidents: super::sections::RawIncidents,
     pub http: super::sections::RawHttp,
@@ -34,6 +35,8 @@ pub struct RawBot {
     pub prefix: Option<String>,
     pub data_dir: Option<String>,
     pub admin_roles: Vec<String>,
+    /// Channels whose jobs each get a thread on their card (as `[[rules]] thread = true`).
+    pub thread_channels: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -67,6 +70,13 @@ pub struct RawAccount {
     pub status_field: Option<String>,
     /// Labels rules can scope by, e.g. `{ env = "prod" }`; the account's targets inherit them.
     pub tags: BTreeMap<String, String>,
+    /// The requester must type the target's name to confirm before the request is posted.
+    pub confirm: bool,
+    /// `--break-glass "reason"` may skip the approvals, for `break_glass_roles`.
+    pub break_glass: bool,
+    pub break_glass_roles: Vec<String>,
+    /// Progress and the audit trail go to a thread on the job's card.
+    pub thread: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -97,4 +107,11 @@ pub struct RawRule {
     pub targets: Vec<String>,
     pub accounts: Vec<String>,
     pub tags: BTreeMap<String, String>,
+    /// The requester must type the target's name to confirm before the request is posted.
+    pub confirm: bool,
+    /// `--break-glass "reason"` may skip the approvals, for `break_glass_roles`.
+    pub break_glass: bool,
+    pub break_glass_roles: Vec<String>,
+    /// Progress and the audit trail go to a thread on the job's card.
+    pub thread: bool,
 }

@@ -309,6 +309,21 @@ fn validate(raw: RawConfig, source: &Path, p: &mut Collector) -> Config {
         }
     }
 
+    let rule_names: Vec<&str> = rules.iter().map(|r| r.name.as_str()).collect();
+    let freezes = super::freezes::freezes(raw.freezes, &rule_names, tags, p);
+    let mut thread_channels = Vec::new();
+    for (i, c) in raw.bot.thread_channels.iter().enumerate() {
+        match channels.get(c.trim_start_matches('#')) {
+            Some(id) => thread_channels.push(id.clone()),
+            None => p.add(
+                format!("bot.thread_channels[{i}]"),
+                format!(
+                    "unknown channel `{c}` (add it under [channels]){}",
+                    suggest::did_you_mean(c, channels.keys().map(String::as_str))
+                ),
+            ),
+        }
+    }
     let discord = super::sections::discord(raw.discord, &base, p);
     let incidents = super::sections::incidents(raw.incidents, &channels, p);
     let http = super::sections::http(raw.http, &base, p);
@@ -330,6 +345,8 @@ fn validate(raw: RawConfig, source: &Path, p: &mut Collector) -> Config {
         targets,
         account_tags,
         rules,
+        freezes,
+        thread_channels,
     };
     for (a, b, on) in crate::policy::ambiguities(&config) {
         let first = &config.rules[a];
@@ -936,6 +953,23 @@ fn rule(
         p.add(format!("{path}.expires"), "must be at most 7 days");
     }
     let scope = scope(&raw, op, path, names, p);
+    let break_glass_roles = role_ids(
+        &raw.break_glass_roles,
+        &format!("{path}.break_glass_roles"),
+        p,
+    );
+    if raw.break_glass && raw.break_glass_roles.is_empty() {
+        p.add(
+            format!("{path}.break_glass_roles"),
+            "missing: a rule that allows break_glass must say which roles may use it",
+        );
+    }
+    if !raw.break_glass && !raw.break_glass_roles.is_empty() {
+        p.add(
+            format!("{path}.break_glass"),
+            "break_glass_roles is set but break_glass is not: add break_glass = true",
+        );
+    }
     let key = op.key();
     let name = raw.name.unwrap_or_else(|| {
         if modes.is_empty() {
@@ -954,6 +988,13 @@ fn rule(
         approver_roles,
         expires,
         scope,
+        confirm: raw.confirm,
+        break_glass_roles: if raw.break_glass {
+            break_glass_roles
+        } else {
+            Vec::new()
+        },
+        thread: raw.thread,
     })
 }
 

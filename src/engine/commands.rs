@@ -2,7 +2,7 @@
 
 use super::{Effect, Engine};
 use crate::approval::{self, Refusal};
-use crate::chat::{Actor, ChatEvent, Origin, Outgoing, Vote};
+use crate::chat::{Actor, CardAction, ChatEvent, FlowOut, Origin, Outgoing, Vote};
 use crate::cloud::JobSpec;
 use crate::command::{self, Command, JobId, OperationRequest};
 use crate::config::Severity;
@@ -31,13 +31,14 @@ fn metric_verb(text: &str, prefix: &str) -> String {
 enum Via {
     /// ✅/❌ on the card.
     Reaction,
-    Button,
+    /// A card button, with the reason typed into the Deny form.
+    Button(Option<String>),
     /// `!approve` / `!deny`, with the deny's reason.
     Command(Option<String>),
 }
 
 /// The audit log's actor: the name, and the ID too when it says something more (Discord).
-fn who(actor: &Actor) -> Option<String> {
+pub(super) fn who(actor: &Actor) -> Option<String> {
     Some(if actor.name == actor.id {
         actor.name.clone()
     } else {
@@ -87,10 +88,45 @@ impl Engine {
                 vote,
             } => {
                 if self.button_is_for(job, nonce, &message_id) {
-                    self.vote(&actor, &origin, job, vote, Via::Button, now);
+                    self.vote(&actor, &origin, job, vote, Via::Button(None), now);
                 } else {
                     let text = format!("This button is not on job {job}'s card, so it was not counted. Use the buttons on that job's own card, or {}approve {job}.", self.config.prefix);
                     self.reply(&origin, text, true);
+                }
+            }
+            ChatEvent::CardAction {
+                actor,
+                origin,
+                job,
+                nonce,
+                message_id,
+                action,
+            } => {
+                if !self.button_is_for(job, nonce, &message_id) {
+                    let text = format!("This button is not on job {job}'s card, so it did nothing. Use the buttons on that job's own card.");
+                    return self.reply(&origin, text, true);
+                }
+                match action {
+                    CardAction::Approve => {
+                        self.vote(&actor, &origin, job, Vote::Approve, Via::Button(None), now)
+                    }
+                    CardAction::Deny { reason } => {
+                        // Typed into a modal: the same checks as a `!deny` reason.
+                        let words: Vec<&str> =
+                            reason.as_deref().unwrap_or("").split_whitespace().collect();
+                        match command::reason_text(&words, "the Deny form") {
+                            Ok(reason) => self.vote(
+                                &actor,
+                                &origin,
+                                job,
+                                Vote::Deny,
+                                Via::Button(reason),
+                                now,
+                            ),
+                            Err(e) => self.refuse(&origin, e.message),
+                        }
+                    }
+                    CardAction::Cancel => self.cancel(&actor, &origin, job, now),
                 }
             }
             ChatEvent::MessagePosted { job, message_id } => {
@@ -204,6 +240,18 @@ impl Engine {
                 let text = self.status_text(id);
                 self.reply(origin, text, false);
             }
+            Command::Overview => {
+                let text = self.overview_text(now);
+                self.reply(origin, text, false);
+            }
+            Command::Confirm(number, typed) => self.on_confirm(actor, origin, number, &typed, now),
+            Command::Review(id, verdict, note) => {
+                self.on_review(actor, origin, id, verdict, note, now)
+            }
+            Command::Freeze(duration, reason) => {
+                self.on_freeze(actor, origin, duration, reason, now)
+            }
+            Command::Unfreeze => self.on_unfreeze(actor, origin, now),
             Command::Jobs(filter) => {
                 self.publish_writes();
                 let text = self.jobs_text(filter, actor);
@@ -227,12 +275,35 @@ impl Engine {
     }
 
     /// Replies that refuse something; counted so the command metric can tell refusals apart.
-    fn refuse(&mut self, origin: &Origin, text: impl Into<String>) {
+    pub(super) fn refuse(&mut self, origin: &Origin, text: impl Into<String>) {
         self.refusals += 1;
         self.reply(origin, text, true);
     }
 
     fn request(&mut self, actor: &Actor, origin: &Origin, req: OperationRequest, now: u64) {
+        self.request_with(actor, origin, req, false, now);
+    }
+
+    /// A request its requester has just confirmed (`!confirm`): checked again in full, as
+    /// rules, freezes and locks may have changed in the meantime.
+    pub(super) fn request_confirmed(
+        &mut self,
+        actor: &Actor,
+        origin: &Origin,
+        req: OperationRequest,
+        now: u64,
+    ) {
+        self.request_with(actor, origin, req, true, now);
+    }
+
+    fn request_with(
+        &mut self,
+        actor: &Actor,
+        origin: &Origin,
+        req: OperationRequest,
+        confirmed: bool,
+        now: u64,
+    ) {
         let op = req.op;
         let account = match &req.account {
             Some(name) => match self.config.accounts.get(name) {
@@ -260,16 +331,16 @@ impl Engine {
             },
         };
         // The rule depends on what the request acts on: the named target, else the account.
+        let config = self.config.clone();
         let subject = policy::Subject {
-            target: self
-                .config
+            target: config
                 .targets
                 .contains_key(&req.target)
                 .then_some(req.target.as_str()),
             account: &account,
         };
         let rule = match policy::check_request_on(
-            &self.config,
+            &config,
             &actor.roles,
             &origin.channel,
             &op.key(),
@@ -281,31 +352,75 @@ impl Engine {
         };
         let spec = JobSpec {
             operation: op.id.to_string(),
-            account,
-            target: req.target,
-            params: req.params,
+            account: account.clone(),
+            target: req.target.clone(),
+            params: req.params.clone(),
         };
+        let what = match req.mode.as_deref() {
+            Some(m) => format!("`{} {m}` on {}", op.key(), spec.target),
+            None => format!("`{}` on {}", op.key(), spec.target),
+        };
+        // Checked in this order, so the refusal names the first thing in the way: a
+        // break-glass that is not allowed, a freeze (which break-glass passes), the lock
+        // (which nothing passes).
+        let glass_refusal = req
+            .break_glass
+            .as_ref()
+            .and_then(|_| self.break_glass_refusal(&rule, actor));
+        let freeze = self.freeze_hit(&rule, &subject, now);
+        let frozen = freeze
+            .as_ref()
+            .filter(|_| req.break_glass.is_none() || glass_refusal.is_some())
+            .map(|hit| self.frozen_text(&what, &rule, hit, now));
         let lock = job::lock_key(&spec, &self.config);
-        if let Some(holder) = self.locks.get(&lock).and_then(|id| self.active.get(id)) {
-            let msg = format!(
-                "{} is busy: job {} ({}, {}) holds it. Wait for it to finish{}.",
-                spec.target,
-                holder.id,
-                holder.action(),
-                holder.state.label(),
-                if holder.state == JobState::AwaitingApproval {
-                    " or cancel it"
-                } else {
-                    ""
-                }
+        let busy = self
+            .locks
+            .get(&lock)
+            .and_then(|id| self.active.get(id))
+            .map(|holder| {
+                format!(
+                    "{} is busy: job {} ({}, {}) holds it. Wait for it to finish{}.",
+                    spec.target,
+                    holder.id,
+                    holder.action(),
+                    holder.state.label(),
+                    if holder.state == JobState::AwaitingApproval {
+                        " or cancel it"
+                    } else {
+                        ""
+                    }
+                )
+            });
+        let refusal = glass_refusal.clone().or(frozen.clone()).or(busy.clone());
+        if req.dry_run {
+            let text = self.dry_run_text(
+                actor,
+                &spec,
+                &rule,
+                &req,
+                &freeze,
+                &busy,
+                refusal.as_deref(),
             );
-            return self.refuse(origin, msg);
+            return self.reply(origin, text, true);
+        }
+        if let Some(refusal) = refusal {
+            return self.refuse(origin, refusal);
+        }
+        if rule.confirm && !confirmed {
+            return self.ask_confirmation(actor, origin, req, now);
         }
 
         let id = self.next_id;
         self.next_id += 1;
         self.batch.set_next_id(self.next_id);
-        let needs_approval = rule.approvals > 0;
+        let break_glass = req.break_glass.map(|reason| job::BreakGlass {
+            by: super::approval_flows::person(actor),
+            reason,
+            at_ms: now,
+            review: None,
+        });
+        let needs_approval = rule.approvals > 0 && break_glass.is_none();
         let job = Job {
             id,
             spec,
@@ -337,20 +452,26 @@ impl Engine {
             finished_ms: None,
             audit_len: 0,
             nonce: fastrand::u64(1..),
+            break_glass: break_glass.clone(),
+            thread: rule.thread || self.config.thread_channels.contains(&origin.channel),
         };
-        let detail = format!(
+        let mut detail = format!(
             "{} under rule `{}` in #{}",
             job.action(),
             rule.name,
             self.config.channel_name(&origin.channel)
         );
+        if confirmed {
+            detail.push_str(", confirmed by typing the target's name");
+        }
         tracing::info!(job = id, user = %actor.id, action = %job.action(), "job requested");
         self.locks.insert(lock, id);
         if needs_approval {
             self.expiries.insert((job.expires_ms, id));
         }
         self.active.insert(id, Box::new(job));
-        self.save_quiet(id, who(actor), "requested", detail, now);
+        self.save_quiet(id, who(actor), "requested", detail.clone(), now);
+        let mut thread = vec![format!("requested by {}: {detail}", actor.name)];
         if needs_approval {
             let card = self.card(&self.active[&id]);
             let mention_roles = if self.config.discord.mention_approvers {
@@ -373,15 +494,60 @@ impl Engine {
             }));
             self.incident(id, Severity::Info, text);
         } else {
-            let why = format!("rule `{}` needs no approval", rule.name);
-            self.start(id, ("approved", why, None), false, now);
+            let (event, why) = match &break_glass {
+                Some(glass) => (
+                    "break-glass",
+                    format!(
+                        "approvals skipped with --break-glass by {}: {}",
+                        actor.name, glass.reason
+                    ),
+                ),
+                None => (
+                    "approved",
+                    format!("rule `{}` needs no approval", rule.name),
+                ),
+            };
+            thread.push(format!("{event}: {why}"));
+            self.start(id, (event, why, who(actor)), false, now);
             let card = self.card(&self.active[&id]);
             self.effects.push(Effect::Chat(Outgoing::Card {
                 channel: origin.answer_channel().to_string(),
                 card,
                 mention_roles: Vec::new(),
             }));
+            if let Some(glass) = &break_glass {
+                let text = format!(
+                    "🚨 job {id}: {} used --break-glass on {} (rule `{}` asks for {} approval{} from {}), running now without them: {}. It stays marked until someone with that role runs `{}review {id} ok|concern <note>`.",
+                    actor.name,
+                    self.active[&id].action(),
+                    rule.name,
+                    rule.approvals,
+                    if rule.approvals == 1 { "" } else { "s" },
+                    policy::describe_roles(&self.config, &rule.approver_roles),
+                    glass.reason,
+                    self.config.prefix
+                );
+                self.incident(id, Severity::Critical, text);
+            }
         }
+        if self.active.get(&id).is_some_and(|j| j.thread) {
+            for text in thread {
+                self.thread_line(id, text);
+            }
+        }
+    }
+
+    /// Queues a line for a threaded job's thread.
+    pub(super) fn thread_line(&mut self, id: JobId, text: String) {
+        let Some(job) = self.active.get(&id) else {
+            return;
+        };
+        self.effects.push(Effect::Flow(FlowOut::ThreadLine {
+            channel: job.channel.clone(),
+            job: id,
+            card_message: job.message_id.clone(),
+            text,
+        }));
     }
 
     /// Persist without queueing a card update (used before the card is first posted).
@@ -421,6 +587,10 @@ impl Engine {
         }
         self.expiries.retain(|(_, j)| *j != id);
         let (event, detail, actor) = approval;
+        if announce && self.active.get(&id).is_some_and(|j| j.thread) {
+            let text = super::views::audit_line(event, actor.as_deref(), &detail);
+            self.thread_line(id, text);
+        }
         self.save_quiet(id, actor, event, detail, now);
         if self.transition(id, JobState::Submitting) {
             let detail = "sending the request to the cloud".to_string();
@@ -462,7 +632,7 @@ impl Engine {
         };
         let (by_reaction, reason) = match via {
             Via::Reaction => (true, None),
-            Via::Button => (false, None),
+            Via::Button(reason) => (false, reason),
             Via::Command(reason) => (false, reason),
         };
         if let (Ok(Some(_)), true, Some(given)) = (&result, by_reaction, job.approvals.last_mut()) {

@@ -13,6 +13,18 @@ impl Engine {
         let Some(job) = self.active.get(&id) else {
             return;
         };
+        let job = crate::job::Job::clone(job);
+        self.incident_about(&job, severity, text);
+    }
+
+    /// A notification about `job`, active or not.
+    pub(super) fn incident_about(
+        &mut self,
+        job: &crate::job::Job,
+        severity: Severity,
+        text: String,
+    ) {
+        let id = job.id;
         let service = catalog::operation_by_id(&job.spec.operation).map_or("", |op| op.service);
         let Some(channel) = self.config.incidents.channel_for(service, severity) else {
             return;

@@ -6,8 +6,11 @@
 //! lets the group's effects out: chat messages, cloud submits, polls. So nothing a user sees
 //! and nothing the cloud receives can get ahead of what a restart would find on disk.
 
+mod approval_flows;
 mod cloud_tasks;
 mod commands;
+mod confirmations;
+pub mod dry_run;
 mod incidents;
 mod updates;
 mod views;
@@ -17,7 +20,7 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::chat::{ChatEvent, ChatOut, JobCard, Outgoing};
+use crate::chat::{ChatEvent, ChatOut, FlowOut, JobCard, Outgoing};
 use crate::cloud::Registry;
 use crate::command::JobId;
 use crate::config::Config;
@@ -25,6 +28,7 @@ use crate::job::{Job, JobState};
 use crate::metrics::Metrics;
 use crate::store::{AuditEntry, Store, StoreError, WriteBatch};
 
+pub use approval_flows::ChatFreeze;
 pub use updates::CloudUpdate;
 
 /// Most events handled in one group before its writes are flushed and its effects released.
@@ -93,6 +97,7 @@ impl EngineHandle {
 #[allow(clippy::large_enum_variant)]
 enum Effect {
     Chat(Outgoing),
+    Flow(FlowOut),
     Submit(JobId),
     Reconcile(JobId),
     Poll(JobId),
@@ -133,6 +138,12 @@ pub struct Engine {
     drain_until: Option<std::time::Instant>,
     /// Called first when storage fails (the health endpoint starts failing).
     storage_failure_hook: Option<Box<dyn Fn() + Send>>,
+    /// Requests waiting for typed confirmation (memory only: nothing is stored for them).
+    confirmations: confirmations::Confirmations,
+    /// The freeze set with `!freeze`, as stored.
+    chat_freeze: Option<ChatFreeze>,
+    /// The number of the next event that belongs to no job.
+    ops_seq: u64,
 }
 
 impl Engine {
@@ -147,6 +158,8 @@ impl Engine {
     ) -> Result<(Engine, EngineHandle, Receiver<EngineEvent>), StoreError> {
         let (tx, rx) = mpsc::channel();
         let next_id = store.next_job_id()?;
+        let chat_freeze = store.chat_freeze()?;
+        let ops_seq = store.next_ops_seq()?;
         let mut engine = Engine {
             config,
             store,
@@ -166,6 +179,9 @@ impl Engine {
             in_flight: 0,
             drain_until: None,
             storage_failure_hook: None,
+            confirmations: Default::default(),
+            chat_freeze,
+            ops_seq,
         };
         engine.recover(now_ms())?;
         Ok((engine, EngineHandle { tx }, rx))
@@ -422,7 +438,7 @@ impl Engine {
                     true,
                 );
             }
-            ChatEvent::Button { origin, .. } => {
+            ChatEvent::Button { origin, .. } | ChatEvent::CardAction { origin, .. } => {
                 self.reply(&origin, "opsgate is restarting; decide again in a minute (reactions are picked up after the restart).", true);
             }
             ChatEvent::MessagePosted { job, message_id } => {
@@ -482,6 +498,18 @@ impl Engine {
                 if let (Some(job), Some(message_id)) = (card_job, posted) {
                     return self.record_message_id(job, message_id);
                 }
+            }
+            Effect::Flow(mut out) => {
+                // A thread hangs on the card, whose ID may have been learned in this group.
+                if let FlowOut::ThreadLine {
+                    job, card_message, ..
+                } = &mut out
+                {
+                    if card_message.is_none() {
+                        *card_message = self.active.get(job).and_then(|j| j.message_id.clone());
+                    }
+                }
+                self.chat.send_flow(out);
             }
             Effect::Submit(id) => self.spawn_submit(id),
             Effect::Reconcile(id) => self.spawn_reconcile(id),
@@ -571,6 +599,9 @@ impl Engine {
         };
         job.updated_ms = now;
         views::log_step(id, event, job.state, &detail);
+        let thread_text = job
+            .thread
+            .then(|| views::audit_line(event, actor.as_deref(), &detail));
         let entry = AuditEntry {
             at_ms: now,
             actor,
@@ -588,6 +619,9 @@ impl Engine {
             message_id,
             card,
         }));
+        if let Some(text) = thread_text {
+            self.thread_line(id, text);
+        }
         self.effects.push(Effect::Observe(id, state));
     }
 
@@ -601,6 +635,9 @@ impl Engine {
                 detail: detail.to_string(),
             };
             self.batch.put_job(job, Some(entry));
+            if job.thread {
+                self.thread_line(id, views::audit_line(event, None, detail));
+            }
         }
     }
 
@@ -647,7 +684,25 @@ impl Engine {
                 _ => {}
             }
         }
+        let outcome_line = self.active.get(&id).filter(|j| j.thread).map(|j| {
+            format!(
+                "{} job {id} {}: {} · {detail}",
+                state.icon(),
+                state.label(),
+                j.action()
+            )
+        });
         self.save(id, actor, event, detail, now);
+        // A threaded job's channel shows its card; its outcome is said there too. Failures
+        // and unknown outcomes get their notice from `updates.rs` already.
+        if let (Some(text), false) = (
+            outcome_line,
+            matches!(state, JobState::Failed | JobState::Unknown),
+        ) {
+            if let Some(channel) = self.active.get(&id).map(|j| j.channel.clone()) {
+                self.notice(&channel, Some(id), text);
+            }
+        }
         if let Some(job) = self.active.remove(&id) {
             let lock = job.lock_key(&self.config);
             if self.locks.get(&lock) == Some(&id) {

@@ -64,7 +64,7 @@ impl Engine {
                 v.truncate(LIST_LIMIT);
                 v
             }
-            JobFilter::Mine | JobFilter::All => self
+            JobFilter::Mine | JobFilter::All | JobFilter::Review => self
                 .store
                 .recent_jobs(LIST_LIMIT, LIST_SCAN, keep)
                 .unwrap_or_default(),
@@ -75,10 +75,18 @@ impl Engine {
             JobFilter::Running => "running",
             JobFilter::Mine => "your",
             JobFilter::All => "recent",
+            JobFilter::Review => "break-glass",
         };
         let plural = if jobs.len() == 1 { "" } else { "s" };
         let mut out = match (filter, jobs.len()) {
             (JobFilter::Mine, 0) => return "You have no jobs.".to_string(),
+            (JobFilter::Review, 0) => {
+                return "No break-glass jobs are awaiting review.".to_string()
+            }
+            (JobFilter::Review, n) => format!(
+                "{n} break-glass job{plural} awaiting review ({}review <job> ok|concern <note>):",
+                self.config.prefix
+            ),
             (_, 0) => return format!("No {name} jobs."),
             (JobFilter::Mine, n) => format!("You have {n} job{plural}:"),
             (_, n) => format!("{n} {name} job{plural}:"),
@@ -95,6 +103,13 @@ impl Engine {
                 j.requester.name,
                 format_utc(j.created_ms)
             );
+            if let Some(glass) = j.break_glass.as_ref() {
+                let status = match &glass.review {
+                    None => "review pending".to_string(),
+                    Some(r) => format!("reviewed {} by {}", r.verdict.label(), r.by.name),
+                };
+                let _ = write!(out, " · ⚠️ break-glass: {} · {status}", glass.reason);
+            }
             if j.state == crate::job::JobState::AwaitingApproval {
                 let _ = write!(
                     out,
@@ -165,6 +180,16 @@ impl Engine {
                             policy::describe_roles(&self.config, &rule.request_roles),
                             policy::describe_approval(&self.config, rule)
                         );
+                        if rule.confirm {
+                            out.push_str("; the requester confirms by typing the target's name");
+                        }
+                        if !rule.break_glass_roles.is_empty() {
+                            let _ = write!(
+                                out,
+                                "; --break-glass \"reason\" allowed for {}",
+                                policy::describe_roles(&self.config, &rule.break_glass_roles)
+                            );
+                        }
                     }
                     let targets: Vec<&str> = self
                         .config
@@ -193,7 +218,7 @@ impl Engine {
         for b in BUILTINS {
             let _ = write!(out, "\n  {} — {}", b.usage, b.summary);
         }
-        let _ = write!(out, "\nApprove or deny a request by reacting ✅ or ❌ on its message. {p}help <command> explains one.");
+        let _ = write!(out, "\nApprove or deny a request by reacting ✅ or ❌ on its message. Add --dry-run to a request to see what would happen without doing it, or --break-glass \"reason\" where a rule allows skipping its approvals. {p}help <command> explains one.");
         out
     }
 

@@ -7,7 +7,9 @@
 use crate::command::JobId;
 use crate::job::Job;
 
-use super::{active_key, audit_key, job_key, message_key, AuditEntry, NEXT_ID};
+use super::{
+    active_key, audit_key, job_key, message_key, ops_key, AuditEntry, CHAT_FREEZE, NEXT_ID,
+};
 
 /// Writes gathered while handling a group of events; [`Store::commit`](super::Store::commit)
 /// applies them atomically and empties the batch.
@@ -46,6 +48,19 @@ impl WriteBatch {
 
     pub fn index_message(&mut self, message_id: &str, job: JobId) {
         self.insert(&message_key(message_id), &job.to_be_bytes());
+    }
+
+    /// Stores the freeze set with `!freeze`, or removes it (`None`).
+    pub fn put_chat_freeze<T: serde::Serialize>(&mut self, freeze: Option<&T>) {
+        match freeze {
+            Some(f) => self.insert_json(CHAT_FREEZE, f),
+            None => self.remove(CHAT_FREEZE),
+        }
+    }
+
+    /// An event that belongs to no job (a freeze set or lifted), numbered `seq`.
+    pub fn put_ops_event(&mut self, seq: u64, entry: &AuditEntry) {
+        self.insert_json(&ops_key(seq), entry);
     }
 
     pub fn set_next_id(&mut self, next: JobId) {

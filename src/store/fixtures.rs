@@ -47,6 +47,8 @@ fn job(id: u64, state: JobState, now_ms: u64) -> Job {
         finished_ms: (!pending).then_some(now_ms + 30_000),
         audit_len: 0,
         nonce: 1,
+        break_glass: None,
+        thread: false,
     }
 }
 

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use opsgate::chat::{Actor, ChatEvent, ChatOut, MessageId, Origin, Outgoing};
+use opsgate::chat::{Actor, ChatEvent, ChatOut, FlowOut, MessageId, Origin, Outgoing};
 use opsgate::cloud::{
     CloudError, CloudOperation, JobSpec, PollOutcome, PollPolicy, ReconcileOutcome, Registry,
     SubmitOutcome,
@@ -64,6 +64,8 @@ expires = "EXPIRES"
 #[derive(Default)]
 pub struct RecordingChat {
     pub sent: Mutex<Vec<Outgoing>>,
+    /// Approval-flow messages (thread lines, confirmation prompts), as sent.
+    pub flows: Mutex<Vec<FlowOut>>,
 }
 
 impl ChatOut for RecordingChat {
@@ -75,9 +77,31 @@ impl ChatOut for RecordingChat {
         self.sent.lock().unwrap().push(out);
         id
     }
+
+    /// Kept as sent; a confirmation prompt is also recorded as the reply it stands for.
+    fn send_flow(&self, out: FlowOut) -> Option<MessageId> {
+        self.flows.lock().unwrap().push(out.clone());
+        if let FlowOut::ConfirmPrompt { .. } = out {
+            self.send(out.fallback());
+        }
+        None
+    }
 }
 
 impl RecordingChat {
+    /// The text of every line sent to job `job`'s thread.
+    pub fn thread(&self, job: u64) -> Vec<String> {
+        self.flows
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|f| match f {
+                FlowOut::ThreadLine { job: j, text, .. } if *j == job => Some(text.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
     pub fn texts(&self) -> Vec<String> {
         self.sent
             .lock()
@@ -256,12 +280,17 @@ impl Harness {
     }
 
     pub fn start_with(dir: &Path, op: Arc<ScriptedOp>, expires: &str, approvals: u32) -> Harness {
+        Harness::start_config(dir, op, config(expires, approvals))
+    }
+
+    /// An engine on `config`, with `op` as its `ddm.restart` on account `acct`.
+    pub fn start_config(dir: &Path, op: Arc<ScriptedOp>, config: Config) -> Harness {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
             .build()
             .unwrap();
-        let config = Arc::new(config(expires, approvals));
+        let config = Arc::new(config);
         let mut registry = Registry::default();
         registry.insert("ddm.restart", "acct", op.clone());
         let chat = Arc::new(RecordingChat::default());
@@ -310,6 +339,12 @@ impl Harness {
         });
         self.sync();
         self.chat.last()
+    }
+
+    /// Sends `event` and waits until the engine has acted on it.
+    pub fn event(&self, event: ChatEvent) {
+        self.handle.chat(event);
+        self.sync();
     }
 
     pub fn react(&self, user: &str, roles: &[u64], job: u64, emoji: &str, added: bool) {
