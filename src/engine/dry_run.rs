@@ -10,9 +10,6 @@ use crate::cloud::huawei::endpoints::{self, Service};
 use crate::cloud::JobSpec;
 use crate::config::{Account, AuthMethod, Config};
 
-/// The SAE RestartInstances path (`cloud/alibaba/sae.rs` sends to the same).
-const SAE_RESTART_PATH: &str = "/pop/v1/sam/app/restartInstances";
-
 /// One request as it would go out.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Described {
@@ -89,7 +86,8 @@ pub fn describe(spec: &JobSpec, config: &Config) -> Result<Described, String> {
             Ok(Described {
                 method: "PUT",
                 url: format!(
-                    "{base}{SAE_RESTART_PATH}?AppId={}&InstanceIds={}",
+                    "{base}{}?AppId={}&InstanceIds={}",
+                    crate::cloud::alibaba::sae::RESTART_PATH,
                     p("app_id"),
                     p("instance_ids")
                 ),

@@ -30,7 +30,8 @@ use crate::cloud::{
 use crate::command::ids;
 use crate::config::Account;
 
-const RESTART_PATH: &str = "/pop/v1/sam/app/restartInstances";
+/// RestartInstances, also shown by a dry run.
+pub const RESTART_PATH: &str = "/pop/v1/sam/app/restartInstances";
 const DESCRIBE_PATH: &str = "/pop/v1/sam/changeorder/DescribeChangeOrder";
 const LIST_PATH: &str = "/pop/v1/sam/changeorder/ListChangeOrders";
 
