@@ -108,7 +108,10 @@ fn a_config_freeze_refuses_covered_requests_with_its_reason_and_end_and_stores_n
         "!restart ddm 0123456789abcdef0123456789abcdefin09",
     );
     assert!(r.contains("job 1"), "{r}");
-    assert!(h.say("x", &[], "!jobs all").contains("1 recent job"));
+    // Let the job finish first: its own notices would race the next reply.
+    h.wait_for(1, "succeeded");
+    let jobs = h.say("x", &[], "!jobs all");
+    assert!(jobs.contains("1 recent job"), "{jobs}");
     let overview = h.say("x", &[], "!status");
     assert!(
         overview.contains("freeze `year-end`") && overview.contains("covers where env=prod"),
