@@ -315,7 +315,7 @@ async fn an_approvers_reaction_runs_the_job_and_the_card_and_incidents_follow() 
         assert!(text.contains(want), "card lacks {want}: {text}");
     }
     let ids = buttons(&card1);
-    assert_eq!(ids.len(), 2, "{ids:?}");
+    assert_eq!(ids.len(), 3, "approve, deny, cancel: {ids:?}");
     let nonce = ids[0]
         .0
         .strip_prefix("approve:1:")
@@ -365,7 +365,8 @@ async fn an_approvers_reaction_runs_the_job_and_the_card_and_incidents_follow() 
         buttons(&done),
         vec![
             (format!("approve:1:{nonce}"), true),
-            (format!("deny:1:{nonce}"), true)
+            (format!("deny:1:{nonce}"), true),
+            (format!("cancel:1:{nonce}"), true),
         ]
     );
     assert_eq!(calls(&emu, "ddm.restart").await, 1);
@@ -1522,4 +1523,80 @@ async fn a_check_mark_removed_while_offline_withdraws_only_the_approval_it_gave(
         .map(|a| (a.by.name.as_str(), a.by_reaction))
         .collect();
     assert_eq!(approvers, vec![("carol", false)]);
+}
+
+/// The callback types interaction `ix` was answered with.
+fn callback_types(fake: &FakeDiscord, ix: u64) -> Vec<u64> {
+    fake.lock()
+        .callbacks(ix)
+        .iter()
+        .filter_map(|c| c["type"].as_u64())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deny_asks_for_a_reason_in_a_form_and_cancel_withdraws_the_request() {
+    let fake = FakeDiscord::start().await;
+    let emu = start_emulator().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bot = Bot::start(&fake, &emu, dir.path()).await;
+    ready(&fake, 1).await;
+    let hard = [
+        ("service", "ddm"),
+        ("target", "orders-db"),
+        ("mode", "hard"),
+    ];
+
+    // The open card has Approve, Deny and Cancel, and says who may press what.
+    fake.slash(ALICE, OPS, "restart", &hard);
+    let (msg, posted) = card(&fake, 1).await;
+    let ids: Vec<String> = buttons(&posted).into_iter().map(|(id, _)| id).collect();
+    assert_eq!(ids.len(), 3, "{ids:?}");
+    assert!(
+        ids[1].starts_with("deny:1:") && ids[2].starts_with("cancel:1:"),
+        "{ids:?}"
+    );
+    assert!(
+        posted
+            .text()
+            .contains("approve/deny: dba · cancel: alice or an admin"),
+        "{}",
+        posted.text()
+    );
+
+    // Deny opens a form as the press's first answer; nothing is decided yet.
+    let press = fake.click(BOB, msg, &ids[1]);
+    fake.wait("the Deny form", |i| i.modals.get(&press).cloned())
+        .await;
+    assert_eq!(callback_types(&fake, press), vec![9]);
+    assert_eq!(fake.lock().modals[&press]["custom_id"], ids[1].as_str());
+    assert_eq!(fake.lock().card(1).expect("card").1.edits, 0);
+
+    // The submitted form denies with its reason, shown on the card; the submission is
+    // acknowledged without a message.
+    let sent = fake.submit_form(BOB, press, &[("reason", "not during the sale")]);
+    let denied = card_state(&fake, 1, "denied").await;
+    assert!(
+        denied.text().contains("not during the sale"),
+        "{}",
+        denied.text()
+    );
+    assert_eq!(callback_types(&fake, sent), vec![6]);
+    assert!(buttons(&denied).iter().all(|(_, disabled)| *disabled));
+
+    // Cancel: refused for someone else (privately), done for the requester.
+    fake.slash(ALICE, OPS, "restart", &hard);
+    let (msg, posted) = card(&fake, 2).await;
+    let cancel = buttons(&posted)[2].0.clone();
+    let press = fake.click(BOB, msg, &cancel);
+    let reply = follow_up(&fake, press, "or an admin can cancel job 2").await;
+    assert_eq!(reply["flags"], 64, "{reply}");
+    assert_eq!(callback_types(&fake, press), vec![6]);
+    let press = fake.click(ALICE, msg, &cancel);
+    card_state(&fake, 2, "cancelled").await;
+    assert_eq!(callback_types(&fake, press), vec![6]);
+    assert_eq!(calls(&emu, "ddm.restart").await, 0);
+
+    bot.stop().await;
+    assert_no_pings(&fake.lock());
 }

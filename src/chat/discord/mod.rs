@@ -4,7 +4,7 @@
 //!
 //! | file | job |
 //! |---|---|
-//! | `handler.rs` | gateway events -> `ChatEvent` (messages, reactions, buttons, slash commands) |
+//! | `handler.rs` | gateway events -> `ChatEvent` (messages, reactions, buttons, forms, slash commands) |
 //! | `sender.rs` | `ChatOut`: queues output, one lane per job (post, then coalesced edits), per channel, per interaction |
 //! | `render.rs` | card embed and buttons, splitting long text, incident text |
 //! | `slash.rs` | slash command definitions from the command table, option -> `!` text, autocomplete |
