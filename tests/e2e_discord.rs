@@ -1600,3 +1600,86 @@ async fn deny_asks_for_a_reason_in_a_form_and_cancel_withdraws_the_request() {
     bot.stop().await;
     assert_no_pings(&fake.lock());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slash_dry_run_and_break_glass_options_and_the_approval_flow_builtins() {
+    let fake = FakeDiscord::start().await;
+    let emu = start_emulator().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bot = Bot::start(&fake, &emu, dir.path()).await;
+    ready(&fake, 1).await;
+    {
+        let i = fake.lock();
+        let reg = i.calls_to("PUT", "/commands")[0].body.clone();
+        let names: Vec<&str> = reg
+            .as_array()
+            .map(|a| a.iter().filter_map(|c| c["name"].as_str()).collect())
+            .unwrap_or_default();
+        for want in ["confirm", "review", "freeze", "unfreeze"] {
+            assert!(names.contains(&want), "{want} not registered: {names:?}");
+        }
+        let restart = reg
+            .as_array()
+            .and_then(|a| a.iter().find(|c| c["name"] == "restart").cloned())
+            .unwrap_or_default();
+        let kind_of = |name: &str| {
+            restart["options"]
+                .as_array()
+                .and_then(|o| o.iter().find(|o| o["name"] == name))
+                .map(|o| o["type"].clone())
+        };
+        assert_eq!(kind_of("dry_run"), Some(json!(5)), "{restart}");
+        assert_eq!(kind_of("break_glass"), Some(json!(3)), "{restart}");
+    }
+
+    // dry_run (a boolean) with break_glass: a private description, nothing stored or posted.
+    let ix = fake.slash_with(
+        ALICE,
+        OPS,
+        "restart",
+        &[
+            ("service", json!("ddm")),
+            ("target", json!("orders-db")),
+            ("mode", json!("hard")),
+            ("dry_run", json!(true)),
+            ("break_glass", json!("orders \"are\" failing")),
+        ],
+    );
+    let answer = fake
+        .wait("the dry run's answer", |i| {
+            i.answers(ix)
+                .iter()
+                .map(|c| c.body.to_string())
+                .find(|b| b.contains("Dry run of restart ddm"))
+        })
+        .await;
+    assert!(answer.contains("break-glass"), "{answer}");
+    let first = fake.lock().callbacks(ix)[0].clone();
+    assert_eq!(first["data"]["flags"], 64, "private: {first}");
+    assert!(fake.lock().card(1).is_none(), "a dry run posts no card");
+    assert!(fake.lock().in_channel(OPS).is_empty());
+
+    // A built-in taken from the command table: /freeze by someone who is no admin is refused
+    // privately, by the engine (the slash command became `!freeze 2h release`).
+    let ix = fake.slash(
+        ALICE,
+        OPS,
+        "freeze",
+        &[("duration", "2h"), ("reason", "release")],
+    );
+    let refusal = fake
+        .wait("the freeze refusal", |i| {
+            i.answers(ix)
+                .iter()
+                .map(|c| c.body.clone())
+                .find(|b| b.to_string().contains("admin"))
+        })
+        .await;
+    assert!(
+        refusal["flags"] == 64 || refusal["data"]["flags"] == 64,
+        "private: {refusal}"
+    );
+
+    bot.stop().await;
+    assert_no_pings(&fake.lock());
+}

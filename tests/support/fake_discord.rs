@@ -633,6 +633,35 @@ impl FakeDiscord {
         )
     }
 
+    /// A slash command with typed options (JSON booleans, integers and strings, sent with
+    /// Discord's option types 5, 4 and 3); returns the interaction ID.
+    pub fn slash_with(
+        &self,
+        user: u64,
+        channel: u64,
+        name: &str,
+        options: &[(&str, Value)],
+    ) -> u64 {
+        let opts: Vec<Value> = options
+            .iter()
+            .map(|(n, v)| {
+                let kind = match v {
+                    Value::Bool(_) => 5,
+                    Value::Number(_) => 4,
+                    _ => 3,
+                };
+                json!({"name": n, "type": kind, "value": v})
+            })
+            .collect();
+        self.interaction(
+            user,
+            channel,
+            2,
+            json!({"id": "1", "name": name, "type": 1, "options": opts}),
+            None,
+        )
+    }
+
     /// An autocomplete request with `focused` being typed; returns the interaction ID.
     pub fn autocomplete(
         &self,
