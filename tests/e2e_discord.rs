@@ -246,7 +246,11 @@ fn assert_no_pings(i: &Inner) {
     let mut checked = 0;
     for c in &i.calls {
         let message_body = match (c.method.as_str(), c.path.as_str()) {
-            ("POST" | "PATCH", p) if p.contains("/messages") && !p.contains("/reactions") => {
+            ("POST" | "PATCH", p)
+                if p.contains("/messages")
+                    && !p.contains("/reactions")
+                    && !p.ends_with("/threads") =>
+            {
                 Some(&c.body)
             }
             ("POST", p) if p.starts_with("/api/v10/webhooks/") => Some(&c.body),
@@ -1678,6 +1682,99 @@ async fn slash_dry_run_and_break_glass_options_and_the_approval_flow_builtins() 
     assert!(
         refusal["flags"] == 64 || refusal["data"]["flags"] == 64,
         "private: {refusal}"
+    );
+
+    bot.stop().await;
+    assert_no_pings(&fake.lock());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_threaded_jobs_lines_go_to_a_thread_on_its_card_or_to_the_channel_when_refused() {
+    let fake = FakeDiscord::start().await;
+    let emu = start_emulator().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = config_text(&fake.base(), &emu.base_url()).replacen(
+        "[bot]\n",
+        "[bot]\nthread_channels = [\"ops\"]\n",
+        1,
+    );
+    let bot = Bot::start_text(dir.path(), Tuning::default(), &text).await;
+    ready(&fake, 1).await;
+
+    // One thread, made on the card, carries the job's lines; the card stays in the channel.
+    fake.say(ALICE, OPS, "!restart ddm orders-db hard");
+    let (msg, _) = card(&fake, 1).await;
+    fake.react(BOB, msg, "✅", true, true);
+    card_state(&fake, 1, "succeeded").await;
+    let lines = fake
+        .wait("lines in the job's thread", |i| {
+            let lines: Vec<String> = i
+                .in_channel(msg)
+                .into_iter()
+                .map(|(_, m)| m.content)
+                .collect();
+            lines
+                .iter()
+                .any(|l| l.contains("approved"))
+                .then_some(lines)
+        })
+        .await;
+    assert!(
+        lines.iter().any(|l| l.contains("requested by alice")),
+        "{lines:?}"
+    );
+    {
+        let i = fake.lock();
+        let made = i.calls_to("POST", &format!("/messages/{msg}/threads"));
+        assert_eq!(made.len(), 1, "one thread per card");
+        assert!(
+            made[0].body["name"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("job 1 · restart ddm orders-db hard")),
+            "{}",
+            made[0].body
+        );
+        assert_eq!(i.threads.get(&msg), Some(&OPS));
+        let in_ops: Vec<String> = i
+            .in_channel(OPS)
+            .into_iter()
+            .map(|(_, m)| m.content)
+            .collect();
+        assert!(
+            !in_ops.iter().any(|l| l.starts_with("[job 1]")),
+            "{in_ops:?}"
+        );
+    }
+
+    // Without the permission to make threads, the lines go to the channel, counted; the
+    // refusal is not asked again for every line.
+    fake.fail(
+        "POST",
+        "/threads",
+        FaultKind::Status {
+            status: 403,
+            code: 50013,
+        },
+        10,
+    );
+    fake.say(ALICE, OPS, "!restart ddm orders-db hard");
+    let (msg, _) = card(&fake, 2).await;
+    fake.react(BOB, msg, "✅", true, true);
+    card_state(&fake, 2, "succeeded").await;
+    message_with(&fake, OPS, "[job 2] requested by alice").await;
+    message_with(&fake, OPS, "[job 2] approved").await;
+    assert_eq!(
+        fake.lock()
+            .calls_to("POST", &format!("/messages/{msg}/threads"))
+            .len(),
+        1
+    );
+    assert!(fake.lock().in_channel(msg).is_empty());
+    assert!(
+        metric(
+            &bot,
+            "opsgate_discord_call_failures_total{call=\"create_thread\",reason=\"permission\"}"
+        ) >= 1
     );
 
     bot.stop().await;

@@ -923,6 +923,30 @@ fn route(
             let content = body["content"].as_str().unwrap_or_default();
             Json(message_json(id, channel, bot_user(), content)).into_response()
         }
+        ("POST", ["channels", c, "messages", m, "threads"]) => {
+            // A thread on a message: the message's ID is the thread's; one per message.
+            let (channel, message) = (num(c), num(m));
+            if inner.messages.get(&message).is_none_or(|s| s.channel != channel) {
+                return discord_error(StatusCode::NOT_FOUND, 10008, "Unknown Message");
+            }
+            if inner.threads.contains_key(&message) {
+                return discord_error(
+                    StatusCode::BAD_REQUEST,
+                    160004,
+                    "A thread has already been created for this message",
+                );
+            }
+            let name = body["name"].as_str().unwrap_or_default();
+            if name.is_empty() || name.chars().count() > 100 {
+                return discord_error(StatusCode::BAD_REQUEST, 50035, "Invalid Form Body: name");
+            }
+            inner.threads.insert(message, channel);
+            let t = json!({"id": message.to_string(), "type": 11, "guild_id": GUILD.to_string(),
+                "name": name, "parent_id": channel.to_string(), "owner_id": BOT.to_string(),
+                "thread_metadata": {"archived": false, "auto_archive_duration": 1440,
+                    "archive_timestamp": "2024-01-01T00:00:00.000000+00:00", "locked": false}});
+            Json(checked::<serenity::all::GuildChannel>("thread", t)).into_response()
+        }
         ("PATCH", ["channels", c, "messages", m]) => {
             let id = num(m);
             let Some(stored) = inner.messages.get_mut(&id) else {

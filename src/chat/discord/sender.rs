@@ -21,7 +21,7 @@ use tokio::time::Instant;
 use super::render::{self, APPROVE_EMOJI, DENY_EMOJI, MESSAGE_LIMIT};
 use super::rest::{self, Failure};
 use super::{lock, votes, Shared};
-use crate::chat::{ChatEvent, ChatOut, JobCard, MessageId, Outgoing};
+use crate::chat::{ChatEvent, ChatOut, FlowOut, JobCard, MessageId, Outgoing};
 use crate::command::JobId;
 use crate::config::Severity;
 
@@ -44,6 +44,13 @@ pub(crate) enum Item {
         job: JobId,
         message: u64,
     },
+    /// A line for the thread on a job's card (`FlowOut::ThreadLine`).
+    Thread {
+        channel: String,
+        job: JobId,
+        card_message: Option<MessageId>,
+        text: String,
+    },
 }
 
 /// The engine's view of Discord: never blocks.
@@ -60,6 +67,27 @@ impl DiscordChat {
 impl ChatOut for DiscordChat {
     fn send(&self, out: Outgoing) -> Option<MessageId> {
         if self.shared.out.send(Item::Out(out)).is_err() {
+            tracing::warn!("discord output stopped; message dropped");
+        }
+        None
+    }
+
+    fn send_flow(&self, out: FlowOut) -> Option<MessageId> {
+        let item = match out {
+            FlowOut::ThreadLine {
+                channel,
+                job,
+                card_message,
+                text,
+            } => Item::Thread {
+                channel,
+                job,
+                card_message,
+                text,
+            },
+            other => Item::Out(other.fallback()),
+        };
+        if self.shared.out.send(item).is_err() {
             tracing::warn!("discord output stopped; message dropped");
         }
         None
@@ -159,6 +187,8 @@ enum JobOp {
         reports: Vec<oneshot::Sender<PostOutcome>>,
     },
     Update(JobCard),
+    /// A line for the thread on the card, after the card (and what came before) went out.
+    Thread(String),
     /// This message, if it is the card, is gone: the next `Post` posts it again.
     Lost(MessageId),
 }
@@ -310,6 +340,33 @@ pub(crate) async fn dispatch(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceive
                     let _ = entry.lane.send(IxOp::Complete);
                 }
             }
+            Item::Thread {
+                channel,
+                job,
+                card_message,
+                text,
+            } => match jobs.get(&job).filter(|l| !l.tx.is_closed()) {
+                Some(lane) => {
+                    let _ = lane.tx.send(JobOp::Thread(text));
+                }
+                None => {
+                    // A finished job's lane is gone (a review of it, say): this one line
+                    // needs no lane of its own.
+                    let shared = shared.clone();
+                    tokio::spawn(async move {
+                        let name = format!("job {job}");
+                        super::threads::line(
+                            &shared,
+                            &channel,
+                            card_message.as_deref(),
+                            job,
+                            &name,
+                            &text,
+                        )
+                        .await;
+                    });
+                }
+            },
             Item::CardGone { job, message } => {
                 // The lane forgets the card before the engine can ask for it again.
                 if let Some(lane) = jobs.get(&job) {
@@ -381,6 +438,8 @@ async fn run_job(
     let mut last_write: Option<Instant> = None;
     // Set while the card is lost (deleted in chat) and until it is posted again.
     let mut lost = false;
+    // The thread's name, from the card: `job 7 · restart ddm orders-db hard`.
+    let mut thread_name = format!("job {job}");
     loop {
         let due = match (&latest, &message) {
             (Some(_), Some(_)) => Some(last_write.map_or_else(Instant::now, |t| t + interval)),
@@ -398,6 +457,7 @@ async fn run_job(
                     }
                     // Edits queued before this post are older than the card it posts.
                     latest = None;
+                    thread_name = format!("job {job} · {}", card.action);
                     let posted = post_card(&shared, &channel, &card, &mention_roles).await;
                     if let Err(Failure::Permission) = posted {
                         if reports.is_empty() {
@@ -429,6 +489,10 @@ async fn run_job(
                     }
                 }
                 Some(JobOp::Update(card)) => latest = Some(card),
+                Some(JobOp::Thread(text)) => {
+                    super::threads::line(&shared, &channel, message.as_deref(), job, &thread_name, &text)
+                        .await;
+                }
                 Some(JobOp::Lost(gone)) => {
                     if message.as_deref() == Some(gone.as_str()) {
                         message = None;
@@ -532,7 +596,9 @@ async fn tell_incidents(shared: &Shared, card: &JobCard, channel: &str) {
         &shared.config.prefix,
     );
     match shared.config.incidents.default.as_deref() {
-        Some(incidents) if incidents != channel => say(shared, incidents, &text).await,
+        Some(incidents) if incidents != channel => {
+            say(shared, incidents, &text).await;
+        }
         _ => tracing::error!(job = card.job, channel, "the job's card could not be posted (permissions) and there is no other channel to say so"),
     }
 }
@@ -615,10 +681,11 @@ async fn post_one(shared: &Shared, channel: &str, text: &str) -> Option<u64> {
     }
 }
 
-async fn say(shared: &Shared, channel: &str, text: &str) {
+/// Posts `text` in `channel` (split to fit); false when Discord did not take it.
+pub(crate) async fn say(shared: &Shared, channel: &str, text: &str) -> bool {
     let Some(ch) = snowflake(channel) else {
         tracing::warn!(channel, "not a Discord channel ID; message dropped");
-        return;
+        return false;
     };
     for part in render::split_message(text, MESSAGE_LIMIT) {
         if part.trim().is_empty() {
@@ -635,9 +702,10 @@ async fn say(shared: &Shared, channel: &str, text: &str) {
             } else {
                 tracing::warn!(channel, error = %e, "could not send a message");
             }
-            return;
+            return false;
         }
     }
+    true
 }
 
 async fn run_channel(
@@ -647,7 +715,9 @@ async fn run_channel(
 ) {
     while let Some(op) = rx.recv().await {
         match op {
-            ChanOp::Text(text) => say(&shared, &channel, &text).await,
+            ChanOp::Text(text) => {
+                say(&shared, &channel, &text).await;
+            }
             ChanOp::Incident {
                 job,
                 severity,
