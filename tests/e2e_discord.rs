@@ -1780,3 +1780,91 @@ async fn a_threaded_jobs_lines_go_to_a_thread_on_its_card_or_to_the_channel_when
     bot.stop().await;
     assert_no_pings(&fake.lock());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slash_request_needing_confirmation_is_confirmed_in_a_form() {
+    let fake = FakeDiscord::start().await;
+    let emu = start_emulator().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = config_text(&fake.base(), &emu.base_url()).replacen(
+        "expires = \"15m\"\n",
+        "expires = \"15m\"\nconfirm = true\n",
+        1,
+    );
+    let bot = Bot::start_text(dir.path(), Tuning::default(), &text).await;
+    ready(&fake, 1).await;
+
+    // The prompt is the slash command's private answer, with a "Confirm…" button.
+    let ix = fake.slash(
+        ALICE,
+        OPS,
+        "restart",
+        &[
+            ("service", "ddm"),
+            ("target", "orders-db"),
+            ("mode", "hard"),
+        ],
+    );
+    let prompt = fake
+        .wait("the confirmation prompt", |i| {
+            i.answers(ix)
+                .into_iter()
+                .map(|c| c.body)
+                .find(|b| b.to_string().contains("needs your confirmation"))
+        })
+        .await;
+    let body = if prompt["data"].is_object() {
+        prompt["data"].clone()
+    } else {
+        prompt.clone()
+    };
+    assert_eq!(body["flags"], 64, "private: {prompt}");
+    let button = body["components"][0]["components"][0].clone();
+    assert_eq!(button["label"], "Confirm…", "{prompt}");
+    let id = button["custom_id"].as_str().unwrap_or_default().to_string();
+    assert!(id.starts_with("confirm:"), "{id}");
+    assert!(
+        fake.lock().card(1).is_none(),
+        "nothing is posted before confirmation"
+    );
+
+    // The button opens a form; a wrong name is refused privately and the request stays open.
+    let press = fake.click(ALICE, 1, &id);
+    fake.wait("the confirmation form", |i| i.modals.get(&press).cloned())
+        .await;
+    assert_eq!(callback_types(&fake, press), vec![9]);
+    let wrong = fake.submit_form(ALICE, press, &[("typed", "billing-db")]);
+    let refusal = fake
+        .wait("the refusal", |i| {
+            i.answers(wrong)
+                .into_iter()
+                .map(|c| c.body)
+                .find(|b| b.to_string().contains("not the target's name"))
+        })
+        .await;
+    assert!(
+        refusal["flags"] == 64 || refusal["data"]["flags"] == 64,
+        "{refusal}"
+    );
+
+    // The right name: the request is checked again, stored and posted.
+    let press = fake.click(ALICE, 1, &id);
+    fake.wait("the form again", |i| i.modals.get(&press).cloned())
+        .await;
+    let right = fake.submit_form(ALICE, press, &[("typed", " orders-db ")]);
+    let (_, posted) = card(&fake, 1).await;
+    assert!(
+        posted.title().contains("awaiting approval"),
+        "{}",
+        posted.title()
+    );
+    fake.wait("Posted job 1", |i| {
+        i.answers(right)
+            .into_iter()
+            .find(|c| c.body.to_string().contains("Posted job 1"))
+    })
+    .await;
+
+    bot.stop().await;
+    assert_no_pings(&fake.lock());
+}

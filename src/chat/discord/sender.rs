@@ -12,8 +12,9 @@ use std::time::Duration;
 
 use serenity::all::{ChannelId, InteractionId, MessageId as DiscordMessageId, Nonce, ReactionType};
 use serenity::builder::{
-    Builder, CreateAllowedMentions, CreateInteractionResponse, CreateInteractionResponseFollowup,
-    CreateInteractionResponseMessage, CreateMessage, EditInteractionResponse, EditMessage,
+    Builder, CreateActionRow, CreateAllowedMentions, CreateInteractionResponse,
+    CreateInteractionResponseFollowup, CreateInteractionResponseMessage, CreateMessage,
+    EditInteractionResponse, EditMessage,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
@@ -24,6 +25,12 @@ use super::{lock, votes, Shared};
 use crate::chat::{ChatEvent, ChatOut, FlowOut, JobCard, MessageId, Outgoing};
 use crate::command::JobId;
 use crate::config::Severity;
+
+/// Whether `key` names an interaction opsgate answers (not a replayed or live reaction's
+/// stand-in key).
+fn is_live_interaction(key: &str) -> bool {
+    key != CATCH_UP && !key.starts_with(votes::REACTION_KEY)
+}
 
 /// Replies to events with this interaction key are dropped: they answer reactions replayed
 /// after a restart (e.g. "you already approved"), which nobody is waiting for.
@@ -43,6 +50,13 @@ pub(crate) enum Item {
     CardGone {
         job: JobId,
         message: u64,
+    },
+    /// A typed-confirmation prompt answering an interaction: private, with a "Confirm…"
+    /// button that opens the form (`FlowOut::ConfirmPrompt`).
+    Prompt {
+        to: crate::chat::Origin,
+        number: u64,
+        text: String,
     },
     /// A line for the thread on a job's card (`FlowOut::ThreadLine`).
     Thread {
@@ -85,6 +99,11 @@ impl ChatOut for DiscordChat {
                 card_message,
                 text,
             },
+            FlowOut::ConfirmPrompt {
+                to, number, text, ..
+            } if to.interaction.as_deref().is_some_and(is_live_interaction) => {
+                Item::Prompt { to, number, text }
+            }
             other => Item::Out(other.fallback()),
         };
         if self.shared.out.send(item).is_err() {
@@ -124,6 +143,8 @@ pub(crate) enum IxOp {
     Reply {
         text: String,
         private: bool,
+        /// Buttons under the reply's last part (a confirmation prompt's).
+        buttons: Vec<CreateActionRow>,
     },
     /// A job card for this interaction's request is being posted; the outcome follows.
     Posting(JobId, oneshot::Receiver<PostOutcome>),
@@ -290,7 +311,11 @@ pub(crate) async fn dispatch(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceive
                     let lane = lock(&shared.interactions).get(&key).map(|e| e.lane.clone());
                     match lane {
                         Some(lane) => {
-                            let _ = lane.send(IxOp::Reply { text, private });
+                            let _ = lane.send(IxOp::Reply {
+                                text,
+                                private,
+                                buttons: Vec::new(),
+                            });
                         }
                         None if !private => {
                             channel_lane(&shared, &mut channels, to.answer_channel())
@@ -338,6 +363,21 @@ pub(crate) async fn dispatch(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceive
             Item::Complete(key) => {
                 if let Some(entry) = lock(&shared.interactions).remove(&key) {
                     let _ = entry.lane.send(IxOp::Complete);
+                }
+            }
+            Item::Prompt { to, number, text } => {
+                let key = to.interaction.unwrap_or_default();
+                match lock(&shared.interactions).get(&key) {
+                    Some(entry) => {
+                        let _ = entry.lane.send(IxOp::Reply {
+                            text,
+                            private: true,
+                            buttons: vec![render::confirm_button(number)],
+                        });
+                    }
+                    None => {
+                        tracing::debug!(%text, "confirmation prompt for a finished interaction dropped")
+                    }
                 }
             }
             Item::Thread {
@@ -813,15 +853,22 @@ fn message(text: &str, private: bool) -> CreateInteractionResponseMessage {
         .allowed_mentions(CreateAllowedMentions::new())
 }
 
+/// One message of a reply, with the buttons under it (if any).
+struct Part<'a> {
+    text: &'a str,
+    private: bool,
+    rows: Vec<CreateActionRow>,
+}
+
 async fn follow_up(
     http: &serenity::http::Http,
     t: &IxTarget,
-    text: &str,
-    private: bool,
+    part: Part<'_>,
 ) -> serenity::Result<()> {
     CreateInteractionResponseFollowup::new()
-        .content(text)
-        .ephemeral(private)
+        .content(part.text)
+        .ephemeral(part.private)
+        .components(part.rows)
         .allowed_mentions(CreateAllowedMentions::new())
         .execute(http, (None, &t.token))
         .await
@@ -832,13 +879,15 @@ async fn edit_original(
     http: &serenity::http::Http,
     t: &IxTarget,
     text: &str,
+    rows: Vec<CreateActionRow>,
 ) -> serenity::Result<()> {
-    EditInteractionResponse::new()
+    let mut edit = EditInteractionResponse::new()
         .content(text)
-        .allowed_mentions(CreateAllowedMentions::new())
-        .execute(http, &t.token)
-        .await
-        .map(|_| ())
+        .allowed_mentions(CreateAllowedMentions::new());
+    if !rows.is_empty() {
+        edit = edit.components(rows);
+    }
+    edit.execute(http, &t.token).await.map(|_| ())
 }
 
 /// Sends one part of a reply to `t` given what was sent before; returns the new state.
@@ -846,18 +895,21 @@ async fn reply_part(
     shared: &Shared,
     t: &IxTarget,
     state: IxState,
-    part: &str,
-    private: bool,
+    part: Part<'_>,
 ) -> (IxState, serenity::Result<()>) {
     let http = &*shared.http;
+    let private = part.private;
     match state {
         IxState::Fresh => {
-            let response = CreateInteractionResponse::Message(message(part, private));
+            let response = CreateInteractionResponse::Message(
+                message(part.text, private).components(part.rows),
+            );
             first_answer(shared, t, response, IxState::Responded).await
         }
-        IxState::Deferred if t.kind == IxKind::Slash && private != t.public => {
-            (IxState::Responded, edit_original(http, t, part).await)
-        }
+        IxState::Deferred if t.kind == IxKind::Slash && private != t.public => (
+            IxState::Responded,
+            edit_original(http, t, part.text, part.rows).await,
+        ),
         IxState::Deferred if t.kind == IxKind::Slash => {
             // Deferred with the other visibility (the answer is not the usual one for this
             // command): the "thinking" message cannot change it, so it goes and a follow-up
@@ -865,20 +917,20 @@ async fn reply_part(
             if let Err(e) = http.delete_original_interaction_response(&t.token).await {
                 tracing::debug!(error = %e, "could not remove a deferred answer");
             }
-            (IxState::Responded, follow_up(http, t, part, private).await)
+            (IxState::Responded, follow_up(http, t, part).await)
         }
         IxState::Deferred | IxState::Responded => {
-            (IxState::Responded, follow_up(http, t, part, private).await)
+            (IxState::Responded, follow_up(http, t, part).await)
         }
         IxState::Expired => {
             // The interaction cannot carry it; public text still reaches the channel.
             if private {
                 tracing::debug!(
-                    text = part,
+                    text = part.text,
                     "private answer to an expired interaction dropped"
                 );
             } else {
-                say(shared, &t.channel, part).await;
+                say(shared, &t.channel, part.text).await;
             }
             (IxState::Expired, Ok(()))
         }
@@ -895,11 +947,27 @@ async fn run_interaction(shared: Arc<Shared>, t: IxTarget, mut rx: mpsc::Unbound
                 posting.push((job, outcome));
                 Ok(())
             }
-            IxOp::Reply { text, private } => {
+            IxOp::Reply {
+                text,
+                private,
+                mut buttons,
+            } => {
                 replied = true;
                 let mut result = Ok(());
-                for part in render::split_message(&text, MESSAGE_LIMIT) {
-                    let (next, sent) = reply_part(&shared, &t, state, &part, private).await;
+                let parts = render::split_message(&text, MESSAGE_LIMIT);
+                let last = parts.len().saturating_sub(1);
+                for (n, part) in parts.into_iter().enumerate() {
+                    let rows = if n == last {
+                        std::mem::take(&mut buttons)
+                    } else {
+                        Vec::new()
+                    };
+                    let reply = Part {
+                        text: &part,
+                        private,
+                        rows,
+                    };
+                    let (next, sent) = reply_part(&shared, &t, state, reply).await;
                     state = next;
                     result = sent;
                     if result.is_err() {
@@ -993,7 +1061,9 @@ async fn complete(
             *state = next;
             result
         }
-        (IxState::Deferred, IxKind::Slash) => edit_original(&shared.http, t, &summary).await,
+        (IxState::Deferred, IxKind::Slash) => {
+            edit_original(&shared.http, t, &summary, Vec::new()).await
+        }
         _ => Ok(()),
     }
 }
