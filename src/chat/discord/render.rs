@@ -526,6 +526,38 @@ mod tests {
     }
 
     #[test]
+    fn forms_fit_discords_limits_and_their_values_are_read() {
+        let deny = serde_json::to_value(deny_modal("deny:7:abc", 7)).unwrap_or_default();
+        assert_eq!(deny["custom_id"], "deny:7:abc");
+        assert!(deny["title"]
+            .as_str()
+            .is_some_and(|t| t.chars().count() <= 45));
+        let input = &deny["components"][0]["components"][0];
+        assert_eq!(input["custom_id"], REASON_FIELD);
+        assert_eq!(input["required"], false);
+        let confirm = serde_json::to_value(confirm_modal(u64::MAX)).unwrap_or_default();
+        assert!(confirm["title"]
+            .as_str()
+            .is_some_and(|t| t.chars().count() <= 45));
+        assert_eq!(parse_confirm_id(&confirm_id(482)), Some(482));
+        for bad in [
+            "confirm:",
+            "confirm:x",
+            "confirm:-1",
+            "confirm:99999999999999999999",
+        ] {
+            assert_eq!(parse_confirm_id(bad), None, "{bad}");
+        }
+        let rows: Vec<ActionRow> = serde_json::from_value(serde_json::json!([
+            {"type": 1, "components": [{"type": 4, "custom_id": "reason", "value": "  "}]},
+            {"type": 1, "components": [{"type": 4, "custom_id": "typed", "value": "orders-db"}]}
+        ]))
+        .unwrap_or_default();
+        assert_eq!(modal_value(&rows, REASON_FIELD), None, "blank is no reason");
+        assert_eq!(modal_value(&rows, CONFIRM_FIELD), Some("orders-db".into()));
+    }
+
+    #[test]
     fn short_text_is_one_part() {
         assert_eq!(split_message("hello", MESSAGE_LIMIT), vec!["hello"]);
     }

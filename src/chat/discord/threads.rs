@@ -60,12 +60,13 @@ async fn thread_on(shared: &Shared, channel: &str, card: u64, name: &str) -> Opt
             shared.call_failed("create_thread", failure);
             tracing::warn!(channel, card, error = %e, "could not make the job's thread (Create Public Threads permission?); its lines go to the channel");
             if failure.transient() {
-                // Tried again for the next line.
+                // Not remembered: the next line tries again.
                 return None;
             }
             None
         }
     };
+    // Remembered either way: a refusal for good (permissions) is not asked again per line.
     lock(&shared.state).threads.insert(card, thread);
     if let Some(t) = thread {
         // Commands typed in the thread follow the channel's rules.
