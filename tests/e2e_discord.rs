@@ -246,7 +246,11 @@ fn assert_no_pings(i: &Inner) {
     let mut checked = 0;
     for c in &i.calls {
         let message_body = match (c.method.as_str(), c.path.as_str()) {
-            ("POST" | "PATCH", p) if p.contains("/messages") && !p.contains("/reactions") => {
+            ("POST" | "PATCH", p)
+                if p.contains("/messages")
+                    && !p.contains("/reactions")
+                    && !p.ends_with("/threads") =>
+            {
                 Some(&c.body)
             }
             ("POST", p) if p.starts_with("/api/v10/webhooks/") => Some(&c.body),
@@ -315,7 +319,7 @@ async fn an_approvers_reaction_runs_the_job_and_the_card_and_incidents_follow() 
         assert!(text.contains(want), "card lacks {want}: {text}");
     }
     let ids = buttons(&card1);
-    assert_eq!(ids.len(), 2, "{ids:?}");
+    assert_eq!(ids.len(), 3, "approve, deny, cancel: {ids:?}");
     let nonce = ids[0]
         .0
         .strip_prefix("approve:1:")
@@ -365,7 +369,8 @@ async fn an_approvers_reaction_runs_the_job_and_the_card_and_incidents_follow() 
         buttons(&done),
         vec![
             (format!("approve:1:{nonce}"), true),
-            (format!("deny:1:{nonce}"), true)
+            (format!("deny:1:{nonce}"), true),
+            (format!("cancel:1:{nonce}"), true),
         ]
     );
     assert_eq!(calls(&emu, "ddm.restart").await, 1);
@@ -1522,4 +1527,344 @@ async fn a_check_mark_removed_while_offline_withdraws_only_the_approval_it_gave(
         .map(|a| (a.by.name.as_str(), a.by_reaction))
         .collect();
     assert_eq!(approvers, vec![("carol", false)]);
+}
+
+/// The callback types interaction `ix` was answered with.
+fn callback_types(fake: &FakeDiscord, ix: u64) -> Vec<u64> {
+    fake.lock()
+        .callbacks(ix)
+        .iter()
+        .filter_map(|c| c["type"].as_u64())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deny_asks_for_a_reason_in_a_form_and_cancel_withdraws_the_request() {
+    let fake = FakeDiscord::start().await;
+    let emu = start_emulator().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bot = Bot::start(&fake, &emu, dir.path()).await;
+    ready(&fake, 1).await;
+    let hard = [
+        ("service", "ddm"),
+        ("target", "orders-db"),
+        ("mode", "hard"),
+    ];
+
+    // The open card has Approve, Deny and Cancel, and says who may press what.
+    fake.slash(ALICE, OPS, "restart", &hard);
+    let (msg, posted) = card(&fake, 1).await;
+    let ids: Vec<String> = buttons(&posted).into_iter().map(|(id, _)| id).collect();
+    assert_eq!(ids.len(), 3, "{ids:?}");
+    assert!(
+        ids[1].starts_with("deny:1:") && ids[2].starts_with("cancel:1:"),
+        "{ids:?}"
+    );
+    assert!(
+        posted
+            .text()
+            .contains("approve/deny: dba · cancel: alice or an admin"),
+        "{}",
+        posted.text()
+    );
+
+    // Deny opens a form as the press's first answer; nothing is decided yet.
+    let press = fake.click(BOB, msg, &ids[1]);
+    fake.wait("the Deny form", |i| i.modals.get(&press).cloned())
+        .await;
+    assert_eq!(callback_types(&fake, press), vec![9]);
+    assert_eq!(fake.lock().modals[&press]["custom_id"], ids[1].as_str());
+    assert_eq!(fake.lock().card(1).expect("card").1.edits, 0);
+
+    // The submitted form denies with its reason, shown on the card; the submission is
+    // acknowledged without a message.
+    let sent = fake.submit_form(BOB, press, &[("reason", "not during the sale")]);
+    let denied = card_state(&fake, 1, "denied").await;
+    assert!(
+        denied.text().contains("not during the sale"),
+        "{}",
+        denied.text()
+    );
+    assert_eq!(callback_types(&fake, sent), vec![6]);
+    assert!(buttons(&denied).iter().all(|(_, disabled)| *disabled));
+
+    // Cancel: refused for someone else (privately), done for the requester.
+    fake.slash(ALICE, OPS, "restart", &hard);
+    let (msg, posted) = card(&fake, 2).await;
+    let cancel = buttons(&posted)[2].0.clone();
+    let press = fake.click(BOB, msg, &cancel);
+    let reply = follow_up(&fake, press, "or an admin can cancel job 2").await;
+    assert_eq!(reply["flags"], 64, "{reply}");
+    assert_eq!(callback_types(&fake, press), vec![6]);
+    let press = fake.click(ALICE, msg, &cancel);
+    card_state(&fake, 2, "cancelled").await;
+    assert_eq!(callback_types(&fake, press), vec![6]);
+    assert_eq!(calls(&emu, "ddm.restart").await, 0);
+
+    bot.stop().await;
+    assert_no_pings(&fake.lock());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slash_dry_run_and_break_glass_options_and_the_approval_flow_builtins() {
+    let fake = FakeDiscord::start().await;
+    let emu = start_emulator().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bot = Bot::start(&fake, &emu, dir.path()).await;
+    ready(&fake, 1).await;
+    {
+        let i = fake.lock();
+        let reg = i.calls_to("PUT", "/commands")[0].body.clone();
+        let names: Vec<&str> = reg
+            .as_array()
+            .map(|a| a.iter().filter_map(|c| c["name"].as_str()).collect())
+            .unwrap_or_default();
+        for want in ["confirm", "review", "freeze", "unfreeze"] {
+            assert!(names.contains(&want), "{want} not registered: {names:?}");
+        }
+        let restart = reg
+            .as_array()
+            .and_then(|a| a.iter().find(|c| c["name"] == "restart").cloned())
+            .unwrap_or_default();
+        let kind_of = |name: &str| {
+            restart["options"]
+                .as_array()
+                .and_then(|o| o.iter().find(|o| o["name"] == name))
+                .map(|o| o["type"].clone())
+        };
+        assert_eq!(kind_of("dry_run"), Some(json!(5)), "{restart}");
+        assert_eq!(kind_of("break_glass"), Some(json!(3)), "{restart}");
+    }
+
+    // dry_run (a boolean) with break_glass: a private description, nothing stored or posted.
+    let ix = fake.slash_with(
+        ALICE,
+        OPS,
+        "restart",
+        &[
+            ("service", json!("ddm")),
+            ("target", json!("orders-db")),
+            ("mode", json!("hard")),
+            ("dry_run", json!(true)),
+            ("break_glass", json!("orders \"are\" failing")),
+        ],
+    );
+    let answer = fake
+        .wait("the dry run's answer", |i| {
+            i.answers(ix)
+                .iter()
+                .map(|c| c.body.to_string())
+                .find(|b| b.contains("Dry run of restart ddm"))
+        })
+        .await;
+    assert!(answer.contains("break-glass"), "{answer}");
+    let first = fake.lock().callbacks(ix)[0].clone();
+    assert_eq!(first["data"]["flags"], 64, "private: {first}");
+    assert!(fake.lock().card(1).is_none(), "a dry run posts no card");
+    assert!(fake.lock().in_channel(OPS).is_empty());
+
+    // A built-in taken from the command table: /freeze by someone who is no admin is refused
+    // privately, by the engine (the slash command became `!freeze 2h release`).
+    let ix = fake.slash(
+        ALICE,
+        OPS,
+        "freeze",
+        &[("duration", "2h"), ("reason", "release")],
+    );
+    let refusal = fake
+        .wait("the freeze refusal", |i| {
+            i.answers(ix)
+                .iter()
+                .map(|c| c.body.clone())
+                .find(|b| b.to_string().contains("admin"))
+        })
+        .await;
+    assert!(
+        refusal["flags"] == 64 || refusal["data"]["flags"] == 64,
+        "private: {refusal}"
+    );
+
+    bot.stop().await;
+    assert_no_pings(&fake.lock());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_threaded_jobs_lines_go_to_a_thread_on_its_card_or_to_the_channel_when_refused() {
+    let fake = FakeDiscord::start().await;
+    let emu = start_emulator().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = config_text(&fake.base(), &emu.base_url()).replacen(
+        "[bot]\n",
+        "[bot]\nthread_channels = [\"ops\"]\n",
+        1,
+    );
+    let bot = Bot::start_text(dir.path(), Tuning::default(), &text).await;
+    ready(&fake, 1).await;
+
+    // One thread, made on the card, carries the job's lines; the card stays in the channel.
+    fake.say(ALICE, OPS, "!restart ddm orders-db hard");
+    let (msg, _) = card(&fake, 1).await;
+    fake.react(BOB, msg, "✅", true, true);
+    card_state(&fake, 1, "succeeded").await;
+    let lines = fake
+        .wait("lines in the job's thread", |i| {
+            let lines: Vec<String> = i
+                .in_channel(msg)
+                .into_iter()
+                .map(|(_, m)| m.content)
+                .collect();
+            lines
+                .iter()
+                .any(|l| l.contains("approved"))
+                .then_some(lines)
+        })
+        .await;
+    assert!(
+        lines.iter().any(|l| l.contains("requested by alice")),
+        "{lines:?}"
+    );
+    {
+        let i = fake.lock();
+        let made = i.calls_to("POST", &format!("/messages/{msg}/threads"));
+        assert_eq!(made.len(), 1, "one thread per card");
+        assert!(
+            made[0].body["name"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("job 1 · restart ddm orders-db hard")),
+            "{}",
+            made[0].body
+        );
+        assert_eq!(i.threads.get(&msg), Some(&OPS));
+        let in_ops: Vec<String> = i
+            .in_channel(OPS)
+            .into_iter()
+            .map(|(_, m)| m.content)
+            .collect();
+        assert!(
+            !in_ops.iter().any(|l| l.starts_with("[job 1]")),
+            "{in_ops:?}"
+        );
+    }
+
+    // Without the permission to make threads, the lines go to the channel, counted; the
+    // refusal is not asked again for every line.
+    fake.fail(
+        "POST",
+        "/threads",
+        FaultKind::Status {
+            status: 403,
+            code: 50013,
+        },
+        10,
+    );
+    fake.say(ALICE, OPS, "!restart ddm orders-db hard");
+    let (msg, _) = card(&fake, 2).await;
+    fake.react(BOB, msg, "✅", true, true);
+    card_state(&fake, 2, "succeeded").await;
+    message_with(&fake, OPS, "[job 2] requested by alice").await;
+    message_with(&fake, OPS, "[job 2] approved").await;
+    assert_eq!(
+        fake.lock()
+            .calls_to("POST", &format!("/messages/{msg}/threads"))
+            .len(),
+        1
+    );
+    assert!(fake.lock().in_channel(msg).is_empty());
+    assert!(
+        metric(
+            &bot,
+            "opsgate_discord_call_failures_total{call=\"create_thread\",reason=\"permission\"}"
+        ) >= 1
+    );
+
+    bot.stop().await;
+    assert_no_pings(&fake.lock());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slash_request_needing_confirmation_is_confirmed_in_a_form() {
+    let fake = FakeDiscord::start().await;
+    let emu = start_emulator().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = config_text(&fake.base(), &emu.base_url()).replacen(
+        "expires = \"15m\"\n",
+        "expires = \"15m\"\nconfirm = true\n",
+        1,
+    );
+    let bot = Bot::start_text(dir.path(), Tuning::default(), &text).await;
+    ready(&fake, 1).await;
+
+    // The prompt is the slash command's private answer, with a "Confirm…" button.
+    let ix = fake.slash(
+        ALICE,
+        OPS,
+        "restart",
+        &[
+            ("service", "ddm"),
+            ("target", "orders-db"),
+            ("mode", "hard"),
+        ],
+    );
+    let prompt = fake
+        .wait("the confirmation prompt", |i| {
+            i.answers(ix)
+                .into_iter()
+                .map(|c| c.body)
+                .find(|b| b.to_string().contains("needs your confirmation"))
+        })
+        .await;
+    let body = if prompt["data"].is_object() {
+        prompt["data"].clone()
+    } else {
+        prompt.clone()
+    };
+    assert_eq!(body["flags"], 64, "private: {prompt}");
+    let button = body["components"][0]["components"][0].clone();
+    assert_eq!(button["label"], "Confirm…", "{prompt}");
+    let id = button["custom_id"].as_str().unwrap_or_default().to_string();
+    assert!(id.starts_with("confirm:"), "{id}");
+    assert!(
+        fake.lock().card(1).is_none(),
+        "nothing is posted before confirmation"
+    );
+
+    // The button opens a form; a wrong name is refused privately and the request stays open.
+    let press = fake.click(ALICE, 1, &id);
+    fake.wait("the confirmation form", |i| i.modals.get(&press).cloned())
+        .await;
+    assert_eq!(callback_types(&fake, press), vec![9]);
+    let wrong = fake.submit_form(ALICE, press, &[("typed", "billing-db")]);
+    let refusal = fake
+        .wait("the refusal", |i| {
+            i.answers(wrong)
+                .into_iter()
+                .map(|c| c.body)
+                .find(|b| b.to_string().contains("not the target's name"))
+        })
+        .await;
+    assert!(
+        refusal["flags"] == 64 || refusal["data"]["flags"] == 64,
+        "{refusal}"
+    );
+
+    // The right name: the request is checked again, stored and posted.
+    let press = fake.click(ALICE, 1, &id);
+    fake.wait("the form again", |i| i.modals.get(&press).cloned())
+        .await;
+    let right = fake.submit_form(ALICE, press, &[("typed", " orders-db ")]);
+    let (_, posted) = card(&fake, 1).await;
+    assert!(
+        posted.title().contains("awaiting approval"),
+        "{}",
+        posted.title()
+    );
+    fake.wait("Posted job 1", |i| {
+        i.answers(right)
+            .into_iter()
+            .find(|c| c.body.to_string().contains("Posted job 1"))
+    })
+    .await;
+
+    bot.stop().await;
+    assert_no_pings(&fake.lock());
 }

@@ -140,6 +140,12 @@ pub struct Inner {
     pub acks: BTreeMap<u64, u64>,
     /// Interaction -> the deferred or first answer was deleted.
     pub deleted_originals: Vec<u64>,
+    /// Interaction -> its type (2 command, 3 component, 4 autocomplete, 5 modal submit).
+    pub kinds: BTreeMap<u64, u64>,
+    /// Forms (modals) opened: interaction -> the modal's data, as Discord accepted it.
+    pub modals: BTreeMap<u64, Value>,
+    /// Component interaction -> the message its button is on (a form carries it on).
+    pub form_messages: BTreeMap<u64, u64>,
     interaction_seq: u64,
 }
 
@@ -540,8 +546,39 @@ impl FakeDiscord {
             i["message"] = message_json(msg, channel, bot_user(), "");
         }
         let i = checked::<serenity::all::Interaction>("INTERACTION_CREATE", i);
+        self.lock().kinds.insert(id, u64::from(kind));
         self.dispatch("INTERACTION_CREATE", i);
         id
+    }
+
+    /// Submits the form (modal) that interaction `opened` showed, with `fields` typed as
+    /// (custom_id, value); returns the submission's interaction ID. Like Discord, it carries
+    /// the message whose button opened the form.
+    pub fn submit_form(&self, user: u64, opened: u64, fields: &[(&str, &str)]) -> u64 {
+        let (modal, message) = {
+            let i = self.lock();
+            let modal = i
+                .modals
+                .get(&opened)
+                .cloned()
+                .unwrap_or_else(|| panic!("interaction {opened} opened no form"));
+            let message = i.form_messages.get(&opened).copied();
+            (modal, message)
+        };
+        let rows: Vec<Value> = fields
+            .iter()
+            .map(|(id, v)| json!({"type": 1, "components": [{"type": 4, "custom_id": id, "value": v}]}))
+            .collect();
+        let channel = message
+            .and_then(|m| self.lock().messages.get(&m).map(|s| s.channel))
+            .unwrap_or(OPS);
+        self.interaction(
+            user,
+            channel,
+            5,
+            json!({"custom_id": modal["custom_id"], "components": rows}),
+            message,
+        )
     }
 
     /// A click on a button of the bot's message; returns the interaction ID.
@@ -556,14 +593,16 @@ impl FakeDiscord {
             .messages
             .get(&message)
             .map_or(OPS, |m| m.channel);
-        self.interaction_aged(
+        let id = self.interaction_aged(
             user,
             channel,
             3,
             json!({"custom_id": custom_id, "component_type": 2}),
             Some(message),
             age,
-        )
+        );
+        self.lock().form_messages.insert(id, message);
+        id
     }
 
     /// A slash command with string options; returns the interaction ID.
@@ -591,6 +630,35 @@ impl FakeDiscord {
             json!({"id": "1", "name": name, "type": 1, "options": opts}),
             None,
             age,
+        )
+    }
+
+    /// A slash command with typed options (JSON booleans, integers and strings, sent with
+    /// Discord's option types 5, 4 and 3); returns the interaction ID.
+    pub fn slash_with(
+        &self,
+        user: u64,
+        channel: u64,
+        name: &str,
+        options: &[(&str, Value)],
+    ) -> u64 {
+        let opts: Vec<Value> = options
+            .iter()
+            .map(|(n, v)| {
+                let kind = match v {
+                    Value::Bool(_) => 5,
+                    Value::Number(_) => 4,
+                    _ => 3,
+                };
+                json!({"name": n, "type": kind, "value": v})
+            })
+            .collect();
+        self.interaction(
+            user,
+            channel,
+            2,
+            json!({"id": "1", "name": name, "type": 1, "options": opts}),
+            None,
         )
     }
 
@@ -855,6 +923,30 @@ fn route(
             let content = body["content"].as_str().unwrap_or_default();
             Json(message_json(id, channel, bot_user(), content)).into_response()
         }
+        ("POST", ["channels", c, "messages", m, "threads"]) => {
+            // A thread on a message: the message's ID is the thread's; one per message.
+            let (channel, message) = (num(c), num(m));
+            if inner.messages.get(&message).is_none_or(|s| s.channel != channel) {
+                return discord_error(StatusCode::NOT_FOUND, 10008, "Unknown Message");
+            }
+            if inner.threads.contains_key(&message) {
+                return discord_error(
+                    StatusCode::BAD_REQUEST,
+                    160004,
+                    "A thread has already been created for this message",
+                );
+            }
+            let name = body["name"].as_str().unwrap_or_default();
+            if name.is_empty() || name.chars().count() > 100 {
+                return discord_error(StatusCode::BAD_REQUEST, 50035, "Invalid Form Body: name");
+            }
+            inner.threads.insert(message, channel);
+            let t = json!({"id": message.to_string(), "type": 11, "guild_id": GUILD.to_string(),
+                "name": name, "parent_id": channel.to_string(), "owner_id": BOT.to_string(),
+                "thread_metadata": {"archived": false, "auto_archive_duration": 1440,
+                    "archive_timestamp": "2024-01-01T00:00:00.000000+00:00", "locked": false}});
+            Json(checked::<serenity::all::GuildChannel>("thread", t)).into_response()
+        }
         ("PATCH", ["channels", c, "messages", m]) => {
             let id = num(m);
             let Some(stored) = inner.messages.get_mut(&id) else {
@@ -969,7 +1061,19 @@ fn route(
             if unix_ms().saturating_sub(created_ms(id)) > INTERACTION_WINDOW.as_millis() as u64 {
                 return discord_error(StatusCode::NOT_FOUND, 10062, "Unknown interaction");
             }
-            inner.acks.insert(id, body["type"].as_u64().unwrap_or(0));
+            let kind = body["type"].as_u64().unwrap_or(0);
+            if kind == 9 {
+                // A form answers only a command or a button, never another form; and Discord
+                // checks its shape.
+                if inner.kinds.get(&id) == Some(&5) {
+                    return discord_error(StatusCode::BAD_REQUEST, 50035, "Invalid Form Body: a modal cannot open a modal");
+                }
+                if let Err(why) = validate_modal(&body["data"]) {
+                    return discord_error(StatusCode::BAD_REQUEST, 50035, &format!("Invalid Form Body: {why}"));
+                }
+                inner.modals.insert(id, body["data"].clone());
+            }
+            inner.acks.insert(id, kind);
             StatusCode::NO_CONTENT.into_response()
         }
         (method, ["webhooks", _, token, rest @ ..]) => {
@@ -997,6 +1101,34 @@ fn route(
         }
         _ => not_found(),
     }
+}
+
+/// Discord's checks on a modal: an ID, a title of at most 45 characters, 1 to 5 rows of one
+/// text input each, labels of at most 45 characters.
+fn validate_modal(data: &Value) -> Result<(), String> {
+    let id = data["custom_id"].as_str().unwrap_or_default();
+    if id.is_empty() || id.chars().count() > 100 {
+        return Err(format!("bad custom_id {id:?}"));
+    }
+    let title = data["title"].as_str().unwrap_or_default();
+    if title.is_empty() || title.chars().count() > 45 {
+        return Err(format!("bad title {title:?}"));
+    }
+    let rows = data["components"].as_array().cloned().unwrap_or_default();
+    if rows.is_empty() || rows.len() > 5 {
+        return Err("a modal needs 1 to 5 rows".into());
+    }
+    for row in rows {
+        let inputs = row["components"].as_array().cloned().unwrap_or_default();
+        if inputs.len() != 1 || inputs[0]["type"] != 4 {
+            return Err(format!("a row holds exactly one text input: {row}"));
+        }
+        let label = inputs[0]["label"].as_str().unwrap_or_default();
+        if label.is_empty() || label.chars().count() > 45 || inputs[0]["style"].as_u64().is_none() {
+            return Err(format!("bad text input {}", inputs[0]));
+        }
+    }
+    Ok(())
 }
 
 /// Discord's checks on a bulk command registration (the parts opsgate could get wrong).

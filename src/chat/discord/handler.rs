@@ -8,16 +8,17 @@ use std::time::Duration;
 
 use serenity::all::{
     ChannelId, CommandDataOption, CommandDataOptionValue, CommandInteraction, ComponentInteraction,
-    ConnectionStage, Context, EventHandler, GuildChannel, Interaction, Member, Message,
-    RatelimitInfo, Reaction, ReactionType, Ready, ResumedEvent, RoleId, ShardStageUpdateEvent,
-    User,
+    ConnectionStage, Context, EventHandler, GuildChannel, Interaction, InteractionId, Member,
+    Message, ModalInteraction, RatelimitInfo, Reaction, ReactionType, Ready, ResumedEvent, RoleId,
+    ShardStageUpdateEvent, User,
 };
 use serenity::async_trait;
-use serenity::builder::{Builder, CreateInteractionResponse};
+use serenity::builder::{Builder, CreateInteractionResponse, CreateModal};
 
+use super::render::Press;
 use super::sender::{self, Item, IxKind, IxOp, IxTarget};
-use super::{catchup, interactions, render, scope, slash, sync_engine, votes, Shared};
-use crate::chat::{Actor, ChatEvent, Origin, Vote};
+use super::{catchup, interactions, render, rest, scope, slash, sync_engine, votes, Shared};
+use crate::chat::{Actor, CardAction, ChatEvent, Origin, Vote};
 
 pub(crate) struct Handler {
     shared: Arc<Shared>,
@@ -299,7 +300,16 @@ impl Handler {
     async fn on_button(&self, c: ComponentInteraction) {
         let age = interactions::age(c.id.get(), interactions::now_ms());
         let stale = interactions::is_stale(age);
-        let Some((job, nonce, vote)) = render::parse_button_id(&c.data.custom_id) else {
+        if let Some(number) = render::parse_confirm_id(&c.data.custom_id) {
+            if !stale {
+                self.open_form(c.id, &c.token, render::confirm_modal(number))
+                    .await;
+            } else {
+                self.late("confirm button press", c.id.get(), age, "form_unopened");
+            }
+            return;
+        }
+        let Some((job, nonce, press)) = render::parse_button_id(&c.data.custom_id) else {
             if !stale {
                 sender::answer_now(
                     &self.shared,
@@ -311,29 +321,54 @@ impl Handler {
             }
             return;
         };
+        if press == Press::Deny && !stale {
+            // The form is the press's first and only answer; its submission is the decision.
+            let form = render::deny_modal(&c.data.custom_id, job);
+            self.open_form(c.id, &c.token, form).await;
+            return;
+        }
         let actor = interaction_actor(c.member.as_ref(), &c.user);
         if let Some(g) = c.guild_id {
             self.shared.learn_guild(c.channel_id.get(), g.get());
         }
         let key = c.id.get().to_string();
         let channel = c.channel_id.get().to_string();
-        let event = |interaction: String| ChatEvent::Button {
-            actor: actor.clone(),
-            origin: Origin {
+        let message_id = c.message.id.get().to_string();
+        let event = |interaction: String| {
+            let origin = Origin {
                 channel: channel.clone(),
                 interaction: Some(interaction),
                 thread: None,
-            },
-            job,
-            nonce,
-            message_id: c.message.id.get().to_string(),
-            vote,
+            };
+            match press {
+                Press::Approve | Press::Deny => ChatEvent::Button {
+                    actor: actor.clone(),
+                    origin,
+                    job,
+                    nonce,
+                    message_id: message_id.clone(),
+                    vote: if press == Press::Approve {
+                        Vote::Approve
+                    } else {
+                        Vote::Deny
+                    },
+                },
+                Press::Cancel => ChatEvent::CardAction {
+                    actor: actor.clone(),
+                    origin,
+                    job,
+                    nonce,
+                    message_id: message_id.clone(),
+                    action: CardAction::Cancel,
+                },
+            }
         };
         if stale {
             // The press reached opsgate, from someone Discord vouches for, on the job's own
-            // card (the engine checks nonce and message): it counts, like a ✅, and the card's
-            // edit shows it. Only the answer is impossible; refusals go to the channel, as
-            // for reactions (throttled).
+            // card (the engine checks nonce and message): it counts, like a ✅ or ❌ (a late
+            // Deny cannot open its form, so it denies without a reason), and the card's edit
+            // shows it. Only the answer is impossible; refusals go to the channel, as for
+            // reactions (throttled).
             self.late("button press", c.id.get(), age, "button_unanswered");
             let reaction_key = votes::reaction_key(c.user.id.get(), c.message.id.get());
             self.shared.feed(event(reaction_key));
@@ -349,6 +384,89 @@ impl Handler {
         };
         let ev = event(key.clone());
         self.forward(key, target, actor.clone(), ev).await;
+    }
+
+    /// Opens a form (modal) as the interaction's first answer.
+    async fn open_form(&self, id: InteractionId, token: &str, form: CreateModal) {
+        let response = CreateInteractionResponse::Modal(form);
+        if let Err(e) = response.execute(&*self.shared.http, (id, token)).await {
+            self.shared
+                .call_failed("interaction", rest::Failure::of(&e));
+            tracing::warn!(error = %e, "could not open a form");
+        }
+    }
+
+    /// A submitted form: the Deny reason for a card, or a typed confirmation.
+    async fn on_form(&self, m: ModalInteraction) {
+        let age = interactions::age(m.id.get(), interactions::now_ms());
+        if interactions::is_stale(age) {
+            // Like a late slash command: the user was told it failed and may send it again.
+            self.late("form", m.id.get(), age, "form_dropped");
+            return;
+        }
+        let actor = interaction_actor(m.member.as_ref(), &m.user);
+        if let Some(g) = m.guild_id {
+            self.shared.learn_guild(m.channel_id.get(), g.get());
+        }
+        let key = m.id.get().to_string();
+        if let Some(number) = render::parse_confirm_id(&m.data.custom_id) {
+            let typed = render::modal_value(&m.data.components, render::CONFIRM_FIELD)
+                .map(|t| t.split_whitespace().collect::<Vec<_>>().join(" "))
+                .unwrap_or_default();
+            let origin = self.shared.origin_in(m.channel_id, Some(key.clone())).await;
+            let target = IxTarget {
+                id: m.id,
+                token: m.token.clone(),
+                kind: IxKind::Slash,
+                channel: origin.answer_channel().to_string(),
+                public: false,
+                age,
+            };
+            let text = format!("{}confirm {number} {typed}", self.shared.config.prefix);
+            let event = ChatEvent::Message {
+                actor: actor.clone(),
+                origin,
+                text,
+            };
+            return self.forward(key, target, actor, event).await;
+        }
+        let (Some((job, nonce, Press::Deny)), Some(message)) = (
+            render::parse_button_id(&m.data.custom_id),
+            m.message.as_ref(),
+        ) else {
+            sender::answer_now(
+                &self.shared,
+                m.id,
+                &m.token,
+                "This form is not one of opsgate's.",
+            )
+            .await;
+            return;
+        };
+        let channel = m.channel_id.get().to_string();
+        let event = ChatEvent::CardAction {
+            actor: actor.clone(),
+            origin: Origin {
+                channel: channel.clone(),
+                interaction: Some(key.clone()),
+                thread: None,
+            },
+            job,
+            nonce,
+            message_id: message.id.get().to_string(),
+            action: CardAction::Deny {
+                reason: render::modal_value(&m.data.components, render::REASON_FIELD),
+            },
+        };
+        let target = IxTarget {
+            id: m.id,
+            token: m.token.clone(),
+            kind: IxKind::Button,
+            channel,
+            public: false,
+            age,
+        };
+        self.forward(key, target, actor, event).await;
     }
 }
 
@@ -478,6 +596,7 @@ impl EventHandler for Handler {
         let guild = match &interaction {
             Interaction::Command(c) | Interaction::Autocomplete(c) => c.guild_id,
             Interaction::Component(c) => c.guild_id,
+            Interaction::Modal(m) => m.guild_id,
             _ => None,
         };
         if !self.shared.serves(guild) {
@@ -487,6 +606,7 @@ impl EventHandler for Handler {
             Interaction::Command(cmd) => self.on_slash(cmd).await,
             Interaction::Autocomplete(cmd) => self.on_autocomplete(cmd).await,
             Interaction::Component(c) => self.on_button(c).await,
+            Interaction::Modal(m) => self.on_form(m).await,
             _ => {}
         }
     }

@@ -4,12 +4,13 @@
 //!
 //! | file | job |
 //! |---|---|
-//! | `handler.rs` | gateway events -> `ChatEvent` (messages, reactions, buttons, slash commands) |
-//! | `sender.rs` | `ChatOut`: queues output, one lane per job (post, then coalesced edits), per channel, per interaction |
+//! | `handler.rs` | gateway events -> `ChatEvent` (messages, reactions, buttons, forms, slash commands) |
+//! | `sender.rs` | `ChatOut`: queues output, one lane per job (post, then coalesced edits and thread lines), per channel, per interaction |
 //! | `render.rs` | card embed and buttons, splitting long text, incident text |
 //! | `slash.rs` | slash command definitions from the command table, option -> `!` text, autocomplete |
 //! | `catchup.rs` | on ready: apply ✅/❌ given while the bot was away |
 //! | `lost.rs` | cards deleted in chat: noticed, reposted once, incident links pointed at the new card |
+//! | `threads.rs` | a thread per job: made on the card once, thread lines there (the channel when refused) |
 //! | `interactions.rs` | how old an interaction is (its ID carries its creation time) and what a late one may still do |
 
 mod catchup;
@@ -23,6 +24,7 @@ mod scope;
 mod sender;
 pub mod slash;
 mod state;
+mod threads;
 mod votes;
 
 use std::collections::HashMap;

@@ -2,9 +2,10 @@
 //! split into messages within Discord's limits, incident notifications with a link to the
 //! job's message. Pure functions, so they are unit-tested without any Discord.
 
-use serenity::all::{ButtonStyle, Colour};
+use serenity::all::{ActionRow, ActionRowComponent, ButtonStyle, Colour, InputTextStyle};
 use serenity::builder::{
     CreateActionRow, CreateAllowedMentions, CreateButton, CreateEmbed, CreateEmbedFooter,
+    CreateInputText, CreateModal,
 };
 
 use crate::chat::card::format_duration_ms;
@@ -29,19 +30,38 @@ const EMBED_BUDGET: usize = 5500;
 pub const APPROVE_EMOJI: &str = "✅";
 pub const DENY_EMOJI: &str = "❌";
 
-/// `approve:<job>:<nonce>` / `deny:<job>:<nonce>`, the nonce in hex (see `Job::nonce`).
-pub fn button_id(approve: bool, card: &JobCard) -> String {
-    let kind = if approve { "approve" } else { "deny" };
-    format!("{kind}:{}:{:x}", card.job, card.nonce)
+/// What a button on a card asks for. Deny opens a form for the reason first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Press {
+    Approve,
+    Deny,
+    Cancel,
+}
+
+impl Press {
+    fn word(self) -> &'static str {
+        match self {
+            Press::Approve => "approve",
+            Press::Deny => "deny",
+            Press::Cancel => "cancel",
+        }
+    }
+}
+
+/// `approve:<job>:<nonce>` / `deny:<job>:<nonce>` / `cancel:<job>:<nonce>`, the nonce in hex
+/// (see `Job::nonce`). The Deny form (modal) carries the Deny button's ID.
+pub fn button_id(press: Press, card: &JobCard) -> String {
+    format!("{}:{}:{:x}", press.word(), card.job, card.nonce)
 }
 
 /// What a button's custom ID stands for: the job, its nonce (`None` in the ID format of
-/// cards from before nonces, `approve:<job>`), and the vote.
-pub fn parse_button_id(custom_id: &str) -> Option<(JobId, Option<u64>, crate::chat::Vote)> {
+/// cards from before nonces, `approve:<job>`), and the press.
+pub fn parse_button_id(custom_id: &str) -> Option<(JobId, Option<u64>, Press)> {
     let mut parts = custom_id.split(':');
-    let vote = match parts.next()? {
-        "approve" => crate::chat::Vote::Approve,
-        "deny" => crate::chat::Vote::Deny,
+    let press = match parts.next()? {
+        "approve" => Press::Approve,
+        "deny" => Press::Deny,
+        "cancel" => Press::Cancel,
         _ => return None,
     };
     let job = parts.next()?;
@@ -56,7 +76,70 @@ pub fn parse_button_id(custom_id: &str) -> Option<(JobId, Option<u64>, crate::ch
     if parts.next().is_some() {
         return None;
     }
-    Some((job.parse().ok()?, nonce, vote))
+    Some((job.parse().ok()?, nonce, press))
+}
+
+/// The text field of the Deny form.
+pub const REASON_FIELD: &str = "reason";
+
+/// The form a Deny button opens: the reason, optional, as long as a `!deny` reason may be.
+pub fn deny_modal(custom_id: &str, job: JobId) -> CreateModal {
+    let reason = CreateInputText::new(InputTextStyle::Paragraph, "Reason (optional)", REASON_FIELD)
+        .required(false)
+        .max_length(300)
+        .placeholder("shown on the card and kept in the audit log");
+    CreateModal::new(custom_id, truncate(&format!("Deny job {job}"), 45))
+        .components(vec![CreateActionRow::InputText(reason)])
+}
+
+/// The value typed into `field` of a submitted form (`None` when left empty).
+pub fn modal_value(rows: &[ActionRow], field: &str) -> Option<String> {
+    rows.iter()
+        .flat_map(|r| r.components.iter())
+        .find_map(|c| match c {
+            ActionRowComponent::InputText(t) if t.custom_id == field => t.value.clone(),
+            _ => None,
+        })
+        .filter(|v| !v.trim().is_empty())
+}
+
+/// `confirm:<number>`: the button on a typed-confirmation prompt, and the form it opens.
+pub fn confirm_id(number: u64) -> String {
+    format!("confirm:{number}")
+}
+
+pub fn parse_confirm_id(custom_id: &str) -> Option<u64> {
+    let n = custom_id.strip_prefix("confirm:")?;
+    if n.is_empty() || n.len() > 19 || !n.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    n.parse().ok()
+}
+
+/// The text field of the confirmation form.
+pub const CONFIRM_FIELD: &str = "typed";
+
+/// The "Confirm…" button under a typed-confirmation prompt.
+pub fn confirm_button(number: u64) -> CreateActionRow {
+    CreateActionRow::Buttons(vec![CreateButton::new(confirm_id(number))
+        .label("Confirm…")
+        .style(ButtonStyle::Danger)])
+}
+
+/// The form the "Confirm…" button opens: the target's name, typed (the engine compares it).
+pub fn confirm_modal(number: u64) -> CreateModal {
+    let typed = CreateInputText::new(
+        InputTextStyle::Short,
+        "Type the target's name",
+        CONFIRM_FIELD,
+    )
+    .required(true)
+    .max_length(200);
+    CreateModal::new(
+        confirm_id(number),
+        truncate(&format!("Confirm request {number}"), 45),
+    )
+    .components(vec![CreateActionRow::InputText(typed)])
 }
 
 /// At most `max` characters of `text`, cut on a character boundary, ending in `…` when cut.
@@ -179,7 +262,7 @@ pub fn card_fields(card: &JobCard) -> Vec<(String, String, bool)> {
         fields.push(("Approved by".into(), by, true));
     }
     if card.is_open() {
-        fields.push(("Approvers".into(), card.approver_roles.clone(), true));
+        fields.push(("Who may".into(), card.who_may(), false));
         fields.push(("Expires".into(), discord_time(card.expires_ms), true));
     }
     if let Some(p) = card.progress.as_ref().filter(|_| !card.state.is_final()) {
@@ -234,8 +317,8 @@ pub fn card_footer(card: &JobCard, prefix: &str) -> Option<String> {
     card.is_open().then(|| {
         truncate(
             &format!(
-                "React {APPROVE_EMOJI}/{DENY_EMOJI}, use the buttons, or type {prefix}approve {} / {prefix}deny {}",
-                card.job, card.job
+                "React {APPROVE_EMOJI}/{DENY_EMOJI}, use the buttons, or type {prefix}approve {} / {prefix}deny {} / {prefix}cancel {}",
+                card.job, card.job, card.job
             ),
             FOOTER_LIMIT,
         )
@@ -255,21 +338,25 @@ pub fn card_embed(card: &JobCard, prefix: &str) -> CreateEmbed {
     embed
 }
 
-/// Approve and Deny buttons, disabled once the request is decided; none for a job that
-/// never needed approval.
+/// Approve, Deny and Cancel buttons, disabled once the request is decided; none for a job
+/// that never needed approval.
 pub fn card_buttons(card: &JobCard) -> Vec<CreateActionRow> {
     if card.approvals_needed == 0 && !card.is_open() {
         return Vec::new();
     }
     let closed = !card.is_open();
     vec![CreateActionRow::Buttons(vec![
-        CreateButton::new(button_id(true, card))
+        CreateButton::new(button_id(Press::Approve, card))
             .label("Approve")
             .style(ButtonStyle::Success)
             .disabled(closed),
-        CreateButton::new(button_id(false, card))
-            .label("Deny")
+        CreateButton::new(button_id(Press::Deny, card))
+            .label("Deny…")
             .style(ButtonStyle::Danger)
+            .disabled(closed),
+        CreateButton::new(button_id(Press::Cancel, card))
+            .label("Cancel request")
+            .style(ButtonStyle::Secondary)
             .disabled(closed),
     ])]
 }
@@ -364,6 +451,7 @@ mod tests {
             "dba or sre-lead",
             "<t:1700000000:R>",
             "!approve 7",
+            "cancel: alice or an admin",
         ] {
             assert!(text.contains(want), "missing {want}: {text}");
         }
@@ -382,6 +470,8 @@ mod tests {
         let buttons = &rows[0]["components"];
         assert_eq!(buttons[0]["custom_id"], "approve:7:abc");
         assert_eq!(buttons[1]["custom_id"], "deny:7:abc");
+        assert_eq!(buttons[2]["custom_id"], "cancel:7:abc");
+        assert_eq!(buttons[2]["disabled"], true);
         assert_eq!(buttons[0]["disabled"], true);
         let open = serde_json::to_value(card_buttons(&card(JobState::AwaitingApproval)))
             .unwrap_or_default();
@@ -412,14 +502,15 @@ mod tests {
     fn button_ids_round_trip_and_garbage_is_refused() {
         let c = card(JobState::AwaitingApproval);
         assert_eq!(
-            parse_button_id(&button_id(true, &c)),
-            Some((7, Some(0xabc), crate::chat::Vote::Approve))
+            parse_button_id(&button_id(Press::Approve, &c)),
+            Some((7, Some(0xabc), Press::Approve))
+        );
+        assert_eq!(
+            parse_button_id(&button_id(Press::Cancel, &c)),
+            Some((7, Some(0xabc), Press::Cancel))
         );
         // Cards posted before nonces.
-        assert_eq!(
-            parse_button_id("deny:3"),
-            Some((3, None, crate::chat::Vote::Deny))
-        );
+        assert_eq!(parse_button_id("deny:3"), Some((3, None, Press::Deny)));
         for bad in [
             "approve:",
             "approve:1:",
@@ -432,6 +523,38 @@ mod tests {
         ] {
             assert_eq!(parse_button_id(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn forms_fit_discords_limits_and_their_values_are_read() {
+        let deny = serde_json::to_value(deny_modal("deny:7:abc", 7)).unwrap_or_default();
+        assert_eq!(deny["custom_id"], "deny:7:abc");
+        assert!(deny["title"]
+            .as_str()
+            .is_some_and(|t| t.chars().count() <= 45));
+        let input = &deny["components"][0]["components"][0];
+        assert_eq!(input["custom_id"], REASON_FIELD);
+        assert_eq!(input["required"], false);
+        let confirm = serde_json::to_value(confirm_modal(u64::MAX)).unwrap_or_default();
+        assert!(confirm["title"]
+            .as_str()
+            .is_some_and(|t| t.chars().count() <= 45));
+        assert_eq!(parse_confirm_id(&confirm_id(482)), Some(482));
+        for bad in [
+            "confirm:",
+            "confirm:x",
+            "confirm:-1",
+            "confirm:99999999999999999999",
+        ] {
+            assert_eq!(parse_confirm_id(bad), None, "{bad}");
+        }
+        let rows: Vec<ActionRow> = serde_json::from_value(serde_json::json!([
+            {"type": 1, "components": [{"type": 4, "custom_id": "reason", "value": "  "}]},
+            {"type": 1, "components": [{"type": 4, "custom_id": "typed", "value": "orders-db"}]}
+        ]))
+        .unwrap_or_default();
+        assert_eq!(modal_value(&rows, REASON_FIELD), None, "blank is no reason");
+        assert_eq!(modal_value(&rows, CONFIRM_FIELD), Some("orders-db".into()));
     }
 
     #[test]

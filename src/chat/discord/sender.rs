@@ -12,8 +12,9 @@ use std::time::Duration;
 
 use serenity::all::{ChannelId, InteractionId, MessageId as DiscordMessageId, Nonce, ReactionType};
 use serenity::builder::{
-    Builder, CreateAllowedMentions, CreateInteractionResponse, CreateInteractionResponseFollowup,
-    CreateInteractionResponseMessage, CreateMessage, EditInteractionResponse, EditMessage,
+    Builder, CreateActionRow, CreateAllowedMentions, CreateInteractionResponse,
+    CreateInteractionResponseFollowup, CreateInteractionResponseMessage, CreateMessage,
+    EditInteractionResponse, EditMessage,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
@@ -21,9 +22,15 @@ use tokio::time::Instant;
 use super::render::{self, APPROVE_EMOJI, DENY_EMOJI, MESSAGE_LIMIT};
 use super::rest::{self, Failure};
 use super::{lock, votes, Shared};
-use crate::chat::{ChatEvent, ChatOut, JobCard, MessageId, Outgoing};
+use crate::chat::{ChatEvent, ChatOut, FlowOut, JobCard, MessageId, Outgoing};
 use crate::command::JobId;
 use crate::config::Severity;
+
+/// Whether `key` names an interaction opsgate answers (not a replayed or live reaction's
+/// stand-in key).
+fn is_live_interaction(key: &str) -> bool {
+    key != CATCH_UP && !key.starts_with(votes::REACTION_KEY)
+}
 
 /// Replies to events with this interaction key are dropped: they answer reactions replayed
 /// after a restart (e.g. "you already approved"), which nobody is waiting for.
@@ -44,6 +51,20 @@ pub(crate) enum Item {
         job: JobId,
         message: u64,
     },
+    /// A typed-confirmation prompt answering an interaction: private, with a "Confirm…"
+    /// button that opens the form (`FlowOut::ConfirmPrompt`).
+    Prompt {
+        to: crate::chat::Origin,
+        number: u64,
+        text: String,
+    },
+    /// A line for the thread on a job's card (`FlowOut::ThreadLine`).
+    Thread {
+        channel: String,
+        job: JobId,
+        card_message: Option<MessageId>,
+        text: String,
+    },
 }
 
 /// The engine's view of Discord: never blocks.
@@ -60,6 +81,32 @@ impl DiscordChat {
 impl ChatOut for DiscordChat {
     fn send(&self, out: Outgoing) -> Option<MessageId> {
         if self.shared.out.send(Item::Out(out)).is_err() {
+            tracing::warn!("discord output stopped; message dropped");
+        }
+        None
+    }
+
+    fn send_flow(&self, out: FlowOut) -> Option<MessageId> {
+        let item = match out {
+            FlowOut::ThreadLine {
+                channel,
+                job,
+                card_message,
+                text,
+            } => Item::Thread {
+                channel,
+                job,
+                card_message,
+                text,
+            },
+            FlowOut::ConfirmPrompt {
+                to, number, text, ..
+            } if to.interaction.as_deref().is_some_and(is_live_interaction) => {
+                Item::Prompt { to, number, text }
+            }
+            other => Item::Out(other.fallback()),
+        };
+        if self.shared.out.send(item).is_err() {
             tracing::warn!("discord output stopped; message dropped");
         }
         None
@@ -96,6 +143,8 @@ pub(crate) enum IxOp {
     Reply {
         text: String,
         private: bool,
+        /// Buttons under the reply's last part (a confirmation prompt's).
+        buttons: Vec<CreateActionRow>,
     },
     /// A job card for this interaction's request is being posted; the outcome follows.
     Posting(JobId, oneshot::Receiver<PostOutcome>),
@@ -159,6 +208,8 @@ enum JobOp {
         reports: Vec<oneshot::Sender<PostOutcome>>,
     },
     Update(JobCard),
+    /// A line for the thread on the card, after the card (and what came before) went out.
+    Thread(String),
     /// This message, if it is the card, is gone: the next `Post` posts it again.
     Lost(MessageId),
 }
@@ -260,7 +311,11 @@ pub(crate) async fn dispatch(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceive
                     let lane = lock(&shared.interactions).get(&key).map(|e| e.lane.clone());
                     match lane {
                         Some(lane) => {
-                            let _ = lane.send(IxOp::Reply { text, private });
+                            let _ = lane.send(IxOp::Reply {
+                                text,
+                                private,
+                                buttons: Vec::new(),
+                            });
                         }
                         None if !private => {
                             channel_lane(&shared, &mut channels, to.answer_channel())
@@ -310,6 +365,48 @@ pub(crate) async fn dispatch(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceive
                     let _ = entry.lane.send(IxOp::Complete);
                 }
             }
+            Item::Prompt { to, number, text } => {
+                let key = to.interaction.unwrap_or_default();
+                match lock(&shared.interactions).get(&key) {
+                    Some(entry) => {
+                        let _ = entry.lane.send(IxOp::Reply {
+                            text,
+                            private: true,
+                            buttons: vec![render::confirm_button(number)],
+                        });
+                    }
+                    None => {
+                        tracing::debug!(%text, "confirmation prompt for a finished interaction dropped")
+                    }
+                }
+            }
+            Item::Thread {
+                channel,
+                job,
+                card_message,
+                text,
+            } => match jobs.get(&job).filter(|l| !l.tx.is_closed()) {
+                Some(lane) => {
+                    let _ = lane.tx.send(JobOp::Thread(text));
+                }
+                None => {
+                    // A finished job's lane is gone (a review of it, say): this one line
+                    // needs no lane of its own.
+                    let shared = shared.clone();
+                    tokio::spawn(async move {
+                        let name = format!("job {job}");
+                        super::threads::line(
+                            &shared,
+                            &channel,
+                            card_message.as_deref(),
+                            job,
+                            &name,
+                            &text,
+                        )
+                        .await;
+                    });
+                }
+            },
             Item::CardGone { job, message } => {
                 // The lane forgets the card before the engine can ask for it again.
                 if let Some(lane) = jobs.get(&job) {
@@ -381,6 +478,8 @@ async fn run_job(
     let mut last_write: Option<Instant> = None;
     // Set while the card is lost (deleted in chat) and until it is posted again.
     let mut lost = false;
+    // The thread's name, from the card: `job 7 · restart ddm orders-db hard`.
+    let mut thread_name = format!("job {job}");
     loop {
         let due = match (&latest, &message) {
             (Some(_), Some(_)) => Some(last_write.map_or_else(Instant::now, |t| t + interval)),
@@ -398,6 +497,7 @@ async fn run_job(
                     }
                     // Edits queued before this post are older than the card it posts.
                     latest = None;
+                    thread_name = format!("job {job} · {}", card.action);
                     let posted = post_card(&shared, &channel, &card, &mention_roles).await;
                     if let Err(Failure::Permission) = posted {
                         if reports.is_empty() {
@@ -429,6 +529,10 @@ async fn run_job(
                     }
                 }
                 Some(JobOp::Update(card)) => latest = Some(card),
+                Some(JobOp::Thread(text)) => {
+                    super::threads::line(&shared, &channel, message.as_deref(), job, &thread_name, &text)
+                        .await;
+                }
                 Some(JobOp::Lost(gone)) => {
                     if message.as_deref() == Some(gone.as_str()) {
                         message = None;
@@ -532,7 +636,9 @@ async fn tell_incidents(shared: &Shared, card: &JobCard, channel: &str) {
         &shared.config.prefix,
     );
     match shared.config.incidents.default.as_deref() {
-        Some(incidents) if incidents != channel => say(shared, incidents, &text).await,
+        Some(incidents) if incidents != channel => {
+            say(shared, incidents, &text).await;
+        }
         _ => tracing::error!(job = card.job, channel, "the job's card could not be posted (permissions) and there is no other channel to say so"),
     }
 }
@@ -615,10 +721,11 @@ async fn post_one(shared: &Shared, channel: &str, text: &str) -> Option<u64> {
     }
 }
 
-async fn say(shared: &Shared, channel: &str, text: &str) {
+/// Posts `text` in `channel` (split to fit); false when Discord did not take it.
+pub(crate) async fn say(shared: &Shared, channel: &str, text: &str) -> bool {
     let Some(ch) = snowflake(channel) else {
         tracing::warn!(channel, "not a Discord channel ID; message dropped");
-        return;
+        return false;
     };
     for part in render::split_message(text, MESSAGE_LIMIT) {
         if part.trim().is_empty() {
@@ -635,9 +742,10 @@ async fn say(shared: &Shared, channel: &str, text: &str) {
             } else {
                 tracing::warn!(channel, error = %e, "could not send a message");
             }
-            return;
+            return false;
         }
     }
+    true
 }
 
 async fn run_channel(
@@ -647,7 +755,9 @@ async fn run_channel(
 ) {
     while let Some(op) = rx.recv().await {
         match op {
-            ChanOp::Text(text) => say(&shared, &channel, &text).await,
+            ChanOp::Text(text) => {
+                say(&shared, &channel, &text).await;
+            }
             ChanOp::Incident {
                 job,
                 severity,
@@ -743,15 +853,22 @@ fn message(text: &str, private: bool) -> CreateInteractionResponseMessage {
         .allowed_mentions(CreateAllowedMentions::new())
 }
 
+/// One message of a reply, with the buttons under it (if any).
+struct Part<'a> {
+    text: &'a str,
+    private: bool,
+    rows: Vec<CreateActionRow>,
+}
+
 async fn follow_up(
     http: &serenity::http::Http,
     t: &IxTarget,
-    text: &str,
-    private: bool,
+    part: Part<'_>,
 ) -> serenity::Result<()> {
     CreateInteractionResponseFollowup::new()
-        .content(text)
-        .ephemeral(private)
+        .content(part.text)
+        .ephemeral(part.private)
+        .components(part.rows)
         .allowed_mentions(CreateAllowedMentions::new())
         .execute(http, (None, &t.token))
         .await
@@ -762,13 +879,15 @@ async fn edit_original(
     http: &serenity::http::Http,
     t: &IxTarget,
     text: &str,
+    rows: Vec<CreateActionRow>,
 ) -> serenity::Result<()> {
-    EditInteractionResponse::new()
+    let mut edit = EditInteractionResponse::new()
         .content(text)
-        .allowed_mentions(CreateAllowedMentions::new())
-        .execute(http, &t.token)
-        .await
-        .map(|_| ())
+        .allowed_mentions(CreateAllowedMentions::new());
+    if !rows.is_empty() {
+        edit = edit.components(rows);
+    }
+    edit.execute(http, &t.token).await.map(|_| ())
 }
 
 /// Sends one part of a reply to `t` given what was sent before; returns the new state.
@@ -776,18 +895,21 @@ async fn reply_part(
     shared: &Shared,
     t: &IxTarget,
     state: IxState,
-    part: &str,
-    private: bool,
+    part: Part<'_>,
 ) -> (IxState, serenity::Result<()>) {
     let http = &*shared.http;
+    let private = part.private;
     match state {
         IxState::Fresh => {
-            let response = CreateInteractionResponse::Message(message(part, private));
+            let response = CreateInteractionResponse::Message(
+                message(part.text, private).components(part.rows),
+            );
             first_answer(shared, t, response, IxState::Responded).await
         }
-        IxState::Deferred if t.kind == IxKind::Slash && private != t.public => {
-            (IxState::Responded, edit_original(http, t, part).await)
-        }
+        IxState::Deferred if t.kind == IxKind::Slash && private != t.public => (
+            IxState::Responded,
+            edit_original(http, t, part.text, part.rows).await,
+        ),
         IxState::Deferred if t.kind == IxKind::Slash => {
             // Deferred with the other visibility (the answer is not the usual one for this
             // command): the "thinking" message cannot change it, so it goes and a follow-up
@@ -795,20 +917,20 @@ async fn reply_part(
             if let Err(e) = http.delete_original_interaction_response(&t.token).await {
                 tracing::debug!(error = %e, "could not remove a deferred answer");
             }
-            (IxState::Responded, follow_up(http, t, part, private).await)
+            (IxState::Responded, follow_up(http, t, part).await)
         }
         IxState::Deferred | IxState::Responded => {
-            (IxState::Responded, follow_up(http, t, part, private).await)
+            (IxState::Responded, follow_up(http, t, part).await)
         }
         IxState::Expired => {
             // The interaction cannot carry it; public text still reaches the channel.
             if private {
                 tracing::debug!(
-                    text = part,
+                    text = part.text,
                     "private answer to an expired interaction dropped"
                 );
             } else {
-                say(shared, &t.channel, part).await;
+                say(shared, &t.channel, part.text).await;
             }
             (IxState::Expired, Ok(()))
         }
@@ -825,11 +947,27 @@ async fn run_interaction(shared: Arc<Shared>, t: IxTarget, mut rx: mpsc::Unbound
                 posting.push((job, outcome));
                 Ok(())
             }
-            IxOp::Reply { text, private } => {
+            IxOp::Reply {
+                text,
+                private,
+                mut buttons,
+            } => {
                 replied = true;
                 let mut result = Ok(());
-                for part in render::split_message(&text, MESSAGE_LIMIT) {
-                    let (next, sent) = reply_part(&shared, &t, state, &part, private).await;
+                let parts = render::split_message(&text, MESSAGE_LIMIT);
+                let last = parts.len().saturating_sub(1);
+                for (n, part) in parts.into_iter().enumerate() {
+                    let rows = if n == last {
+                        std::mem::take(&mut buttons)
+                    } else {
+                        Vec::new()
+                    };
+                    let reply = Part {
+                        text: &part,
+                        private,
+                        rows,
+                    };
+                    let (next, sent) = reply_part(&shared, &t, state, reply).await;
                     state = next;
                     result = sent;
                     if result.is_err() {
@@ -923,7 +1061,9 @@ async fn complete(
             *state = next;
             result
         }
-        (IxState::Deferred, IxKind::Slash) => edit_original(&shared.http, t, &summary).await,
+        (IxState::Deferred, IxKind::Slash) => {
+            edit_original(&shared.http, t, &summary, Vec::new()).await
+        }
         _ => Ok(()),
     }
 }

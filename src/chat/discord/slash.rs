@@ -22,12 +22,28 @@ pub const DEFAULT_MEMBER_PERMISSIONS: Permissions = Permissions::MANAGE_GUILD;
 
 /// Built-ins offered as slash commands (the rest of the table stays `!`-only).
 const SLASH_BUILTINS: &[&str] = &[
-    "approve", "deny", "status", "jobs", "cancel", "help", "whoami",
+    "approve", "deny", "status", "jobs", "cancel", "help", "whoami", "confirm", "review", "freeze",
+    "unfreeze",
 ];
 
-/// Slash commands whose answer is for the channel (the engine answers `!status` and `!jobs`
-/// publicly, everything else privately): a deferral must already have that visibility.
-const PUBLIC_ANSWERS: &[&str] = &["status", "jobs"];
+/// Each built-in's options, in the order its `!` text takes them.
+fn builtin_keys(verb: &str) -> &'static [&'static str] {
+    match verb {
+        "approve" | "status" | "cancel" => &["job"],
+        "deny" => &["job", "reason"],
+        "jobs" => &["filter"],
+        "help" => &["command"],
+        "confirm" => &["number", "name"],
+        "review" => &["job", "verdict", "note"],
+        "freeze" => &["duration", "reason"],
+        _ => &[],
+    }
+}
+
+/// Slash commands whose answer is for the channel (the engine answers these publicly,
+/// everything else privately, refusals included): a deferral must already have that
+/// visibility.
+const PUBLIC_ANSWERS: &[&str] = &["status", "jobs", "review", "freeze", "unfreeze"];
 
 /// Whether `/name`'s answer is public, so its deferral is too.
 pub fn answers_publicly(name: &str) -> bool {
@@ -35,7 +51,14 @@ pub fn answers_publicly(name: &str) -> bool {
 }
 
 /// Option names used by the operation commands themselves.
-const RESERVED: &[&str] = &["service", "target", "mode", "account"];
+const RESERVED: &[&str] = &[
+    "service",
+    "target",
+    "mode",
+    "account",
+    "dry_run",
+    "break_glass",
+];
 
 /// Operation verbs in table order, each once.
 fn verbs() -> Vec<&'static str> {
@@ -158,6 +181,19 @@ pub fn commands(config: &Config) -> Vec<CreateCommand> {
                 .set_autocomplete(true),
             );
         }
+        options.push(CreateCommandOption::new(
+            CommandOptionType::Boolean,
+            "dry_run",
+            "only say what would happen (answered privately; nothing is stored or sent)",
+        ));
+        options.push(
+            CreateCommandOption::new(
+                CommandOptionType::String,
+                "break_glass",
+                "emergency: skip approvals and freezes where the rule allows it; the reason",
+            )
+            .max_length(300),
+        );
         options.truncate(MAX_OPTIONS);
         let summary = format!("{verb} a cloud resource ({})", services.join(", "));
         out.push(
@@ -173,33 +209,50 @@ pub fn commands(config: &Config) -> Vec<CreateCommand> {
                 .required(true)
                 .min_int_value(1)
         };
+        let text = |name: &str, what: &str| {
+            CreateCommandOption::new(CommandOptionType::String, name, what)
+        };
         let options = match b.verb {
             "approve" | "status" | "cancel" => vec![job()],
             "deny" => vec![
                 job(),
-                CreateCommandOption::new(
-                    CommandOptionType::String,
-                    "reason",
-                    "why (shown on the job)",
-                )
-                .max_length(300),
+                text("reason", "why (shown on the job)").max_length(300),
             ],
             "jobs" => {
-                let mut filter = CreateCommandOption::new(
-                    CommandOptionType::String,
-                    "filter",
-                    "which jobs (default: pending and running)",
-                );
-                for f in ["pending", "running", "mine", "all"] {
+                let mut filter = text("filter", "which jobs (default: pending and running)");
+                for f in ["pending", "running", "mine", "all", "review"] {
                     filter = filter.add_string_choice(f, f);
                 }
                 vec![filter]
             }
-            "help" => vec![CreateCommandOption::new(
-                CommandOptionType::String,
-                "command",
-                "a command, e.g. restart ddm",
-            )],
+            "help" => vec![text("command", "a command, e.g. restart ddm")],
+            "confirm" => vec![
+                CreateCommandOption::new(
+                    CommandOptionType::Integer,
+                    "number",
+                    "the number in the confirmation prompt",
+                )
+                .required(true)
+                .min_int_value(1),
+                text("name", "the target's name, as the prompt asks").required(true),
+            ],
+            "review" => {
+                let mut verdict = text("verdict", "ok, or a concern").required(true);
+                for v in ["ok", "concern"] {
+                    verdict = verdict.add_string_choice(v, v);
+                }
+                vec![
+                    job(),
+                    verdict,
+                    text("note", "what you found (needed for a concern)").max_length(300),
+                ]
+            }
+            "freeze" => vec![
+                text("duration", "how long, e.g. 2h, 30m, 1d (at most 14 days)").required(true),
+                text("reason", "why (announced, shown on refusals)")
+                    .required(true)
+                    .max_length(300),
+            ],
             _ => Vec::new(),
         };
         out.push(
@@ -251,7 +304,7 @@ pub fn to_text(prefix: &str, name: &str, options: &[(String, String)]) -> Result
     };
     let mut words: Vec<String> = vec![format!("{prefix}{name}")];
     if SLASH_BUILTINS.contains(&name) {
-        for key in ["job", "filter", "command", "reason"] {
+        for key in builtin_keys(name) {
             if let Some(v) = get(key) {
                 words.push(v);
             }
@@ -279,6 +332,13 @@ pub fn to_text(prefix: &str, name: &str, options: &[(String, String)]) -> Result
     }
     if let Some(account) = get("account") {
         words.push(format!("account={account}"));
+    }
+    if get("dry_run").as_deref() == Some("true") {
+        words.push("--dry-run".into());
+    }
+    // Last: `--break-glass` takes the rest of the line as its reason.
+    if let Some(reason) = get("break_glass") {
+        words.push(format!("--break-glass \"{}\"", reason.replace('"', "'")));
     }
     Ok(words.join(" "))
 }
@@ -391,7 +451,10 @@ instance_id = "5d2f6a0c9b1e4c7d8a3f2e1d0c9b8a7fin09"
         for verb in verbs() {
             assert!(names.contains(&verb), "{verb} missing: {names:?}");
         }
-        for b in ["approve", "deny", "status", "jobs"] {
+        for b in [
+            "approve", "deny", "status", "jobs", "cancel", "confirm", "review", "freeze",
+            "unfreeze",
+        ] {
             assert!(names.contains(&b), "{b} missing");
         }
         let restart = json
@@ -462,6 +525,53 @@ instance_id = "5d2f6a0c9b1e4c7d8a3f2e1d0c9b8a7fin09"
             to_text("?", "approve", &opts(&[("job", "9")])),
             Ok("?approve 9".to_string())
         );
+        assert_eq!(
+            to_text(
+                "!",
+                "restart",
+                &opts(&[
+                    ("service", "ddm"),
+                    ("target", "orders-db"),
+                    ("mode", "hard"),
+                    ("dry_run", "true"),
+                    ("break_glass", "db \"down\"\nnow"),
+                ])
+            ),
+            Ok("!restart ddm orders-db hard --dry-run --break-glass \"db 'down' now\"".to_string())
+        );
+        assert_eq!(
+            to_text(
+                "!",
+                "restart",
+                &opts(&[("service", "ddm"), ("target", "x"), ("dry_run", "false")])
+            ),
+            Ok("!restart ddm x".to_string())
+        );
+        assert_eq!(
+            to_text(
+                "!",
+                "confirm",
+                &opts(&[("name", "orders-db"), ("number", "482")])
+            ),
+            Ok("!confirm 482 orders-db".to_string())
+        );
+        assert_eq!(
+            to_text(
+                "!",
+                "review",
+                &opts(&[("note", "looked fine"), ("verdict", "ok"), ("job", "7")])
+            ),
+            Ok("!review 7 ok looked fine".to_string())
+        );
+        assert_eq!(
+            to_text(
+                "!",
+                "freeze",
+                &opts(&[("reason", "release"), ("duration", "2h")])
+            ),
+            Ok("!freeze 2h release".to_string())
+        );
+        assert_eq!(to_text("!", "unfreeze", &[]), Ok("!unfreeze".to_string()));
         assert!(to_text("!", "restart", &opts(&[("service", "ddm")])).is_err());
         assert!(to_text("!", "frobnicate", &[]).is_err());
     }
