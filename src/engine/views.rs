@@ -201,6 +201,10 @@ impl Engine {
                     if !targets.is_empty() {
                         let _ = write!(out, "\n  named targets: {}", targets.join(", "));
                     }
+                    let _ = write!(
+                        out,
+                        "\n  add --dry-run to see what would happen without doing it"
+                    );
                 }
             }
             for b in BUILTINS
