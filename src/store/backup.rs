@@ -12,7 +12,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::{Store, StoreError, WriteBatch, SEQ};
+use super::{counter, Sled, Store, StoreError, WriteBatch, NEXT_ID, SEQ};
 
 const MAGIC: &[u8] = b"opsgate-backup 1\n";
 /// Entries per batch when restoring: bounds what a restore holds in memory at once.
@@ -55,54 +55,58 @@ impl Store {
     /// Writes a backup of everything committed so far to `out`. Holds the writer's lock
     /// throughout, so no commit lands in the middle: the copy is of one moment.
     pub fn backup(&self, out: impl Write) -> Result<BackupSummary, StoreError> {
-        let _no_commits = self.writer();
-        let io_error = |e: io::Error| StoreError::Sync(e);
-        let mut entries = 0;
-        for key in self.db.iter().keys() {
-            entries += u64::from(key?.as_ref() != SEQ);
-        }
-        let header = Header {
-            taken_at_ms: crate::engine::now_ms(),
-            next_job_id: self.next_job_id()?,
-            entries,
-        };
-        let mut out = Hashing {
-            inner: BufWriter::new(out),
-            hash: Sha256::new(),
-        };
-        out.write_all(MAGIC).map_err(io_error)?;
-        serde_json::to_writer(&mut out, &header).map_err(|e| io_error(e.into()))?;
-        out.write_all(b"\n").map_err(io_error)?;
-        let mut written = 0;
-        let mut jobs = 0;
-        for item in self.db.iter() {
-            let (key, value) = item?;
-            if key.as_ref() == SEQ {
-                continue;
-            }
-            jobs += u64::from(key.first() == Some(&super::JOB));
-            for part in [key.as_ref(), value.as_ref()] {
-                out.write_all(&(part.len() as u32).to_le_bytes())
-                    .map_err(io_error)?;
-                out.write_all(part).map_err(io_error)?;
-            }
-            written += 1;
-        }
-        if written != entries {
-            // Cannot happen while the writer's lock is held; checked, not assumed.
-            return Err(io_error(io::Error::other(
-                "the store changed while the backup was taken",
-            )));
-        }
-        let digest = out.hash.finalize_reset();
-        out.inner.write_all(&digest).map_err(io_error)?;
-        out.inner.flush().map_err(io_error)?;
-        Ok(BackupSummary {
-            entries,
-            jobs,
-            next_job_id: header.next_job_id,
-        })
+        self.with_sled(|sled| backup_of(sled, out))
     }
+}
+
+fn backup_of(sled: &Sled, out: impl Write) -> Result<BackupSummary, StoreError> {
+    let _no_commits = sled.writer();
+    let io_error = |e: io::Error| StoreError::Sync(e);
+    let mut entries = 0;
+    for key in sled.db.iter().keys() {
+        entries += u64::from(key?.as_ref() != SEQ);
+    }
+    let header = Header {
+        taken_at_ms: crate::engine::now_ms(),
+        next_job_id: counter(&sled.db, NEXT_ID)?.max(1),
+        entries,
+    };
+    let mut out = Hashing {
+        inner: BufWriter::new(out),
+        hash: Sha256::new(),
+    };
+    out.write_all(MAGIC).map_err(io_error)?;
+    serde_json::to_writer(&mut out, &header).map_err(|e| io_error(e.into()))?;
+    out.write_all(b"\n").map_err(io_error)?;
+    let mut written = 0;
+    let mut jobs = 0;
+    for item in sled.db.iter() {
+        let (key, value) = item?;
+        if key.as_ref() == SEQ {
+            continue;
+        }
+        jobs += u64::from(key.first() == Some(&super::JOB));
+        for part in [key.as_ref(), value.as_ref()] {
+            out.write_all(&(part.len() as u32).to_le_bytes())
+                .map_err(io_error)?;
+            out.write_all(part).map_err(io_error)?;
+        }
+        written += 1;
+    }
+    if written != entries {
+        // Cannot happen while the writer's lock is held; checked, not assumed.
+        return Err(io_error(io::Error::other(
+            "the store changed while the backup was taken",
+        )));
+    }
+    let digest = out.hash.finalize_reset();
+    out.inner.write_all(&digest).map_err(io_error)?;
+    out.inner.flush().map_err(io_error)?;
+    Ok(BackupSummary {
+        entries,
+        jobs,
+        next_job_id: header.next_job_id,
+    })
 }
 
 /// Restores the backup `file` into `dir`, which must be empty or not exist. Job IDs go on
@@ -240,7 +244,7 @@ mod tests {
         let store = Store::open(&target).unwrap();
         assert_eq!(store.job_for_message("m-1").unwrap(), Some(3));
         assert_eq!(
-            store.db.get(b"j-one").unwrap().as_deref(),
+            store.read(|db| Ok(db.get(b"j-one")?)).unwrap().as_deref(),
             Some(&b"first"[..])
         );
         assert_eq!(store.next_job_id().unwrap(), summary.next_job_id);

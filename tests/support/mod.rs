@@ -261,6 +261,8 @@ impl CloudOperation for ScriptedOp {
 
 pub struct Harness {
     pub handle: EngineHandle,
+    /// A clone of the engine's store, for reading what it holds.
+    pub store: Store,
     pub chat: Arc<RecordingChat>,
     pub op: Arc<ScriptedOp>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -297,7 +299,7 @@ impl Harness {
         let store = Store::open(dir).unwrap();
         let (engine, handle, rx) = Engine::new(
             config,
-            store,
+            store.clone(),
             Arc::new(registry),
             chat.clone(),
             None,
@@ -311,6 +313,7 @@ impl Harness {
         });
         let h = Harness {
             handle,
+            store,
             chat,
             op,
             thread: Some(thread),
