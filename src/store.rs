@@ -367,10 +367,10 @@ impl Store {
 
     /// Closes sled and opens the data directory again, through every check of
     /// [`open`](Self::open). sled 0.34 keeps in memory much of what it has written (nodes,
-    /// values, deltas) until it is closed: 4.6 MiB of RSS after 10,000 jobs, which a directory just
-    /// opened does not hold (BENCHMARKS.md, "Memory after many jobs"). The engine calls
-    /// this once it is quiet, so that memory goes back to the system. Readers wait while it
-    /// runs. A failure is a storage failure: the store stays closed.
+    /// values, deltas) until it is closed: 4.6 MiB of RSS after 10,000 jobs, which a
+    /// directory just opened does not hold (BENCHMARKS.md, "Memory after many jobs"). The
+    /// engine calls this once it is quiet, so that memory goes back to the system. Readers
+    /// wait while it runs. A failure is a storage failure: the store stays closed.
     pub fn reopen(&self) -> Result<(), StoreError> {
         let mut state = self
             .shared
