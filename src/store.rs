@@ -321,7 +321,7 @@ impl Store {
     }
 
     pub fn next_job_id(&self) -> Result<JobId, StoreError> {
-        self.read(|db| Ok(counter(db, NEXT_ID)?.max(1)))
+        self.read(next_job_id_in)
     }
 
     /// Applies the batch as one sled batch: readers see it at once, a crash keeps all of it
@@ -503,6 +503,11 @@ impl Store {
     pub fn job_for_message(&self, message_id: &str) -> Result<Option<JobId>, StoreError> {
         self.read(|db| Ok(db.get(message_key(message_id))?.and_then(|v| id_from(&v))))
     }
+}
+
+/// The next job ID: job IDs start at 1.
+fn next_job_id_in(db: &sled::Db) -> Result<JobId, StoreError> {
+    Ok(counter(db, NEXT_ID)?.max(1))
 }
 
 fn job_in(db: &sled::Db, id: JobId) -> Result<Option<Job>, StoreError> {

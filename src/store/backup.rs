@@ -12,7 +12,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::{counter, Sled, Store, StoreError, WriteBatch, NEXT_ID, SEQ};
+use super::{next_job_id_in, Sled, Store, StoreError, WriteBatch, SEQ};
 
 const MAGIC: &[u8] = b"opsgate-backup 1\n";
 /// Entries per batch when restoring: bounds what a restore holds in memory at once.
@@ -68,7 +68,7 @@ fn backup_of(sled: &Sled, out: impl Write) -> Result<BackupSummary, StoreError> 
     }
     let header = Header {
         taken_at_ms: crate::engine::now_ms(),
-        next_job_id: counter(&sled.db, NEXT_ID)?.max(1),
+        next_job_id: next_job_id_in(&sled.db)?,
         entries,
     };
     let mut out = Hashing {
