@@ -122,9 +122,9 @@ pub fn run_shell(
         drain_timeout: args.drain_timeout,
     };
     let stdin = std::io::stdin();
-    // `/wait N` for a job this session has not seen asks the store whether it exists.
-    let known_job = move |id| jobs.job(id).is_ok_and(|j| j.is_some());
-    shell::run(stdin.lock(), &config, &handle, &watch, &known_job, opts);
+    // `/wait N` asks the store for a job that is not moving.
+    let stored_state = move |id| jobs.job(id).ok().flatten().map(|j| j.state);
+    shell::run(stdin.lock(), &config, &handle, &watch, &stored_state, opts);
     handle.send(EngineEvent::Shutdown);
     engine_thread
         .join()

@@ -18,9 +18,13 @@ fn a_soft_restart_with_no_approval_runs_and_completes() {
     let (out, err, ok) = run_shell(
         &config,
         &dir.path().join("data"),
-        "!restart ddm orders-db\n/wait 1\n!status 1\n",
+        "!restart ddm orders-db\n/wait 1\n!status 1\n/wait 1\n",
     );
     assert!(ok, "{err}");
+    assert!(
+        !out.contains("timed out"),
+        "a second /wait on the finished job answers from the store at once: {out}"
+    );
     assert!(
         out.contains("[#ops] 🔄 job 1 · submitting · restart ddm orders-db soft"),
         "{out}"

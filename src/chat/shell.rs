@@ -110,53 +110,66 @@ impl ChatOut for ShellChat {
     }
 }
 
-/// Job states as the engine reports them, for `/wait` and for draining at end of input.
+/// The states of jobs that are still moving, as the engine reports them, for `/wait` and for
+/// draining at end of input. A job that reaches a final state leaves the map: the store
+/// already holds that state (the engine reports a change once it is durable), and keeping
+/// every finished job here would grow the shell's memory with each job it ever ran.
 #[derive(Default)]
 pub struct JobWatch {
-    states: Mutex<HashMap<JobId, JobState>>,
+    moving: Mutex<HashMap<JobId, JobState>>,
     changed: Condvar,
 }
 
 impl JobObserver for JobWatch {
     fn job_changed(&self, job: JobId, state: JobState) {
-        let mut states = self.states.lock().unwrap_or_else(|e| e.into_inner());
-        states.insert(job, state);
+        let mut moving = self.moving.lock().unwrap_or_else(|e| e.into_inner());
+        if state.is_final() {
+            moving.remove(&job);
+            if moving.is_empty() {
+                // Give back what a burst made the table grow to.
+                moving.shrink_to_fit();
+            }
+        } else {
+            moving.insert(job, state);
+        }
         self.changed.notify_all();
     }
 }
 
 impl JobWatch {
-    /// Waits until `done` holds for the known states, or `timeout` passes. Returns `done`'s value.
+    /// Waits until `done` holds for the jobs still moving, or `timeout` passes. Returns
+    /// `done`'s value.
     fn wait_until(
         &self,
         timeout: Duration,
-        done: impl Fn(&HashMap<JobId, JobState>) -> bool,
+        mut done: impl FnMut(&HashMap<JobId, JobState>) -> bool,
     ) -> bool {
         let deadline = Instant::now() + timeout;
-        let mut states = self.states.lock().unwrap_or_else(|e| e.into_inner());
+        let mut moving = self.moving.lock().unwrap_or_else(|e| e.into_inner());
         loop {
-            if done(&states) {
+            if done(&moving) {
                 return true;
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return false;
             }
-            states = self
+            moving = self
                 .changed
-                .wait_timeout(states, left)
+                .wait_timeout(moving, left)
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
         }
     }
+}
 
-    fn state(&self, job: JobId) -> Option<JobState> {
-        self.states
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&job)
-            .copied()
-    }
+/// A job's state: the engine's report while it moves, else what the store holds.
+fn state_of(
+    moving: &HashMap<JobId, JobState>,
+    stored_state: &dyn Fn(JobId) -> Option<JobState>,
+    job: JobId,
+) -> Option<JobState> {
+    moving.get(&job).copied().or_else(|| stored_state(job))
 }
 
 pub struct ShellOptions {
@@ -175,7 +188,7 @@ pub fn run(
     config: &Config,
     engine: &EngineHandle,
     watch: &JobWatch,
-    known_job: &dyn Fn(JobId) -> bool,
+    stored_state: &dyn Fn(JobId) -> Option<JobState>,
     opts: ShellOptions,
 ) {
     let mut session = Session::new(config, opts.user.clone(), &opts.roles, &opts.channel);
@@ -192,7 +205,7 @@ pub fn run(
         }
         match line.strip_prefix('/') {
             Some(directive) if !directive.starts_with('/') => {
-                if !session.directive(directive, engine, watch, known_job, &opts) {
+                if !session.directive(directive, engine, watch, stored_state, &opts) {
                     break;
                 }
             }
@@ -344,7 +357,7 @@ impl<'a> Session<'a> {
         text: &str,
         engine: &EngineHandle,
         watch: &JobWatch,
-        known_job: &dyn Fn(JobId) -> bool,
+        stored_state: &dyn Fn(JobId) -> Option<JobState>,
         opts: &ShellOptions,
     ) -> bool {
         let mut words = text.split_whitespace();
@@ -383,13 +396,17 @@ impl<'a> Session<'a> {
             ("wait", [job]) => match job.trim_start_matches('#').parse::<JobId>() {
                 Ok(id) => {
                     sync(engine);
-                    if watch.state(id).is_none() && !known_job(id) {
-                        say(&format!("no job {id}"));
-                        return true;
-                    }
-                    if !watch.wait_until(opts.wait_timeout, |s| s.get(&id).is_some_and(|st| st.is_final())) {
-                        let state = watch.state(id).map_or("unknown to this shell", |s| s.label());
-                        say(&format!("timed out waiting for job {id} (it is {state})"));
+                    let mut last_seen = None;
+                    let finished = watch.wait_until(opts.wait_timeout, |moving| {
+                        last_seen = state_of(moving, stored_state, id);
+                        last_seen.is_none_or(JobState::is_final)
+                    });
+                    match last_seen {
+                        None => say(&format!("no job {id}")),
+                        Some(state) if !finished => {
+                            say(&format!("timed out waiting for job {id} (it is {})", state.label()))
+                        }
+                        Some(_) => {}
                     }
                 }
                 Err(_) => say("usage: /wait JOB (JOB is a number)"),
@@ -409,5 +426,46 @@ impl<'a> Session<'a> {
             _ => say(&format!("{}directives: /as NAME [ROLE,...] · /in CHANNEL · /react JOB EMOJI · /unreact JOB EMOJI · /wait JOB · /sleep 2s · /quit", unknown_directive(name))),
         }
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_finished_job_leaves_the_watch_and_its_state_comes_from_the_store() {
+        let watch = JobWatch::default();
+        watch.job_changed(1, JobState::Running);
+        watch.job_changed(2, JobState::AwaitingApproval);
+        watch.job_changed(1, JobState::Succeeded);
+
+        let moving = watch.moving.lock().unwrap();
+        assert_eq!(moving.len(), 1, "only job 2 is still moving");
+        let stored = |id| match id {
+            1 => Some(JobState::Succeeded),
+            2 => Some(JobState::AwaitingApproval),
+            _ => None,
+        };
+        assert_eq!(state_of(&moving, &stored, 1), Some(JobState::Succeeded));
+        assert_eq!(
+            state_of(&moving, &stored, 2),
+            Some(JobState::AwaitingApproval)
+        );
+        assert_eq!(state_of(&moving, &stored, 3), None);
+    }
+
+    #[test]
+    fn the_watch_is_empty_again_once_every_job_has_finished() {
+        let watch = JobWatch::default();
+        for id in 1..=1000 {
+            watch.job_changed(id, JobState::Submitting);
+        }
+        for id in 1..=1000 {
+            watch.job_changed(id, JobState::Succeeded);
+        }
+        let moving = watch.moving.lock().unwrap();
+        assert!(moving.is_empty());
+        assert_eq!(moving.capacity(), 0, "the burst's table was given back");
     }
 }
