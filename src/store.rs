@@ -388,6 +388,7 @@ impl Store {
         let closed = old.close();
         // sled lets go of its files and its lock only when its last handle is gone.
         drop(old);
+        run_deferred_frees();
         match closed.and_then(|()| Sled::open(&self.shared.dir)) {
             Ok(sled) => {
                 *state = Ok(sled);
@@ -515,6 +516,17 @@ fn job_in(db: &sled::Db, id: JobId) -> Result<Option<Job>, StoreError> {
     match db.get(key)? {
         Some(bytes) => decode(&key, &bytes).map(Some),
         None => Ok(None),
+    }
+}
+
+/// sled frees what it replaced (nodes, log buffers of 512 KiB) through crossbeam-epoch: a
+/// free waits in a queue until the epoch has moved on, and the epoch moves only when some
+/// thread pins it. Once sled is closed nothing pins it any more, so the old tree's last
+/// frees would wait for the next command. Pinning and flushing here runs them now; each
+/// round advances the epoch once and runs up to eight queued batches.
+fn run_deferred_frees() {
+    for _ in 0..256 {
+        crossbeam_epoch::pin().flush();
     }
 }
 

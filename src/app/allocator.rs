@@ -2,15 +2,16 @@
 
 /// glibc serves big allocations with `mmap` and gives them back on `free`, but each time one
 /// is freed it raises that threshold to the freed size, so after the first few of sled's IO
-/// buffers (one 128 KiB log segment each, a new one every time a buffer is written out) they
+/// buffers (one 512 KiB log segment each, a new one every time a buffer is written out) they
 /// came from the heap and left it fragmented: ~1 MiB more peak RSS in the benchmark's burst
 /// (BENCHMARKS.md). A fixed threshold also stops that adjustment.
 ///
-/// Then glibc's per-thread caches are turned off (see [`without_thread_caches`]).
+/// Then glibc's per-thread caches and extra arenas are turned off (see
+/// [`with_malloc_tunables`]).
 pub fn tune() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
-        without_thread_caches();
+        with_malloc_tunables();
         // SAFETY: `mallopt` only changes allocator parameters; it is called from `main`
         // before any other thread exists, and an unsupported value is refused, not acted on.
         unsafe {
@@ -19,28 +20,31 @@ pub fn tune() {
     }
 }
 
-/// glibc's per-thread cache keeps up to 7 freed blocks of each small size for the thread that
-/// freed them, whichever arena they came from. sled's seven IO threads never end, and they
-/// run many of sled's deferred frees: after the store was reopened (`Store::reopen`) their
-/// caches held ~1.3 MiB of the old tree's blocks, scattered so that they kept ~4 MiB of
-/// pages resident (BENCHMARKS.md, "Memory after many jobs").
+/// glibc's settings for a process whose memory should stay flat, each measured on 10,000
+/// jobs followed by a quiet moment (BENCHMARKS.md, "Memory after many jobs"):
 ///
-/// glibc reads this setting (`glibc.malloc.tcache_count`) only when a process starts, so the
-/// process replaces itself once, at the first line of `main`, with the tunable added: same
-/// PID, arguments and open files. A value the operator set is kept. If the `exec` fails, the
-/// process carries on with the caches: only memory is at stake.
+/// - `tcache_count=0`: glibc's per-thread cache keeps up to 7 freed blocks of each small
+///   size for the thread that freed them, whichever arena they came from. sled's seven IO
+///   threads never end and run many of sled's deferred frees: after the store was reopened
+///   (`Store::reopen`) their caches held ~1.3 MiB of the old tree's blocks, scattered so
+///   that they kept ~4 MiB of pages resident.
+/// - `arena_max=1`: glibc gives a thread that finds the arena busy an arena of its own and
+///   keeps it for good. The engine, sled's IO threads and the runtime's workers then each
+///   leave free pages between live blocks in a different arena: 0.5–1 MiB more idle RSS than
+///   with one arena. The bot allocates little, so one lock is enough; what it costs a burst of
+///   commands is in BENCHMARKS.md.
+///
+/// glibc reads these settings (`GLIBC_TUNABLES`) only when a process starts, so the process
+/// replaces itself once, at the first line of `main`, with them added: same PID, arguments
+/// and open files. A setting the operator made is kept. If the `exec` fails, the process
+/// carries on with glibc's defaults: only memory is at stake.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn without_thread_caches() {
+fn with_malloc_tunables() {
     use std::os::unix::process::CommandExt;
 
-    const NAME: &str = "glibc.malloc.tcache_count";
-    let tunables = std::env::var("GLIBC_TUNABLES").unwrap_or_default();
-    if tunables.split(':').any(|t| t.starts_with(NAME)) {
+    let set = std::env::var("GLIBC_TUNABLES").unwrap_or_default();
+    let Some(tunables) = with_wanted_tunables(&set) else {
         return;
-    }
-    let tunables = match tunables.as_str() {
-        "" => format!("{NAME}=0"),
-        set => format!("{set}:{NAME}=0"),
     };
     let mut args = std::env::args_os();
     let Some(arg0) = args.next() else { return };
@@ -50,4 +54,54 @@ fn without_thread_caches() {
         .args(args)
         .env("GLIBC_TUNABLES", tunables)
         .exec();
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+/// `set` (the operator's `GLIBC_TUNABLES`) with each wanted setting it does not make added, or
+/// `None` when it already makes them all.
+fn with_wanted_tunables(set: &str) -> Option<String> {
+    const WANTED: [(&str, &str); 2] = [
+        ("glibc.malloc.tcache_count", "0"),
+        ("glibc.malloc.arena_max", "1"),
+    ];
+    let missing: Vec<String> = WANTED
+        .iter()
+        .filter(|(name, _)| !set.split(':').any(|t| t.split('=').next() == Some(*name)))
+        .map(|(name, value)| format!("{name}={value}"))
+        .collect();
+    if missing.is_empty() {
+        return None;
+    }
+    let all: Vec<&str> = std::iter::once(set)
+        .filter(|s| !s.is_empty())
+        .chain(missing.iter().map(String::as_str))
+        .collect();
+    Some(all.join(":"))
+}
+
+#[cfg(all(test, target_os = "linux", target_env = "gnu"))]
+mod tests {
+    use super::with_wanted_tunables;
+
+    #[test]
+    fn both_settings_are_added_and_the_operators_own_are_kept() {
+        assert_eq!(
+            with_wanted_tunables("").as_deref(),
+            Some("glibc.malloc.tcache_count=0:glibc.malloc.arena_max=1")
+        );
+        assert_eq!(
+            with_wanted_tunables("glibc.malloc.arena_max=4").as_deref(),
+            Some("glibc.malloc.arena_max=4:glibc.malloc.tcache_count=0")
+        );
+        assert_eq!(
+            with_wanted_tunables("glibc.malloc.tcache_count=7:glibc.malloc.arena_max=2"),
+            None
+        );
+        // A longer name that starts with a wanted one is not that setting.
+        assert_eq!(
+            with_wanted_tunables("glibc.malloc.tcache_count_x=1:glibc.malloc.arena_max=1")
+                .as_deref(),
+            Some("glibc.malloc.tcache_count_x=1:glibc.malloc.arena_max=1:glibc.malloc.tcache_count=0")
+        );
+    }
 }
