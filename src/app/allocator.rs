@@ -37,7 +37,9 @@ pub fn tune() {
 /// glibc reads these settings (`GLIBC_TUNABLES`) only when a process starts, so the process
 /// replaces itself once, at the first line of `main`, with them added: same PID, arguments
 /// and open files. A setting the operator made is kept. If the `exec` fails, the process
-/// carries on with glibc's defaults: only memory is at stake.
+/// carries on with glibc's defaults: only memory is at stake. (glibc 2.36 applies every
+/// tunable but cuts the original string after the first value, so `/proc/PID/environ`
+/// shows only `tcache_count`; `malloc_stats()` shows the one arena.)
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn with_malloc_tunables() {
     use std::os::unix::process::CommandExt;
