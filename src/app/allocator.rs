@@ -58,27 +58,24 @@ fn with_malloc_tunables() {
         .exec();
 }
 
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
 /// `set` (the operator's `GLIBC_TUNABLES`) with each wanted setting it does not make added, or
 /// `None` when it already makes them all.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn with_wanted_tunables(set: &str) -> Option<String> {
     const WANTED: [(&str, &str); 2] = [
         ("glibc.malloc.tcache_count", "0"),
         ("glibc.malloc.arena_max", "1"),
     ];
-    let missing: Vec<String> = WANTED
-        .iter()
-        .filter(|(name, _)| !set.split(':').any(|t| t.split('=').next() == Some(*name)))
-        .map(|(name, value)| format!("{name}={value}"))
-        .collect();
-    if missing.is_empty() {
-        return None;
+    let mut tunables = set.to_string();
+    for (name, value) in WANTED {
+        if !set.split(':').any(|t| t.split('=').next() == Some(name)) {
+            if !tunables.is_empty() {
+                tunables.push(':');
+            }
+            tunables.push_str(&format!("{name}={value}"));
+        }
     }
-    let all: Vec<&str> = std::iter::once(set)
-        .filter(|s| !s.is_empty())
-        .chain(missing.iter().map(String::as_str))
-        .collect();
-    Some(all.join(":"))
+    (tunables != set).then_some(tunables)
 }
 
 #[cfg(all(test, target_os = "linux", target_env = "gnu"))]
