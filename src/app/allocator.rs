@@ -12,6 +12,7 @@ pub fn tune() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
         with_malloc_tunables();
+        keep_process_name();
         // SAFETY: `mallopt` only changes allocator parameters; it is called from `main`
         // before any other thread exists, and an unsupported value is refused, not acted on.
         unsafe {
@@ -56,6 +57,27 @@ fn with_malloc_tunables() {
         .args(args)
         .env("GLIBC_TUNABLES", tunables)
         .exec();
+}
+
+/// Replacing the process through `/proc/self/exe` names it `exe` (the name `ps`, `top` and
+/// `pgrep opsgate` go by); this gives it back the name it was started as.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn keep_process_name() {
+    use std::os::unix::ffi::OsStrExt;
+
+    let Some(arg0) = std::env::args_os().next() else {
+        return;
+    };
+    let Some(name) = std::path::Path::new(&arg0).file_name() else {
+        return;
+    };
+    // The kernel keeps 15 bytes and a NUL; an argument never holds a NUL.
+    let mut name: Vec<u8> = name.as_bytes().iter().copied().take(15).collect();
+    name.push(0);
+    // SAFETY: `name` is NUL-terminated and outlives the call, which only copies it.
+    unsafe {
+        libc::prctl(libc::PR_SET_NAME, name.as_ptr() as libc::c_ulong, 0, 0, 0);
+    }
 }
 
 /// `set` (the operator's `GLIBC_TUNABLES`) with each wanted setting it does not make added, or
