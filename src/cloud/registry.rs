@@ -20,10 +20,11 @@ pub struct AccountClients {
 }
 
 /// Idle connections kept open per cloud host. A quiet bot makes a call now and then; a busy
-/// moment opens up to a provider's concurrency bound, and each connection kept after it
-/// holds its buffers: unbounded, idle RSS after 10,000 jobs was ~0.9 MiB higher than with
-/// two or four kept (BENCHMARKS.md, "Memory after many jobs").
-const IDLE_CONNECTIONS_PER_HOST: usize = 4;
+/// moment opens up to a provider's bound on requests in flight, and each connection kept
+/// after it holds its buffers: unbounded, idle RSS after 10,000 jobs was ~0.9 MiB higher
+/// than with two or four kept (BENCHMARKS.md, "Memory after many jobs"). Equal to that bound,
+/// so no connection a burst opens is closed only to be opened again.
+const IDLE_CONNECTIONS_PER_HOST: usize = super::http::REQUESTS_IN_FLIGHT;
 
 #[derive(Default)]
 pub struct Registry {
