@@ -103,12 +103,12 @@ mod tests {
     fn job(needed: u32) -> Job {
         Job {
             id: 1,
-            spec: JobSpec {
+            spec: std::sync::Arc::new(JobSpec {
                 operation: "ddm.restart".into(),
                 account: "acct".into(),
                 target: "orders-db".into(),
                 params: Default::default(),
-            },
+            }),
             requester: Person {
                 id: "alice".into(),
                 name: "alice".into(),

@@ -161,18 +161,21 @@ pub fn check_request_on<'a>(
     mode: Option<&str>,
     subject: &Subject<'_>,
 ) -> Result<&'a Rule, String> {
-    let what = match mode {
+    // For the refusals only.
+    let what = || match mode {
         Some(m) => format!("`{command} {m}`"),
         None => format!("`{command}`"),
     };
-    let on = match subject.target {
+    let on = || match subject.target {
         Some(t) => format!(" on {t}"),
         None => String::new(),
     };
     let tier = tier(config, command, mode, subject);
     if tier.is_empty() {
         return Err(format!(
-            "No rule allows {what}{on}; ask an admin to add one to the config."
+            "No rule allows {}{}; ask an admin to add one to the config.",
+            what(),
+            on()
         ));
     }
     let Some(rule) = tier
@@ -184,7 +187,9 @@ pub fn check_request_on<'a>(
         needed.sort_unstable();
         needed.dedup();
         return Err(format!(
-            "You may not request {what}{on}: it needs the role {}.",
+            "You may not request {}{}: it needs the role {}.",
+            what(),
+            on(),
             role_names(config, &needed)
         ));
     };
@@ -195,7 +200,8 @@ pub fn check_request_on<'a>(
             .map(|c| format!("#{}", config.channel_name(c)))
             .collect();
         return Err(format!(
-            "{what} cannot be requested in #{}; use {}.",
+            "{} cannot be requested in #{}; use {}.",
+            what(),
             config.channel_name(channel),
             allowed.join(" or ")
         ));

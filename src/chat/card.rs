@@ -1,6 +1,8 @@
 //! A job's message as structured data: the terminal prints it as one line, Discord as an
 //! embed with buttons. Built from the job alone, so it can be re-rendered after a restart.
 
+use std::fmt::Write;
+
 use crate::command::JobId;
 use crate::job::{Job, JobState};
 
@@ -89,7 +91,10 @@ impl JobCard {
 
     /// One line of text: the whole card for the terminal, the fallback text elsewhere.
     pub fn line(&self) -> String {
-        let mut out = format!(
+        // Written into one buffer sized for a long line, so it is built without growing.
+        let mut out = String::with_capacity(512);
+        let _ = write!(
+            out,
             "{} job {} · {} · {} · requested by {}",
             self.state.icon(),
             self.job,
@@ -98,16 +103,18 @@ impl JobCard {
             self.requester
         );
         if self.approvals_needed > 0 {
-            out.push_str(&format!(
+            let _ = write!(
+                out,
                 " · approvals {}/{}",
                 self.approvals, self.approvals_needed
-            ));
+            );
             if !self.approvers.is_empty() {
-                out.push_str(&format!(" ({})", self.approvers.join(", ")));
+                let _ = write!(out, " ({})", self.approvers.join(", "));
             }
         }
         if self.state == JobState::AwaitingApproval {
-            out.push_str(&format!(
+            let _ = write!(
+                out,
                 " · rule `{}` needs {} from {} · expires {} · react ✅/❌ or !approve {} / !deny {} · !cancel {}: {} or an admin",
                 self.rule,
                 if self.approvals_needed == 1 { "an approval".to_string() } else { format!("{} approvals", self.approvals_needed) },
@@ -117,14 +124,14 @@ impl JobCard {
                 self.job,
                 self.job,
                 self.requester
-            ));
+            );
         }
         if let Some(note) = self.break_glass_note() {
-            out.push_str(&format!(" · ⚠️ {note}"));
+            let _ = write!(out, " · ⚠️ {note}");
         }
         if let Some(p) = &self.progress {
             if !self.state.is_final() {
-                out.push_str(&format!(" · {p}"));
+                let _ = write!(out, " · {p}");
             }
         }
         // Once: the progress or outcome text often names the cloud's job already.
@@ -132,14 +139,14 @@ impl JobCard {
             let shown = |t: &Option<String>| t.as_deref().is_some_and(|t| t.contains(r.as_str()));
             let progress_shown = !self.state.is_final() && shown(&self.progress);
             if !progress_shown && !shown(&self.outcome) {
-                out.push_str(&format!(" · cloud job {r}"));
+                let _ = write!(out, " · cloud job {r}");
             }
         }
         if let Some(d) = self.duration_ms {
-            out.push_str(&format!(" · took {}", format_duration_ms(d)));
+            let _ = write!(out, " · took {}", format_duration_ms(d));
         }
         if let Some(o) = &self.outcome {
-            out.push_str(&format!(" · {o}"));
+            let _ = write!(out, " · {o}");
         }
         out
     }

@@ -23,9 +23,12 @@ pub fn is_invisible(c: char) -> bool {
 /// `text` without invisible format characters or control characters other than newlines
 /// and tabs.
 pub fn visible(text: &str) -> String {
-    text.chars()
-        .filter(|c| !is_invisible(*c) && (!c.is_control() || *c == '\n' || *c == '\t'))
-        .collect()
+    let mut out = String::with_capacity(text.len());
+    out.extend(
+        text.chars()
+            .filter(|c| !is_invisible(*c) && (!c.is_control() || *c == '\n' || *c == '\t')),
+    );
+    out
 }
 
 #[cfg(test)]

@@ -62,7 +62,7 @@ fn jitter(d: Duration) -> Duration {
 }
 
 impl Engine {
-    fn operation_for(&self, id: JobId) -> Option<(OperationOrWhy, JobSpec)> {
+    fn operation_for(&self, id: JobId) -> Option<(OperationOrWhy, Arc<JobSpec>)> {
         let job = self.active.get(&id)?;
         Some((
             self.registry.get(&job.spec.operation, &job.spec.account),
@@ -145,7 +145,7 @@ impl Engine {
 
 async fn poll_until_done(
     op: Arc<dyn CloudOperation>,
-    spec: JobSpec,
+    spec: Arc<JobSpec>,
     mut handle: serde_json::Value,
     started_ms: u64,
     id: JobId,

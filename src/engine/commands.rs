@@ -347,7 +347,7 @@ impl Engine {
             req.mode.as_deref(),
             &subject,
         ) {
-            Ok(rule) => rule.clone(),
+            Ok(rule) => rule,
             Err(refusal) => return self.refuse(origin, refusal),
         };
         let spec = JobSpec {
@@ -366,12 +366,12 @@ impl Engine {
         let glass_refusal = req
             .break_glass
             .as_ref()
-            .and_then(|_| self.break_glass_refusal(&rule, actor));
-        let freeze = self.freeze_hit(&rule, &subject, now);
+            .and_then(|_| self.break_glass_refusal(rule, actor));
+        let freeze = self.freeze_hit(rule, &subject, now);
         let frozen = freeze
             .as_ref()
             .filter(|_| req.break_glass.is_none() || glass_refusal.is_some())
-            .map(|hit| self.frozen_text(&what, &rule, hit, now));
+            .map(|hit| self.frozen_text(&what, rule, hit, now));
         let lock = job::lock_key(&spec, &self.config);
         let busy = self
             .locks
@@ -393,15 +393,8 @@ impl Engine {
             });
         let refusal = glass_refusal.clone().or(frozen.clone()).or(busy.clone());
         if req.dry_run {
-            let text = self.dry_run_text(
-                actor,
-                &spec,
-                &rule,
-                &req,
-                &freeze,
-                &busy,
-                refusal.as_deref(),
-            );
+            let text =
+                self.dry_run_text(actor, &spec, rule, &req, &freeze, &busy, refusal.as_deref());
             return self.reply(origin, text, true);
         }
         if let Some(refusal) = refusal {
@@ -423,7 +416,7 @@ impl Engine {
         let needs_approval = rule.approvals > 0 && break_glass.is_none();
         let job = Job {
             id,
-            spec,
+            spec: std::sync::Arc::new(spec),
             requester: Person {
                 id: actor.id.clone(),
                 name: actor.name.clone(),
@@ -455,16 +448,16 @@ impl Engine {
             break_glass: break_glass.clone(),
             thread: rule.thread || self.config.thread_channels.contains(&origin.channel),
         };
+        let action = job.action();
+        tracing::info!(job = id, user = %actor.id, action = %action, "job requested");
         let mut detail = format!(
-            "{} under rule `{}` in #{}",
-            job.action(),
+            "{action} under rule `{}` in #{}",
             rule.name,
             self.config.channel_name(&origin.channel)
         );
         if confirmed {
             detail.push_str(", confirmed by typing the target's name");
         }
-        tracing::info!(job = id, user = %actor.id, action = %job.action(), "job requested");
         self.locks.insert(lock, id);
         if needs_approval {
             self.expiries.insert((job.expires_ms, id));

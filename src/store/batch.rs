@@ -17,6 +17,9 @@ use super::{
 pub struct WriteBatch {
     batch: sled::Batch,
     writes: usize,
+    /// Where values are serialized before sled copies them: kept between writes, so a
+    /// value does not grow a new buffer by doubling each time (BENCHMARKS.md, allocations).
+    scratch: Vec<u8>,
 }
 
 impl WriteBatch {
@@ -80,8 +83,13 @@ impl WriteBatch {
     fn insert_json<T: serde::Serialize + ?Sized>(&mut self, key: &[u8], value: &T) {
         // Serializing our own types into a Vec cannot fail; if it ever did, the value is
         // empty and reading it back reports a corrupt record rather than losing the others.
-        let bytes = serde_json::to_vec(value).unwrap_or_default();
+        let mut bytes = std::mem::take(&mut self.scratch);
+        bytes.clear();
+        if serde_json::to_writer(&mut bytes, value).is_err() {
+            bytes.clear();
+        }
         self.insert(key, &bytes);
+        self.scratch = bytes;
     }
 }
 

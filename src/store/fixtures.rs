@@ -16,12 +16,12 @@ fn job(id: u64, state: JobState, now_ms: u64) -> Job {
     let pending = state == JobState::AwaitingApproval;
     Job {
         id,
-        spec: JobSpec {
+        spec: std::sync::Arc::new(JobSpec {
             operation: "ddm.restart".into(),
             account: "huawei".into(),
             target: instance,
             params,
-        },
+        }),
         requester: Person {
             id: "alice".into(),
             name: "alice".into(),
