@@ -218,17 +218,7 @@ impl Job {
 pub fn action_of(spec: &JobSpec) -> String {
     let op = crate::command::catalog::operation_by_id(&spec.operation);
     let (verb, service) = op.map_or(("run", spec.operation.as_str()), |o| (o.verb, o.service));
-    // Sized for the usual case, so the line is built without growing.
-    let mut out = String::with_capacity(verb.len() + service.len() + spec.target.len() + 32);
-    for (i, part) in [verb, service, spec.target.as_str()]
-        .into_iter()
-        .enumerate()
-    {
-        if i > 0 {
-            out.push(' ');
-        }
-        out.push_str(part);
-    }
+    let mut out = format!("{verb} {service} {}", spec.target);
     if let Some(mode) = spec.param("mode") {
         out.push(' ');
         out.push_str(mode);
@@ -282,33 +272,25 @@ pub fn lock_key(spec: &JobSpec, config: &crate::config::Config) -> String {
     let service = op.map_or(spec.operation.as_str(), |o| o.service);
     let place = match config.accounts.get(&spec.account) {
         Some(a) => {
-            let mut place = String::with_capacity(256);
-            place.push_str(a.provider.name());
-            place.push('|');
-            place.push_str(&a.region);
-            place.push('|');
             // Where the resource is served; the sign-in endpoints say nothing about that.
-            let served = (a.endpoints.iter())
-                .filter(|(service, _)| !matches!(service.as_str(), "iam" | "token"));
-            for (i, (_, url)) in served.enumerate() {
-                if i > 0 {
-                    place.push(',');
-                }
-                place.push_str(url.trim_end_matches('/'));
-            }
+            let endpoint: Vec<&str> = (a.endpoints.iter())
+                .filter(|(service, _)| !matches!(service.as_str(), "iam" | "token"))
+                .map(|(_, url)| url.trim_end_matches('/'))
+                .collect();
+            let endpoint = endpoint.join(",");
             let s = &a.settings;
             let cluster = s.cluster_id.as_deref().or(s.cluster_name.as_deref());
-            for part in [a.project_id.as_deref(), cluster] {
-                place.push('|');
-                place.push_str(part.unwrap_or(""));
-            }
-            place
+            format!(
+                "{}|{}|{endpoint}|{}|{}",
+                a.provider.name(),
+                a.region,
+                a.project_id.as_deref().unwrap_or(""),
+                cluster.unwrap_or(""),
+            )
         }
         None => format!("account {}", spec.account),
     };
-    let mut key = place;
-    key.push('/');
-    key.push_str(service);
+    let mut key = format!("{place}/{service}");
     if let Some(op) = op {
         for p in op.target {
             key.push('/');
