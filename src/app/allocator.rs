@@ -6,7 +6,7 @@
 /// came from the heap and left it fragmented: ~1 MiB more peak RSS in the benchmark's burst
 /// (BENCHMARKS.md). A fixed threshold also stops that adjustment.
 ///
-/// Then glibc's per-thread caches and extra arenas are turned off (see
+/// Then glibc's per-thread caches are turned off and its arenas limited to two (see
 /// [`with_malloc_tunables`]).
 pub fn tune() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
@@ -29,18 +29,21 @@ pub fn tune() {
 ///   threads never end and run many of sled's deferred frees: after the store was reopened
 ///   (`Store::reopen`) their caches held ~1.3 MiB of the old tree's blocks, scattered so
 ///   that they kept ~4 MiB of pages resident.
-/// - `arena_max=1`: glibc gives a thread that finds the arena busy an arena of its own and
-///   keeps it for good. The engine, sled's IO threads and the runtime's workers then each
-///   leave free pages between live blocks in a different arena: 0.5–1 MiB more idle RSS than
-///   with one arena. The bot allocates little, so one lock is enough; what it costs a burst of
-///   commands is in BENCHMARKS.md.
+/// - `arena_max=2`: glibc gives a thread that finds every arena busy an arena of its own
+///   and keeps it for good; with its default (8 per core) the engine, sled's IO threads and
+///   the runtime's worker each left free pages between live blocks in a different arena:
+///   0.5–1 MiB more idle RSS. With one arena the engine and the worker took turns on its
+///   lock and a burst of commands ran at half speed. With two, the engine has the main
+///   arena (it runs on the main thread, `engine_loop.rs`) and the worker, the first other
+///   thread to allocate (`app::runtime`), the second; the other threads share them.
 ///
 /// glibc reads these settings (`GLIBC_TUNABLES`) only when a process starts, so the process
 /// replaces itself once, at the first line of `main`, with them added: same PID, arguments
 /// and open files. A setting the operator made is kept. If the `exec` fails, the process
 /// carries on with glibc's defaults: only memory is at stake. (glibc 2.36 applies every
 /// tunable but cuts the original string after the first value, so `/proc/PID/environ`
-/// shows only `tcache_count`; `malloc_stats()` shows the one arena.)
+/// shows only `tcache_count`; gdb's `thread apply all p (void*)thread_arena` shows the two
+/// arenas in use.)
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn with_malloc_tunables() {
     use std::os::unix::process::CommandExt;
@@ -86,7 +89,7 @@ fn keep_process_name() {
 fn with_wanted_tunables(set: &str) -> Option<String> {
     const WANTED: [(&str, &str); 2] = [
         ("glibc.malloc.tcache_count", "0"),
-        ("glibc.malloc.arena_max", "1"),
+        ("glibc.malloc.arena_max", "2"),
     ];
     let mut tunables = set.to_string();
     for (name, value) in WANTED {
@@ -108,7 +111,7 @@ mod tests {
     fn both_settings_are_added_and_the_operators_own_are_kept() {
         assert_eq!(
             with_wanted_tunables("").as_deref(),
-            Some("glibc.malloc.tcache_count=0:glibc.malloc.arena_max=1")
+            Some("glibc.malloc.tcache_count=0:glibc.malloc.arena_max=2")
         );
         assert_eq!(
             with_wanted_tunables("glibc.malloc.arena_max=4").as_deref(),

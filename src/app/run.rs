@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use super::engine_thread;
+use super::engine_loop;
 use super::http::{self, Health};
 use super::signals;
 use crate::chat::discord::Discord;
@@ -61,10 +61,8 @@ pub fn run_discord(
     }
 
     let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
-    let engine_thread = engine_thread::spawn(engine, rx, health.clone(), done_tx)?;
     tracing::info!(data = %data.display(), "connecting to Discord");
-
-    let result = rt.block_on(async {
+    let session = rt.spawn(async move {
         let gateway = discord.clone();
         let feed = handle.clone();
         let mut session = tokio::spawn(async move { gateway.run(feed).await });
@@ -72,7 +70,7 @@ pub fn run_discord(
             ended = &mut session => {
                 // The gateway ended by itself: a fatal error (bad token, missing intent).
                 handle.send(EngineEvent::Shutdown);
-                stopped(done_rx, STOP_WAIT).await?;
+                stopped(done_rx, STOP_WAIT).await;
                 ended.unwrap_or_else(|e| Err(format!("the Discord task failed: {e}")))
             }
             _ = signals::terminated() => {
@@ -85,32 +83,26 @@ pub fn run_discord(
                     session.abort();
                 }
                 handle.send(EngineEvent::Drain { timeout: super::DRAIN_TIMEOUT });
-                stopped(done_rx, super::DRAIN_TIMEOUT + STOP_WAIT).await?;
+                stopped(done_rx, super::DRAIN_TIMEOUT + STOP_WAIT).await;
                 tracing::info!("stopped cleanly");
                 Ok(())
             }
         }
     });
-    if result.as_ref().is_err_and(|e| e.starts_with(ENGINE_STUCK)) {
-        // Do not join a thread that did not stop; the process ends without it.
-        return result;
-    }
-    let _ = engine_thread.join();
-    result
+    engine_loop::run(engine, rx, health, done_tx);
+    rt.block_on(session)
+        .unwrap_or_else(|e| Err(format!("the Discord task failed: {e}")))
 }
 
 /// How long stopping waits for the gateway and, beyond the drain, for the engine.
 const STOP_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
-const ENGINE_STUCK: &str = "the engine did not stop";
-
-/// Waits (bounded) for the engine thread to say it stopped.
-async fn stopped(
-    done: tokio::sync::oneshot::Receiver<()>,
-    wait: std::time::Duration,
-) -> Result<(), String> {
-    match tokio::time::timeout(wait, done).await {
-        Err(_) => Err(format!("{ENGINE_STUCK} within {}s", wait.as_secs())),
-        Ok(_) => Ok(()),
+/// Waits (bounded) for the engine to say it stopped. The engine runs on the main thread, so
+/// if it does not stop in time this ends the process (exit 1) rather than wait for it.
+async fn stopped(done: tokio::sync::oneshot::Receiver<()>, wait: std::time::Duration) {
+    if tokio::time::timeout(wait, done).await.is_err() {
+        let why = format!("the engine did not stop within {}s", wait.as_secs());
+        super::logging::line(super::logging::Level::Error, &why);
+        std::process::exit(1);
     }
 }

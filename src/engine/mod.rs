@@ -1,10 +1,11 @@
 //! The engine: the only place that decides.
 //!
-//! It runs on its own thread and owns all job state. Each turn it takes every event that is
-//! waiting (a group), applies them to the in-memory jobs while gathering the writes into one
-//! [`WriteBatch`], commits and flushes that batch (one fsync for the group), and only then
-//! lets the group's effects out: chat messages, cloud submits, polls. So nothing a user sees
-//! and nothing the cloud receives can get ahead of what a restart would find on disk.
+//! It runs on one thread (the process's main thread, `app/engine_loop.rs`) and owns all job
+//! state. Each turn it takes every event that is waiting (a group), applies them to the
+//! in-memory jobs while gathering the writes into one [`WriteBatch`], commits and flushes
+//! that batch (one fsync for the group), and only then lets the group's effects out: chat
+//! messages, cloud submits, polls. So nothing a user sees and nothing the cloud receives can
+//! get ahead of what a restart would find on disk.
 
 mod approval_flows;
 mod cloud_tasks;
