@@ -392,6 +392,10 @@ impl Store {
         match closed.and_then(|()| Sled::open(&self.shared.dir)) {
             Ok(sled) => {
                 *state = Ok(sled);
+                // Again: while any thread is still pinned (sled has threads of its own) the
+                // epoch cannot move, and in some runs the first round left ~2 MB of the old
+                // tree queued (BENCHMARKS.md, "Memory after many jobs").
+                run_deferred_frees();
                 return_freed_memory();
                 Ok(())
             }
