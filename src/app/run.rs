@@ -89,9 +89,16 @@ pub fn run_discord(
             }
         }
     });
+    // The engine has the main thread: were that task to panic, the engine would wait for a
+    // stop that never comes, so the panic ends the process, as in the shell.
+    let session = rt.spawn(async move {
+        session.await.unwrap_or_else(|_| {
+            engine_loop::exit_after_panic("the Discord session panicked; stopping")
+        })
+    });
     engine_loop::run(engine, rx, health, done_tx);
     rt.block_on(session)
-        .unwrap_or_else(|e| Err(format!("the Discord task failed: {e}")))
+        .unwrap_or_else(|e| Err(format!("the Discord session ended early: {e}")))
 }
 
 /// How long stopping waits for the gateway and, beyond the drain, for the engine.
