@@ -15,6 +15,9 @@ use std::time::{Duration, Instant};
 
 use opsgate::emulator::{self, EmulatorOptions, RunningEmulator};
 
+#[path = "support/fixtures.rs"]
+mod fixtures;
+
 const BIN: &str = env!("CARGO_BIN_EXE_opsgate");
 const N: usize = 1000;
 const PASSWORD_VAR: &str = "OPSGATE_BENCH_IAM_PASSWORD";
@@ -386,7 +389,7 @@ fn main() {
 
     // Recovery: 100,000 finished jobs and 1,000 pending ones on disk.
     let data = dir.path().join("recovery");
-    opsgate::store::fixtures::fill(&data, 100_000, 1_000).expect("fill the store");
+    fixtures::fill(&data, 100_000, 1_000).expect("fill the store");
     let mut recoveries = Vec::new();
     for _ in 0..3 {
         let (mut shell, started) = Shell::start(&config, &data);

@@ -1,7 +1,6 @@
 //! Start-up and wiring for the command-line modes: shell, demo, emulator, check-config,
 //! jobs and audit.
 
-pub mod allocator;
 pub mod backup_cli;
 mod engine_loop;
 pub mod health;
@@ -43,23 +42,14 @@ pub struct ShellArgs {
     pub http: Option<SocketAddr>,
 }
 
-/// One async worker: the engine has the main thread, and everything async here (cloud calls,
-/// Discord, the HTTP endpoint) is light I/O. One worker keeps a request and its connection
-/// task on one thread (no cross-thread wakeups on the path to the cloud) and saves memory.
-///
-/// The worker allocates before any other thread is started, so that glibc gives it the
-/// arena that is not the engine's (`engine_loop.rs`).
+/// One async worker: the engine has a thread of its own, and everything async here (cloud
+/// calls, Discord, the HTTP endpoint) is light I/O. One worker keeps a request and its
+/// connection task on one thread (no cross-thread wakeups on the path to the cloud).
 pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
+    tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
-        .build()?;
-    // A task runs on the worker, never on the thread that waits for it.
-    rt.block_on(rt.spawn(async {
-        std::hint::black_box(Vec::<u8>::with_capacity(64));
-    }))
-    .map_err(std::io::Error::other)?;
-    Ok(rt)
+        .build()
 }
 
 /// How long SIGTERM waits for submits in flight to record the cloud's answer.
@@ -129,23 +119,17 @@ pub fn run_shell(
         wait_timeout: args.wait_timeout,
         drain_timeout: args.drain_timeout,
     };
-    let input = std::thread::Builder::new()
-        .name("shell-input".into())
-        .spawn(move || {
-            let stdin = std::io::stdin();
-            // `/wait N` asks the store for a job that is not moving.
-            let stored_state = move |id| jobs.job(id).ok().flatten().map(|j| j.state);
-            let read = || shell::run(stdin.lock(), &config, &handle, &watch, &stored_state, opts);
-            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(read)).is_err() {
-                engine_loop::exit_after_panic("the terminal input panicked; stopping");
-            }
-            handle.send(EngineEvent::Shutdown);
-        })
-        .map_err(|e| format!("cannot start the terminal input's thread: {e}"))?;
-    engine_loop::run(engine, rx, health, done_tx);
-    // The engine stops when the input has ended, and then the input's thread is finishing;
-    // or on SIGTERM, when `exit_on_signal` ends the process.
-    let _ = input.join();
+    let engine = engine_loop::spawn(engine, rx, health, done_tx)?;
+    // `/wait N` asks the store for a job that is not moving.
+    let stored_state = move |id| jobs.job(id).ok().flatten().map(|j| j.state);
+    let stdin = std::io::stdin();
+    let read = || shell::run(stdin.lock(), &config, &handle, &watch, &stored_state, opts);
+    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(read)).is_err() {
+        engine_loop::exit_after_panic("the terminal input panicked; stopping");
+    }
+    handle.send(EngineEvent::Shutdown);
+    // The engine stops once it has flushed; on SIGTERM `exit_on_signal` ends the process.
+    let _ = engine.join();
     Ok(())
 }
 

@@ -207,7 +207,6 @@ fn log_format(flag: Option<LogFormatArg>, config: Option<&Config>) -> LogFormat 
 }
 
 fn main() -> ExitCode {
-    app::allocator::tune();
     let cli = Cli::parse();
     let flag = cli.log_format;
     let log_file = cli.log_file.clone();

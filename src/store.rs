@@ -14,14 +14,12 @@
 
 mod backup;
 mod batch;
-pub mod fixtures;
-mod legacy;
 mod read_only;
 mod seal;
 mod sled_files;
 
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 pub use backup::{restore, BackupSummary};
 pub use batch::WriteBatch;
@@ -58,6 +56,8 @@ pub enum StoreError {
     NotADataDirectory(String),
     #[error("the data directory {dir} is damaged: {detail}. opsgate will not start on it, so that no acknowledged job is silently dropped: restore the latest backup into a new directory (`opsgate restore FILE --data NEWDIR`) and keep this one for analysis (README: Backup and restore)")]
     Damaged { dir: String, detail: String },
+    #[error("the data directory {dir} holds `{file}`, the write-ahead journal of an unreleased build of opsgate (2026-11-23 to 2026-12-01), which this version does not read. Open it once with opsgate 7e9b843, which moves the journal into sled and removes it, then start this version")]
+    OldJournal { dir: String, file: String },
     #[error("storage error: {0}")]
     Sled(#[from] sled::Error),
     #[error("cannot make the data directory durable: {0}")]
@@ -86,17 +86,10 @@ pub struct AuditEntry {
 /// read-only queries (the HTTP API), so the writer's lock is never contended.
 #[derive(Clone)]
 pub struct Store {
-    shared: Arc<Shared>,
+    sled: Arc<Sled>,
 }
 
-struct Shared {
-    dir: PathBuf,
-    /// sled and its writer, replaced as a whole by [`Store::reopen`]; readers hold the read
-    /// side for one query. `Err` holds the first error once a reopening failed.
-    sled: RwLock<Result<Sled, String>>,
-}
-
-/// One opening of sled.
+/// sled and what makes its commits durable.
 struct Sled {
     db: sled::Db,
     writer: Mutex<Writer>,
@@ -109,8 +102,6 @@ struct Writer {
     /// The last commit applied to sled, and the last one made durable.
     applied: u64,
     sealed: u64,
-    /// `applied` when this sled was opened.
-    applied_at_open: u64,
     /// The first storage error; once set, nothing more is written.
     failed: Option<String>,
 }
@@ -236,14 +227,8 @@ impl Sled {
             seal,
             applied: 0,
             sealed: 0,
-            applied_at_open: 0,
             failed: None,
         };
-        if legacy::present(&db, dir) {
-            legacy::migrate(&db, dir, &shown, &mut || {
-                writer.durability.sync().map_err(StoreError::Sync)
-            })?;
-        }
         let applied = counter(&db, SEQ)?;
         match sealed {
             Sealed::Seq(sealed) if applied < sealed => {
@@ -258,7 +243,6 @@ impl Sled {
             _ => {}
         }
         writer.applied = applied;
-        writer.applied_at_open = applied;
         // sled holds at least what was sealed; what it holds beyond was synced by sled's own
         // recovery or is now, so seal that.
         (writer.seal.write(applied))
@@ -291,33 +275,14 @@ impl Store {
     /// [`StoreError::Damaged`], a directory whose sled log lacks commits that were made
     /// durable, or that sled cannot read. Only one process may hold a data directory.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
-        let sled = Sled::open(dir)?;
+        refuse_old_journal(dir)?;
         Ok(Store {
-            shared: Arc::new(Shared {
-                dir: dir.to_path_buf(),
-                sled: RwLock::new(Ok(sled)),
-            }),
+            sled: Arc::new(Sled::open(dir)?),
         })
     }
 
-    /// Runs `f` on the open sled, or fails with the error that closed it.
-    fn with_sled<T>(
-        &self,
-        f: impl FnOnce(&Sled) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
-        let state = self
-            .shared
-            .sled
-            .read()
-            .unwrap_or_else(PoisonError::into_inner);
-        match &*state {
-            Ok(sled) => f(sled),
-            Err(first) => Err(StoreError::Failed(first.clone())),
-        }
-    }
-
     fn read<T>(&self, f: impl FnOnce(&sled::Db) -> Result<T, StoreError>) -> Result<T, StoreError> {
-        self.with_sled(|sled| f(&sled.db))
+        f(&self.sled.db)
     }
 
     pub fn next_job_id(&self) -> Result<JobId, StoreError> {
@@ -330,80 +295,28 @@ impl Store {
         if batch.is_empty() {
             return Ok(());
         }
-        self.with_sled(|sled| {
-            let mut writer = sled.writer();
-            writer.check()?;
-            let seq = writer.applied + 1;
-            let mut writes = batch.take();
-            writes.insert(SEQ, &seq.to_be_bytes());
-            match sled.db.apply_batch(writes) {
-                Ok(()) => {
-                    writer.applied = seq;
-                    Ok(())
-                }
-                Err(e) => Err(writer.fail(e.into())),
+        let mut writer = self.sled.writer();
+        writer.check()?;
+        let seq = writer.applied + 1;
+        let mut writes = batch.take();
+        writes.insert(SEQ, &seq.to_be_bytes());
+        match self.sled.db.apply_batch(writes) {
+            Ok(()) => {
+                writer.applied = seq;
+                Ok(())
             }
-        })
+            Err(e) => Err(writer.fail(e.into())),
+        }
     }
 
     /// Makes every commit so far durable. Costs nothing when there is nothing new.
     pub fn flush(&self) -> Result<(), StoreError> {
-        self.with_sled(|sled| sled.writer().sync())
+        self.sled.writer().sync()
     }
 
     /// A flush that also syncs `commit.seq`: for a clean stop.
     pub fn close(&self) -> Result<(), StoreError> {
-        self.with_sled(Sled::close)
-    }
-
-    /// Commits applied since sled was last opened.
-    pub fn commits_since_open(&self) -> u64 {
-        self.with_sled(|sled| {
-            let writer = sled.writer();
-            Ok(writer.applied - writer.applied_at_open)
-        })
-        .unwrap_or(0)
-    }
-
-    /// Closes sled and opens the data directory again, through every check of
-    /// [`open`](Self::open). sled 0.34 keeps in memory much of what it has written (nodes,
-    /// values, deltas) until it is closed: 4.6 MiB of RSS after 10,000 jobs, which a
-    /// directory just opened does not hold (BENCHMARKS.md, "Memory after many jobs"). The
-    /// engine calls this once it is quiet, so that memory goes back to the system. Readers
-    /// wait while it runs. A failure is a storage failure: the store stays closed.
-    pub fn reopen(&self) -> Result<(), StoreError> {
-        let mut state = self
-            .shared
-            .sled
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
-        let old = std::mem::replace(&mut *state, Err("the store was being reopened".into()));
-        let old = match old {
-            Ok(old) => old,
-            Err(first) => {
-                *state = Err(first.clone());
-                return Err(StoreError::Failed(first));
-            }
-        };
-        let closed = old.close();
-        // sled lets go of its files and its lock only when its last handle is gone.
-        drop(old);
-        run_deferred_frees();
-        match closed.and_then(|()| Sled::open(&self.shared.dir)) {
-            Ok(sled) => {
-                *state = Ok(sled);
-                // Again: while any thread is still pinned (sled has threads of its own) the
-                // epoch cannot move, and in some runs the first round left ~2 MB of the old
-                // tree queued (BENCHMARKS.md, "Memory after many jobs").
-                run_deferred_frees();
-                return_freed_memory();
-                Ok(())
-            }
-            Err(e) => {
-                *state = Err(e.to_string());
-                Err(e)
-            }
-        }
+        self.sled.close()
     }
 
     pub fn job(&self, id: JobId) -> Result<Option<Job>, StoreError> {
@@ -523,24 +436,19 @@ fn job_in(db: &sled::Db, id: JobId) -> Result<Option<Job>, StoreError> {
     }
 }
 
-/// sled frees what it replaced (nodes, log buffers of 512 KiB) through crossbeam-epoch: a
-/// free waits in a queue until the epoch has moved on, and the epoch moves only when some
-/// thread pins it. Once sled is closed nothing pins it any more, so the old tree's last
-/// frees would wait for the next command. Pinning and flushing here runs them now; each
-/// round advances the epoch once and runs up to eight queued batches.
-fn run_deferred_frees() {
-    for _ in 0..256 {
-        crossbeam_epoch::pin().flush();
-    }
-}
-
-/// Hands memory that was freed back to the system at once: glibc gives back the free pages
-/// between live blocks only when asked.
-fn return_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only returns free pages to the system; it takes no pointers.
-    unsafe {
-        libc::malloc_trim(0);
+/// Versions built between 2026-11-23 and 2026-12-01, never released, kept a write-ahead
+/// journal (`journal.0`, `journal.1`) in front of sled. This version does not read it: a
+/// directory that still holds one is refused rather than opened without it.
+fn refuse_old_journal(dir: &Path) -> Result<(), StoreError> {
+    let journal = ["journal.0", "journal.1"]
+        .into_iter()
+        .find(|name| dir.join(name).exists());
+    match journal {
+        None => Ok(()),
+        Some(name) => Err(StoreError::OldJournal {
+            dir: dir.display().to_string(),
+            file: name.to_string(),
+        }),
     }
 }
 
@@ -587,42 +495,17 @@ mod tests {
     }
 
     #[test]
-    fn reopening_in_place_keeps_every_commit_and_serves_every_clone() {
+    fn a_directory_with_the_old_journal_is_refused_and_left_alone() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let reader = store.clone();
-        set_next(&store, 9);
-        let mut batch = WriteBatch::default();
-        batch.index_message("m-1", 3);
-        store.commit(&mut batch).unwrap();
-        assert_eq!(store.commits_since_open(), 2);
-        // Committed but not yet flushed: reopening makes it durable first.
-        store.reopen().unwrap();
-        assert_eq!(store.commits_since_open(), 0);
-        assert_eq!(reader.job_for_message("m-1").unwrap(), Some(3));
-        set_next(&store, 10);
-        assert_eq!(reader.next_job_id().unwrap(), 10);
-        store.close().unwrap();
-        drop((store, reader));
-        let store = Store::open(dir.path()).unwrap();
-        assert_eq!(store.next_job_id().unwrap(), 10);
-        assert_eq!(store.job_for_message("m-1").unwrap(), Some(3));
-    }
-
-    #[test]
-    fn a_failed_reopening_closes_the_store_for_every_clone() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let reader = store.clone();
-        set_next(&store, 9);
-        std::fs::remove_file(dir.path().join(sled_files::LOG)).unwrap();
-        let error = store.reopen().unwrap_err();
-        assert!(error.to_string().contains("`db` is missing"), "{error}");
-        assert!(matches!(reader.next_job_id(), Err(StoreError::Failed(_))));
-        assert!(matches!(store.reopen(), Err(StoreError::Failed(_))));
-        let mut batch = WriteBatch::default();
-        batch.set_next_id(10);
-        assert!(store.commit(&mut batch).is_err());
+        set_next(&Store::open(dir.path()).unwrap(), 5);
+        std::fs::write(dir.path().join("journal.1"), b"records").unwrap();
+        let error = Store::open(dir.path()).err().expect("refused");
+        assert!(matches!(error, StoreError::OldJournal { .. }), "{error}");
+        assert!(error.to_string().contains("journal.1"), "{error}");
+        assert_eq!(
+            std::fs::read(dir.path().join("journal.1")).unwrap(),
+            b"records"
+        );
     }
 
     #[test]

@@ -82,20 +82,6 @@ const CASES: &[(&str, Damage)] = &[
             remove(&snap);
         }
     }),
-    // Directories written by the version with a write-ahead journal hold `journal.0` and
-    // `journal.1`; here they hold garbage (new ones if there were none).
-    ("journal.0 and journal.1 full of garbage", |d, rng| {
-        for name in ["journal.0", "journal.1"] {
-            let path = d.join(name);
-            let len = fs::metadata(&path).map_or(2 << 20, |m| m.len() as usize);
-            write_garbage(&path, len, rng);
-        }
-    }),
-    ("journal.0 and journal.1 short garbage", |d, rng| {
-        for name in ["journal.0", "journal.1"] {
-            write_garbage(&d.join(name), 4096 + 17, rng);
-        }
-    }),
 ];
 
 fn truncate(path: &Path, len: impl Fn(u64) -> u64) {
@@ -111,12 +97,6 @@ fn garble(path: &Path, at: impl Fn(usize) -> usize, len: usize, rng: &mut fastra
     let end = start.saturating_add(len).min(bytes.len());
     assert!(end > start, "nothing to garble in {}", path.display());
     rng.fill(&mut bytes[start..end]);
-    fs::write(path, bytes).unwrap();
-}
-
-fn write_garbage(path: &Path, len: usize, rng: &mut fastrand::Rng) {
-    let mut bytes = vec![0u8; len];
-    rng.fill(&mut bytes);
     fs::write(path, bytes).unwrap();
 }
 

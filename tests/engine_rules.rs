@@ -2,8 +2,6 @@
 
 mod support;
 
-use std::time::Duration;
-
 use opsgate::chat::{ChatEvent, Origin};
 use opsgate::cloud::CloudError;
 use opsgate::cloud::SubmitOutcome;
@@ -683,36 +681,5 @@ fn a_check_mark_gone_from_the_card_withdraws_only_an_approval_given_with_it() {
     let legacy: opsgate::job::Approval =
         serde_json::from_str(r#"{"by":{"id":"b","name":"b"},"at_ms":1}"#).unwrap();
     assert!(!legacy.by_reaction);
-    h.stop();
-}
-
-/// The engine reopens its store once it is quiet after many commits (to give back the memory
-/// sled held); the jobs, their history and the next command are unaffected.
-#[test]
-fn a_quiet_engine_reopens_its_store_and_loses_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let h = Harness::start(dir.path(), ScriptedOp::new(1));
-    let mut job: u64 = 0;
-    while h.store.commits_since_open() < 100 {
-        job += 1;
-        assert!(job <= 200, "commits never reached 100");
-        h.say("alice", &[ONCALL], SOFT);
-        h.wait_for(job, "succeeded");
-    }
-    // Quiet now: the reopening comes about a second later (bounded wait).
-    let mut waited = 0;
-    while h.store.commits_since_open() >= 100 {
-        waited += 1;
-        assert!(waited <= 200, "the store was never reopened");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    for id in 1..=job {
-        let status = h.status(id);
-        assert!(status.contains("· succeeded ·"), "job {id}: {status}");
-    }
-    let card = h.say("alice", &[ONCALL], SOFT);
-    assert!(card.contains(&format!("job {}", job + 1)), "{card}");
-    h.wait_for(job + 1, "succeeded");
-    assert_eq!(h.op.submits() as u64, job + 1);
     h.stop();
 }

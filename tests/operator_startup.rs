@@ -444,34 +444,3 @@ fn the_demo_shows_only_the_chat_unless_rust_log_asks() {
     let loud = run(Some("info"));
     assert!(text(&loud.stderr).contains("shell ready"), "{loud:?}");
 }
-
-/// On glibc the bot replaces itself once at start-up (allocator settings); `ps`, `top` and
-/// `pgrep opsgate` must still find it by its name.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-#[test]
-fn the_running_bot_is_named_after_its_binary() {
-    let mut child = Command::new(BIN)
-        .arg("demo")
-        .env_remove("RUST_LOG")
-        .env_remove("GLIBC_TUNABLES")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(b"!whoami\n").unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, first_line) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let _ = tx.send(line);
-    });
-    let answered = first_line.recv_timeout(Duration::from_secs(30));
-    let comm = std::fs::read_to_string(format!("/proc/{}/comm", child.id()));
-    drop(stdin);
-    let _ = child.wait();
-    assert!(answered.is_ok(), "the demo did not answer");
-    assert_eq!(comm.unwrap().trim(), "opsgate");
-}

@@ -1,11 +1,4 @@
-//! The engine's loop on the process's main thread, and what ends the process when the engine
-//! cannot go on.
-//!
-//! The engine runs on the main thread, not a thread of its own, because glibc always serves
-//! the main thread from its main arena. With `arena_max=2` (`allocator.rs`) the runtime's
-//! worker, which allocates first among the other threads (`app::runtime`), gets the second
-//! arena, so the two threads that allocate the most never take turns on one heap's lock
-//! (BENCHMARKS.md, "The engine on the main thread").
+//! The engine's thread, and what ends the process when the engine cannot go on.
 
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
@@ -21,10 +14,23 @@ pub const EXIT_STORAGE: i32 = 74;
 /// Exit status when the engine, or the thread feeding it chat input, panicked (EX_SOFTWARE).
 pub const EXIT_PANIC: i32 = 70;
 
-/// Runs the engine on this thread until it stops cleanly, then tells `stopped` and returns.
+/// Runs the engine on a thread of its own until it stops cleanly, then tells `stopped`.
 /// When storage fails or the engine panics, `/healthz` fails at once and the process exits
-/// non-zero from here, so no chat adapter goes on taking input that nothing would act on.
-pub fn run(
+/// non-zero from that thread, so no chat adapter goes on taking input that nothing would act
+/// on.
+pub fn spawn(
+    engine: Engine,
+    rx: Receiver<EngineEvent>,
+    health: Arc<Health>,
+    stopped: tokio::sync::oneshot::Sender<()>,
+) -> Result<std::thread::JoinHandle<()>, String> {
+    std::thread::Builder::new()
+        .name("engine".into())
+        .spawn(move || run(engine, rx, health, stopped))
+        .map_err(|e| format!("cannot start the engine's thread: {e}"))
+}
+
+fn run(
     mut engine: Engine,
     rx: Receiver<EngineEvent>,
     health: Arc<Health>,

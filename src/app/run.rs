@@ -89,23 +89,18 @@ pub fn run_discord(
             }
         }
     });
-    // The engine has the main thread: were that task to panic, the engine would wait for a
-    // stop that never comes, so the panic ends the process, as in the shell.
-    let session = rt.spawn(async move {
-        session.await.unwrap_or_else(|_| {
-            engine_loop::exit_after_panic("the Discord session panicked; stopping")
-        })
-    });
-    engine_loop::run(engine, rx, health, done_tx);
+    let _engine = engine_loop::spawn(engine, rx, health, done_tx)?;
+    // Were the session to panic, the engine would wait for a stop that never comes, so the
+    // panic ends the process, as in the shell.
     rt.block_on(session)
-        .unwrap_or_else(|e| Err(format!("the Discord session ended early: {e}")))
+        .unwrap_or_else(|_| engine_loop::exit_after_panic("the Discord session panicked; stopping"))
 }
 
 /// How long stopping waits for the gateway and, beyond the drain, for the engine.
 const STOP_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// Waits (bounded) for the engine to say it stopped. The engine runs on the main thread, so
-/// if it does not stop in time this ends the process (exit 1) rather than wait for it.
+/// Waits (bounded) for the engine to say it stopped; if it does not stop in time this ends
+/// the process (exit 1) rather than wait for it.
 async fn stopped(done: tokio::sync::oneshot::Receiver<()>, wait: std::time::Duration) {
     if tokio::time::timeout(wait, done).await.is_err() {
         let why = format!("the engine did not stop within {}s", wait.as_secs());

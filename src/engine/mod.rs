@@ -1,6 +1,6 @@
 //! The engine: the only place that decides.
 //!
-//! It runs on one thread (the process's main thread, `app/engine_loop.rs`) and owns all job
+//! It runs on one thread of its own (`app/engine_loop.rs`) and owns all job
 //! state. Each turn it takes every event that is waiting (a group), applies them to the
 //! in-memory jobs while gathering the writes into one [`WriteBatch`], commits and flushes
 //! that batch (one fsync for the group), and only then lets the group's effects out: chat
@@ -19,7 +19,7 @@ mod views;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::chat::{ChatEvent, ChatOut, FlowOut, JobCard, Outgoing};
 use crate::cloud::Registry;
@@ -38,11 +38,6 @@ pub use updates::CloudUpdate;
 /// peaked at ~32 MiB RSS and 16 at ~19 MiB. The price is more syncs in a burst
 /// (BENCHMARKS.md). Normal traffic forms groups of one or two events.
 const MAX_GROUP: usize = 16;
-/// sled keeps much of what it has written in memory until it is closed. After this many
-/// commits (a few hundred jobs) the engine reopens the store at its next quiet moment.
-const REOPEN_AFTER_COMMITS: u64 = 100;
-/// How long no event must have arrived for that moment to be quiet.
-const QUIET_BEFORE_REOPEN: Duration = Duration::from_secs(1);
 
 pub enum EngineEvent {
     Chat(ChatEvent),
@@ -296,7 +291,6 @@ impl Engine {
         }
         let mut stop = false;
         let mut channels = Vec::new();
-        let mut last_event = Instant::now();
         while !stop {
             let expiry_wait = self
                 .expiries
@@ -305,13 +299,7 @@ impl Engine {
             let drain_wait = self
                 .drain_until
                 .map(|until| until.saturating_duration_since(std::time::Instant::now()));
-            let reopen_wait = self
-                .reopen_due()
-                .then(|| QUIET_BEFORE_REOPEN.saturating_sub(last_event.elapsed()));
-            let wait = [expiry_wait, drain_wait, reopen_wait]
-                .into_iter()
-                .flatten()
-                .min();
+            let wait = [expiry_wait, drain_wait].into_iter().flatten().min();
             let first = match wait {
                 Some(w) => rx.recv_timeout(w),
                 None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
@@ -355,18 +343,6 @@ impl Engine {
             for ack in syncs {
                 let _ = ack.try_send(());
             }
-            if handled > 0 {
-                last_event = Instant::now();
-            } else if self.reopen_due() && last_event.elapsed() >= QUIET_BEFORE_REOPEN {
-                let started = Instant::now();
-                if let Err(e) = self.store.reopen() {
-                    return Err(self.storage_failed(e, &[]));
-                }
-                tracing::info!(
-                    took_ms = started.elapsed().as_millis() as u64,
-                    "store reopened while idle, to give back the memory sled held"
-                );
-            }
             if let Some(until) = self.drain_until {
                 if self.in_flight == 0 || std::time::Instant::now() >= until {
                     if self.in_flight > 0 {
@@ -384,12 +360,6 @@ impl Engine {
         }
         tracing::info!("engine stopped");
         Ok(())
-    }
-
-    /// Whether the store should be reopened once the engine is quiet (not while draining: the
-    /// process is about to end anyway).
-    fn reopen_due(&self) -> bool {
-        self.drain_until.is_none() && self.store.commits_since_open() >= REOPEN_AFTER_COMMITS
     }
 
     /// Where people would hear about `event`: its chat channel, or its job's channel.

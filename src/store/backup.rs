@@ -55,7 +55,7 @@ impl Store {
     /// Writes a backup of everything committed so far to `out`. Holds the writer's lock
     /// throughout, so no commit lands in the middle: the copy is of one moment.
     pub fn backup(&self, out: impl Write) -> Result<BackupSummary, StoreError> {
-        self.with_sled(|sled| backup_of(sled, out))
+        backup_of(&self.sled, out)
     }
 }
 

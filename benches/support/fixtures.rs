@@ -4,9 +4,9 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use super::{AuditEntry, Store, StoreError, WriteBatch};
-use crate::cloud::JobSpec;
-use crate::job::{Job, JobState, Person, Requirement};
+use opsgate::cloud::JobSpec;
+use opsgate::job::{Job, JobState, Person, Requirement};
+use opsgate::store::{AuditEntry, Store, StoreError, WriteBatch};
 
 fn job(id: u64, state: JobState, now_ms: u64) -> Job {
     let instance = format!("{id:032x}in09");
@@ -56,7 +56,7 @@ fn job(id: u64, state: JobState, now_ms: u64) -> Job {
 /// approval into a new store at `dir`.
 pub fn fill(dir: &Path, finished: u64, pending: u64) -> Result<(), StoreError> {
     let store = Store::open(dir)?;
-    let now = crate::engine::now_ms();
+    let now = opsgate::engine::now_ms();
     let mut batch = WriteBatch::default();
     for id in 1..=finished + pending {
         let is_pending = id > finished;
