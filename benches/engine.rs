@@ -1,7 +1,9 @@
 //! In-process benchmarks of the bot's own overhead (criterion):
 //! - parse + permission check of one command;
 //! - one durable job transition (sled batch, flush, fdatasync, seal);
-//! - the engine handling N commands under a rule that needs no approval.
+//! - the engine alone deciding N commands (no store, no runtime);
+//! - the driver running N commands through the engine and sled, under a rule that needs no
+//!   approval.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -9,13 +11,20 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use opsgate::chat::{Actor, ChatEvent, ChatOut, MessageId, Origin, Outgoing};
-use opsgate::cloud::{
-    CloudOperation, JobSpec, PollOutcome, PollPolicy, ReconcileOutcome, Registry, SubmitOutcome,
-};
+use opsgate::cloud::Registry;
 use opsgate::config::Config;
-use opsgate::engine::{Engine, EngineEvent};
-use opsgate::store::{Store, WriteBatch};
+use opsgate::domain::{Actor, JobId, JobSpec, MessageId};
+use opsgate::driver::{Driver, Seams};
+use opsgate::engine::Engine;
+use opsgate::job::{AuditEntry, Job};
+use opsgate::metrics::Metrics;
+use opsgate::ports::chat::{ChatEvent, ChatOut, Origin, Outgoing};
+use opsgate::ports::cloud::{
+    CloudOperation, Described, PollOutcome, PollPolicy, ReconcileOutcome, SubmitOutcome,
+};
+use opsgate::ports::inbox::EngineEvent;
+use opsgate::ports::store::{History, StorageError, Stored, Writes};
+use opsgate::store::SledStore;
 
 const CONFIG: &str = r#"
 [roles]
@@ -40,7 +49,8 @@ channels = ["ops"]
 "#;
 
 fn config() -> Config {
-    Config::parse(CONFIG, Path::new("bench.toml")).expect("bench config")
+    Config::parse(CONFIG, Path::new("bench.toml"), &opsgate::cloud::builtins())
+        .expect("bench config")
 }
 
 /// Distinct raw instance IDs, so the per-target lock never refuses.
@@ -80,6 +90,72 @@ impl CloudOperation for InstantOp {
     async fn reconcile(&self, _spec: &JobSpec) -> ReconcileOutcome {
         ReconcileOutcome::Unknown(String::new())
     }
+    fn describe(&self, _spec: &JobSpec) -> Result<Described, String> {
+        Err("not described".into())
+    }
+}
+
+/// Nothing stored: the engine alone, without a store.
+struct NoHistory;
+impl History for NoHistory {
+    fn job(&self, _id: JobId) -> Result<Option<Job>, StorageError> {
+        Ok(None)
+    }
+    fn job_for_message(&self, _message_id: &str) -> Result<Option<JobId>, StorageError> {
+        Ok(None)
+    }
+    fn recent_jobs(
+        &self,
+        _limit: usize,
+        _scan: usize,
+        _keep: &dyn Fn(&Job) -> bool,
+    ) -> Result<Vec<Job>, StorageError> {
+        Ok(Vec::new())
+    }
+    fn audit(&self, _id: JobId) -> Result<Vec<AuditEntry>, StorageError> {
+        Ok(Vec::new())
+    }
+    fn ops_events(&self, _limit: usize) -> Result<Vec<AuditEntry>, StorageError> {
+        Ok(Vec::new())
+    }
+}
+
+fn alice() -> Actor {
+    Actor {
+        id: "alice".into(),
+        name: "alice".into(),
+        roles: vec![10],
+    }
+}
+
+/// A driver on a sled store in `dir`, with `op` as every `ddm.restart` of account `acct`.
+fn driver(
+    dir: &Path,
+    op: Arc<dyn CloudOperation>,
+    rt: &tokio::runtime::Runtime,
+) -> (
+    std::thread::JoinHandle<()>,
+    opsgate::ports::inbox::EngineHandle,
+) {
+    let store = Arc::new(SledStore::open(dir).unwrap());
+    let mut registry = Registry::default();
+    registry.insert("ddm.restart", "acct", op);
+    let seams = Seams {
+        store: store.clone(),
+        history: store,
+        operations: Arc::new(registry),
+        chat: Arc::new(NullChat),
+        observer: None,
+        runtime: rt.handle().clone(),
+        metrics: Arc::new(Metrics::new()),
+    };
+    let (driver, handle, rx) = Driver::new(Arc::new(config()), seams).unwrap();
+    let t = std::thread::spawn(move || {
+        driver
+            .run(rx)
+            .expect("the engine stopped on a storage error")
+    });
+    (t, handle)
 }
 
 fn parse_and_check(c: &mut Criterion) {
@@ -88,14 +164,14 @@ fn parse_and_check(c: &mut Criterion) {
     let text = format!("!restart ddm {} hard", instance(7));
     c.bench_function("parse + permission check", |b| {
         b.iter(|| {
-            let cmd = opsgate::command::parse(&text, "!", &config.targets)
+            let cmd = opsgate::command::parse(&text, "!", &config.targets, &config.catalog)
                 .unwrap()
                 .unwrap();
             let opsgate::command::Command::Operation(req) = cmd else {
                 unreachable!()
             };
             let rule = opsgate::policy::check_request(
-                &config,
+                &config.policy,
                 &roles,
                 "ops",
                 &req.op.key(),
@@ -108,32 +184,14 @@ fn parse_and_check(c: &mut Criterion) {
 
 fn durable_transition(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     // Build a real job through the engine once, then rewrite it durably in the loop.
-    let (engine, handle, rx) = Engine::new(
-        Arc::new(config()),
-        store.clone(),
-        Arc::new(Registry::default()),
-        Arc::new(NullChat),
-        None,
-        rt.handle().clone(),
-    )
-    .unwrap();
-    let t = std::thread::spawn(move || {
-        engine
-            .run(rx)
-            .expect("the engine stopped on a storage error")
-    });
+    let (t, handle) = driver(dir.path(), Arc::new(InstantOp), &rt);
     handle.chat(ChatEvent::Message {
-        actor: Actor {
-            id: "alice".into(),
-            name: "alice".into(),
-            roles: vec![10],
-        },
+        actor: alice(),
         origin: Origin::channel("ops"),
         text: "!restart ddm orders-db".into(),
     });
@@ -142,19 +200,58 @@ fn durable_transition(c: &mut Criterion) {
     done.recv().unwrap();
     handle.send(EngineEvent::Shutdown);
     t.join().unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
     let mut job = store.job(1).unwrap().expect("job 1");
     c.bench_function("one durable job transition (sled flush + syncs)", |b| {
         b.iter(|| {
-            let mut batch = WriteBatch::default();
-            batch.put_job(&mut job, None);
-            store.commit(&mut batch).unwrap();
+            let mut writes = Writes::default();
+            writes.put_job(&mut job, None);
+            store.commit(&writes).unwrap();
             store.flush().unwrap();
         })
     });
 }
 
+fn engine_alone(c: &mut Criterion) {
+    let mut group = c.benchmark_group("engine alone: N commands decided, no IO");
+    let config = Arc::new(config());
+    for n in [100u64, 1000] {
+        group.throughput(Throughput::Elements(n));
+        group.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, &n| {
+            b.iter(|| {
+                let stored = Stored {
+                    next_job_id: 1,
+                    chat_freeze: None,
+                    next_ops_seq: 0,
+                    active: Vec::new(),
+                };
+                let mut engine = Engine::new(
+                    config.clone(),
+                    stored,
+                    Arc::new(NoHistory),
+                    Arc::new(Registry::default()),
+                    Arc::new(Metrics::new()),
+                    0,
+                );
+                for i in 0..n {
+                    let text = format!("!restart ddm {}", instance(i));
+                    let origin = Origin::channel("ops");
+                    let event = ChatEvent::Message {
+                        actor: alice(),
+                        origin,
+                        text,
+                    };
+                    engine.on_chat(event, i);
+                    criterion::black_box(engine.take());
+                }
+            })
+        });
+    }
+    group.finish();
+}
+
 fn engine_commands(c: &mut Criterion) {
-    let mut group = c.benchmark_group("engine: N commands, no approval");
+    let mut group = c.benchmark_group("driver: N commands through the engine and sled");
     group.sample_size(10);
     for n in [100u64, 1000] {
         group.throughput(Throughput::Elements(n));
@@ -168,31 +265,11 @@ fn engine_commands(c: &mut Criterion) {
                         .enable_all()
                         .build()
                         .unwrap();
-                    let mut registry = Registry::default();
-                    registry.insert("ddm.restart", "acct", Arc::new(InstantOp));
-                    let (engine, handle, rx) = Engine::new(
-                        Arc::new(config()),
-                        Store::open(dir.path()).unwrap(),
-                        Arc::new(registry),
-                        Arc::new(NullChat),
-                        None,
-                        rt.handle().clone(),
-                    )
-                    .unwrap();
-                    let t = std::thread::spawn(move || {
-                        engine
-                            .run(rx)
-                            .expect("the engine stopped on a storage error")
-                    });
-                    let actor = Actor {
-                        id: "alice".into(),
-                        name: "alice".into(),
-                        roles: vec![10],
-                    };
+                    let (t, handle) = driver(dir.path(), Arc::new(InstantOp), &rt);
                     let start = Instant::now();
                     for i in 0..n {
                         handle.chat(ChatEvent::Message {
-                            actor: actor.clone(),
+                            actor: alice(),
                             origin: Origin::channel("ops"),
                             text: format!("!restart ddm {}", instance(i)),
                         });
@@ -215,6 +292,7 @@ criterion_group!(
     benches,
     parse_and_check,
     durable_transition,
+    engine_alone,
     engine_commands
 );
 criterion_main!(benches);

@@ -19,12 +19,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::chat::shell::{self, JobWatch, ShellChat, ShellOptions};
-use crate::cloud::{Provider, Registry};
+use crate::cloud::Registry;
 use crate::config::{Config, SecretRef};
+use crate::domain::Provider;
+use crate::driver::{Driver, Seams};
 use crate::emulator;
-use crate::engine::{Engine, EngineEvent, EngineHandle};
 use crate::metrics::Metrics;
-use crate::store::Store;
+use crate::ports::inbox::{EngineEvent, EngineHandle};
+use crate::store::SledStore;
 use http::Health;
 use std::sync::atomic::Ordering;
 
@@ -67,29 +69,28 @@ pub fn run_shell(
         .or_else(|| config.data_dir.clone())
         .unwrap_or_else(|| PathBuf::from("opsgate-data"));
     if !config
+        .policy
         .channels
         .contains_key(args.channel.trim_start_matches('#'))
     {
         return Err(shell::unknown_channel(&config, &args.channel));
     }
-    let store = Store::open(&data).map_err(|e| e.to_string())?;
-    let reader = store.clone();
-    let jobs = store.clone();
+    let store = Arc::new(SledStore::open(&data).map_err(|e| e.to_string())?);
+    let reader = SledStore::clone(&store);
+    let jobs = SledStore::clone(&store);
     let config = Arc::new(config);
-    let registry = Arc::new(Registry::from_config(&config));
-    let chat = Arc::new(ShellChat::new(config.clone()));
     let watch = Arc::new(JobWatch::default());
-    let (mut engine, handle, rx) = Engine::new(
-        config.clone(),
-        store,
-        registry,
-        chat,
-        Some(watch.clone()),
-        rt.handle().clone(),
-    )
-    .map_err(|e| e.to_string())?;
     let metrics = Arc::new(Metrics::new());
-    engine.set_metrics(metrics.clone());
+    let seams = Seams {
+        store: store.clone(),
+        history: store,
+        operations: Arc::new(Registry::from_config(&config)),
+        chat: Arc::new(ShellChat::new(config.clone())),
+        observer: Some(watch.clone()),
+        runtime: rt.handle().clone(),
+        metrics: metrics.clone(),
+    };
+    let (driver, handle, rx) = Driver::new(config.clone(), seams).map_err(|e| e.to_string())?;
 
     let health = Arc::new(Health::default());
     health.store_open.store(true, Ordering::Relaxed);
@@ -119,7 +120,7 @@ pub fn run_shell(
         wait_timeout: args.wait_timeout,
         drain_timeout: args.drain_timeout,
     };
-    let engine = engine_loop::spawn(engine, rx, health, done_tx)?;
+    let engine = engine_loop::spawn(driver, rx, health, done_tx)?;
     // `/wait N` asks the store for a job that is not moving.
     let stored_state = move |id| jobs.job(id).ok().flatten().map(|j| j.state);
     let stdin = std::io::stdin();
@@ -149,7 +150,8 @@ async fn exit_on_signal(engine: EngineHandle, stopped: tokio::sync::oneshot::Rec
 
 /// The example config pointed at a local emulator, with the emulator's demo credentials.
 pub fn demo_config(emulator_url: &str) -> Result<Config, String> {
-    let mut config = Config::parse(EXAMPLE_CONFIG, Path::new("config.example.toml"))
+    let builtins = crate::cloud::builtins();
+    let mut config = Config::parse(EXAMPLE_CONFIG, Path::new("config.example.toml"), &builtins)
         .map_err(|p| format!("the built-in example config is invalid:\n{p}"))?;
     for account in config.accounts.values_mut() {
         let mut a = (**account).clone();

@@ -3,8 +3,8 @@
 
 use std::fmt;
 
-use crate::chat::Actor;
-use crate::job::{Approval, Job, JobState, Person};
+use crate::domain::Actor;
+use crate::job::{Approval, Job, JobState};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Refusal {
@@ -54,10 +54,7 @@ pub fn approve(job: &mut Job, actor: &Actor, now_ms: u64) -> Result<bool, Refusa
         return Err(Refusal::AlreadyCounted);
     }
     job.approvals.push(Approval {
-        by: Person {
-            id: actor.id.clone(),
-            name: actor.name.clone(),
-        },
+        by: actor.person(),
         at_ms: now_ms,
         by_reaction: false,
     });
@@ -95,7 +92,7 @@ pub fn withdraw_reaction(job: &mut Job, actor: &Actor) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cloud::JobSpec;
+    use crate::domain::{JobSpec, Person};
     use crate::job::Requirement;
 
     const APPROVER: u64 = 20;

@@ -1,4 +1,4 @@
-//! The job and its state machine.
+//! The job record and its state machine.
 //!
 //! A job's spec is fixed when it is requested; only its state, approvals and cloud progress
 //! change. [`JobState::can_become`] is the one table of legal moves; the engine refuses any
@@ -6,8 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::cloud::JobSpec;
-use crate::command::JobId;
+use crate::domain::{JobId, JobSpec, MessageId, Person};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -96,13 +95,6 @@ impl JobState {
     }
 }
 
-/// A chat user as recorded in a job: stable ID plus the name shown at the time.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Person {
-    pub id: String,
-    pub name: String,
-}
-
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Approval {
     pub by: Person,
@@ -138,7 +130,7 @@ pub struct Job {
     pub expires_ms: u64,
     pub updated_ms: u64,
     /// The job's message in chat (approval request and live status), once known.
-    pub message_id: Option<String>,
+    pub message_id: Option<MessageId>,
     /// The cloud's own identifier for the work, e.g. the DDM jobId.
     pub cloud_ref: Option<String>,
     /// The operation's record of submitted work, handed back to `poll` after a restart.
@@ -177,7 +169,7 @@ pub struct BreakGlass {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Review {
     pub by: Person,
-    pub verdict: crate::command::Verdict,
+    pub verdict: Verdict,
     pub note: Option<String>,
     pub at_ms: u64,
 }
@@ -197,47 +189,53 @@ impl Job {
     pub fn has_quorum(&self) -> bool {
         self.approvals.len() as u32 >= self.requirement.approvals
     }
-
-    /// The operation's verb, e.g. `restart` or `upgrade`, for sentences about the work.
-    pub fn verb(&self) -> &'static str {
-        crate::command::catalog::operation_by_id(&self.spec.operation).map_or("request", |o| o.verb)
-    }
-
-    /// The one-line description of what the job does, e.g. `restart ddm orders-db hard`.
-    pub fn action(&self) -> String {
-        action_of(&self.spec)
-    }
-
-    /// Per-resource lock key: at most one pending or running job per key.
-    pub fn lock_key(&self, config: &crate::config::Config) -> String {
-        lock_key(&self.spec, config)
-    }
 }
 
-/// What `spec` does in one line, e.g. `restart ddm orders-db hard`.
-pub fn action_of(spec: &JobSpec) -> String {
-    let op = crate::command::catalog::operation_by_id(&spec.operation);
-    let (verb, service) = op.map_or(("run", spec.operation.as_str()), |o| (o.verb, o.service));
-    let mut out = format!("{verb} {service} {}", spec.target);
-    if let Some(mode) = spec.param("mode") {
-        out.push(' ');
-        out.push_str(mode);
-    }
-    if let Some(op) = op {
-        for arg in op.args {
-            if let Some(v) = spec.param(arg.name) {
-                out.push(' ');
-                out.push_str(v);
-            }
+/// What a reviewer thinks of a break-glass job.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Ok,
+    Concern,
+}
+
+impl Verdict {
+    pub fn label(self) -> &'static str {
+        match self {
+            Verdict::Ok => "ok",
+            Verdict::Concern => "concern",
         }
     }
-    out
 }
 
-impl crate::command::JobFilter {
+/// One line of a job's history. Never holds a secret: what was sent is described, not copied.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub at_ms: u64,
+    /// Who acted (a chat user's name and ID), or `None` for the bot and the cloud.
+    pub actor: Option<String>,
+    /// `requested`, `approved`, `denied`, `submitted`, `cloud`, `succeeded`, ...
+    pub event: String,
+    pub detail: String,
+}
+
+/// Which jobs a listing shows (`!jobs pending`, `opsgate jobs --filter`, the job API).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JobFilter {
+    /// Pending and running (the default).
+    Active,
+    Pending,
+    Running,
+    Mine,
+    All,
+    /// Break-glass jobs whose review is still open.
+    Review,
+}
+
+impl JobFilter {
     /// Filter names as typed after `!jobs` or passed to the HTTP API.
     pub fn parse(name: &str) -> Option<Self> {
-        use crate::command::JobFilter::*;
+        use JobFilter::*;
         Some(match name.to_ascii_lowercase().as_str() {
             "active" => Active,
             "pending" => Pending,
@@ -251,7 +249,7 @@ impl crate::command::JobFilter {
 
     /// Whether `job` belongs in the listing for the user `me`.
     pub fn keeps(self, job: &Job, me: &str) -> bool {
-        use crate::command::JobFilter::*;
+        use JobFilter::*;
         match self {
             Active => !job.state.is_final(),
             Pending => job.state == JobState::AwaitingApproval,
@@ -261,43 +259,6 @@ impl crate::command::JobFilter {
             Review => job.review_pending(),
         }
     }
-}
-
-/// The lock key of the resource `spec` acts on: where it lives (provider, region or
-/// private endpoint, project, SCNet cluster) and its IDs, never the account's name, so two
-/// accounts that reach the same instance share one lock. An account missing from the config
-/// (a job stored under an older config) is keyed by its name.
-pub fn lock_key(spec: &JobSpec, config: &crate::config::Config) -> String {
-    let op = crate::command::catalog::operation_by_id(&spec.operation);
-    let service = op.map_or(spec.operation.as_str(), |o| o.service);
-    let place = match config.accounts.get(&spec.account) {
-        Some(a) => {
-            // Where the resource is served; the sign-in endpoints say nothing about that.
-            let endpoint: Vec<&str> = (a.endpoints.iter())
-                .filter(|(service, _)| !matches!(service.as_str(), "iam" | "token"))
-                .map(|(_, url)| url.trim_end_matches('/'))
-                .collect();
-            let endpoint = endpoint.join(",");
-            let s = &a.settings;
-            let cluster = s.cluster_id.as_deref().or(s.cluster_name.as_deref());
-            format!(
-                "{}|{}|{endpoint}|{}|{}",
-                a.provider.name(),
-                a.region,
-                a.project_id.as_deref().unwrap_or(""),
-                cluster.unwrap_or(""),
-            )
-        }
-        None => format!("account {}", spec.account),
-    };
-    let mut key = format!("{place}/{service}");
-    if let Some(op) = op {
-        for p in op.target {
-            key.push('/');
-            key.push_str(spec.param(p.name).unwrap_or(""));
-        }
-    }
-    key
 }
 
 #[cfg(test)]

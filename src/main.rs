@@ -12,8 +12,8 @@ use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use opsgate::app::jobs_cli::ApiEndpoint;
 use opsgate::app::logging::{self, Verbosity};
 use opsgate::app::{self, backup_cli, jobs_cli, ShellArgs};
-use opsgate::command::JobFilter;
 use opsgate::config::{Config, LogFormat, Use};
+use opsgate::job::JobFilter;
 
 #[derive(Parser)]
 #[command(
@@ -195,7 +195,8 @@ const EXIT_CONFIG: u8 = 78;
 const CONFIG_MARK: &str = "\u{0}config:";
 
 fn load(path: &Path, usage: Use) -> Result<Config, String> {
-    Config::load_for(path, usage).map_err(|p| format!("{CONFIG_MARK}{p}"))
+    Config::load_for(path, usage, &opsgate::cloud::builtins())
+        .map_err(|p| format!("{CONFIG_MARK}{p}"))
 }
 
 fn log_format(flag: Option<LogFormatArg>, config: Option<&Config>) -> LogFormat {
@@ -242,13 +243,13 @@ fn main() -> ExitCode {
                 None => Err(format!(
                     "unknown filter `{filter}` (active, pending, running or all)"
                 )),
-                Some(filter) => with_source(&store, |source, rt| {
-                    jobs_cli::jobs(source, filter, limit, store.json, rt)
+                Some(filter) => with_source(&store, |source, config, rt| {
+                    jobs_cli::jobs(source, &config.catalog, filter, limit, store.json, rt)
                 }),
             }
         }),
         Cmd::Audit { job, store } => init(None, Verbosity::Normal).and_then(|()| {
-            with_source(&store, |source, rt| {
+            with_source(&store, |source, _, rt| {
                 jobs_cli::audit(source, job, store.json, rt)
             })
         }),
@@ -325,13 +326,13 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
 
 fn with_source(
     store: &Store,
-    show: impl FnOnce(&jobs_cli::Source, &tokio::runtime::Runtime) -> Result<String, String>,
+    show: impl FnOnce(&jobs_cli::Source, &Config, &tokio::runtime::Runtime) -> Result<String, String>,
 ) -> Result<(), String> {
     let config = load(&store.config.path, Use::Check { secrets: false })?;
     let data = data_dir(store, &config)?;
     let rt = runtime()?;
     let source = jobs_cli::source(data, ApiEndpoint::of(&config))?;
-    print!("{}", show(&source, &rt)?);
+    print!("{}", show(&source, &config, &rt)?);
     Ok(())
 }
 

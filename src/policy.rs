@@ -12,8 +12,95 @@
 //! error (see `ambiguities`).
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
-use crate::config::{Config, Rule, Scope};
+use crate::command::Catalog;
+
+/// Names and tags, as the config gives them.
+pub type Tags = BTreeMap<String, String>;
+
+/// Everything the rules are checked against: the rules themselves and the names they and
+/// their refusals use. Built from the config.
+#[derive(Clone, Debug, Default)]
+pub struct Policy {
+    pub rules: Vec<Rule>,
+    pub admin_roles: Vec<u64>,
+    /// Role name -> Discord role ID. Authorization always compares IDs.
+    pub roles: BTreeMap<String, u64>,
+    /// Channel name -> channel ID (a Discord snowflake, or the name itself in the shell).
+    pub channels: BTreeMap<String, String>,
+    /// Every account, with its tags (`[accounts.X] tags`), which rules can scope by.
+    pub accounts: BTreeMap<String, Tags>,
+    /// Every named target: its account, and its own tags over its account's.
+    pub targets: BTreeMap<String, (String, Tags)>,
+}
+
+impl Policy {
+    /// The display name of a channel ID (the ID itself when it has no name).
+    pub fn channel_name<'a>(&'a self, id: &'a str) -> &'a str {
+        self.channels
+            .iter()
+            .find(|(_, v)| v.as_str() == id)
+            .map_or(id, |(k, _)| k.as_str())
+    }
+
+    /// The display name of a role ID.
+    pub fn role_name(&self, id: u64) -> Option<&str> {
+        self.roles
+            .iter()
+            .find(|(_, v)| **v == id)
+            .map(|(k, _)| k.as_str())
+    }
+
+    /// `dba or sre-lead`: role IDs by name, for replies.
+    pub fn describe_roles(&self, ids: &[u64]) -> String {
+        let names: Vec<&str> = ids.iter().filter_map(|id| self.role_name(*id)).collect();
+        if names.is_empty() {
+            "(none)".to_string()
+        } else {
+            names.join(" or ")
+        }
+    }
+
+    pub fn is_admin(&self, roles: &[u64]) -> bool {
+        roles.iter().any(|r| self.admin_roles.contains(r))
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Rule {
+    pub name: String,
+    /// Canonical command key, e.g. `restart ddm`.
+    pub command: String,
+    /// Modes this rule covers; empty means every mode.
+    pub modes: Vec<String>,
+    pub request_roles: Vec<u64>,
+    /// Channel IDs where the command may be requested; empty means anywhere.
+    pub channels: Vec<String>,
+    pub approvals: u32,
+    pub approver_roles: Vec<u64>,
+    pub expires: Duration,
+    /// What the rule acts on; the most specific matching rule wins.
+    pub scope: Scope,
+    /// The requester types the target's name (`!confirm`) before the request is posted.
+    pub confirm: bool,
+    /// Roles that may use `--break-glass` under this rule (skipping its approvals and any
+    /// freeze); empty means break-glass is not allowed.
+    pub break_glass_roles: Vec<u64>,
+    /// Jobs under this rule get a thread on their card.
+    pub thread: bool,
+}
+
+/// What a rule acts on. At most one kind is set; none means everything.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Scope {
+    /// Named targets.
+    pub targets: Vec<String>,
+    /// Accounts (named targets on them, and raw IDs used with them).
+    pub accounts: Vec<String>,
+    /// Tags every one of which the target (or, for raw IDs, the account) must carry.
+    pub tags: Tags,
+}
 
 /// What a request acts on: a named target (if one was used) and the account.
 #[derive(Clone, Copy, Debug)]
@@ -44,25 +131,25 @@ pub fn level(scope: &Scope) -> u8 {
 }
 
 /// The tags of a subject: the account's, overlaid with the named target's.
-pub fn tags_of<'a>(config: &'a Config, subject: &Subject<'_>) -> BTreeMap<&'a str, &'a str> {
+pub fn tags_of<'a>(policy: &'a Policy, subject: &Subject<'_>) -> BTreeMap<&'a str, &'a str> {
     let mut tags = BTreeMap::new();
-    if let Some(account) = config.account_tags.get(subject.account) {
+    if let Some(account) = policy.accounts.get(subject.account) {
         tags.extend(account.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     }
-    if let Some(target) = subject.target.and_then(|t| config.targets.get(t)) {
-        tags.extend(target.tags.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    if let Some((_, target)) = subject.target.and_then(|t| policy.targets.get(t)) {
+        tags.extend(target.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     }
     tags
 }
 
 /// Whether `scope` covers `subject`.
-pub fn covers(config: &Config, scope: &Scope, subject: &Subject<'_>) -> bool {
+pub fn covers(policy: &Policy, scope: &Scope, subject: &Subject<'_>) -> bool {
     match level(scope) {
         3 => subject
             .target
             .is_some_and(|t| scope.targets.iter().any(|x| x == t)),
         2 => {
-            let tags = tags_of(config, subject);
+            let tags = tags_of(policy, subject);
             scope
                 .tags
                 .iter()
@@ -97,16 +184,16 @@ pub fn mode_matches(rule: &Rule, mode: Option<&str>) -> bool {
 
 /// The most specific rules for a command and mode on `subject` (its tier), ignoring who asks.
 pub fn tier<'a>(
-    config: &'a Config,
+    policy: &'a Policy,
     command: &str,
     mode: Option<&str>,
     subject: &Subject<'_>,
 ) -> Vec<&'a Rule> {
-    let matching: Vec<&Rule> = config
+    let matching: Vec<&Rule> = policy
         .rules
         .iter()
         .filter(|r| r.command == command && mode_matches(r, mode))
-        .filter(|r| covers(config, &r.scope, subject))
+        .filter(|r| covers(policy, &r.scope, subject))
         .collect();
     let rank = |r: &Rule| (level(&r.scope), !r.modes.is_empty());
     let Some(top) = matching.iter().map(|r| rank(r)).max() else {
@@ -117,32 +204,23 @@ pub fn tier<'a>(
 
 /// The rule for a command and mode on anything no scoped rule covers: one that lists the
 /// mode beats one that covers every mode.
-pub fn rule_for<'a>(config: &'a Config, command: &str, mode: Option<&str>) -> Option<&'a Rule> {
-    tier(config, command, mode, &Subject::ANYTHING_ELSE)
+pub fn rule_for<'a>(policy: &'a Policy, command: &str, mode: Option<&str>) -> Option<&'a Rule> {
+    tier(policy, command, mode, &Subject::ANYTHING_ELSE)
         .into_iter()
         .next()
-}
-
-fn role_names(config: &Config, ids: &[u64]) -> String {
-    let names: Vec<&str> = ids.iter().filter_map(|id| config.role_name(*id)).collect();
-    if names.is_empty() {
-        "(none)".to_string()
-    } else {
-        names.join(" or ")
-    }
 }
 
 /// Whether someone with `roles` may request `command` (in `mode`) in `channel`, on anything
 /// no scoped rule covers. See [`check_request_on`].
 pub fn check_request<'a>(
-    config: &'a Config,
+    policy: &'a Policy,
     roles: &[u64],
     channel: &str,
     command: &str,
     mode: Option<&str>,
 ) -> Result<&'a Rule, String> {
     check_request_on(
-        config,
+        policy,
         roles,
         channel,
         command,
@@ -154,7 +232,7 @@ pub fn check_request<'a>(
 /// Whether someone with `roles` may request `command` (in `mode`) in `channel` on
 /// `subject`, and under which rule. On refusal, the reply text says what would be needed.
 pub fn check_request_on<'a>(
-    config: &'a Config,
+    policy: &'a Policy,
     roles: &[u64],
     channel: &str,
     command: &str,
@@ -170,7 +248,7 @@ pub fn check_request_on<'a>(
         Some(t) => format!(" on {t}"),
         None => String::new(),
     };
-    let tier = tier(config, command, mode, subject);
+    let tier = tier(policy, command, mode, subject);
     if tier.is_empty() {
         return Err(format!(
             "No rule allows {}{}; ask an admin to add one to the config.",
@@ -190,19 +268,19 @@ pub fn check_request_on<'a>(
             "You may not request {}{}: it needs the role {}.",
             what(),
             on(),
-            role_names(config, &needed)
+            policy.describe_roles(&needed)
         ));
     };
     if !rule.channels.is_empty() && !rule.channels.iter().any(|c| c == channel) {
         let allowed: Vec<String> = rule
             .channels
             .iter()
-            .map(|c| format!("#{}", config.channel_name(c)))
+            .map(|c| format!("#{}", policy.channel_name(c)))
             .collect();
         return Err(format!(
             "{} cannot be requested in #{}; use {}.",
             what(),
-            config.channel_name(channel),
+            policy.channel_name(channel),
             allowed.join(" or ")
         ));
     }
@@ -212,21 +290,21 @@ pub fn check_request_on<'a>(
 /// Pairs of rules (by index) that could both apply to one request: same tier for some
 /// target or account, and a request role in common. Checked on every named target, every
 /// account (raw IDs) and anything else; each pair once, with the subject it was found on.
-pub fn ambiguities(config: &Config) -> Vec<(usize, usize, String)> {
+pub fn ambiguities(policy: &Policy, catalog: &Catalog) -> Vec<(usize, usize, String)> {
     let mut subjects: Vec<(Subject<'_>, String)> = vec![(
         Subject::ANYTHING_ELSE,
         "anything no scoped rule covers".into(),
     )];
-    for t in config.targets.values() {
+    for (name, (account, _)) in &policy.targets {
         subjects.push((
             Subject {
-                target: Some(&t.name),
-                account: &t.account,
+                target: Some(name),
+                account,
             },
-            format!("target {}", t.name),
+            format!("target {name}"),
         ));
     }
-    for a in config.accounts.keys() {
+    for a in policy.accounts.keys() {
         subjects.push((
             Subject {
                 target: None,
@@ -235,17 +313,14 @@ pub fn ambiguities(config: &Config) -> Vec<(usize, usize, String)> {
             format!("raw IDs on account {a}"),
         ));
     }
-    let index = |r: &Rule| config.rules.iter().position(|x| std::ptr::eq(x, r));
+    let index = |r: &Rule| policy.rules.iter().position(|x| std::ptr::eq(x, r));
     let mut found: Vec<(usize, usize, String)> = Vec::new();
-    for op in crate::command::catalog::OPERATIONS {
-        let modes: Vec<Option<&str>> = match &op.modes {
-            Some(m) => m.values.iter().map(|v| Some(*v)).collect(),
-            None => vec![None],
-        };
+    for op in catalog.operations() {
+        let modes = op.each_mode();
         let key = op.key();
         for (subject, label) in &subjects {
             for mode in &modes {
-                let tier = tier(config, &key, *mode, subject);
+                let tier = tier(policy, &key, *mode, subject);
                 for (i, a) in tier.iter().enumerate() {
                     for b in &tier[i + 1..] {
                         if !a.request_roles.iter().any(|r| b.request_roles.contains(r)) {
@@ -267,7 +342,7 @@ pub fn ambiguities(config: &Config) -> Vec<(usize, usize, String)> {
 }
 
 /// `runs at once` or `needs 1 approval from dba within 15m`: what a rule asks for.
-pub fn describe_approval(config: &Config, rule: &Rule) -> String {
+pub fn describe_approval(policy: &Policy, rule: &Rule) -> String {
     if rule.approvals == 0 {
         "runs at once".to_string()
     } else {
@@ -275,7 +350,7 @@ pub fn describe_approval(config: &Config, rule: &Rule) -> String {
             "needs {} approval{} from {} within {}",
             rule.approvals,
             if rule.approvals == 1 { "" } else { "s" },
-            role_names(config, &rule.approver_roles),
+            policy.describe_roles(&rule.approver_roles),
             humantime::format_duration(rule.expires)
         )
     }
@@ -284,13 +359,13 @@ pub fn describe_approval(config: &Config, rule: &Rule) -> String {
 /// For `!whoami`: each scope some rule for `command` and `mode` has (beyond unscoped ones),
 /// the rule that would apply to someone with `roles` there, or why none would.
 pub fn scoped_verdicts<'a>(
-    config: &'a Config,
+    policy: &'a Policy,
     roles: &[u64],
     channel: &str,
     command: &str,
     mode: Option<&str>,
 ) -> Vec<(String, Result<&'a Rule, String>)> {
-    let scoped: Vec<&'a Rule> = config
+    let scoped: Vec<&'a Rule> = policy
         .rules
         .iter()
         .filter(|r| r.command == command && mode_matches(r, mode) && level(&r.scope) > 0)
@@ -322,7 +397,7 @@ pub fn scoped_verdicts<'a>(
                 Some(r) if !r.channels.is_empty() && !r.channels.iter().any(|c| c == channel) => {
                     Err(format!(
                         "not in #{} (rule `{}`)",
-                        config.channel_name(channel),
+                        policy.channel_name(channel),
                         r.name
                     ))
                 }
@@ -332,7 +407,7 @@ pub fn scoped_verdicts<'a>(
                         group.iter().flat_map(|r| r.request_roles.clone()).collect();
                     needed.sort_unstable();
                     needed.dedup();
-                    Err(format!("needs the role {}", role_names(config, &needed)))
+                    Err(format!("needs the role {}", policy.describe_roles(&needed)))
                 }
             };
             (describe_scope(scope), verdict)
@@ -340,75 +415,69 @@ pub fn scoped_verdicts<'a>(
         .collect()
 }
 
-pub fn is_admin(config: &Config, roles: &[u64]) -> bool {
-    roles.iter().any(|r| config.admin_roles.contains(r))
-}
-
-pub fn describe_roles(config: &Config, ids: &[u64]) -> String {
-    role_names(config, ids)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::Path;
 
-    const CONFIG: &str = r#"
-[roles]
-oncall = "10"
-dba = "20"
-guest = "30"
-[channels]
-ops = "100"
-random = "200"
-[accounts.acct]
-provider = "huawei"
-region = "cn-north-4"
-project_id = "0123456789abcdef0123456789abcdef"
-default = true
-iam_user = "u"
-iam_domain = "d"
-password_env = "OPSGATE_POLICY_TEST_UNSET"
-[[rules]]
-command = "restart ddm"
-request_roles = ["oncall", "dba"]
-channels = ["ops"]
-[[rules]]
-command = "restart ddm"
-modes = ["hard"]
-request_roles = ["dba"]
-channels = ["ops"]
-approvals = 1
-approver_roles = ["dba"]
-"#;
+    const ONCALL: u64 = 10;
+    const DBA: u64 = 20;
+    const GUEST: u64 = 30;
 
-    fn config() -> Config {
-        Config::parse(CONFIG, Path::new("t.toml")).unwrap()
+    fn rule(modes: &[&str], request_roles: &[u64], approvals: u32) -> Rule {
+        Rule {
+            name: format!("r{approvals}"),
+            command: "restart ddm".into(),
+            modes: modes.iter().map(|m| m.to_string()).collect(),
+            request_roles: request_roles.to_vec(),
+            channels: vec!["100".into()],
+            approvals,
+            approver_roles: if approvals > 0 { vec![DBA] } else { vec![] },
+            expires: Duration::from_secs(1800),
+            scope: Scope::default(),
+            confirm: false,
+            break_glass_roles: vec![],
+            thread: false,
+        }
+    }
+
+    fn policy() -> Policy {
+        Policy {
+            rules: vec![rule(&[], &[ONCALL, DBA], 0), rule(&["hard"], &[DBA], 1)],
+            roles: [("oncall", ONCALL), ("dba", DBA), ("guest", GUEST)]
+                .into_iter()
+                .map(|(n, id)| (n.to_string(), id))
+                .collect(),
+            channels: [("ops", "100"), ("random", "200")]
+                .into_iter()
+                .map(|(n, id)| (n.to_string(), id.to_string()))
+                .collect(),
+            ..Policy::default()
+        }
     }
 
     #[test]
     fn the_mode_specific_rule_wins() {
-        let c = config();
+        let p = policy();
         assert_eq!(
-            rule_for(&c, "restart ddm", Some("hard")).unwrap().approvals,
+            rule_for(&p, "restart ddm", Some("hard")).unwrap().approvals,
             1
         );
         assert_eq!(
-            rule_for(&c, "restart ddm", Some("soft")).unwrap().approvals,
+            rule_for(&p, "restart ddm", Some("soft")).unwrap().approvals,
             0
         );
-        assert!(rule_for(&c, "restart nothing", None).is_none());
+        assert!(rule_for(&p, "restart nothing", None).is_none());
     }
 
     #[test]
     fn requests_are_checked_by_role_id_and_channel_id() {
-        let c = config();
-        assert!(check_request(&c, &[10], "100", "restart ddm", Some("soft")).is_ok());
-        let e = check_request(&c, &[10], "100", "restart ddm", Some("hard")).unwrap_err();
+        let p = policy();
+        assert!(check_request(&p, &[ONCALL], "100", "restart ddm", Some("soft")).is_ok());
+        let e = check_request(&p, &[ONCALL], "100", "restart ddm", Some("hard")).unwrap_err();
         assert!(e.contains("needs the role dba"), "{e}");
-        let e = check_request(&c, &[30], "100", "restart ddm", Some("soft")).unwrap_err();
+        let e = check_request(&p, &[GUEST], "100", "restart ddm", Some("soft")).unwrap_err();
         assert!(e.contains("oncall or dba"), "{e}");
-        let e = check_request(&c, &[10], "200", "restart ddm", Some("soft")).unwrap_err();
+        let e = check_request(&p, &[ONCALL], "200", "restart ddm", Some("soft")).unwrap_err();
         assert!(e.contains("use #ops"), "{e}");
     }
 }

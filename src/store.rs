@@ -1,7 +1,7 @@
 //! Durable state in sled, the one store: jobs, the active-job index, message -> job index,
 //! the append-only audit log, and the job counter, under key prefixes in sled's main tree.
 //!
-//! A group of events gathers its writes in one [`WriteBatch`]; [`Store::commit`] applies it
+//! A group of events gathers its [`Writes`]; [`SledStore::commit`] applies them
 //! as one sled batch (visible to readers at once, and recovered all or nothing after a
 //! crash), and [`Store::flush`] makes everything committed durable: sled's flush, then the
 //! syncs sled leaves out (`sled_files.rs`), then the commit's number is written to
@@ -22,15 +22,18 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 pub use backup::{restore, BackupSummary};
-pub use batch::WriteBatch;
 pub use read_only::ReadOnly;
+
+use batch::BatchBuilder;
 use seal::{Seal, Sealed};
 use sled_files::Durability;
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
-use crate::command::JobId;
-use crate::job::Job;
+use crate::domain::JobId;
+use crate::freeze::ChatFreeze;
+use crate::job::{AuditEntry, Job};
+use crate::ports::store::{History, StorageError, Stored, Writes};
 
 const JOB: u8 = b'j';
 const ACTIVE: u8 = b'x';
@@ -71,21 +74,10 @@ pub enum StoreError {
     },
 }
 
-/// One line of a job's history. Never holds a secret: what was sent is described, not copied.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AuditEntry {
-    pub at_ms: u64,
-    /// Who acted (a chat user's name and ID), or `None` for the bot and the cloud.
-    pub actor: Option<String>,
-    /// `requested`, `approved`, `denied`, `submitted`, `cloud`, `succeeded`, ...
-    pub event: String,
-    pub detail: String,
-}
-
-/// Cheap to clone: clones share one sled database. Only the engine writes; clones serve
+/// Cheap to clone: clones share one sled database. Only the driver writes; clones serve
 /// read-only queries (the HTTP API), so the writer's lock is never contended.
 #[derive(Clone)]
-pub struct Store {
+pub struct SledStore {
     sled: Arc<Sled>,
 }
 
@@ -104,6 +96,7 @@ struct Writer {
     sealed: u64,
     /// The first storage error; once set, nothing more is written.
     failed: Option<String>,
+    batch: BatchBuilder,
 }
 
 impl Writer {
@@ -228,6 +221,7 @@ impl Sled {
             applied: 0,
             sealed: 0,
             failed: None,
+            batch: BatchBuilder::default(),
         };
         let applied = counter(&db, SEQ)?;
         match sealed {
@@ -270,13 +264,13 @@ impl Sled {
     }
 }
 
-impl Store {
+impl SledStore {
     /// Opens the data directory, creating it if it does not exist. Refuses, as
     /// [`StoreError::Damaged`], a directory whose sled log lacks commits that were made
     /// durable, or that sled cannot read. Only one process may hold a data directory.
-    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+    pub fn open(dir: &Path) -> Result<SledStore, StoreError> {
         refuse_old_journal(dir)?;
-        Ok(Store {
+        Ok(SledStore {
             sled: Arc::new(Sled::open(dir)?),
         })
     }
@@ -289,18 +283,27 @@ impl Store {
         self.read(next_job_id_in)
     }
 
-    /// Applies the batch as one sled batch: readers see it at once, a crash keeps all of it
-    /// or none, and the next [`flush`](Self::flush) makes it durable. Empties the batch.
-    pub fn commit(&self, batch: &mut WriteBatch) -> Result<(), StoreError> {
-        if batch.is_empty() {
+    /// Applies `writes` as one sled batch: readers see it at once, a crash keeps all of it
+    /// or none, and the next [`flush`](Self::flush) makes it durable.
+    pub fn commit(&self, writes: &Writes) -> Result<(), StoreError> {
+        if writes.is_empty() {
             return Ok(());
         }
+        let batch = {
+            let mut writer = self.sled.writer();
+            writer.batch.add(writes);
+            writer.batch.take()
+        };
+        self.apply(batch)
+    }
+
+    /// Applies a sled batch as the next commit, numbered in it (see `seal.rs`).
+    fn apply(&self, mut batch: sled::Batch) -> Result<(), StoreError> {
         let mut writer = self.sled.writer();
         writer.check()?;
         let seq = writer.applied + 1;
-        let mut writes = batch.take();
-        writes.insert(SEQ, &seq.to_be_bytes());
-        match self.sled.db.apply_batch(writes) {
+        batch.insert(SEQ, &seq.to_be_bytes());
+        match self.sled.db.apply_batch(batch) {
             Ok(()) => {
                 writer.applied = seq;
                 Ok(())
@@ -387,7 +390,7 @@ impl Store {
     }
 
     /// The freeze set with `!freeze`, if one is stored.
-    pub fn chat_freeze<T: for<'de> Deserialize<'de>>(&self) -> Result<Option<T>, StoreError> {
+    pub fn chat_freeze(&self) -> Result<Option<ChatFreeze>, StoreError> {
         self.read(|db| match db.get(CHAT_FREEZE)? {
             Some(bytes) => decode(CHAT_FREEZE, &bytes).map(Some),
             None => Ok(None),
@@ -420,6 +423,60 @@ impl Store {
 
     pub fn job_for_message(&self, message_id: &str) -> Result<Option<JobId>, StoreError> {
         self.read(|db| Ok(db.get(message_key(message_id))?.and_then(|v| id_from(&v))))
+    }
+}
+
+fn failure(e: StoreError) -> StorageError {
+    StorageError(e.to_string())
+}
+
+impl History for SledStore {
+    fn job(&self, id: JobId) -> Result<Option<Job>, StorageError> {
+        SledStore::job(self, id).map_err(failure)
+    }
+
+    fn job_for_message(&self, message_id: &str) -> Result<Option<JobId>, StorageError> {
+        SledStore::job_for_message(self, message_id).map_err(failure)
+    }
+
+    fn recent_jobs(
+        &self,
+        limit: usize,
+        scan: usize,
+        keep: &dyn Fn(&Job) -> bool,
+    ) -> Result<Vec<Job>, StorageError> {
+        SledStore::recent_jobs(self, limit, scan, keep).map_err(failure)
+    }
+
+    fn audit(&self, id: JobId) -> Result<Vec<AuditEntry>, StorageError> {
+        SledStore::audit(self, id).map_err(failure)
+    }
+
+    fn ops_events(&self, limit: usize) -> Result<Vec<AuditEntry>, StorageError> {
+        SledStore::ops_events(self, limit).map_err(failure)
+    }
+}
+
+impl crate::ports::store::Store for SledStore {
+    fn load(&self) -> Result<Stored, StorageError> {
+        Ok(Stored {
+            next_job_id: self.next_job_id().map_err(failure)?,
+            chat_freeze: self.chat_freeze().map_err(failure)?,
+            next_ops_seq: self.next_ops_seq().map_err(failure)?,
+            active: self.active_jobs().map_err(failure)?,
+        })
+    }
+
+    fn commit(&self, writes: Writes) -> Result<(), StorageError> {
+        SledStore::commit(self, &writes).map_err(failure)
+    }
+
+    fn flush(&self) -> Result<(), StorageError> {
+        SledStore::flush(self).map_err(failure)
+    }
+
+    fn close(&self) -> Result<(), StorageError> {
+        SledStore::close(self).map_err(failure)
     }
 }
 
@@ -467,21 +524,21 @@ mod tests {
         }
     }
 
-    fn set_next(store: &Store, next: u64) {
-        let mut batch = WriteBatch::default();
-        batch.set_next_id(next);
-        store.commit(&mut batch).unwrap();
+    fn set_next(store: &SledStore, next: u64) {
+        let mut writes = Writes::default();
+        writes.set_next_id(next);
+        store.commit(&writes).unwrap();
         store.flush().unwrap();
     }
 
     #[test]
     fn flushed_commits_survive_a_reopen() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let mut batch = WriteBatch::default();
-        batch.set_next_id(9);
-        batch.index_message("m-1", 3);
-        store.commit(&mut batch).unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let mut writes = Writes::default();
+        writes.set_next_id(9);
+        writes.index_message("m-1", 3);
+        store.commit(&writes).unwrap();
         assert_eq!(
             store.next_job_id().unwrap(),
             9,
@@ -489,7 +546,7 @@ mod tests {
         );
         store.flush().unwrap();
         drop(store);
-        let store = Store::open(dir.path()).unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
         assert_eq!(store.next_job_id().unwrap(), 9);
         assert_eq!(store.job_for_message("m-1").unwrap(), Some(3));
     }
@@ -497,9 +554,9 @@ mod tests {
     #[test]
     fn a_directory_with_the_old_journal_is_refused_and_left_alone() {
         let dir = tempfile::tempdir().unwrap();
-        set_next(&Store::open(dir.path()).unwrap(), 5);
+        set_next(&SledStore::open(dir.path()).unwrap(), 5);
         std::fs::write(dir.path().join("journal.1"), b"records").unwrap();
-        let error = Store::open(dir.path()).err().expect("refused");
+        let error = SledStore::open(dir.path()).err().expect("refused");
         assert!(matches!(error, StoreError::OldJournal { .. }), "{error}");
         assert!(error.to_string().contains("journal.1"), "{error}");
         assert_eq!(
@@ -512,7 +569,7 @@ mod tests {
     fn a_log_that_lost_acknowledged_commits_is_refused_as_damaged() {
         let live = tempfile::tempdir().unwrap();
         let old = tempfile::tempdir().unwrap();
-        let store = Store::open(live.path()).unwrap();
+        let store = SledStore::open(live.path()).unwrap();
         set_next(&store, 5);
         copy_files(live.path(), old.path());
         set_next(&store, 6);
@@ -520,7 +577,7 @@ mod tests {
         drop(store);
         // sled as it was two commits ago, beside the newest commit.seq.
         std::fs::copy(live.path().join(seal::FILE), old.path().join(seal::FILE)).unwrap();
-        let error = Store::open(old.path()).err().expect("refused");
+        let error = SledStore::open(old.path()).err().expect("refused");
         assert!(matches!(error, StoreError::Damaged { .. }), "{error}");
         assert!(
             error.to_string().contains("ends at commit 1, but commit 3"),
@@ -532,9 +589,9 @@ mod tests {
     #[test]
     fn a_missing_log_beside_a_seal_is_damage_and_is_not_recreated() {
         let dir = tempfile::tempdir().unwrap();
-        set_next(&Store::open(dir.path()).unwrap(), 5);
+        set_next(&SledStore::open(dir.path()).unwrap(), 5);
         std::fs::remove_file(dir.path().join("db")).unwrap();
-        let error = Store::open(dir.path()).err().expect("refused");
+        let error = SledStore::open(dir.path()).err().expect("refused");
         assert!(error.to_string().contains("`db` is missing"), "{error}");
         assert!(!dir.path().join("db").exists());
     }
@@ -542,10 +599,10 @@ mod tests {
     #[test]
     fn an_active_index_entry_without_its_job_is_an_error_not_a_silent_skip() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let mut batch = WriteBatch::default();
+        let store = SledStore::open(dir.path()).unwrap();
+        let mut batch = sled::Batch::default();
         batch.insert(&active_key(4), &[]);
-        store.commit(&mut batch).unwrap();
+        store.apply(batch).unwrap();
         let error = store.active_jobs().unwrap_err();
         assert!(error.to_string().contains("job 4"), "{error}");
     }
@@ -559,14 +616,14 @@ mod tests {
         assert!(!missing.exists());
 
         let dir = root.path().join("data");
-        set_next(&Store::open(&dir).unwrap(), 5);
+        set_next(&SledStore::open(&dir).unwrap(), 5);
         let before: Vec<(String, Vec<u8>)> = snapshot(&dir);
         let copy = ReadOnly::open(&dir).unwrap();
         assert_eq!(copy.store.next_job_id().unwrap(), 5);
         drop(copy);
         assert_eq!(snapshot(&dir), before);
 
-        let _running = Store::open(&dir).unwrap();
+        let _running = SledStore::open(&dir).unwrap();
         let error = ReadOnly::open(&dir).err().expect("held");
         assert!(matches!(error, StoreError::Locked(_)), "{error}");
     }

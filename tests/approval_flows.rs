@@ -8,8 +8,8 @@ mod process;
 
 use std::path::Path;
 
-use opsgate::chat::{CardAction, ChatEvent, Origin, Outgoing};
 use opsgate::config::Config;
+use opsgate::ports::chat::{CardAction, ChatEvent, Origin, Outgoing};
 use support::*;
 
 const SRE: u64 = 60;
@@ -70,7 +70,7 @@ fn flows_config(confirm: bool, thread: bool, extra: &str) -> Config {
         .replace("CONFIRM", &confirm.to_string())
         .replace("THREAD", &thread.to_string())
         + extra;
-    Config::parse(&text, Path::new("t.toml")).expect("test config")
+    Config::parse(&text, Path::new("t.toml"), &opsgate::cloud::builtins()).expect("test config")
 }
 
 fn start(dir: &Path, extra: &str) -> Harness {
@@ -215,7 +215,7 @@ fn a_break_glass_job_stays_marked_until_an_approver_reviews_it() {
     assert!(r.contains("did not run with --break-glass"), "{r}");
     h.stop();
     // The review survived: stored with the job.
-    let store = opsgate::store::Store::open(dir.path()).unwrap();
+    let store = opsgate::store::SledStore::open(dir.path()).unwrap();
     let job = store.job(1).unwrap().unwrap();
     assert!(job.break_glass.unwrap().review.is_some());
 }
@@ -307,7 +307,7 @@ fn a_dry_run_says_what_would_happen_and_stores_and_sends_nothing() {
     assert!(r.contains("needs the role"), "{r}");
     assert_eq!(h.op.submits(), 0);
     h.stop();
-    let store = opsgate::store::Store::open(dir.path()).unwrap();
+    let store = opsgate::store::SledStore::open(dir.path()).unwrap();
     assert_eq!(store.next_job_id().unwrap(), 1, "no job number was used");
 }
 
@@ -479,7 +479,7 @@ fn jobs_stored_before_these_flows_still_load() {
     let h = start(dir.path(), "");
     h.say("alice", &[ONCALL], HARD);
     h.stop();
-    let store = opsgate::store::Store::open(dir.path()).unwrap();
+    let store = opsgate::store::SledStore::open(dir.path()).unwrap();
     let job = store.job(1).unwrap().unwrap();
     let mut old = serde_json::to_value(&job).unwrap();
     let map = old.as_object_mut().unwrap();
@@ -512,7 +512,7 @@ reason = "z"
         .replace("THREAD", "false")
         .replace("break_glass_roles = [\"sre\"]", "")
         + bad;
-    let err = Config::parse(&text, Path::new("t.toml"))
+    let err = Config::parse(&text, Path::new("t.toml"), &opsgate::cloud::builtins())
         .unwrap_err()
         .to_string();
     for want in [
@@ -526,7 +526,7 @@ reason = "z"
     }
     let text = FLOWS.replace("CONFIRM", "false").replace("THREAD", "false")
         + "[[freezes]]\nreason = \"y\"\nweekly = \"Fri 16:00 - Mon 08:00\"\nrules = [\"hadr\"]\n";
-    let err = Config::parse(&text, Path::new("t.toml"))
+    let err = Config::parse(&text, Path::new("t.toml"), &opsgate::cloud::builtins())
         .unwrap_err()
         .to_string();
     assert!(

@@ -52,7 +52,8 @@ request_roles = ["oncall"]
 
 #[test]
 fn every_problem_is_reported_with_its_key_path() {
-    let problems = Config::parse(BROKEN, Path::new("c.toml")).unwrap_err();
+    let problems =
+        Config::parse(BROKEN, Path::new("c.toml"), &opsgate::cloud::builtins()).unwrap_err();
     let text = problems.to_string();
     for path in [
         "bot.colour: unknown key",
@@ -83,16 +84,20 @@ fn every_problem_is_reported_with_its_key_path() {
 
 #[test]
 fn a_type_error_names_its_path() {
-    let err = Config::parse("[roles]\noncall = [1]\n", Path::new("c.toml"))
-        .unwrap_err()
-        .to_string();
+    let err = Config::parse(
+        "[roles]\noncall = [1]\n",
+        Path::new("c.toml"),
+        &opsgate::cloud::builtins(),
+    )
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("roles.oncall"), "{err}");
 }
 
 #[test]
 fn the_example_config_is_valid_and_its_summary_shows_secrets_only_as_set_or_unset() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.toml");
-    let config = Config::load(&path).unwrap_or_else(|p| panic!("{p}"));
+    let config = Config::load(&path, &opsgate::cloud::builtins()).unwrap_or_else(|p| panic!("{p}"));
     let summary = opsgate::config::summary(&config);
     assert!(summary.contains("restart ddm [hard]"), "{summary}");
     assert!(
@@ -115,7 +120,12 @@ iam_user = "u"
 iam_domain = "d"
 password_file = "pw"
 "#;
-    let config = Config::parse(text, &dir.path().join("c.toml")).unwrap();
+    let config = Config::parse(
+        text,
+        &dir.path().join("c.toml"),
+        &opsgate::cloud::builtins(),
+    )
+    .unwrap();
     let account = &config.accounts["a"];
     assert_eq!(
         account.password.value.as_ref().unwrap().expose(),
@@ -127,7 +137,7 @@ password_file = "pw"
 
 /// The problem about `path` (its line in `check-config`'s output, and the snippet after it).
 fn problem_at(text: &str, path: &str) -> (String, String) {
-    let problems = Config::parse(text, Path::new("c.toml"))
+    let problems = Config::parse(text, Path::new("c.toml"), &opsgate::cloud::builtins())
         .unwrap_err()
         .to_string();
     let lines: Vec<&str> = problems.lines().collect();
@@ -188,7 +198,7 @@ fn every_problem_names_file_line_column_and_path_shows_the_line_and_suggests_a_n
     );
     assert_eq!(snippet.trim(), "32 | aprover_roles = [\"dba\"]");
     // The misspelt key is the problem; "approver_roles: missing" would be the same one again.
-    let all = Config::parse(TYPOS, Path::new("c.toml"))
+    let all = Config::parse(TYPOS, Path::new("c.toml"), &opsgate::cloud::builtins())
         .unwrap_err()
         .to_string();
     assert!(!all.contains("approver_roles: missing"), "{all}");
@@ -214,7 +224,7 @@ fn every_problem_names_file_line_column_and_path_shows_the_line_and_suggests_a_n
 fn syntax_errors_have_a_column_and_the_usual_mistakes_say_what_was_meant() {
     let (line, snippet) = {
         let text = "[bot]\nprefix = \"!\n";
-        let p = Config::parse(text, Path::new("c.toml"))
+        let p = Config::parse(text, Path::new("c.toml"), &opsgate::cloud::builtins())
             .unwrap_err()
             .to_string();
         let mut lines = p.lines();
@@ -227,7 +237,7 @@ fn syntax_errors_have_a_column_and_the_usual_mistakes_say_what_was_meant() {
     assert!(snippet.contains("prefix = \"!"), "{snippet}");
 
     let text = "[roles]\noncall = \"10\"\n[rules]\ncommand = \"restart ddm\"\n";
-    let err = Config::parse(text, Path::new("c.toml"))
+    let err = Config::parse(text, Path::new("c.toml"), &opsgate::cloud::builtins())
         .unwrap_err()
         .to_string();
     assert!(err.starts_with("c.toml:3:1: "), "{err}");
@@ -237,7 +247,7 @@ fn syntax_errors_have_a_column_and_the_usual_mistakes_say_what_was_meant() {
     );
 
     let text = "[targets.db]\nservice = \"ddm\"\n[targets.db]\nservice = \"ddm\"\n";
-    let err = Config::parse(text, Path::new("c.toml"))
+    let err = Config::parse(text, Path::new("c.toml"), &opsgate::cloud::builtins())
         .unwrap_err()
         .to_string();
     assert!(
@@ -246,8 +256,12 @@ fn syntax_errors_have_a_column_and_the_usual_mistakes_say_what_was_meant() {
     );
     assert!(!err.contains("invalid table header"), "{err}");
 
-    let err = Config::parse("[roles]\noncall = [1]\n", Path::new("c.toml"))
-        .unwrap_err()
-        .to_string();
+    let err = Config::parse(
+        "[roles]\noncall = [1]\n",
+        Path::new("c.toml"),
+        &opsgate::cloud::builtins(),
+    )
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("roles.oncall: must be an ID"), "{err}");
 }

@@ -11,11 +11,14 @@ use std::time::Duration;
 
 use opsgate::cloud::huawei::ddm::DdmRestart;
 use opsgate::cloud::huawei::HuaweiClient;
-use opsgate::cloud::{
-    CloudError, CloudOperation, JobSpec, PollOutcome, ReconcileOutcome, Registry, SubmitOutcome,
-};
+use opsgate::cloud::Registry;
 use opsgate::config::Config;
+use opsgate::domain::JobSpec;
 use opsgate::emulator::{demo, RunningEmulator};
+use opsgate::ports::cloud::Operations;
+use opsgate::ports::cloud::{
+    CloudError, CloudOperation, PollOutcome, ReconcileOutcome, SubmitOutcome,
+};
 use serde_json::{json, Value};
 use support::emulated::{self, admin, calls, fault, indeterminate, not_sent, poll_to_end, refused};
 
@@ -76,7 +79,7 @@ endpoints = {{ iam = "{base}", ddm = "{base}" }}
 "#,
         project = demo::PROJECT_ID
     );
-    Config::parse(&text, Path::new("test.toml")).unwrap()
+    Config::parse(&text, Path::new("test.toml"), &opsgate::cloud::builtins()).unwrap()
 }
 
 /// The operation as the engine gets it.
@@ -504,7 +507,7 @@ endpoints = {{ ddm = "http://127.0.0.1:{port}" }}
 "#,
         demo::PROJECT_ID
     );
-    let config = Config::parse(&text, Path::new("test.toml")).unwrap();
+    let config = Config::parse(&text, Path::new("test.toml"), &opsgate::cloud::builtins()).unwrap();
     let op = fast_op(&config);
     let why = not_sent(op.submit(&spec("soft")).await);
     assert!(why.contains("could not connect"), "{why}");

@@ -15,9 +15,10 @@ use fake_discord::*;
 use opsgate::chat::discord::{Discord, Tuning};
 use opsgate::cloud::Registry;
 use opsgate::config::Config;
+use opsgate::driver::{Driver, Seams};
 use opsgate::emulator::{self, demo, EmulatorOptions, RunningEmulator};
-use opsgate::engine::{Engine, EngineEvent, EngineHandle};
-use opsgate::store::Store;
+use opsgate::ports::inbox::{EngineEvent, EngineHandle};
+use opsgate::store::SledStore;
 use serde_json::{json, Value};
 
 const TOKEN_VAR: &str = "OPSGATE_E2E_DISCORD_TOKEN";
@@ -126,19 +127,26 @@ impl Bot {
 
     async fn start_text(data: &Path, tuning: Tuning, text: &str) -> Bot {
         init_env();
-        let config = match Config::parse(text, Path::new("e2e.toml")) {
+        let config = match Config::parse(text, Path::new("e2e.toml"), &opsgate::cloud::builtins()) {
             Ok(c) => Arc::new(c),
             Err(p) => panic!("{p}"),
         };
-        let store = Store::open(data).expect("store");
-        let registry = Arc::new(Registry::from_config(&config));
+        let store = Arc::new(SledStore::open(data).expect("store"));
         let rt = tokio::runtime::Handle::current();
         let discord =
             Arc::new(Discord::with_tuning(config.clone(), rt.clone(), tuning).expect("discord"));
-        let (engine, handle, rx) =
-            Engine::new(config, store, registry, discord.chat(), None, rt).expect("engine");
+        let seams = Seams {
+            store: store.clone(),
+            history: store,
+            operations: Arc::new(Registry::from_config(&config)),
+            chat: discord.chat(),
+            observer: None,
+            runtime: rt,
+            metrics: discord.metrics(),
+        };
+        let (driver, handle, rx) = Driver::new(config, seams).expect("engine");
         let engine_thread = std::thread::spawn(move || {
-            engine
+            driver
                 .run(rx)
                 .expect("the engine stopped on a storage error")
         });
@@ -1317,7 +1325,7 @@ async fn a_deleted_card_is_posted_again_and_its_incident_links_follow() {
     }
     bot.stop().await;
     // The reposted card's ID is durable: after a restart the job's record names it.
-    let store = Store::open(dir.path()).expect("store");
+    let store = SledStore::open(dir.path()).expect("store");
     let job = store.job(1).expect("read").expect("job 1");
     assert_eq!(job.message_id, Some(third.to_string()));
     let audit = store.audit(1).expect("audit");
@@ -1519,7 +1527,7 @@ async fn a_check_mark_removed_while_offline_withdraws_only_the_approval_it_gave(
     );
     assert_eq!(calls(&emu, "ddm.restart").await, 0);
     bot.stop().await;
-    let store = Store::open(dir.path()).expect("store");
+    let store = SledStore::open(dir.path()).expect("store");
     let job = store.job(1).expect("read").expect("job 1");
     let approvers: Vec<(&str, bool)> = job
         .approvals

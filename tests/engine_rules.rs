@@ -2,10 +2,10 @@
 
 mod support;
 
-use opsgate::chat::{ChatEvent, Origin};
-use opsgate::cloud::CloudError;
-use opsgate::cloud::SubmitOutcome;
-use opsgate::store::Store;
+use opsgate::ports::chat::{ChatEvent, Origin};
+use opsgate::ports::cloud::CloudError;
+use opsgate::ports::cloud::SubmitOutcome;
+use opsgate::store::SledStore;
 use support::*;
 
 const HARD: &str = "!restart ddm orders-db hard";
@@ -359,8 +359,8 @@ fn a_running_job_resumes_polling_after_a_restart() {
 #[test]
 fn a_second_process_cannot_open_the_same_data_directory() {
     let dir = tempfile::tempdir().unwrap();
-    let _first = opsgate::store::Store::open(dir.path()).unwrap();
-    let second = opsgate::store::Store::open(dir.path());
+    let _first = opsgate::store::SledStore::open(dir.path()).unwrap();
+    let second = opsgate::store::SledStore::open(dir.path());
     let err = second.err().expect("locked").to_string();
     assert!(err.contains("already in use"), "{err}");
 }
@@ -395,14 +395,14 @@ fn a_reaction_right_behind_the_request_is_counted() {
     // still find the approval message.
     let dir = tempfile::tempdir().unwrap();
     let h = Harness::start(dir.path(), ScriptedOp::new(1));
-    h.handle.chat(opsgate::chat::ChatEvent::Message {
+    h.handle.chat(opsgate::ports::chat::ChatEvent::Message {
         actor: actor("alice", &[ONCALL]),
-        origin: opsgate::chat::Origin::channel("ops"),
+        origin: opsgate::ports::chat::Origin::channel("ops"),
         text: HARD.into(),
     });
-    h.handle.chat(opsgate::chat::ChatEvent::Reaction {
+    h.handle.chat(opsgate::ports::chat::ChatEvent::Reaction {
         actor: actor("bob", &[DBA]),
-        origin: opsgate::chat::Origin::channel("ops"),
+        origin: opsgate::ports::chat::Origin::channel("ops"),
         message_id: "msg-1".into(),
         emoji: "✅".into(),
         added: true,
@@ -420,12 +420,12 @@ fn a_pending_job_whose_message_id_was_lost_gets_its_card_again_on_start() {
     h.crash();
     // Simulate the crash window: the job is durable, its message ID is not.
     {
-        let store = opsgate::store::Store::open(dir.path()).unwrap();
+        let store = opsgate::store::SledStore::open(dir.path()).unwrap();
         let mut job = store.job(1).unwrap().unwrap();
         job.message_id = None;
-        let mut batch = opsgate::store::WriteBatch::default();
-        batch.put_job(&mut job, None);
-        store.commit(&mut batch).unwrap();
+        let mut writes = opsgate::ports::store::Writes::default();
+        writes.put_job(&mut job, None);
+        store.commit(&writes).unwrap();
         store.flush().unwrap();
     }
     let h = Harness::start(dir.path(), ScriptedOp::new(1));
@@ -499,7 +499,7 @@ fn pending_approvals_can_be_listed_for_a_chat_that_reconnects() {
     h.say("alice", &[ONCALL], HARD);
     let (tx, rx) = tokio::sync::oneshot::channel();
     h.handle
-        .send(opsgate::engine::EngineEvent::PendingApprovals(tx));
+        .send(opsgate::ports::inbox::EngineEvent::PendingApprovals(tx));
     let pending = h.rt.block_on(rx).unwrap();
     assert_eq!(pending.len(), 1);
     assert_eq!(pending[0].job, 1);
@@ -538,7 +538,7 @@ fn a_burst_bigger_than_one_commit_group_is_answered_in_order_and_each_job_runs_o
     );
     h.stop();
 
-    let store = Store::open(dir.path()).unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
     assert!(store.active_jobs().unwrap().is_empty());
     for job in 1..=N {
         let stored = store.job(job).unwrap().expect("every job is stored");
@@ -620,7 +620,7 @@ fn a_deleted_card_of_an_active_job_is_posted_again_and_its_new_id_is_durable() {
     h.crash();
     // The new ID survived the crash.
     {
-        let store = Store::open(dir.path()).unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
         let job = store.job(1).unwrap().unwrap();
         assert_eq!(job.message_id.as_deref(), Some("msg-1b"));
         assert_eq!(store.job_for_message("msg-1b").unwrap(), Some(1));
@@ -652,7 +652,7 @@ fn a_check_mark_gone_from_the_card_withdraws_only_an_approval_given_with_it() {
     assert!(h.status(1).contains("approvals 2/3 (bob, carol)"));
     let (tx, rx) = tokio::sync::oneshot::channel();
     h.handle
-        .send(opsgate::engine::EngineEvent::PendingApprovals(tx));
+        .send(opsgate::ports::inbox::EngineEvent::PendingApprovals(tx));
     let pending = rx.blocking_recv().unwrap();
     let by_reaction: Vec<&str> = pending[0]
         .reaction_approvers

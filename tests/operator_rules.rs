@@ -80,7 +80,12 @@ request_roles = ["oncall"]
 "#;
 
 fn config(rules: &str) -> Result<Config, String> {
-    Config::parse(&format!("{BASE}{rules}"), Path::new("c.toml")).map_err(|p| p.to_string())
+    Config::parse(
+        &format!("{BASE}{rules}"),
+        Path::new("c.toml"),
+        &opsgate::cloud::builtins(),
+    )
+    .map_err(|p| p.to_string())
 }
 
 const ONCALL: u64 = 10;
@@ -95,7 +100,14 @@ fn which(
     mode: &str,
 ) -> String {
     let subject = Subject { target, account };
-    match policy::check_request_on(config, roles, "ops", "restart ddm", Some(mode), &subject) {
+    match policy::check_request_on(
+        &config.policy,
+        roles,
+        "ops",
+        "restart ddm",
+        Some(mode),
+        &subject,
+    ) {
         Ok(rule) => rule.name.clone(),
         Err(why) => format!("refused: {why}"),
     }
@@ -136,7 +148,7 @@ fn the_most_specific_rule_wins_and_approvals_depend_on_who_asks() {
     );
     assert!(which(&c, &[DBA], Some("lab-db"), "lab", "hard").starts_with("refused"));
     // Nothing unscoped: anything else is refused.
-    assert!(policy::check_request(&c, &[DBA], "ops", "restart ddm", Some("soft")).is_err());
+    assert!(policy::check_request(&c.policy, &[DBA], "ops", "restart ddm", Some("soft")).is_err());
 }
 
 #[test]

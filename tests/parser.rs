@@ -2,14 +2,15 @@
 
 mod support;
 
-use opsgate::command::{parse, Command, JobFilter};
+use opsgate::command::{parse, Command};
+use opsgate::job::JobFilter;
 use proptest::prelude::*;
 
 const DDM_ID: &str = "28e8841d0b9c4f6a9a30742ee60e1068in09";
 
 fn p(text: &str) -> Result<Option<Command>, opsgate::command::ParseError> {
     let config = support::config("30m", 1);
-    parse(text, "!", &config.targets)
+    parse(text, "!", &config.targets, &config.catalog)
 }
 
 /// (target, account, mode, params) of a parsed operation.

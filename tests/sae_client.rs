@@ -12,11 +12,12 @@ use std::time::Duration;
 use opsgate::cloud::alibaba::sae::SaeRestart;
 use opsgate::cloud::alibaba::signer;
 use opsgate::cloud::alibaba::AlibabaClient;
-use opsgate::cloud::{
-    CloudOperation, JobSpec, PollOutcome, ReconcileOutcome, Registry, SubmitOutcome,
-};
+use opsgate::cloud::Registry;
 use opsgate::config::Config;
+use opsgate::domain::JobSpec;
 use opsgate::emulator::{demo, RunningEmulator};
+use opsgate::ports::cloud::Operations;
+use opsgate::ports::cloud::{CloudOperation, PollOutcome, ReconcileOutcome, SubmitOutcome};
 use serde_json::{json, Value};
 use support::emulated::{self, calls, fault, indeterminate, poll_to_end, refused};
 
@@ -57,7 +58,7 @@ endpoints = {{ sae = "{}" }}
 "#,
         emu.base_url()
     );
-    Config::parse(&text, Path::new("test.toml")).unwrap()
+    Config::parse(&text, Path::new("test.toml"), &opsgate::cloud::builtins()).unwrap()
 }
 
 fn registry_op(config: &Config) -> Arc<dyn CloudOperation> {

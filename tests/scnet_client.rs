@@ -12,11 +12,12 @@ use std::time::Duration;
 
 use opsgate::cloud::scnet::restart::ScnetRestart;
 use opsgate::cloud::scnet::ScnetClient;
-use opsgate::cloud::{
-    CloudOperation, JobSpec, PollOutcome, ReconcileOutcome, Registry, SubmitOutcome,
-};
+use opsgate::cloud::Registry;
 use opsgate::config::Config;
+use opsgate::domain::JobSpec;
 use opsgate::emulator::{demo, RunningEmulator};
+use opsgate::ports::cloud::Operations;
+use opsgate::ports::cloud::{CloudOperation, PollOutcome, ReconcileOutcome, SubmitOutcome};
 use serde_json::{json, Value};
 use support::emulated::{self, admin, calls, indeterminate, not_sent, poll_to_end};
 
@@ -72,7 +73,7 @@ endpoints = {endpoints}
         org = demo::SCNET_ORG_ID,
         cluster = demo::SCNET_CLUSTER_NAME,
     );
-    Config::parse(&text, Path::new("test.toml")).unwrap()
+    Config::parse(&text, Path::new("test.toml"), &opsgate::cloud::builtins()).unwrap()
 }
 
 const AC_ONLY: &str = "{ ac = \"BASE\" }";
@@ -286,7 +287,7 @@ cluster_name = "east"
 status_field = "a b"
 calls_per_minute = 5
 "#;
-    let problems = Config::parse(text, Path::new("c.toml"))
+    let problems = Config::parse(text, Path::new("c.toml"), &opsgate::cloud::builtins())
         .unwrap_err()
         .to_string();
     for expected in [
@@ -322,7 +323,7 @@ region = "cn-hangzhou"
 access_key_env = "A"
 secret_key_env = "S"
 "#;
-    let cfg = Config::parse(ok, Path::new("c.toml")).unwrap();
+    let cfg = Config::parse(ok, Path::new("c.toml"), &opsgate::cloud::builtins()).unwrap();
     assert_eq!(cfg.accounts["ali"].auth, opsgate::config::AuthMethod::AkSk);
     let summary = opsgate::config::summary(&cfg);
     assert!(summary.contains("scnet - (aksk auth)"), "{summary}");

@@ -12,11 +12,14 @@ use std::time::Duration;
 
 use opsgate::cloud::huawei::taurus_restart::TaurusProxyRestart;
 use opsgate::cloud::huawei::HuaweiClient;
-use opsgate::cloud::{
-    CloudError, CloudOperation, JobSpec, PollOutcome, ReconcileOutcome, Registry, SubmitOutcome,
-};
+use opsgate::cloud::Registry;
 use opsgate::config::Config;
+use opsgate::domain::JobSpec;
 use opsgate::emulator::{demo, RunningEmulator};
+use opsgate::ports::cloud::Operations;
+use opsgate::ports::cloud::{
+    CloudError, CloudOperation, PollOutcome, ReconcileOutcome, SubmitOutcome,
+};
 use serde_json::{json, Value};
 use support::emulated::{self, admin, calls, fault, indeterminate, not_sent, refused};
 
@@ -67,7 +70,7 @@ endpoints = {{ iam = "{base}", gaussdb = "{base}" }}
 "#,
         project = demo::PROJECT_ID
     );
-    Config::parse(&text, Path::new("test.toml")).unwrap()
+    Config::parse(&text, Path::new("test.toml"), &opsgate::cloud::builtins()).unwrap()
 }
 
 fn registry_op(config: &Config, operation: &str) -> Arc<dyn CloudOperation> {
@@ -420,7 +423,7 @@ endpoints = {{ ddm = "http://127.0.0.1:9" }}
 "#,
         demo::PROJECT_ID
     );
-    let config = Config::parse(&text, Path::new("test.toml")).unwrap();
+    let config = Config::parse(&text, Path::new("test.toml"), &opsgate::cloud::builtins()).unwrap();
     let err = Registry::from_config(&config)
         .get("taurus-proxy.restart", "acct")
         .err()

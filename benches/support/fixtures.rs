@@ -4,9 +4,10 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use opsgate::cloud::JobSpec;
-use opsgate::job::{Job, JobState, Person, Requirement};
-use opsgate::store::{AuditEntry, Store, StoreError, WriteBatch};
+use opsgate::domain::{JobSpec, Person};
+use opsgate::job::{AuditEntry, Job, JobState, Requirement};
+use opsgate::ports::store::Writes;
+use opsgate::store::{SledStore, StoreError};
 
 fn job(id: u64, state: JobState, now_ms: u64) -> Job {
     let instance = format!("{id:032x}in09");
@@ -55,9 +56,9 @@ fn job(id: u64, state: JobState, now_ms: u64) -> Job {
 /// Writes `finished` succeeded jobs (4 audit entries each) and then `pending` jobs awaiting
 /// approval into a new store at `dir`.
 pub fn fill(dir: &Path, finished: u64, pending: u64) -> Result<(), StoreError> {
-    let store = Store::open(dir)?;
-    let now = opsgate::engine::now_ms();
-    let mut batch = WriteBatch::default();
+    let store = SledStore::open(dir)?;
+    let now = opsgate::domain::time::now_ms();
+    let mut batch = Writes::default();
     for id in 1..=finished + pending {
         let is_pending = id > finished;
         let mut j = job(
@@ -87,10 +88,10 @@ pub fn fill(dir: &Path, finished: u64, pending: u64) -> Result<(), StoreError> {
             batch.index_message(m, id);
         }
         if id % 10_000 == 0 {
-            store.commit(&mut batch)?;
+            store.commit(&std::mem::take(&mut batch))?;
         }
     }
     batch.set_next_id(finished + pending + 1);
-    store.commit(&mut batch)?;
+    store.commit(&std::mem::take(&mut batch))?;
     store.flush()
 }

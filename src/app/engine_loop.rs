@@ -6,7 +6,8 @@ use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 
 use super::http::Health;
-use crate::engine::{Engine, EngineEvent};
+use crate::driver::Driver;
+use crate::ports::inbox::EngineEvent;
 
 /// Exit status when storage failed (sysexits EX_IOERR): a supervisor restarts the process,
 /// which opens on what is durable.
@@ -19,28 +20,28 @@ pub const EXIT_PANIC: i32 = 70;
 /// non-zero from that thread, so no chat adapter goes on taking input that nothing would act
 /// on.
 pub fn spawn(
-    engine: Engine,
+    driver: Driver,
     rx: Receiver<EngineEvent>,
     health: Arc<Health>,
     stopped: tokio::sync::oneshot::Sender<()>,
 ) -> Result<std::thread::JoinHandle<()>, String> {
     std::thread::Builder::new()
         .name("engine".into())
-        .spawn(move || run(engine, rx, health, stopped))
+        .spawn(move || run(driver, rx, health, stopped))
         .map_err(|e| format!("cannot start the engine's thread: {e}"))
 }
 
 fn run(
-    mut engine: Engine,
+    mut driver: Driver,
     rx: Receiver<EngineEvent>,
     health: Arc<Health>,
     stopped: tokio::sync::oneshot::Sender<()>,
 ) {
     let failing = health.clone();
-    engine.on_storage_failure(Box::new(move || {
+    driver.on_storage_failure(Box::new(move || {
         failing.store_open.store(false, Ordering::SeqCst);
     }));
-    let outcome = panic::catch_unwind(AssertUnwindSafe(|| engine.run(rx)));
+    let outcome = panic::catch_unwind(AssertUnwindSafe(|| driver.run(rx)));
     health.store_open.store(false, Ordering::SeqCst);
     match outcome {
         Ok(Ok(())) => {

@@ -18,10 +18,10 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
 
-use crate::command::JobFilter;
+use crate::job::JobFilter;
 use crate::metrics::Metrics;
 use crate::secret::Secret;
-use crate::store::Store;
+use crate::store::SledStore;
 
 /// What `/healthz` and `/readyz` report.
 #[derive(Default)]
@@ -38,7 +38,7 @@ struct AppState {
     api_token: Option<Secret>,
     health: Arc<Health>,
     metrics: Arc<Metrics>,
-    store: Store,
+    store: SledStore,
     /// Overrides `chat_ready` with a live probe (Discord's gateway state).
     chat_probe: Option<Arc<dyn Fn() -> bool + Send + Sync>>,
 }
@@ -58,7 +58,7 @@ pub async fn serve(
     addr: SocketAddr,
     health: Arc<Health>,
     metrics: Arc<Metrics>,
-    store: Store,
+    store: SledStore,
     chat_probe: Option<Arc<dyn Fn() -> bool + Send + Sync>>,
     api_token: Option<Secret>,
 ) -> std::io::Result<Server> {

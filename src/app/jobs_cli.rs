@@ -6,12 +6,14 @@ use std::fmt::Write;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 
-use crate::chat::card::format_utc;
-use crate::command::JobFilter;
+use crate::command::Catalog;
 use crate::config::Config;
+use crate::domain::time::format_utc;
+use crate::job::AuditEntry;
 use crate::job::Job;
+use crate::job::JobFilter;
 use crate::secret::Secret;
-use crate::store::{AuditEntry, ReadOnly, StoreError};
+use crate::store::{ReadOnly, StoreError};
 
 pub enum Source {
     Store(ReadOnly),
@@ -120,6 +122,7 @@ pub fn refused(status: reqwest::StatusCode) -> Option<String> {
 
 pub fn jobs(
     source: &Source,
+    catalog: &Catalog,
     filter: JobFilter,
     limit: usize,
     json: bool,
@@ -154,7 +157,7 @@ pub fn jobs(
             "{:>6}  {:<18} {:<44} {:<14} {}",
             j.id,
             j.state.label(),
-            j.action(),
+            catalog.action_of(&j.spec),
             j.requester.name,
             format_utc(j.created_ms)
         );

@@ -11,8 +11,9 @@ use super::signals;
 use crate::chat::discord::Discord;
 use crate::cloud::Registry;
 use crate::config::Config;
-use crate::engine::{Engine, EngineEvent};
-use crate::store::Store;
+use crate::driver::{Driver, Seams};
+use crate::ports::inbox::EngineEvent;
+use crate::store::SledStore;
 
 /// Runs until SIGTERM / Ctrl-C (exit 0 after a drain) or a fatal gateway error (Err, which
 /// says what to fix).
@@ -25,23 +26,22 @@ pub fn run_discord(
     let data = data
         .or_else(|| config.data_dir.clone())
         .unwrap_or_else(|| PathBuf::from("opsgate-data"));
-    let store = Store::open(&data).map_err(|e| e.to_string())?;
-    let reader = store.clone();
+    let store = Arc::new(SledStore::open(&data).map_err(|e| e.to_string())?);
+    let reader = SledStore::clone(&store);
     let config = Arc::new(config);
     let discord = Arc::new(Discord::new(config.clone(), rt.handle().clone())?);
-    let registry = Arc::new(Registry::from_config(&config));
-    let (mut engine, handle, rx) = Engine::new(
-        config.clone(),
-        store,
-        registry,
-        discord.chat(),
-        None,
-        rt.handle().clone(),
-    )
-    .map_err(|e| e.to_string())?;
     // One registry: the adapter's Discord counters and the engine's.
     let metrics = discord.metrics();
-    engine.set_metrics(metrics.clone());
+    let seams = Seams {
+        store: store.clone(),
+        history: store,
+        operations: Arc::new(Registry::from_config(&config)),
+        chat: discord.chat(),
+        observer: None,
+        runtime: rt.handle().clone(),
+        metrics: metrics.clone(),
+    };
+    let (driver, handle, rx) = Driver::new(config.clone(), seams).map_err(|e| e.to_string())?;
 
     let health = Arc::new(Health::default());
     health.store_open.store(true, Ordering::Relaxed);
@@ -89,7 +89,7 @@ pub fn run_discord(
             }
         }
     });
-    let _engine = engine_loop::spawn(engine, rx, health, done_tx)?;
+    let _engine = engine_loop::spawn(driver, rx, health, done_tx)?;
     // Were the session to panic, the engine would wait for a stop that never comes, so the
     // panic ends the process, as in the shell.
     rt.block_on(session)

@@ -9,13 +9,14 @@ use std::io::{BufRead, Write};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use super::{Actor, ChatEvent, ChatOut, FlowOut, MessageId, Origin, Outgoing};
 use crate::command::suggest;
 use crate::command::text::visible;
-use crate::command::JobId;
 use crate::config::Config;
-use crate::engine::{EngineEvent, EngineHandle, JobObserver};
+use crate::domain::JobId;
+use crate::domain::{Actor, MessageId};
 use crate::job::JobState;
+use crate::ports::chat::{ChatEvent, ChatOut, FlowOut, Origin, Outgoing};
+use crate::ports::inbox::{EngineEvent, EngineHandle, JobObserver};
 
 /// The terminal names a job's message after the job, so `/react 7 ✅` finds it even after
 /// a restart (a real chat assigns its own IDs and reports them back).
@@ -38,7 +39,7 @@ impl ShellChat {
     }
 
     fn print(&self, channel: &str, marker: &str, text: &str) {
-        self.print_at(self.config.channel_name(channel), marker, text);
+        self.print_at(self.config.policy.channel_name(channel), marker, text);
     }
 
     /// Prints under `[#name]`, e.g. `ops` or `ops/job-7` (a job's thread).
@@ -99,7 +100,7 @@ impl ChatOut for ShellChat {
             } => {
                 let name = format!(
                     "{}/{}",
-                    self.config.channel_name(&channel),
+                    self.config.policy.channel_name(&channel),
                     message_id_of(job)
                 );
                 self.print_at(&name, "", &text);
@@ -246,7 +247,7 @@ fn unknown_directive(name: &str) -> String {
 
 /// Why a channel name is refused, with the configured ones.
 pub fn unknown_channel(config: &Config, name: &str) -> String {
-    let known: Vec<&str> = config.channels.keys().map(String::as_str).collect();
+    let known: Vec<&str> = config.policy.channels.keys().map(String::as_str).collect();
     format!(
         "unknown channel `{name}` (configured: {}){}",
         known.join(", "),
@@ -284,7 +285,7 @@ impl<'a> Session<'a> {
             channel: String::new(),
         };
         s.set_roles(roles);
-        if let Some(id) = config.channels.get(channel.trim_start_matches('#')) {
+        if let Some(id) = config.policy.channels.get(channel.trim_start_matches('#')) {
             s.channel = id.clone();
         }
         s
@@ -301,17 +302,21 @@ impl<'a> Session<'a> {
     fn set_roles(&mut self, names: &[String]) {
         self.roles.clear();
         for name in names.iter().filter(|n| !n.is_empty()) {
-            match self.config.roles.get(name) {
+            match self.config.policy.roles.get(name) {
                 Some(id) => self.roles.push(*id),
                 None => say(&format!(
                     "unknown role `{name}` (known: {}){}",
                     self.config
+                        .policy
                         .roles
                         .keys()
                         .cloned()
                         .collect::<Vec<_>>()
                         .join(", "),
-                    suggest::did_you_mean(name, self.config.roles.keys().map(String::as_str))
+                    suggest::did_you_mean(
+                        name,
+                        self.config.policy.roles.keys().map(String::as_str)
+                    )
                 )),
             }
         }
@@ -320,7 +325,7 @@ impl<'a> Session<'a> {
     /// Moves to a configured channel; an unknown name is refused (and the channel stays).
     fn set_channel(&mut self, name: &str) -> bool {
         let name = name.trim_start_matches('#');
-        match self.config.channels.get(name) {
+        match self.config.policy.channels.get(name) {
             Some(id) => {
                 self.channel = id.clone();
                 true
@@ -337,7 +342,7 @@ impl<'a> Session<'a> {
         let roles: Vec<&str> = self
             .roles
             .iter()
-            .filter_map(|id| self.config.role_name(*id))
+            .filter_map(|id| self.config.policy.role_name(*id))
             .collect();
         let roles = if roles.is_empty() {
             "no roles".to_string()
@@ -347,7 +352,7 @@ impl<'a> Session<'a> {
         format!(
             "you are {} ({roles}) in #{}",
             self.user,
-            self.config.channel_name(&self.channel)
+            self.config.policy.channel_name(&self.channel)
         )
     }
 

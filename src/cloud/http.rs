@@ -11,7 +11,7 @@ use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Method, Url};
 
-use super::CloudError;
+use crate::ports::cloud::CloudError;
 
 /// Answers larger than this are cut; real ones are a few kilobytes.
 const MAX_BODY: usize = 1 << 20;

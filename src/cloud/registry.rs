@@ -1,13 +1,15 @@
-//! Builds one [`CloudOperation`] per (operation, account) from the config and the command
-//! table, sharing each account's auth state (token cache, signer) between its operations.
+//! Builds one [`CloudOperation`] per (operation, account) from the config and the catalog,
+//! sharing each account's auth state (token cache, signer) between its operations.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use super::catalog::OPERATIONS;
 use super::http::Http;
-use super::{alibaba, huawei, scnet, CloudOperation, Provider};
-use crate::command::catalog::OPERATIONS;
+use super::{alibaba, huawei, scnet};
 use crate::config::{Account, Config};
+use crate::domain::Provider;
+use crate::ports::cloud::{CloudOperation, Operations};
 
 /// The per-account clients an operation is built from.
 pub struct AccountClients {
@@ -54,14 +56,12 @@ impl Registry {
                 scnet: (account.provider == Provider::Scnet)
                     .then(|| Arc::new(scnet::ScnetClient::new(account.clone(), http.clone()))),
             };
-            for op in OPERATIONS
-                .iter()
-                .filter(|op| op.provider == account.provider)
-            {
-                let built = (op.build)(&clients);
-                registry
-                    .ops
-                    .insert((op.id.to_string(), account.name.clone()), built);
+            for op in OPERATIONS {
+                let def = (op.def)();
+                if def.provider == account.provider {
+                    let built = (op.build)(&clients);
+                    registry.ops.insert((def.id, account.name.clone()), built);
+                }
             }
         }
         registry
@@ -72,8 +72,10 @@ impl Registry {
         self.ops
             .insert((operation.to_string(), account.to_string()), Ok(op));
     }
+}
 
-    pub fn get(&self, operation: &str, account: &str) -> Result<Arc<dyn CloudOperation>, String> {
+impl Operations for Registry {
+    fn get(&self, operation: &str, account: &str) -> Result<Arc<dyn CloudOperation>, String> {
         match self.ops.get(&(operation.to_string(), account.to_string())) {
             Some(Ok(op)) => Ok(op.clone()),
             Some(Err(e)) => Err(e.clone()),

@@ -3,16 +3,19 @@
 //! Patterns are anchored and ASCII-only, so `../x`, `%2F`, spaces, control characters and
 //! overlong input can never match.
 
+use std::borrow::Cow;
 use std::sync::OnceLock;
 
 use regex::Regex;
 
-/// A named, anchored pattern with a description used in error replies.
+/// A named, anchored pattern with a description used in error replies. The built-in ones
+/// are statics; declared operations build theirs from the config.
+#[derive(Clone, Debug)]
 pub struct IdPattern {
-    source: &'static str,
+    source: Cow<'static, str>,
     regex: OnceLock<Regex>,
     /// What a valid value looks like, in words, for the reply to bad input.
-    pub describe: &'static str,
+    pub describe: Cow<'static, str>,
     /// Longest value accepted, checked before the regex runs.
     max_len: usize,
 }
@@ -29,11 +32,34 @@ impl IdPattern {
         max_len: usize,
     ) -> Self {
         IdPattern {
-            source,
+            source: Cow::Borrowed(source),
             regex: OnceLock::new(),
-            describe,
+            describe: Cow::Borrowed(describe),
             max_len,
         }
+    }
+
+    /// A pattern from the config. It must be written anchored (`^...$`), and it is compiled
+    /// wrapped in anchors of its own, so an alternation or an inline flag inside it can never
+    /// let a value match only in part.
+    pub fn declared(source: &str, describe: String, max_len: usize) -> Result<Self, String> {
+        if !source.starts_with('^') || !source.ends_with('$') {
+            return Err(format!(
+                "the pattern `{source}` must be anchored: start it with ^ and end it with $"
+            ));
+        }
+        let regex = Regex::new(&format!("^(?:{source})$"))
+            .map_err(|e| format!("the pattern `{source}` does not compile: {e}"))?;
+        Ok(IdPattern {
+            source: Cow::Owned(source.to_string()),
+            regex: OnceLock::from(regex),
+            describe: Cow::Owned(describe),
+            max_len,
+        })
+    }
+
+    pub fn source(&self) -> &str {
+        &self.source
     }
 
     pub fn matches(&self, value: &str) -> bool {
@@ -41,8 +67,9 @@ impl IdPattern {
         value.len() <= self.max_len
             && self
                 .regex
-                // The sources are literals exercised by the unit tests, so this cannot fail.
-                .get_or_init(|| Regex::new(self.source).expect("static pattern"))
+                // The static sources are literals exercised by the unit tests, and declared
+                // ones compiled when they were read, so this cannot fail.
+                .get_or_init(|| Regex::new(&self.source).expect("static pattern"))
                 .is_match(value)
     }
 }

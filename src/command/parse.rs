@@ -2,47 +2,18 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
-use super::catalog::{self, Builtin, OperationDef, BUILTINS, OPERATIONS};
-use super::ids;
-use crate::config::Target;
+use super::grammar::{builtin_by_verb, Builtin, OperationDef, BUILTINS};
+use super::{ids, Catalog, Target};
+use crate::domain::JobId;
+use crate::job::{JobFilter, Verdict};
 
 /// Longest message the parser looks at; anything longer is refused outright.
 pub const MAX_INPUT: usize = 1000;
 const MAX_REASON: usize = 300;
 /// Longest `!freeze`.
 const MAX_FREEZE: std::time::Duration = std::time::Duration::from_secs(14 * 24 * 3600);
-
-pub type JobId = u64;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum JobFilter {
-    /// Pending and running (the default).
-    Active,
-    Pending,
-    Running,
-    Mine,
-    All,
-    /// Break-glass jobs whose review is still open.
-    Review,
-}
-
-/// What a reviewer thinks of a break-glass job.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Verdict {
-    Ok,
-    Concern,
-}
-
-impl Verdict {
-    pub fn label(self) -> &'static str {
-        match self {
-            Verdict::Ok => "ok",
-            Verdict::Concern => "concern",
-        }
-    }
-}
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Command {
@@ -66,7 +37,7 @@ pub enum Command {
 /// A parsed, validated request for a cloud operation.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OperationRequest {
-    pub op: &'static OperationDef,
+    pub op: Arc<OperationDef>,
     /// The named target or the raw ID as typed.
     pub target: String,
     /// Account from the named target or from `account=NAME`; `None` means the default.
@@ -78,18 +49,6 @@ pub struct OperationRequest {
     pub break_glass: Option<String>,
     /// `--dry-run`: say what would happen; store and send nothing.
     pub dry_run: bool,
-}
-
-impl PartialEq for OperationDef {
-    fn eq(&self, other: &Self) -> bool {
-        self.id == other.id
-    }
-}
-impl Eq for OperationDef {}
-impl fmt::Debug for OperationDef {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.id)
-    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -142,6 +101,7 @@ pub fn parse(
     text: &str,
     prefix: &str,
     targets: &BTreeMap<String, Target>,
+    catalog: &Catalog,
 ) -> Result<Option<Command>, ParseError> {
     let Some(body) = text.trim_start().strip_prefix(prefix) else {
         return Ok(None);
@@ -169,16 +129,16 @@ pub fn parse(
     let verb = words.next().unwrap_or_default();
     let args: Vec<&str> = words.collect();
 
-    if let Some(def) = catalog::builtin_by_verb(verb) {
+    if let Some(def) = builtin_by_verb(verb) {
         return parse_builtin(def.builtin, def.usage, &args).map(Some);
     }
-    if catalog::is_operation_verb(verb) {
-        return parse_operation(verb, &args, targets).map(Some);
+    if catalog.is_verb(verb) {
+        return parse_operation(verb, &args, targets, catalog).map(Some);
     }
     let verbs = BUILTINS
         .iter()
         .map(|b| b.verb)
-        .chain(OPERATIONS.iter().map(|op| op.verb));
+        .chain(catalog.operations().iter().map(|op| op.verb.as_str()));
     Err(reject(
         format!("Unknown command {}.{}", quote(verb), hint(verb, verbs)),
         general_usage(prefix),
@@ -332,24 +292,16 @@ fn parse_builtin(builtin: Builtin, usage: &str, args: &[&str]) -> Result<Command
     })
 }
 
-fn usages_for_verb(verb: &str) -> String {
-    OPERATIONS
-        .iter()
-        .filter(|op| op.verb.eq_ignore_ascii_case(verb))
-        .map(|op| op.usage)
-        .collect::<Vec<_>>()
-        .join(" | ")
-}
-
 fn parse_operation(
     verb: &str,
     args: &[&str],
     targets: &BTreeMap<String, Target>,
+    catalog: &Catalog,
 ) -> Result<Command, ParseError> {
     let Some(service) = args.first() else {
-        return Err(reject("Which service?", usages_for_verb(verb)));
+        return Err(reject("Which service?", catalog.usages_for_verb(verb)));
     };
-    let Some(op) = OPERATIONS.iter().find(|op| op.answers_to(verb, service)) else {
+    let Some(op) = catalog.find(verb, service) else {
         return Err(reject(
             format!(
                 "Unknown service {} for {}.{}",
@@ -357,16 +309,13 @@ fn parse_operation(
                 verb.to_ascii_lowercase(),
                 hint(
                     service,
-                    OPERATIONS
-                        .iter()
-                        .filter(|op| op.verb.eq_ignore_ascii_case(verb))
-                        .map(|op| op.service)
+                    catalog.for_verb(verb).map(|op| op.service.as_str())
                 )
             ),
-            usages_for_verb(verb),
+            catalog.usages_for_verb(verb),
         ));
     };
-    let usage = op.usage;
+    let usage = op.usage.as_str();
 
     // `--dry-run` may stand anywhere; `--break-glass` takes the rest of the line as its reason.
     let mut dry_run = false;
@@ -467,7 +416,7 @@ fn parse_operation(
         params.extend(named.params.iter().map(|(k, v)| (k.clone(), v.clone())));
     } else {
         let mut raw = Vec::with_capacity(op.target.len());
-        for param in op.target {
+        for param in &op.target {
             let Some(value) = rest.next() else {
                 return Err(reject(format!("Missing {}.", param.label), usage));
             };
@@ -521,12 +470,12 @@ fn parse_operation(
                     usage,
                 ))
             }
-            _ => modes.default.to_string(),
+            _ => modes.default.clone(),
         };
-        params.insert(modes.param.to_string(), chosen.clone());
+        params.insert(modes.param.clone(), chosen.clone());
         mode = Some(chosen);
     }
-    for param in op.args {
+    for param in &op.args {
         let Some(value) = rest.next() else {
             return Err(reject(format!("Missing {}.", param.label), usage));
         };
@@ -550,7 +499,7 @@ fn parse_operation(
         check(&params).map_err(|msg| reject(msg, usage))?;
     }
     Ok(Command::Operation(OperationRequest {
-        op,
+        op: op.clone(),
         target: target_label,
         account,
         mode,
@@ -561,17 +510,14 @@ fn parse_operation(
 }
 
 /// The usage line of a command named by its verb (and service), for help replies.
-pub fn usage_of(topic: &str) -> Option<String> {
+pub fn usage_of(topic: &str, catalog: &Catalog) -> Option<String> {
     let mut words = topic.split_whitespace();
     let verb = words.next()?.trim_start_matches('!');
-    if let Some(b) = BUILTINS.iter().find(|b| b.verb.eq_ignore_ascii_case(verb)) {
+    if let Some(b) = builtin_by_verb(verb) {
         return Some(b.usage.to_string());
     }
     match words.next() {
-        Some(service) => OPERATIONS
-            .iter()
-            .find(|op| op.answers_to(verb, service))
-            .map(|op| op.usage.to_string()),
-        None => catalog::is_operation_verb(verb).then(|| usages_for_verb(verb)),
+        Some(service) => catalog.find(verb, service).map(|op| op.usage.clone()),
+        None => catalog.is_verb(verb).then(|| catalog.usages_for_verb(verb)),
     }
 }

@@ -4,11 +4,10 @@
 //! can show a whole broken file in one go. Secrets are only ever named here (an environment
 //! variable or a file); their values are read at load time into [`SecretRef`]s.
 
-pub mod freezes;
+mod freezes;
 mod known_keys;
 mod places;
 mod raw;
-mod regions;
 pub mod secrets;
 mod sections;
 pub mod startup;
@@ -22,11 +21,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use secrets::SecretRef;
-pub use sections::{Discord, IncidentRoute, Incidents, LogFormat, Severity};
+pub use sections::{Discord, IncidentRoute, Incidents, LogFormat};
 pub use startup::Use;
 pub use summary::summary;
 
-use crate::cloud::Provider;
+use crate::command::{Catalog, Target};
+use crate::domain::Provider;
+use crate::freeze::Freeze;
+use crate::policy::Policy;
 
 #[derive(Debug)]
 pub struct Config {
@@ -34,18 +36,14 @@ pub struct Config {
     pub source: PathBuf,
     pub prefix: String,
     pub data_dir: Option<PathBuf>,
-    /// Role name -> Discord role ID. Authorization always compares IDs.
-    pub roles: BTreeMap<String, u64>,
-    pub admin_roles: Vec<u64>,
-    /// Channel name -> channel ID (a Discord snowflake, or the name itself in the shell).
-    pub channels: BTreeMap<String, String>,
     pub accounts: BTreeMap<String, Arc<Account>>,
     pub targets: BTreeMap<String, Target>,
-    /// Account name -> its tags (`[accounts.X] tags`), which rules can scope by.
-    pub account_tags: BTreeMap<String, BTreeMap<String, String>>,
-    pub rules: Vec<Rule>,
+    /// The rules, and the role and channel names they use.
+    pub policy: Policy,
+    /// Every operation a user can request.
+    pub catalog: Arc<Catalog>,
     /// `[[freezes]]`: change freezes from the file (`!freeze` adds more at run time).
-    pub freezes: Vec<freezes::Freeze>,
+    pub freezes: Vec<Freeze>,
     /// Channel IDs whose jobs each get a thread on their card.
     pub thread_channels: Vec<String>,
     pub discord: Discord,
@@ -98,6 +96,29 @@ pub struct Account {
     pub settings: ProviderSettings,
 }
 
+impl Account {
+    /// Where the account's resources live: provider, region, the services' endpoints when
+    /// configured (never the sign-in ones, which say nothing about that), project and SCNet
+    /// cluster. Two accounts that reach the same resources have the same place, whatever
+    /// their names.
+    pub fn place(&self) -> String {
+        let endpoints: Vec<&str> = (self.endpoints.iter())
+            .filter(|(service, _)| !matches!(service.as_str(), "iam" | "token"))
+            .map(|(_, url)| url.trim_end_matches('/'))
+            .collect();
+        let s = &self.settings;
+        let cluster = s.cluster_id.as_deref().or(s.cluster_name.as_deref());
+        format!(
+            "{}|{}|{}|{}|{}",
+            self.provider.name(),
+            self.region,
+            endpoints.join(","),
+            self.project_id.as_deref().unwrap_or(""),
+            cluster.unwrap_or(""),
+        )
+    }
+}
+
 /// Account settings of one provider only; `Default` (all unset) for the others.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ProviderSettings {
@@ -116,51 +137,14 @@ pub struct ProviderSettings {
     pub status_field: Option<String>,
 }
 
-#[derive(Clone, Debug)]
-pub struct Target {
-    pub name: String,
-    /// Service as in the command table, e.g. `ddm`.
-    pub service: &'static str,
-    pub account: String,
-    pub params: BTreeMap<String, String>,
-    pub description: Option<String>,
-    /// Its own tags over its account's, for rules scoped by tag.
-    pub tags: BTreeMap<String, String>,
-}
-
-#[derive(Clone, Debug)]
-pub struct Rule {
-    pub name: String,
-    /// Canonical command key, e.g. `restart ddm`.
-    pub command: String,
-    /// Modes this rule covers; empty means every mode.
-    pub modes: Vec<String>,
-    pub request_roles: Vec<u64>,
-    /// Channel IDs where the command may be requested; empty means anywhere.
-    pub channels: Vec<String>,
-    pub approvals: u32,
-    pub approver_roles: Vec<u64>,
-    pub expires: Duration,
-    /// What the rule acts on; the most specific matching rule wins.
-    pub scope: Scope,
-    /// The requester types the target's name (`!confirm`) before the request is posted.
-    pub confirm: bool,
-    /// Roles that may use `--break-glass` under this rule (skipping its approvals and any
-    /// freeze); empty means break-glass is not allowed.
-    pub break_glass_roles: Vec<u64>,
-    /// Jobs under this rule get a thread on their card.
-    pub thread: bool,
-}
-
-/// What a rule acts on. At most one kind is set; none means everything.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Scope {
-    /// Named targets.
-    pub targets: Vec<String>,
-    /// Accounts (named targets on them, and raw IDs used with them).
-    pub accounts: Vec<String>,
-    /// Tags every one of which the target (or, for raw IDs, the account) must carry.
-    pub tags: BTreeMap<String, String>,
+/// What only the cloud layer knows, handed to config validation: the built-in operations,
+/// and whether an account's endpoints can serve them.
+pub struct Builtins {
+    pub catalog: Catalog,
+    /// A problem (key under the account, message) with an account no operation could reach.
+    pub check_account: fn(&Account) -> Option<(String, String)>,
+    /// Why a service cannot be reached on an account, if it cannot.
+    pub check_service: fn(&Account, &str) -> Option<String>,
 }
 
 /// One thing wrong with the config, at a key path such as `rules[1].approver_roles`.
@@ -227,16 +211,16 @@ impl fmt::Display for Problems {
 impl std::error::Error for Problems {}
 
 impl Config {
-    pub fn load(path: &Path) -> Result<Config, Problems> {
+    pub fn load(path: &Path, builtins: &Builtins) -> Result<Config, Problems> {
         let text = std::fs::read_to_string(path).map_err(|e| Problems {
             file: path.to_path_buf(),
             list: vec![Problem::new("", format!("cannot read the file: {e}"))],
         })?;
-        Config::parse(&text, path)
+        Config::parse(&text, path, builtins)
     }
 
-    pub fn parse(text: &str, source: &Path) -> Result<Config, Problems> {
-        validate::parse(text, source).map_err(|list| Problems {
+    pub fn parse(text: &str, source: &Path, builtins: &Builtins) -> Result<Config, Problems> {
+        validate::parse(text, source, builtins).map_err(|list| Problems {
             file: source.to_path_buf(),
             list,
         })
@@ -244,8 +228,8 @@ impl Config {
 
     /// [`Config::load`], then the checks of [`startup`] for `usage`: what `check-config`,
     /// `shell` and `run` accept.
-    pub fn load_for(path: &Path, usage: Use) -> Result<Config, Problems> {
-        let config = Config::load(path)?;
+    pub fn load_for(path: &Path, usage: Use, builtins: &Builtins) -> Result<Config, Problems> {
+        let config = Config::load(path, builtins)?;
         let mut list = config.startup_problems(usage);
         if let Ok(text) = std::fs::read_to_string(path) {
             places::Places::of(&text).locate(&mut list);
@@ -258,22 +242,6 @@ impl Config {
                 list,
             })
         }
-    }
-
-    /// The display name of a channel ID (the ID itself when it has no name).
-    pub fn channel_name<'a>(&'a self, id: &'a str) -> &'a str {
-        self.channels
-            .iter()
-            .find(|(_, v)| v.as_str() == id)
-            .map_or(id, |(k, _)| k.as_str())
-    }
-
-    /// The display name of a role ID.
-    pub fn role_name(&self, id: u64) -> Option<&str> {
-        self.roles
-            .iter()
-            .find(|(_, v)| **v == id)
-            .map(|(k, _)| k.as_str())
     }
 
     pub fn default_account(&self, provider: Provider) -> Option<&Arc<Account>> {

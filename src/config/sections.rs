@@ -9,7 +9,8 @@ use serde::Deserialize;
 use super::raw::RawId;
 use super::secrets::SecretRef;
 use super::validate::Collector;
-use crate::command::catalog;
+use crate::command::Catalog;
+use crate::domain::Severity;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
@@ -65,33 +66,6 @@ pub struct Discord {
     pub api_base: Option<String>,
     /// At most one edit of a job's message per this interval.
     pub edit_interval: Duration,
-}
-
-/// How much an incident notification matters, for routing.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Severity {
-    /// Requested, decided, started, succeeded.
-    Info,
-    /// Waiting for a person on the cloud side, degraded.
-    Warning,
-    /// Failed, or ended unknown.
-    Critical,
-}
-
-impl Severity {
-    pub fn name(self) -> &'static str {
-        match self {
-            Severity::Info => "info",
-            Severity::Warning => "warning",
-            Severity::Critical => "critical",
-        }
-    }
-
-    fn parse(s: &str) -> Option<Severity> {
-        [Severity::Info, Severity::Warning, Severity::Critical]
-            .into_iter()
-            .find(|v| v.name() == s)
-    }
 }
 
 #[derive(Clone, Debug)]
@@ -197,6 +171,7 @@ pub fn discord(raw: Option<RawDiscord>, base: &Path, p: &mut Collector) -> Disco
 pub fn incidents(
     raw: RawIncidents,
     channels: &std::collections::BTreeMap<String, String>,
+    catalog: &Catalog,
     p: &mut Collector,
 ) -> Incidents {
     let channel = |name: &str, path: String, p: &mut Collector| -> Option<String> {
@@ -220,7 +195,7 @@ pub fn incidents(
         .as_deref()
         .and_then(|c| channel(c, "incidents.default".into(), p));
     let mut routes = Vec::new();
-    let services: Vec<&str> = catalog::services().collect();
+    let services: Vec<&str> = catalog.services();
     for (i, r) in raw.routes.into_iter().enumerate() {
         let path = format!("incidents.routes[{i}]");
         for (j, s) in r.services.iter().enumerate() {

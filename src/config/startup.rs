@@ -4,7 +4,7 @@
 //! first job, so start-up refuses it instead.
 
 use super::{AuthMethod, Config, Problem, SecretRef};
-use crate::cloud::Provider;
+use crate::domain::Provider;
 
 /// What the config is about to be used for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -21,7 +21,7 @@ impl Config {
     /// Everything that stops this config from working for `usage`, one problem each.
     pub fn startup_problems(&self, usage: Use) -> Vec<Problem> {
         let mut out = Vec::new();
-        if self.rules.is_empty() {
+        if self.policy.rules.is_empty() {
             out.push(Problem::new(
                 "rules",
                 "no [[rules]]: every command would be refused; add at least one rule",

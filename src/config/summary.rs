@@ -9,7 +9,7 @@ pub fn summary(config: &Config) -> String {
     let role_list = |ids: &[u64]| -> String {
         let names: Vec<_> = ids
             .iter()
-            .map(|id| config.role_name(*id).unwrap_or("?").to_string())
+            .map(|id| config.policy.role_name(*id).unwrap_or("?").to_string())
             .collect();
         if names.is_empty() {
             "-".to_string()
@@ -19,21 +19,21 @@ pub fn summary(config: &Config) -> String {
     };
     let _ = writeln!(out, "config {} is valid", config.source.display());
     let _ = writeln!(out, "prefix: {}", config.prefix);
-    let _ = writeln!(out, "roles ({}):", config.roles.len());
-    for (name, id) in &config.roles {
-        let admin = if config.admin_roles.contains(id) {
+    let _ = writeln!(out, "roles ({}):", config.policy.roles.len());
+    for (name, id) in &config.policy.roles {
+        let admin = if config.policy.admin_roles.contains(id) {
             " (admin)"
         } else {
             ""
         };
         let _ = writeln!(out, "  {name:<16} {id}{admin}");
     }
-    let _ = writeln!(out, "channels ({}):", config.channels.len());
-    for (name, id) in &config.channels {
+    let _ = writeln!(out, "channels ({}):", config.policy.channels.len());
+    for (name, id) in &config.policy.channels {
         let _ = writeln!(out, "  #{name:<15} {id}");
     }
-    let _ = writeln!(out, "rules ({}):", config.rules.len());
-    for r in &config.rules {
+    let _ = writeln!(out, "rules ({}):", config.policy.rules.len());
+    for r in &config.policy.rules {
         let modes = if r.modes.is_empty() {
             String::new()
         } else {
@@ -42,7 +42,7 @@ pub fn summary(config: &Config) -> String {
         let channels: Vec<_> = r
             .channels
             .iter()
-            .map(|c| format!("#{}", config.channel_name(c)))
+            .map(|c| format!("#{}", config.policy.channel_name(c)))
             .collect();
         let approval = if r.approvals == 0 {
             "no approval".to_string()
@@ -87,7 +87,7 @@ pub fn summary(config: &Config) -> String {
     for (name, a) in &config.accounts {
         let default = if a.default { ", default" } else { "" };
         let secrets = match a.auth {
-            AuthMethod::Password if a.provider != crate::cloud::Provider::Alibaba => {
+            AuthMethod::Password if a.provider != crate::domain::Provider::Alibaba => {
                 format!("password {}", a.password.status())
             }
             _ => format!(
@@ -108,7 +108,7 @@ pub fn summary(config: &Config) -> String {
         let mut extra = Vec::new();
         if let Some(n) = s.calls_per_minute {
             extra.push(format!("{n} calls/min"));
-        } else if a.provider == crate::cloud::Provider::Alibaba {
+        } else if a.provider == crate::domain::Provider::Alibaba {
             extra.push("60 calls/min (default)".to_string());
         }
         if let Some(u) = &s.scnet_user {

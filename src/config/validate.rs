@@ -8,12 +8,10 @@ use std::time::Duration;
 use super::known_keys;
 use super::raw::{RawAccount, RawConfig, RawId, RawRule, RawTarget};
 use super::secrets::SecretRef;
-use super::{
-    base_dir, Account, AuthMethod, Config, Problem, ProviderSettings, Rule, Scope, Target,
-};
-use crate::cloud::Provider;
-use crate::command::catalog::{self, OPERATIONS};
-use crate::command::{ids, suggest};
+use super::{base_dir, Account, AuthMethod, Builtins, Config, Problem, ProviderSettings};
+use crate::command::{ids, suggest, Catalog, OperationDef, Target};
+use crate::domain::Provider;
+use crate::policy::{Policy, Rule, Scope};
 
 const DEFAULT_EXPIRY: Duration = Duration::from_secs(30 * 60);
 const MAX_EXPIRY: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -41,7 +39,7 @@ impl Collector {
     }
 }
 
-pub fn parse(text: &str, source: &Path) -> Result<Config, Vec<Problem>> {
+pub fn parse(text: &str, source: &Path, builtins: &Builtins) -> Result<Config, Vec<Problem>> {
     let mut problems = Collector::default();
     let mut unknown = Vec::new();
     let raw: RawConfig = {
@@ -76,7 +74,7 @@ pub fn parse(text: &str, source: &Path) -> Result<Config, Vec<Problem>> {
         };
         problems.add(path, message);
     }
-    let config = validate(raw, source, &mut problems);
+    let config = validate(raw, source, builtins, &mut problems);
     let mut list = problems.0;
     list.retain(|p| !(p.message.starts_with("missing") && meant.contains(&p.path)));
     if list.is_empty() {
@@ -164,8 +162,9 @@ fn syntax_problem(text: &str, e: &serde_path_to_error::Error<toml::de::Error>) -
     problem
 }
 
-fn validate(raw: RawConfig, source: &Path, p: &mut Collector) -> Config {
+fn validate(raw: RawConfig, source: &Path, builtins: &Builtins, p: &mut Collector) -> Config {
     let base = base_dir(source);
+    let catalog = builtins.catalog.clone();
 
     let prefix = raw.bot.prefix.unwrap_or_else(|| "!".to_string());
     if prefix.is_empty() || prefix.len() > 3 || prefix.chars().any(char::is_whitespace) {
@@ -247,11 +246,8 @@ fn validate(raw: RawConfig, source: &Path, p: &mut Collector) -> Config {
             );
         }
         if let Some(account) = account(&name, raw, &path, &base, p) {
-            let region_ok = ids::REGION.matches(&account.region);
-            if account.provider == Provider::Huawei && region_ok {
-                if let Some((key, message)) = super::regions::check_account(&account) {
-                    p.add(format!("{path}.{key}"), message);
-                }
+            if let Some((key, message)) = (builtins.check_account)(&account) {
+                p.add(format!("{path}.{key}"), message);
             }
             accounts.insert(name, Arc::new(account));
         }
@@ -280,7 +276,7 @@ fn validate(raw: RawConfig, source: &Path, p: &mut Collector) -> Config {
         if !ids::NAME.matches(&name) {
             p.add(&path, format!("target name must be {}", ids::NAME.describe));
         }
-        if let Some(t) = target(&name, raw, &path, &accounts, p) {
+        if let Some(t) = target(&name, raw, &path, &accounts, builtins, p) {
             targets.insert(name, t);
         }
     }
@@ -302,6 +298,7 @@ fn validate(raw: RawConfig, source: &Path, p: &mut Collector) -> Config {
             channels: &channels,
             targets: &targets,
             accounts: &accounts,
+            catalog: &catalog,
         };
         if let Some(rule) = rule(raw, &path, &names, &role_ids, p) {
             rules.push(rule);
@@ -325,31 +322,26 @@ fn validate(raw: RawConfig, source: &Path, p: &mut Collector) -> Config {
         }
     }
     let discord = super::sections::discord(raw.discord, &base, p);
-    let incidents = super::sections::incidents(raw.incidents, &channels, p);
+    let incidents = super::sections::incidents(raw.incidents, &channels, &catalog, p);
     let http = super::sections::http(raw.http, &base, p);
     let log_format = super::sections::log(raw.log, p);
 
-    let config = Config {
-        discord,
-        incidents,
-        http_listen: http.listen,
-        api_token: http.api_token,
-        log_format,
-        source: source.to_path_buf(),
-        prefix,
-        data_dir: raw.bot.data_dir.map(|d| base.join(d)),
-        roles,
-        admin_roles,
-        channels,
-        accounts,
-        targets,
-        account_tags,
+    let policy = Policy {
         rules,
-        freezes,
-        thread_channels,
+        admin_roles,
+        roles,
+        channels,
+        accounts: accounts
+            .keys()
+            .map(|a| (a.clone(), account_tags.get(a).cloned().unwrap_or_default()))
+            .collect(),
+        targets: targets
+            .values()
+            .map(|t| (t.name.clone(), (t.account.clone(), t.tags.clone())))
+            .collect(),
     };
-    for (a, b, on) in crate::policy::ambiguities(&config) {
-        let first = &config.rules[a];
+    for (a, b, on) in crate::policy::ambiguities(&policy, &catalog) {
+        let first = &policy.rules[a];
         p.add(
             &rule_paths[b],
             format!(
@@ -360,7 +352,22 @@ fn validate(raw: RawConfig, source: &Path, p: &mut Collector) -> Config {
             ),
         );
     }
-    config
+    Config {
+        discord,
+        incidents,
+        http_listen: http.listen,
+        api_token: http.api_token,
+        log_format,
+        source: source.to_path_buf(),
+        prefix,
+        data_dir: raw.bot.data_dir.map(|d| base.join(d)),
+        accounts,
+        targets,
+        policy,
+        freezes,
+        thread_channels,
+        catalog: Arc::new(catalog),
+    }
 }
 
 /// `tags = { env = "prod" }`: names and values as for other names in the config.
@@ -384,6 +391,7 @@ struct Names<'a> {
     channels: &'a BTreeMap<String, String>,
     targets: &'a BTreeMap<String, Target>,
     accounts: &'a BTreeMap<String, Arc<Account>>,
+    catalog: &'a Catalog,
 }
 
 fn snowflake(id: &RawId) -> Option<u64> {
@@ -731,31 +739,29 @@ fn target(
     raw: RawTarget,
     path: &str,
     accounts: &BTreeMap<String, Arc<Account>>,
+    builtins: &Builtins,
     p: &mut Collector,
 ) -> Option<Target> {
+    let services = builtins.catalog.services();
     let Some(service_name) = raw.service.as_deref() else {
         p.add(
             format!("{path}.service"),
-            format!(
-                "missing (one of: {})",
-                catalog::services().collect::<Vec<_>>().join(", ")
-            ),
+            format!("missing (one of: {})", services.join(", ")),
         );
         return None;
     };
-    let Some(op) = OPERATIONS.iter().find(|op| {
-        op.service.eq_ignore_ascii_case(service_name)
-            || op
-                .aliases
-                .iter()
-                .any(|a| a.eq_ignore_ascii_case(service_name))
-    }) else {
+    let Some(op) = builtins
+        .catalog
+        .operations()
+        .iter()
+        .find(|op| op.names_service(service_name))
+    else {
         p.add(
             format!("{path}.service"),
             format!(
                 "unknown service `{service_name}` (one of: {}){}",
-                catalog::services().collect::<Vec<_>>().join(", "),
-                suggest::did_you_mean(service_name, catalog::services())
+                services.join(", "),
+                suggest::did_you_mean(service_name, services.iter().copied())
             ),
         );
         return None;
@@ -775,12 +781,9 @@ fn target(
                 a
             }
             Some(acc) => {
-                // An account already reported for its region says it once, not per target.
-                if acc.provider == Provider::Huawei
-                    && ids::REGION.matches(&acc.region)
-                    && super::regions::check_account(acc).is_none()
-                {
-                    if let Some(e) = super::regions::check_service(acc, op.service) {
+                // An account already reported for its endpoints says it once, not per target.
+                if (builtins.check_account)(acc).is_none() {
+                    if let Some(e) = (builtins.check_service)(acc, &op.service) {
                         p.add(format!("{path}.account"), e);
                     }
                 }
@@ -818,7 +821,7 @@ fn target(
     for (key, value) in raw.params {
         let kpath = format!("{path}.{key}");
         let Some(param) = op.target.iter().find(|prm| prm.name == key) else {
-            let known: Vec<_> = op.target.iter().map(|prm| prm.name).collect();
+            let known: Vec<&str> = op.target.iter().map(|prm| prm.name.as_str()).collect();
             p.add(
                 kpath,
                 format!(
@@ -842,8 +845,8 @@ fn target(
             _ => p.add(kpath, format!("must be {}", param.pattern.describe)),
         }
     }
-    for param in op.target {
-        if !params.contains_key(param.name)
+    for param in &op.target {
+        if !params.contains_key(&param.name)
             && !p
                 .0
                 .iter()
@@ -858,7 +861,7 @@ fn target(
     let tags = tags(&raw.tags, &format!("{path}.tags"), p);
     Some(Target {
         name: name.to_string(),
-        service: op.service,
+        service: op.service.clone(),
         account,
         params,
         description: raw.description,
@@ -878,8 +881,13 @@ fn rule(
         p.add(format!("{path}.command"), "missing (e.g. \"restart ddm\")");
         return None;
     };
-    let Some(op) = catalog::operation_by_key(command) else {
-        let known: Vec<_> = OPERATIONS.iter().map(|op| op.key()).collect();
+    let Some(op) = names.catalog.by_key(command) else {
+        let known: Vec<_> = names
+            .catalog
+            .operations()
+            .iter()
+            .map(|op| op.key())
+            .collect();
         p.add(
             format!("{path}.command"),
             format!(
@@ -893,7 +901,7 @@ fn rule(
     let mut modes = Vec::new();
     for (i, m) in raw.modes.iter().enumerate() {
         let m = m.to_ascii_lowercase();
-        if op.mode_values().contains(&m.as_str()) {
+        if op.mode_values().contains(&m) {
             modes.push(m);
         } else if op.modes.is_none() {
             p.add(
@@ -906,7 +914,7 @@ fn rule(
                 format!(
                     "unknown mode `{m}` (one of: {}){}",
                     op.mode_values().join(", "),
-                    suggest::did_you_mean(&m, op.mode_values().iter().copied())
+                    suggest::did_you_mean(&m, op.mode_values().iter().map(String::as_str))
                 ),
             );
         }
@@ -1001,7 +1009,7 @@ fn rule(
 /// A rule's `targets`, `accounts` or `tags`: at most one of them, naming what exists.
 fn scope(
     raw: &RawRule,
-    op: &catalog::OperationDef,
+    op: &OperationDef,
     path: &str,
     names: &Names<'_>,
     p: &mut Collector,

@@ -204,7 +204,10 @@ async fn set_instance(AxState(shared): S, body: Bytes) -> Reply {
         Err(r) => return r,
     };
     if !ids::DDM_INSTANCE.matches(&req.instance_id) {
-        return Reply::admin_error(StatusCode::BAD_REQUEST, ids::DDM_INSTANCE.describe);
+        return Reply::admin_error(
+            StatusCode::BAD_REQUEST,
+            ids::DDM_INSTANCE.describe.to_string(),
+        );
     }
     if !STATUSES.contains(&req.status.as_str()) {
         return Reply::admin_error(

@@ -5,8 +5,10 @@
 
 use std::collections::HashMap;
 
-use crate::chat::{Actor, Origin};
+use super::{Effect, Engine};
 use crate::command::OperationRequest;
+use crate::domain::Actor;
+use crate::ports::chat::{FlowOut, Origin};
 
 /// How long the requester has to type `!confirm`.
 pub const WINDOW_MS: u64 = 60_000;
@@ -91,17 +93,108 @@ impl Confirmations {
     }
 }
 
+impl Engine {
+    /// Keeps a request whose rule asks for typed confirmation and tells the requester how
+    /// to confirm it. Nothing is stored.
+    pub(super) fn ask_confirmation(
+        &mut self,
+        actor: &Actor,
+        origin: &Origin,
+        req: OperationRequest,
+        now: u64,
+    ) {
+        let expected = req.target.clone();
+        let action = format!("{} {}", req.op.key(), req.target);
+        let expires_ms = now + WINDOW_MS;
+        let pending = Pending {
+            actor_id: actor.id.clone(),
+            channel: origin.channel.clone(),
+            request: req,
+            expected: expected.clone(),
+            expires_ms,
+        };
+        let Some(number) = self.confirmations.open(pending, now) else {
+            let msg = "Too many requests are waiting for confirmation; try again in a minute.";
+            return self.refuse(origin, msg);
+        };
+        let text = format!(
+            "⚠️ {action} needs your confirmation: type `{}confirm {number} {expected}` within {} s. Nothing was stored yet; unconfirmed, it lapses.",
+            self.config.prefix,
+            WINDOW_MS / 1000
+        );
+        self.effects.push(Effect::Flow(FlowOut::ConfirmPrompt {
+            to: origin.clone(),
+            number,
+            expected,
+            expires_ms,
+            text,
+        }));
+    }
+
+    pub(super) fn on_confirm(
+        &mut self,
+        actor: &Actor,
+        origin: &Origin,
+        number: u64,
+        typed: &str,
+        now: u64,
+    ) {
+        match self
+            .confirmations
+            .confirm(number, actor, origin, typed, now)
+        {
+            Ok(req) => self.request(actor, origin, req, true, now),
+            Err(Miss::Unknown) => {
+                let msg = format!(
+                    "There is no request {number} waiting for confirmation (it may have lapsed after {} s); ask again.",
+                    WINDOW_MS / 1000
+                );
+                self.refuse(origin, msg)
+            }
+            Err(Miss::NotYours) => {
+                let msg = format!(
+                    "{}: request {number} is not yours to confirm (only its requester can, where it was asked).",
+                    actor.name
+                );
+                self.refuse(origin, msg)
+            }
+            Err(Miss::WrongName { expected }) => {
+                let msg = format!(
+                    "That is not the target's name; type `{}confirm {number} {expected}` exactly. The request stays open until it lapses.",
+                    self.config.prefix
+                );
+                self.refuse(origin, msg)
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn request() -> OperationRequest {
+        let op = crate::command::OperationDef {
+            id: "db.restart".into(),
+            verb: "restart".into(),
+            service: "db".into(),
+            aliases: vec![],
+            provider: crate::domain::Provider::Huawei,
+            target: vec![crate::command::Param::new(
+                "instance_id",
+                "<target>",
+                &crate::command::ids::NAME,
+            )],
+            modes: None,
+            args: vec![],
+            usage: "!restart db <target>".into(),
+            summary: String::new(),
+            notes: String::new(),
+            check: None,
+        };
+        let catalog = crate::command::Catalog::new(vec![std::sync::Arc::new(op)]);
         let targets = Default::default();
-        match crate::command::parse(
-            "!restart ddm 28e8841d0b9c4f6a9a30742ee60e1068in09 hard",
-            "!",
-            &targets,
-        ) {
+        match crate::command::parse("!restart db orders-db", "!", &targets, &catalog) {
             Ok(Some(crate::command::Command::Operation(r))) => r,
             other => panic!("{other:?}"),
         }

@@ -2,30 +2,24 @@
 //! requested, decided, started and finished; for every job that fails or ends unknown.
 
 use super::{Effect, Engine};
-use crate::chat::Outgoing;
-use crate::command::catalog;
-use crate::command::JobId;
-use crate::config::Severity;
-use crate::job::JobState;
+use crate::domain::{JobId, Severity};
+use crate::job::{Job, JobState};
+use crate::ports::chat::Outgoing;
 
 impl Engine {
     pub(super) fn incident(&mut self, id: JobId, severity: Severity, text: String) {
         let Some(job) = self.active.get(&id) else {
             return;
         };
-        let job = crate::job::Job::clone(job);
+        let job = Job::clone(job);
         self.incident_about(&job, severity, text);
     }
 
     /// A notification about `job`, active or not.
-    pub(super) fn incident_about(
-        &mut self,
-        job: &crate::job::Job,
-        severity: Severity,
-        text: String,
-    ) {
+    pub(super) fn incident_about(&mut self, job: &Job, severity: Severity, text: String) {
         let id = job.id;
-        let service = catalog::operation_by_id(&job.spec.operation).map_or("", |op| op.service);
+        let catalog = &self.config.catalog;
+        let service = (catalog.by_id(&job.spec.operation)).map_or("", |op| op.service.as_str());
         let Some(channel) = self.config.incidents.channel_for(service, severity) else {
             return;
         };
@@ -45,7 +39,7 @@ impl Engine {
             return;
         };
         if job.requirement.approvals > 0 {
-            let text = format!("🔄 job {id} started: {}", job.action());
+            let text = format!("🔄 job {id} started: {}", self.action(&job.spec));
             self.incident(id, Severity::Info, text);
         }
     }
@@ -56,7 +50,7 @@ impl Engine {
             return;
         };
         let needed_approval = job.requirement.approvals > 0;
-        let action = job.action();
+        let action = self.action(&job.spec);
         let (severity, text) = match state {
             JobState::Failed => (
                 Severity::Critical,

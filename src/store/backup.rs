@@ -12,7 +12,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::{next_job_id_in, Sled, Store, StoreError, WriteBatch, SEQ};
+use super::{next_job_id_in, Sled, SledStore, StoreError, NEXT_ID, SEQ};
 
 const MAGIC: &[u8] = b"opsgate-backup 1\n";
 /// Entries per batch when restoring: bounds what a restore holds in memory at once.
@@ -51,7 +51,7 @@ impl<W: Write> Write for Hashing<W> {
     }
 }
 
-impl Store {
+impl SledStore {
     /// Writes a backup of everything committed so far to `out`. Holds the writer's lock
     /// throughout, so no commit lands in the middle: the copy is of one moment.
     pub fn backup(&self, out: impl Write) -> Result<BackupSummary, StoreError> {
@@ -67,7 +67,7 @@ fn backup_of(sled: &Sled, out: impl Write) -> Result<BackupSummary, StoreError> 
         entries += u64::from(key?.as_ref() != SEQ);
     }
     let header = Header {
-        taken_at_ms: crate::engine::now_ms(),
+        taken_at_ms: crate::domain::time::now_ms(),
         next_job_id: next_job_id_in(&sled.db)?,
         entries,
     };
@@ -120,23 +120,25 @@ pub fn restore(file: &Path, dir: &Path) -> Result<BackupSummary, String> {
         ));
     }
     let header = verify(file)?;
-    let store = Store::open(dir).map_err(|e| e.to_string())?;
+    let store = SledStore::open(dir).map_err(|e| e.to_string())?;
     let mut reader = BufReader::new(File::open(file).map_err(|e| read_error(file, e))?);
     skip_header(&mut reader).map_err(|e| read_error(file, e))?;
-    let mut batch = WriteBatch::default();
+    let mut batch = sled::Batch::default();
     let mut jobs = 0;
     for n in 0..header.entries {
         let key = field(&mut reader).map_err(|e| read_error(file, e))?;
         let value = field(&mut reader).map_err(|e| read_error(file, e))?;
         jobs += u64::from(key.first() == Some(&super::JOB));
-        batch.insert(&key, &value);
+        batch.insert(key.as_slice(), value.as_slice());
         if (n + 1) % RESTORE_BATCH as u64 == 0 {
-            store.commit(&mut batch).map_err(|e| e.to_string())?;
+            store
+                .apply(std::mem::take(&mut batch))
+                .map_err(|e| e.to_string())?;
         }
     }
-    let next_job_id = next_id_after_restore(header.next_job_id, crate::engine::now_ms());
-    batch.set_next_id(next_job_id);
-    store.commit(&mut batch).map_err(|e| e.to_string())?;
+    let next_job_id = next_id_after_restore(header.next_job_id, crate::domain::time::now_ms());
+    batch.insert(NEXT_ID, &next_job_id.to_be_bytes());
+    store.apply(batch).map_err(|e| e.to_string())?;
     store.flush().map_err(|e| e.to_string())?;
     Ok(BackupSummary {
         entries: header.entries,
@@ -226,12 +228,12 @@ mod tests {
     #[test]
     fn a_backup_restores_every_entry_and_ids_go_on_above_the_old_ones() {
         let live = tempfile::tempdir().unwrap();
-        let store = Store::open(live.path()).unwrap();
-        let mut batch = WriteBatch::default();
+        let store = SledStore::open(live.path()).unwrap();
+        let mut batch = sled::Batch::default();
         batch.insert(b"j-one", b"first");
-        batch.index_message("m-1", 3);
-        batch.set_next_id(4);
-        store.commit(&mut batch).unwrap();
+        batch.insert(super::super::message_key("m-1"), &3u64.to_be_bytes());
+        batch.insert(NEXT_ID, &4u64.to_be_bytes());
+        store.apply(batch).unwrap();
         store.flush().unwrap();
         let file = live.path().join("backup");
         let summary = store.backup(File::create(&file).unwrap()).unwrap();
@@ -241,7 +243,7 @@ mod tests {
         let target = restored.path().join("data");
         let summary = restore(&file, &target).unwrap();
         assert!(summary.next_job_id > 1_000_000_000_000, "{summary:?}");
-        let store = Store::open(&target).unwrap();
+        let store = SledStore::open(&target).unwrap();
         assert_eq!(store.job_for_message("m-1").unwrap(), Some(3));
         assert_eq!(
             store.read(|db| Ok(db.get(b"j-one")?)).unwrap().as_deref(),
@@ -253,7 +255,7 @@ mod tests {
     #[test]
     fn restore_refuses_a_non_empty_directory_and_a_damaged_file() {
         let live = tempfile::tempdir().unwrap();
-        let store = Store::open(&live.path().join("data")).unwrap();
+        let store = SledStore::open(&live.path().join("data")).unwrap();
         let file = live.path().join("backup");
         store.backup(File::create(&file).unwrap()).unwrap();
         let error = restore(&file, &live.path().join("data")).unwrap_err();

@@ -1,83 +1,55 @@
-//! A group's writes, gathered while the engine handles its events and applied to sled as one
-//! sled batch, which sled recovers all or nothing after a crash.
+//! A group's [`Writes`] as one sled batch, which sled recovers all or nothing after a crash.
 //!
-//! A later write to a key replaces an earlier one (sled's batch is a map), so a command whose
-//! first group moves its job through three states writes it once.
+//! A later write to a key replaces an earlier one (sled's batch is a map).
 
-use crate::command::JobId;
-use crate::job::Job;
+use crate::ports::store::Writes;
 
-use super::{
-    active_key, audit_key, job_key, message_key, ops_key, AuditEntry, CHAT_FREEZE, NEXT_ID,
-};
+use super::{active_key, audit_key, job_key, message_key, ops_key, CHAT_FREEZE, NEXT_ID};
 
-/// Writes gathered while handling a group of events; [`Store::commit`](super::Store::commit)
-/// applies them atomically and empties the batch.
+/// Builds sled batches, serializing values into one buffer kept between writes, so a value
+/// does not grow a new buffer by doubling each time (BENCHMARKS.md, allocations).
 #[derive(Default)]
-pub struct WriteBatch {
+pub(super) struct BatchBuilder {
     batch: sled::Batch,
-    writes: usize,
-    /// Where values are serialized before sled copies them: kept between writes, so a
-    /// value does not grow a new buffer by doubling each time (BENCHMARKS.md, allocations).
     scratch: Vec<u8>,
 }
 
-impl WriteBatch {
-    pub fn is_empty(&self) -> bool {
-        self.writes == 0
+impl BatchBuilder {
+    /// Every write of `writes`: each job with its active-index entry (present until the job
+    /// is final) and its new audit entries, so after a crash a final job is never still in
+    /// the active index.
+    pub fn add(&mut self, writes: &Writes) {
+        for (id, written) in &writes.jobs {
+            for (seq, entry) in &written.audit {
+                self.insert_json(&audit_key(*id, *seq), entry);
+            }
+            self.insert_json(&job_key(*id), &written.job);
+            if written.job.state.is_final() {
+                self.batch.remove(&active_key(*id));
+            } else {
+                self.batch.insert(&active_key(*id), &[]);
+            }
+        }
+        for (message_id, job) in &writes.messages {
+            self.batch
+                .insert(message_key(message_id), &job.to_be_bytes());
+        }
+        if let Some(next) = writes.next_job_id {
+            self.batch.insert(NEXT_ID, &next.to_be_bytes());
+        }
+        match &writes.chat_freeze {
+            Some(Some(freeze)) => self.insert_json(CHAT_FREEZE, freeze),
+            Some(None) => self.batch.remove(CHAT_FREEZE),
+            None => {}
+        }
+        for (seq, entry) in &writes.ops_events {
+            self.insert_json(&ops_key(*seq), entry);
+        }
     }
 
-    /// The writes so far, leaving the batch empty.
-    pub(super) fn take(&mut self) -> sled::Batch {
-        self.writes = 0;
+    /// The batch so far, leaving the builder empty.
+    pub fn take(&mut self) -> sled::Batch {
         std::mem::take(&mut self.batch)
-    }
-
-    /// Stores the job, keeps the active index in step with its state, and appends `entry` to
-    /// its audit log (bumping `job.audit_len`). All in one batch, so after a crash a final job
-    /// is never still in the active index.
-    pub fn put_job(&mut self, job: &mut Job, entry: Option<AuditEntry>) {
-        if let Some(entry) = entry {
-            self.insert_json(&audit_key(job.id, job.audit_len), &entry);
-            job.audit_len += 1;
-        }
-        self.insert_json(&job_key(job.id), &*job);
-        if job.state.is_final() {
-            self.remove(&active_key(job.id));
-        } else {
-            self.insert(&active_key(job.id), &[]);
-        }
-    }
-
-    pub fn index_message(&mut self, message_id: &str, job: JobId) {
-        self.insert(&message_key(message_id), &job.to_be_bytes());
-    }
-
-    /// Stores the freeze set with `!freeze`, or removes it (`None`).
-    pub fn put_chat_freeze<T: serde::Serialize>(&mut self, freeze: Option<&T>) {
-        match freeze {
-            Some(f) => self.insert_json(CHAT_FREEZE, f),
-            None => self.remove(CHAT_FREEZE),
-        }
-    }
-
-    /// An event that belongs to no job (a freeze set or lifted), numbered `seq`.
-    pub fn put_ops_event(&mut self, seq: u64, entry: &AuditEntry) {
-        self.insert_json(&ops_key(seq), entry);
-    }
-
-    pub fn set_next_id(&mut self, next: JobId) {
-        self.insert(NEXT_ID, &next.to_be_bytes());
-    }
-
-    pub(super) fn insert(&mut self, key: &[u8], value: &[u8]) {
-        self.batch.insert(key, value);
-        self.writes += 1;
-    }
-
-    pub(super) fn remove(&mut self, key: &[u8]) {
-        self.batch.remove(key);
-        self.writes += 1;
     }
 
     fn insert_json<T: serde::Serialize + ?Sized>(&mut self, key: &[u8], value: &T) {
@@ -88,7 +60,7 @@ impl WriteBatch {
         if serde_json::to_writer(&mut bytes, value).is_err() {
             bytes.clear();
         }
-        self.insert(key, &bytes);
+        self.batch.insert(key, &bytes[..]);
         self.scratch = bytes;
     }
 }
@@ -96,8 +68,9 @@ impl WriteBatch {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::job::AuditEntry;
 
-    fn applied(batch: &mut WriteBatch) -> sled::Db {
+    fn applied(batch: &mut BatchBuilder) -> sled::Db {
         let db = sled::Config::new().temporary(true).open().unwrap();
         db.apply_batch(batch.take()).unwrap();
         db
@@ -105,21 +78,19 @@ mod tests {
 
     #[test]
     fn a_later_write_to_a_key_replaces_the_earlier_one() {
-        let mut batch = WriteBatch::default();
-        batch.insert(b"job", b"awaiting");
-        batch.insert(b"active", b"");
-        batch.insert(b"job", b"approved");
-        batch.remove(b"active");
-        batch.insert(b"job", b"submitting");
+        let mut batch = BatchBuilder::default();
+        batch.insert_json(b"job", "awaiting");
+        batch.insert_json(b"job", "submitting");
         let db = applied(&mut batch);
-        assert_eq!(db.get(b"job").unwrap().as_deref(), Some(&b"submitting"[..]));
-        assert_eq!(db.get(b"active").unwrap(), None);
-        assert!(batch.is_empty(), "taking the writes empties the batch");
+        assert_eq!(
+            db.get(b"job").unwrap().as_deref(),
+            Some(&b"\"submitting\""[..])
+        );
     }
 
     #[test]
     fn json_values_are_stored_whole() {
-        let mut batch = WriteBatch::default();
+        let mut batch = BatchBuilder::default();
         let entry = AuditEntry {
             at_ms: 5,
             actor: None,

@@ -7,11 +7,11 @@ use std::io;
 use std::os::fd::AsRawFd;
 use std::path::Path;
 
-use super::{sled_files, Store, StoreError};
+use super::{sled_files, SledStore, StoreError};
 
 /// A store opened on a private copy of a data directory; the copy goes with it.
 pub struct ReadOnly {
-    pub store: Store,
+    pub store: SledStore,
     _copy: tempfile::TempDir,
 }
 
@@ -39,7 +39,7 @@ impl ReadOnly {
             .tempdir()
             .map_err(open_error)?;
         copy_tree(dir, copy.path()).map_err(open_error)?;
-        let store = Store::open(copy.path()).map_err(|e| match e {
+        let store = SledStore::open(copy.path()).map_err(|e| match e {
             // Say which directory is damaged: the original, not the copy.
             StoreError::Damaged { detail, .. } => StoreError::Damaged { dir: shown, detail },
             other => other,

@@ -3,8 +3,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use opsgate::cloud::{CloudError, CloudOperation, JobSpec, PollOutcome, SubmitOutcome};
+use opsgate::domain::JobSpec;
 use opsgate::emulator::{self, EmulatorOptions, RunningEmulator};
+use opsgate::ports::cloud::{CloudError, CloudOperation, PollOutcome, SubmitOutcome};
 use serde_json::Value;
 
 /// An emulator whose cloud jobs take `job_duration`, on a free port of 127.0.0.1.

@@ -9,14 +9,18 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use opsgate::chat::{Actor, ChatEvent, ChatOut, FlowOut, MessageId, Origin, Outgoing};
-use opsgate::cloud::{
-    CloudError, CloudOperation, JobSpec, PollOutcome, PollPolicy, ReconcileOutcome, Registry,
-    SubmitOutcome,
-};
+use opsgate::cloud::Registry;
 use opsgate::config::Config;
-use opsgate::engine::{Engine, EngineEvent, EngineHandle};
-use opsgate::store::Store;
+use opsgate::domain::{Actor, JobSpec, MessageId};
+use opsgate::driver::{Driver, Seams};
+use opsgate::metrics::Metrics;
+use opsgate::ports::chat::{ChatEvent, ChatOut, FlowOut, Origin, Outgoing};
+use opsgate::ports::cloud::Operations;
+use opsgate::ports::cloud::{
+    CloudError, CloudOperation, Described, PollOutcome, PollPolicy, ReconcileOutcome, SubmitOutcome,
+};
+use opsgate::ports::inbox::{EngineEvent, EngineHandle};
+use opsgate::store::SledStore;
 
 pub const CONFIG: &str = r#"
 [bot]
@@ -257,12 +261,44 @@ impl CloudOperation for ScriptedOp {
         self.reconciles.fetch_add(1, Ordering::SeqCst);
         ReconcileOutcome::Unknown("instance is RUNNING; cannot tell".into())
     }
+    fn describe(&self, _spec: &JobSpec) -> Result<Described, String> {
+        Err("a scripted operation sends nothing".into())
+    }
+}
+
+/// A scripted operation whose dry run is described by the real operation for the config,
+/// as the bot would describe it.
+struct DescribedAsReal {
+    scripted: Arc<ScriptedOp>,
+    real: Option<Arc<dyn CloudOperation>>,
+}
+
+#[async_trait]
+impl CloudOperation for DescribedAsReal {
+    fn poll_policy(&self) -> PollPolicy {
+        self.scripted.poll_policy()
+    }
+    async fn submit(&self, spec: &JobSpec) -> SubmitOutcome {
+        self.scripted.submit(spec).await
+    }
+    async fn poll(&self, spec: &JobSpec, handle: &serde_json::Value) -> PollOutcome {
+        self.scripted.poll(spec, handle).await
+    }
+    async fn reconcile(&self, spec: &JobSpec) -> ReconcileOutcome {
+        self.scripted.reconcile(spec).await
+    }
+    fn describe(&self, spec: &JobSpec) -> Result<Described, String> {
+        match &self.real {
+            Some(real) => real.describe(spec),
+            None => self.scripted.describe(spec),
+        }
+    }
 }
 
 pub struct Harness {
     pub handle: EngineHandle,
     /// A clone of the engine's store, for reading what it holds.
-    pub store: Store,
+    pub store: SledStore,
     pub chat: Arc<RecordingChat>,
     pub op: Arc<ScriptedOp>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -273,7 +309,7 @@ pub fn config(expires: &str, approvals: u32) -> Config {
     let text = CONFIG
         .replace("EXPIRES", expires)
         .replace("APPROVALS", &approvals.to_string());
-    Config::parse(&text, Path::new("t.toml")).expect("test config")
+    Config::parse(&text, Path::new("t.toml"), &opsgate::cloud::builtins()).expect("test config")
 }
 
 impl Harness {
@@ -293,27 +329,35 @@ impl Harness {
             .build()
             .unwrap();
         let config = Arc::new(config);
+        let real = Registry::from_config(&config)
+            .get("ddm.restart", "acct")
+            .ok();
         let mut registry = Registry::default();
-        registry.insert("ddm.restart", "acct", op.clone());
+        let scripted = DescribedAsReal {
+            scripted: op.clone(),
+            real,
+        };
+        registry.insert("ddm.restart", "acct", Arc::new(scripted));
         let chat = Arc::new(RecordingChat::default());
-        let store = Store::open(dir).unwrap();
-        let (engine, handle, rx) = Engine::new(
-            config,
-            store.clone(),
-            Arc::new(registry),
-            chat.clone(),
-            None,
-            rt.handle().clone(),
-        )
-        .unwrap();
+        let store = Arc::new(SledStore::open(dir).unwrap());
+        let seams = Seams {
+            store: store.clone(),
+            history: store.clone(),
+            operations: Arc::new(registry),
+            chat: chat.clone(),
+            observer: None,
+            runtime: rt.handle().clone(),
+            metrics: Arc::new(Metrics::new()),
+        };
+        let (driver, handle, rx) = Driver::new(config, seams).unwrap();
         let thread = std::thread::spawn(move || {
-            engine
+            driver
                 .run(rx)
                 .expect("the engine stopped on a storage error")
         });
         let h = Harness {
             handle,
-            store,
+            store: SledStore::clone(&store),
             chat,
             op,
             thread: Some(thread),

@@ -13,8 +13,9 @@ use serenity::all::{ChannelId, MessageId, ReactionType, User, UserId};
 use super::render::{APPROVE_EMOJI, DENY_EMOJI};
 use super::sender::{snowflake, CATCH_UP};
 use super::Shared;
-use crate::chat::{Actor, ChatEvent, Origin};
-use crate::engine::EngineEvent;
+use crate::domain::Actor;
+use crate::ports::chat::{ChatEvent, Origin};
+use crate::ports::inbox::EngineEvent;
 
 const PAGE: u8 = 100;
 const MAX_PAGES: usize = 10;

@@ -18,7 +18,8 @@ use serenity::builder::{Builder, CreateInteractionResponse, CreateModal};
 use super::render::Press;
 use super::sender::{self, Item, IxKind, IxOp, IxTarget};
 use super::{catchup, interactions, render, rest, scope, slash, sync_engine, votes, Shared};
-use crate::chat::{Actor, CardAction, ChatEvent, Origin, Vote};
+use crate::domain::Actor;
+use crate::ports::chat::{CardAction, ChatEvent, Origin, Vote};
 
 pub(crate) struct Handler {
     shared: Arc<Shared>,
@@ -235,7 +236,12 @@ impl Handler {
             self.shared.learn_guild(cmd.channel_id.get(), g.get());
         }
         let options = options_of(&cmd.data.options);
-        let text = match slash::to_text(&self.shared.config.prefix, &cmd.data.name, &options) {
+        let text = match slash::to_text(
+            &self.shared.config.prefix,
+            &self.shared.config.catalog,
+            &cmd.data.name,
+            &options,
+        ) {
             Ok(t) => t,
             Err(msg) => {
                 sender::answer_now(&self.shared, cmd.id, &cmd.token, &msg).await;
@@ -282,7 +288,7 @@ impl Handler {
             .iter()
             .find(|(n, _)| n == "service")
             .map(|(_, v)| v.as_str());
-        let choices = if slash::is_operation(&cmd.data.name) {
+        let choices = if slash::is_operation(&self.shared.config.catalog, &cmd.data.name) {
             slash::suggest(&self.shared.config, focused.name, focused.value, service)
         } else {
             Vec::new()
@@ -716,7 +722,12 @@ mod tests {
         };
         let opts = options_of(&cmd.data.options);
         assert_eq!(
-            slash::to_text("!", &cmd.data.name, &opts),
+            slash::to_text(
+                "!",
+                &crate::cloud::builtins().catalog,
+                &cmd.data.name,
+                &opts
+            ),
             Ok("!restart ddm orders-db hard".into())
         );
         let actor = interaction_actor(cmd.member.as_deref(), &cmd.user);

@@ -10,9 +10,9 @@ use serenity::builder::{CreateAllowedMentions, EditMessage};
 
 use super::render;
 use super::{lock, Shared};
-use crate::chat::ChatEvent;
-use crate::command::JobId;
-use crate::config::Severity;
+use crate::domain::JobId;
+use crate::domain::Severity;
+use crate::ports::chat::ChatEvent;
 
 /// Incident messages remembered per job (a job has a handful: requested, approved, started).
 const LINKS_PER_JOB: usize = 16;

@@ -1,5 +1,5 @@
 //! The Discord adapter (serenity 0.12): gateway events become [`ChatEvent`]s for the engine,
-//! and the engine's [`Outgoing`](crate::chat::Outgoing) messages become Discord messages,
+//! and the engine's [`Outgoing`](crate::ports::chat::Outgoing) messages become Discord messages,
 //! embeds with buttons, edits and interaction replies.
 //!
 //! | file | job |
@@ -37,10 +37,10 @@ use std::future::IntoFuture;
 use serenity::all::{Cache, ChannelId, GatewayError, GatewayIntents};
 use serenity::http::Http;
 
-use super::{ChatEvent, ChatOut};
 use crate::config::Config;
-use crate::engine::{EngineEvent, EngineHandle};
 use crate::metrics::Metrics;
+use crate::ports::chat::{ChatEvent, ChatOut};
+use crate::ports::inbox::{EngineEvent, EngineHandle};
 
 /// The intents opsgate needs. MESSAGE_CONTENT is privileged: it must be enabled in the
 /// Developer Portal too.

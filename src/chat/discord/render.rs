@@ -8,11 +8,11 @@ use serenity::builder::{
     CreateInputText, CreateModal,
 };
 
-use crate::chat::card::format_duration_ms;
-use crate::chat::JobCard;
-use crate::command::JobId;
-use crate::config::Severity;
+use crate::domain::time::format_duration_ms;
+use crate::domain::JobId;
+use crate::domain::Severity;
 use crate::job::JobState;
+use crate::ports::chat::JobCard;
 
 /// Discord's limit on a message's content, in characters.
 pub const MESSAGE_LIMIT: usize = 2000;

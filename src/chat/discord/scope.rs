@@ -4,7 +4,7 @@
 use serenity::all::{Channel, ChannelId, ChannelType, GuildId};
 
 use super::{lock, Shared};
-use crate::chat::Origin;
+use crate::ports::chat::Origin;
 
 impl Shared {
     /// Whether opsgate serves this guild. Events from other guilds (or from no guild) are
@@ -53,7 +53,13 @@ impl Shared {
             return *known;
         }
         // Configured channels are not threads; no need to ask.
-        if self.config.channels.values().any(|c| c.parse() == Ok(id)) {
+        if self
+            .config
+            .policy
+            .channels
+            .values()
+            .any(|c| c.parse() == Ok(id))
+        {
             return None;
         }
         let parent = match self.http.get_channel(channel).await {

@@ -22,9 +22,10 @@ use tokio::time::Instant;
 use super::render::{self, APPROVE_EMOJI, DENY_EMOJI, MESSAGE_LIMIT};
 use super::rest::{self, Failure};
 use super::{lock, votes, Shared};
-use crate::chat::{ChatEvent, ChatOut, FlowOut, JobCard, MessageId, Outgoing};
-use crate::command::JobId;
-use crate::config::Severity;
+use crate::domain::JobId;
+use crate::domain::MessageId;
+use crate::domain::Severity;
+use crate::ports::chat::{ChatEvent, ChatOut, FlowOut, JobCard, Outgoing};
 
 /// Whether `key` names an interaction opsgate answers (not a replayed or live reaction's
 /// stand-in key).
@@ -54,7 +55,7 @@ pub(crate) enum Item {
     /// A typed-confirmation prompt answering an interaction: private, with a "Confirm…"
     /// button that opens the form (`FlowOut::ConfirmPrompt`).
     Prompt {
-        to: crate::chat::Origin,
+        to: crate::ports::chat::Origin,
         number: u64,
         text: String,
     },

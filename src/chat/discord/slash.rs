@@ -7,7 +7,7 @@ use serenity::all::{CommandOptionType, GuildId, Permissions};
 use serenity::builder::{CreateAutocompleteResponse, CreateCommand, CreateCommandOption};
 
 use super::render::truncate;
-use crate::command::catalog::{self, OperationDef, BUILTINS, OPERATIONS};
+use crate::command::{Catalog, OperationDef, BUILTINS};
 use crate::config::Config;
 
 /// Discord's limits.
@@ -60,11 +60,11 @@ const RESERVED: &[&str] = &[
     "break_glass",
 ];
 
-/// Operation verbs in table order, each once.
-fn verbs() -> Vec<&'static str> {
-    let mut out: Vec<&'static str> = Vec::new();
-    for op in OPERATIONS {
-        let verb = op.verb;
+/// Operation verbs in catalog order, each once.
+fn verbs(catalog: &Catalog) -> Vec<&str> {
+    let mut out: Vec<&str> = Vec::new();
+    for op in catalog.operations() {
+        let verb = op.verb.as_str();
         if !out.iter().any(|v| v.eq_ignore_ascii_case(verb)) {
             out.push(verb);
         }
@@ -72,11 +72,8 @@ fn verbs() -> Vec<&'static str> {
     out
 }
 
-fn ops_for(verb: &str) -> Vec<&'static OperationDef> {
-    OPERATIONS
-        .iter()
-        .filter(|op| op.verb.eq_ignore_ascii_case(verb))
-        .collect()
+fn ops_for<'a>(catalog: &'a Catalog, verb: &'a str) -> Vec<&'a OperationDef> {
+    catalog.for_verb(verb).map(|op| &**op).collect()
 }
 
 /// A valid option or command name: lowercase letters, digits, `-` and `_`, 1 to 32 chars.
@@ -97,11 +94,11 @@ fn option_name(name: &str) -> Option<String> {
 }
 
 /// Modes and further arguments of every operation with this verb, in table order.
-fn mode_values(ops: &[&OperationDef]) -> Vec<&'static str> {
-    let mut modes: Vec<&'static str> = Vec::new();
+fn mode_values<'a>(ops: &[&'a OperationDef]) -> Vec<&'a str> {
+    let mut modes: Vec<&str> = Vec::new();
     for op in ops {
         for m in op.mode_values() {
-            if !modes.contains(m) {
+            if !modes.contains(&m.as_str()) {
                 modes.push(m);
             }
         }
@@ -109,13 +106,13 @@ fn mode_values(ops: &[&OperationDef]) -> Vec<&'static str> {
     modes
 }
 
-fn arg_names(ops: &[&OperationDef]) -> Vec<(String, &'static str)> {
-    let mut args: Vec<(String, &'static str)> = Vec::new();
+fn arg_names<'a>(ops: &[&'a OperationDef]) -> Vec<(String, &'a str)> {
+    let mut args: Vec<(String, &str)> = Vec::new();
     for op in ops {
-        for p in op.args {
-            if let Some(name) = option_name(p.name) {
+        for p in &op.args {
+            if let Some(name) = option_name(&p.name) {
                 if !RESERVED.contains(&name.as_str()) && !args.iter().any(|(n, _)| *n == name) {
-                    args.push((name, p.label));
+                    args.push((name, &p.label));
                 }
             }
         }
@@ -130,12 +127,12 @@ fn desc(text: &str) -> String {
 /// The slash commands for this config.
 pub fn commands(config: &Config) -> Vec<CreateCommand> {
     let mut out = Vec::new();
-    for verb in verbs() {
-        let ops = ops_for(verb);
+    for verb in verbs(&config.catalog) {
+        let ops = ops_for(&config.catalog, verb);
         let Some(name) = option_name(verb) else {
             continue;
         };
-        let services: Vec<&str> = ops.iter().map(|op| op.service).collect();
+        let services: Vec<&str> = ops.iter().map(|op| op.service.as_str()).collect();
         let mut service =
             CreateCommandOption::new(CommandOptionType::String, "service", "which service")
                 .required(true);
@@ -294,7 +291,12 @@ fn clean(value: &str) -> String {
 }
 
 /// The `!` text a slash command stands for, from its name and (name, value) options.
-pub fn to_text(prefix: &str, name: &str, options: &[(String, String)]) -> Result<String, String> {
+pub fn to_text(
+    prefix: &str,
+    catalog: &Catalog,
+    name: &str,
+    options: &[(String, String)],
+) -> Result<String, String> {
     let get = |key: &str| {
         options
             .iter()
@@ -311,7 +313,7 @@ pub fn to_text(prefix: &str, name: &str, options: &[(String, String)]) -> Result
         }
         return Ok(words.join(" "));
     }
-    let ops = ops_for(name);
+    let ops = ops_for(catalog, name);
     if ops.is_empty() {
         return Err(format!(
             "Unknown command `/{}`.",
@@ -353,15 +355,7 @@ pub fn suggest(
     let typed = typed.trim().to_lowercase();
     match option {
         "target" => {
-            let service = service.and_then(|s| {
-                OPERATIONS
-                    .iter()
-                    .find(|op| {
-                        op.service.eq_ignore_ascii_case(s)
-                            || op.aliases.iter().any(|a| a.eq_ignore_ascii_case(s))
-                    })
-                    .map(|op| op.service)
-            });
+            let service = service.and_then(|s| config.catalog.service_named(s));
             config
                 .targets
                 .values()
@@ -397,8 +391,8 @@ pub fn autocomplete_response(choices: Vec<(String, String)>) -> CreateAutocomple
 }
 
 /// Whether the catalog knows `verb` as an operation (used to route autocomplete).
-pub fn is_operation(verb: &str) -> bool {
-    catalog::is_operation_verb(verb)
+pub fn is_operation(catalog: &Catalog, verb: &str) -> bool {
+    catalog.is_verb(verb)
 }
 
 #[cfg(test)]
@@ -427,10 +421,14 @@ instance_id = "5d2f6a0c9b1e4c7d8a3f2e1d0c9b8a7fin09"
 "#;
 
     fn config() -> Config {
-        match Config::parse(CONFIG, Path::new("t.toml")) {
+        match Config::parse(CONFIG, Path::new("t.toml"), &crate::cloud::builtins()) {
             Ok(c) => c,
             Err(p) => panic!("{p}"),
         }
+    }
+
+    fn catalog() -> Catalog {
+        crate::cloud::builtins().catalog
     }
 
     fn opts(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -448,7 +446,7 @@ instance_id = "5d2f6a0c9b1e4c7d8a3f2e1d0c9b8a7fin09"
             .map(|c| serde_json::to_value(c).unwrap_or_default())
             .collect();
         let names: Vec<&str> = json.iter().filter_map(|c| c["name"].as_str()).collect();
-        for verb in verbs() {
+        for verb in verbs(&config().catalog) {
             assert!(names.contains(&verb), "{verb} missing: {names:?}");
         }
         for b in [
@@ -468,8 +466,12 @@ instance_id = "5d2f6a0c9b1e4c7d8a3f2e1d0c9b8a7fin09"
             .as_array()
             .map(|a| a.iter().filter_map(|c| c["value"].as_str()).collect())
             .unwrap_or_default();
-        for op in OPERATIONS.iter().filter(|op| op.verb == "restart") {
-            assert!(choices.contains(&op.service), "{} missing", op.service);
+        for op in config().catalog.for_verb("restart") {
+            assert!(
+                choices.contains(&op.service.as_str()),
+                "{} missing",
+                op.service
+            );
         }
         assert_eq!(restart["options"][1]["autocomplete"], true);
         for c in &json {
@@ -495,6 +497,7 @@ instance_id = "5d2f6a0c9b1e4c7d8a3f2e1d0c9b8a7fin09"
         assert_eq!(
             to_text(
                 "!",
+                &catalog(),
                 "restart",
                 &opts(&[
                     ("service", "ddm"),
@@ -507,6 +510,7 @@ instance_id = "5d2f6a0c9b1e4c7d8a3f2e1d0c9b8a7fin09"
         assert_eq!(
             to_text(
                 "!",
+                &catalog(),
                 "restart",
                 &opts(&[("service", "ddm"), ("target", "x"), ("account", "acct")])
             ),
@@ -515,19 +519,24 @@ instance_id = "5d2f6a0c9b1e4c7d8a3f2e1d0c9b8a7fin09"
         assert_eq!(
             to_text(
                 "!",
+                &catalog(),
                 "deny",
                 &opts(&[("job", "4"), ("reason", "not now\nplease")])
             ),
             Ok("!deny 4 not now please".to_string())
         );
-        assert_eq!(to_text("!", "jobs", &[]), Ok("!jobs".to_string()));
         assert_eq!(
-            to_text("?", "approve", &opts(&[("job", "9")])),
+            to_text("!", &catalog(), "jobs", &[]),
+            Ok("!jobs".to_string())
+        );
+        assert_eq!(
+            to_text("?", &catalog(), "approve", &opts(&[("job", "9")])),
             Ok("?approve 9".to_string())
         );
         assert_eq!(
             to_text(
                 "!",
+                &catalog(),
                 "restart",
                 &opts(&[
                     ("service", "ddm"),
@@ -542,6 +551,7 @@ instance_id = "5d2f6a0c9b1e4c7d8a3f2e1d0c9b8a7fin09"
         assert_eq!(
             to_text(
                 "!",
+                &catalog(),
                 "restart",
                 &opts(&[("service", "ddm"), ("target", "x"), ("dry_run", "false")])
             ),
@@ -550,6 +560,7 @@ instance_id = "5d2f6a0c9b1e4c7d8a3f2e1d0c9b8a7fin09"
         assert_eq!(
             to_text(
                 "!",
+                &catalog(),
                 "confirm",
                 &opts(&[("name", "orders-db"), ("number", "482")])
             ),
@@ -558,6 +569,7 @@ instance_id = "5d2f6a0c9b1e4c7d8a3f2e1d0c9b8a7fin09"
         assert_eq!(
             to_text(
                 "!",
+                &catalog(),
                 "review",
                 &opts(&[("note", "looked fine"), ("verdict", "ok"), ("job", "7")])
             ),
@@ -566,14 +578,18 @@ instance_id = "5d2f6a0c9b1e4c7d8a3f2e1d0c9b8a7fin09"
         assert_eq!(
             to_text(
                 "!",
+                &catalog(),
                 "freeze",
                 &opts(&[("reason", "release"), ("duration", "2h")])
             ),
             Ok("!freeze 2h release".to_string())
         );
-        assert_eq!(to_text("!", "unfreeze", &[]), Ok("!unfreeze".to_string()));
-        assert!(to_text("!", "restart", &opts(&[("service", "ddm")])).is_err());
-        assert!(to_text("!", "frobnicate", &[]).is_err());
+        assert_eq!(
+            to_text("!", &catalog(), "unfreeze", &[]),
+            Ok("!unfreeze".to_string())
+        );
+        assert!(to_text("!", &catalog(), "restart", &opts(&[("service", "ddm")])).is_err());
+        assert!(to_text("!", &catalog(), "frobnicate", &[]).is_err());
     }
 
     #[test]
@@ -585,9 +601,7 @@ instance_id = "5d2f6a0c9b1e4c7d8a3f2e1d0c9b8a7fin09"
         assert_eq!(some.len(), 1);
         assert_eq!(some[0].1, "orders-db");
         assert!(some[0].0.contains("orders"));
-        let other: Vec<&str> = OPERATIONS
-            .iter()
-            .map(|o| o.service)
+        let other: Vec<&str> = (c.catalog.services().into_iter())
             .filter(|s| *s != "ddm")
             .collect();
         if let Some(s) = other.first() {

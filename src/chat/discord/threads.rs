@@ -11,7 +11,7 @@ use super::render::truncate;
 use super::rest::{self, Failure};
 use super::sender::{say, snowflake};
 use super::{lock, Shared};
-use crate::command::JobId;
+use crate::domain::JobId;
 
 /// Discord: "A thread has already been created for this message".
 const THREAD_EXISTS: isize = 160004;

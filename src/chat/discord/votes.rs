@@ -7,8 +7,9 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use super::{lock, Shared};
-use crate::chat::{Actor, ChatEvent};
-use crate::command::JobId;
+use crate::domain::Actor;
+use crate::domain::JobId;
+use crate::ports::chat::ChatEvent;
 
 /// A refusal to the same user about the same card is posted at most once per this.
 pub const REFUSAL_EVERY: Duration = Duration::from_secs(600);

@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use crate::cloud::http::Answer;
 use crate::cloud::http::{clean, excerpt};
-use crate::cloud::CloudError;
+use crate::ports::cloud::CloudError;
 
 /// `(code, message)` from an Alibaba body, if it has either.
 pub fn parse_vendor(body: &[u8]) -> Option<(Option<String>, String)> {

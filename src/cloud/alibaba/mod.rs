@@ -19,8 +19,24 @@ pub use crate::cloud::http::{Answer, SendError};
 pub use limiter::RateLimiter;
 
 use crate::cloud::http::{self, header_value, secret_header, Outgoing};
-use crate::cloud::CloudError;
 use crate::config::Account;
+use crate::ports::cloud::{CloudError, Described};
+
+/// The URL a request goes to, and the full path that is signed: the endpoint's base with
+/// `path` and `query` encoded as the signer canonicalises them (RFC 3986, sorted).
+fn wire_url(
+    endpoint: &Endpoint,
+    path: &str,
+    query: &[(&str, &str)],
+) -> Result<(Url, String), String> {
+    let mut url =
+        Url::parse(&endpoint.base).map_err(|e| format!("bad endpoint `{}`: {e}", endpoint.base))?;
+    let full_path = format!("{}{}", url.path().trim_end_matches('/'), path);
+    url.set_path(&signer::canonical_uri(&full_path));
+    let query_string = signer::canonical_query(query);
+    url.set_query((!query_string.is_empty()).then_some(query_string.as_str()));
+    Ok((url, full_path))
+}
 
 /// SAE's documented limit: 60 API calls per minute per user, across all SAE APIs.
 pub const DEFAULT_CALLS_PER_MINUTE: u32 = 60;
@@ -44,6 +60,27 @@ pub struct Endpoint {
     pub base: String,
     /// True when the config overrode the public host (an emulator or a VPC endpoint).
     pub overridden: bool,
+}
+
+/// One request to an Alibaba API, as an operation builds it: both what is sent and what a
+/// dry run shows come from this.
+#[derive(Clone, Debug)]
+pub struct Request {
+    pub api: Api,
+    /// The API's action (`x-acs-action`), e.g. `RestartInstances`.
+    pub action: &'static str,
+    pub method: Method,
+    /// Unencoded.
+    pub path: &'static str,
+    pub query: Vec<(String, String)>,
+}
+
+impl Request {
+    fn query(&self) -> Vec<(&str, &str)> {
+        (self.query.iter())
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect()
+    }
 }
 
 pub struct AlibabaClient {
@@ -91,6 +128,34 @@ impl AlibabaClient {
         })
     }
 
+    /// `request` as it would go out, without any credential.
+    pub fn describe(&self, request: &Request) -> Result<Described, String> {
+        let endpoint = self.endpoint(request.api)?;
+        let (url, _) = wire_url(&endpoint, request.path, &request.query())?;
+        Ok(Described {
+            method: request.method.to_string(),
+            url: url.to_string(),
+            body: None,
+            auth: format!(
+                "ACS3-HMAC-SHA256 signature of `{}` with the account's access key (not shown)",
+                request.action
+            ),
+        })
+    }
+
+    /// Sends `request` once (see [`send`](Self::send)).
+    pub async fn send_request(&self, request: &Request) -> Result<Answer, SendError> {
+        let query = request.query();
+        (self.send(
+            request.api,
+            request.action,
+            request.method.clone(),
+            request.path,
+            &query,
+        ))
+        .await
+    }
+
     /// Sends one signed request (no body) and reads the answer. `path` is unencoded; the
     /// query is sent exactly as it is signed (RFC 3986, sorted).
     pub async fn send(
@@ -116,12 +181,7 @@ impl AlibabaClient {
             .map_err(failed)?
             .clone();
         let endpoint = self.endpoint(api).map_err(failed)?;
-        let mut url = Url::parse(&endpoint.base)
-            .map_err(|e| failed(format!("bad endpoint `{}`: {e}", endpoint.base)))?;
-        let full_path = format!("{}{}", url.path().trim_end_matches('/'), path);
-        url.set_path(&signer::canonical_uri(&full_path));
-        let query_string = signer::canonical_query(query);
-        url.set_query((!query_string.is_empty()).then_some(query_string.as_str()));
+        let (url, full_path) = wire_url(&endpoint, path, query).map_err(failed)?;
         let host = http::host_header(&url)
             .ok_or_else(|| failed(format!("endpoint `{}` has no host", endpoint.base)))?;
 

@@ -19,16 +19,18 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::errors::{self, vendor_error};
-use super::{AlibabaClient, Answer, SendError, SAE};
+use super::{AlibabaClient, Answer, Request, SendError, SAE};
+use crate::cloud::catalog::BuiltIn;
 use crate::cloud::http::clean;
 use crate::cloud::huawei::retry::RetryPolicy;
 use crate::cloud::registry::AccountClients;
-use crate::cloud::{
-    now_unix, plausible_id, Cadence, CloudError, CloudOperation, JobSpec, PollOutcome, PollPolicy,
-    ReconcileOutcome, SubmitOutcome,
-};
-use crate::command::ids;
+use crate::cloud::{now_unix, plausible_id, Cadence};
+use crate::command::{ids, OperationDef, Param};
 use crate::config::Account;
+use crate::domain::{JobSpec, Provider};
+use crate::ports::cloud::{
+    CloudError, CloudOperation, Described, PollOutcome, PollPolicy, ReconcileOutcome, SubmitOutcome,
+};
 
 /// RestartInstances, also shown by a dry run.
 pub const RESTART_PATH: &str = "/pop/v1/sam/app/restartInstances";
@@ -48,7 +50,36 @@ const CADENCE: Cadence = Cadence {
     override_floor: Duration::from_millis(50),
 };
 
-pub fn build(clients: &AccountClients) -> Result<Arc<dyn CloudOperation>, String> {
+/// This operation's row in the catalog, and how it is built for an account.
+pub const OPERATION: BuiltIn = BuiltIn { def, build };
+
+fn def() -> OperationDef {
+    OperationDef {
+        id: "sae.restart".into(),
+        verb: "restart".into(),
+        service: "sae".into(),
+        aliases: vec![],
+        provider: Provider::Alibaba,
+        target: vec![Param::new("app_id", "<app>", &ids::SAE_APP)],
+        modes: None,
+        args: vec![Param::new(
+            "instance_ids",
+            "<instance>[,<instance>...]",
+            &ids::SAE_INSTANCES,
+        )],
+        usage: "!restart sae <app> <instance>[,<instance>...] [account=NAME]".into(),
+        summary: "restart instances of an Alibaba Cloud SAE application".into(),
+        notes: "<app> is a named sae target from the config, or an SAE application ID (a UUID) \
+                used with the default Alibaba account (or account=NAME). Instances: 1 to 20 \
+                instance IDs of that app, separated by commas without spaces. SAE runs the \
+                restart as a change order; if it waits for a batch confirmation or an approval, \
+                the job says so here and someone must act in the SAE console."
+            .into(),
+        check: Some(check),
+    }
+}
+
+fn build(clients: &AccountClients) -> Result<Arc<dyn CloudOperation>, String> {
     let client = clients.alibaba.clone().ok_or_else(|| {
         format!(
             "account `{}` is not an Alibaba account",
@@ -257,17 +288,29 @@ impl SaeRestart {
         Ok((app, instances))
     }
 
-    async fn send_with_retries(&self, query: &[(&str, &str)]) -> Attempted {
+    /// The restart request for `spec`: what `submit` sends and a dry run shows.
+    fn request(&self, spec: &JobSpec) -> Result<Request, CloudError> {
+        let (app_id, instances) = self.params(spec)?;
+        Ok(Request {
+            api: SAE,
+            action: "RestartInstances",
+            method: Method::PUT,
+            path: RESTART_PATH,
+            query: vec![
+                ("AppId".to_string(), app_id.to_string()),
+                ("InstanceIds".to_string(), instances.to_string()),
+            ],
+        })
+    }
+
+    async fn send_with_retries(&self, request: &Request) -> Attempted {
         let policy = &self.retry;
         let mut waited = Duration::ZERO;
         let mut attempts = 0u32;
         let mut unreachable = 0u32;
         loop {
             attempts += 1;
-            let sent = self
-                .client
-                .send(SAE, "RestartInstances", Method::PUT, RESTART_PATH, query)
-                .await;
+            let sent = self.client.send_request(request).await;
             let (base, last) = match sent {
                 Ok(answer) => match refusal(&answer) {
                     None => return Attempted::Answered(answer),
@@ -373,12 +416,15 @@ impl CloudOperation for SaeRestart {
             Ok(p) => p,
             Err(e) => return SubmitOutcome::NotSent(e.to_string()),
         };
-        let query = [("AppId", app_id), ("InstanceIds", instances)];
-        let answer = match self.send_with_retries(&query).await {
+        let request = match self.request(spec) {
+            Ok(r) => r,
+            Err(e) => return SubmitOutcome::NotSent(e.to_string()),
+        };
+        let answer = match self.send_with_retries(&request).await {
             Attempted::Answered(a) if a.is_success() && !errors::says_failure(&a) => a,
             Attempted::Answered(a) => {
                 let refused = errors::proves_not_started(&a);
-                return SubmitOutcome::from_error("SAE", vendor_error(&a), refused);
+                return crate::cloud::refused_or_unknown("SAE", vendor_error(&a), refused);
             }
             Attempted::Refused(e) => return SubmitOutcome::Refused(e),
             Attempted::NotSent(m) => return SubmitOutcome::NotSent(m),
@@ -398,7 +444,7 @@ impl CloudOperation for SaeRestart {
             })
             .filter(|id| plausible_id(id));
         let Some(change_order_id) = order else {
-            return SubmitOutcome::undocumented(
+            return crate::cloud::undocumented(
                 "SAE",
                 &answer,
                 "`Data.ChangeOrderId` with `Success: true`",
@@ -419,6 +465,11 @@ impl CloudOperation for SaeRestart {
             cloud_ref: Some(change_order_id),
             answer: text,
         }
+    }
+
+    fn describe(&self, spec: &JobSpec) -> Result<Described, String> {
+        let request = self.request(spec).map_err(|e| e.to_string())?;
+        self.client.describe(&request)
     }
 
     async fn poll(&self, spec: &JobSpec, handle: &Value) -> PollOutcome {

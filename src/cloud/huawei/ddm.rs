@@ -16,15 +16,17 @@ use serde_json::{json, Value};
 
 use super::errors;
 use super::retry::{self, Refusal, RetryPolicy};
-use super::{Answer, HuaweiClient, SendError, Service};
+use super::{Answer, HuaweiClient, Request, SendError, Service};
+use crate::cloud::catalog::BuiltIn;
 use crate::cloud::http::clean;
 use crate::cloud::registry::AccountClients;
-use crate::cloud::{
-    now_unix, plausible_id, Cadence, CloudError, CloudOperation, JobSpec, PollOutcome, PollPolicy,
-    ReconcileOutcome, SubmitOutcome,
-};
-use crate::command::ids;
+use crate::cloud::{now_unix, plausible_id, Cadence};
+use crate::command::{ids, Modes, OperationDef, Param};
 use crate::config::{Account, AuthMethod};
+use crate::domain::{JobSpec, Provider};
+use crate::ports::cloud::{
+    CloudError, CloudOperation, Described, PollOutcome, PollPolicy, ReconcileOutcome, SubmitOutcome,
+};
 
 /// DDM's "another operation is being performed on the instance" codes (Terraform retries
 /// exactly these on a 409).
@@ -42,7 +44,31 @@ pub const CADENCE: Cadence = Cadence {
     override_floor: Duration::from_millis(50),
 };
 
-pub fn build(clients: &AccountClients) -> Result<Arc<dyn CloudOperation>, String> {
+/// This operation's row in the catalog, and how it is built for an account.
+pub const OPERATION: BuiltIn = BuiltIn { def, build };
+
+fn def() -> OperationDef {
+    OperationDef {
+        id: "ddm.restart".into(),
+        verb: "restart".into(),
+        service: "ddm".into(),
+        aliases: vec![],
+        provider: Provider::Huawei,
+        target: vec![Param::new("instance_id", "<target>", &ids::DDM_INSTANCE)],
+        modes: Some(Modes::new("mode", &["soft", "hard"], "soft")),
+        args: vec![],
+        usage: "!restart ddm <target> [soft|hard] [account=NAME]".into(),
+        summary: "restart a Huawei Cloud DDM instance (soft, the default: processes; hard: \
+                  reboots the VM)"
+            .into(),
+        notes: "<target> is a named target from the config, or a DDM instance ID used with the \
+                default Huawei account (or account=NAME)."
+            .into(),
+        check: None,
+    }
+}
+
+fn build(clients: &AccountClients) -> Result<Arc<dyn CloudOperation>, String> {
     let client = clients
         .huawei
         .clone()
@@ -141,6 +167,27 @@ impl DdmRestart {
             settle: crate::cloud::watch_window(&policy),
             policy,
         })
+    }
+
+    /// The restart request for `spec` (what `submit` sends and a dry run shows), with the
+    /// instance and the mode.
+    fn request<'a>(&self, spec: &'a JobSpec) -> Result<(Request, &'a str, &'a str), CloudError> {
+        let instance_id = self.instance_id(spec)?;
+        let mode = spec.param("mode").unwrap_or("soft");
+        if !matches!(mode, "soft" | "hard") {
+            return Err(CloudError::local(format!(
+                "unknown restart mode `{}` (soft or hard)",
+                clean(mode)
+            )));
+        }
+        let project = self.client.project_id()?;
+        let path = format!("/v1/{project}/instances/{instance_id}/action");
+        let body = json!({"restart": {"type": mode}}).to_string().into_bytes();
+        Ok((
+            Request::post(Service::Ddm, path, Some(body)),
+            instance_id,
+            mode,
+        ))
     }
 
     fn instance_id<'a>(&self, spec: &'a JobSpec) -> Result<&'a str, CloudError> {
@@ -291,30 +338,14 @@ impl CloudOperation for DdmRestart {
     }
 
     async fn submit(&self, spec: &JobSpec) -> SubmitOutcome {
-        let instance_id = match self.instance_id(spec) {
-            Ok(id) => id,
+        let (request, instance_id, mode) = match self.request(spec) {
+            Ok(r) => r,
             Err(e) => return SubmitOutcome::NotSent(e.to_string()),
         };
-        let mode = spec.param("mode").unwrap_or("soft");
-        if !matches!(mode, "soft" | "hard") {
-            return SubmitOutcome::NotSent(format!(
-                "unknown restart mode `{}` (soft or hard)",
-                clean(mode)
-            ));
-        }
-        let project = match self.client.project_id() {
-            Ok(p) => p,
-            Err(e) => return SubmitOutcome::NotSent(e.to_string()),
-        };
-        let path = format!("/v1/{project}/instances/{instance_id}/action");
-        let body = json!({"restart": {"type": mode}}).to_string().into_bytes();
         let attempted = retry::send_with_retries(
             &self.retry,
             "ddm.restart",
-            || {
-                self.client
-                    .send(Service::Ddm, Method::POST, &path, &[], Some(body.clone()))
-            },
+            || self.client.send_request(&request),
             refusal,
         )
         .await;
@@ -325,7 +356,7 @@ impl CloudOperation for DdmRestart {
         let job_id = match accepted_job(&answer, instance_id) {
             Some(job_id) => job_id,
             None => {
-                return SubmitOutcome::undocumented(
+                return crate::cloud::undocumented(
                     "DDM",
                     &answer,
                     "a JSON object with `jobId`, or the older empty `{}`",
@@ -366,6 +397,11 @@ impl CloudOperation for DdmRestart {
             InstanceLook::Status(status) => self.poll_instance_status(h, &status),
             InstanceLook::Error(e) => PollOutcome::Transient(e),
         }
+    }
+
+    fn describe(&self, spec: &JobSpec) -> Result<Described, String> {
+        let (request, _, _) = self.request(spec).map_err(|e| e.to_string())?;
+        self.client.describe(&request)
     }
 
     async fn reconcile(&self, spec: &JobSpec) -> ReconcileOutcome {
@@ -418,8 +454,8 @@ mod tests {
     use bytes::Bytes;
 
     use super::*;
-    use crate::cloud::Provider;
     use crate::config::SecretRef;
+    use crate::domain::Provider;
 
     fn account(poll: Option<Duration>) -> Account {
         Account {

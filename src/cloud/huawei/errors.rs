@@ -8,7 +8,7 @@
 use serde_json::Value;
 
 use crate::cloud::http::{clean, excerpt, Answer};
-use crate::cloud::CloudError;
+use crate::ports::cloud::CloudError;
 
 /// Huawei answers that prove a mutating request was refused before anything started, by
 /// vendor code. The API gateway checks authentication, authorization, access control and

@@ -16,8 +16,8 @@ use tokio::sync::Mutex;
 use super::endpoints::{self, Service};
 use super::errors;
 use crate::cloud::http::{self, Outgoing, SendError};
-use crate::cloud::CloudError;
 use crate::config::Account;
+use crate::ports::cloud::CloudError;
 use crate::secret::Secret;
 
 /// Renew this long before the token expires (tokens live 24 h).

@@ -23,13 +23,54 @@ pub use crate::cloud::http::{Answer, SendError};
 pub use endpoints::{Endpoint, Service};
 
 use crate::cloud::http::{self, header_value, Outgoing};
-use crate::cloud::CloudError;
 use crate::config::{Account, AuthMethod};
+use crate::ports::cloud::{CloudError, Described};
 use crate::secret::Secret;
+
+/// The URL a request goes to, and the full path that is signed: the endpoint's base (which
+/// may carry a path prefix, on private clouds) with `path` and `query` encoded as the
+/// signer canonicalises them.
+fn wire_url(
+    endpoint: &Endpoint,
+    path: &str,
+    query: &[(&str, &str)],
+) -> Result<(Url, String), String> {
+    let mut url =
+        Url::parse(&endpoint.base).map_err(|e| format!("bad endpoint `{}`: {e}", endpoint.base))?;
+    let full_path = format!("{}{}", url.path().trim_end_matches('/'), path);
+    url.set_path(&signer::wire_path(&full_path));
+    let query_string = signer::wire_query(query);
+    url.set_query((!query_string.is_empty()).then_some(query_string.as_str()));
+    Ok((url, full_path))
+}
 
 const X_AUTH_TOKEN: HeaderName = HeaderName::from_static("x-auth-token");
 const X_PROJECT_ID: HeaderName = HeaderName::from_static("x-project-id");
 const X_SDK_DATE: HeaderName = HeaderName::from_static("x-sdk-date");
+
+/// One request to a Huawei service, as an operation builds it: both what is sent and what a
+/// dry run shows come from this.
+#[derive(Clone, Debug)]
+pub struct Request {
+    pub service: Service,
+    pub method: Method,
+    /// Unencoded (IDs in it are validated before they get here).
+    pub path: String,
+    pub query: Vec<(String, String)>,
+    pub body: Option<Vec<u8>>,
+}
+
+impl Request {
+    pub fn post(service: Service, path: String, body: Option<Vec<u8>>) -> Request {
+        Request {
+            service,
+            method: Method::POST,
+            path,
+            query: Vec::new(),
+            body,
+        }
+    }
+}
 
 pub struct HuaweiClient {
     account: Arc<Account>,
@@ -67,6 +108,46 @@ impl HuaweiClient {
                 "accounts.{}.project_id is not set",
                 self.account.name
             ))
+        })
+    }
+
+    /// Sends `request` once (see [`send`](Self::send)).
+    pub async fn send_request(&self, request: &Request) -> Result<Answer, SendError> {
+        let query: Vec<(&str, &str)> = (request.query.iter())
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        self.send(
+            request.service,
+            request.method.clone(),
+            &request.path,
+            &query,
+            request.body.clone(),
+        )
+        .await
+    }
+
+    /// `request` as it would go out, without any credential: the URL it is sent to (built
+    /// as [`send`](Self::send) builds it), its body, and how it would be authenticated.
+    pub fn describe(&self, request: &Request) -> Result<Described, String> {
+        let endpoint = self.endpoint(request.service)?;
+        let query: Vec<(&str, &str)> = (request.query.iter())
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let (url, _) = wire_url(&endpoint, &request.path, &query)?;
+        let auth = match self.account.auth {
+            AuthMethod::Password => format!(
+                "X-Auth-Token: an IAM token for user `{}` (not shown)",
+                self.account.iam_user.as_deref().unwrap_or("")
+            ),
+            AuthMethod::AkSk => {
+                "SDK-HMAC-SHA256 signature with the account's access key (not shown)".to_string()
+            }
+        };
+        Ok(Described {
+            method: request.method.to_string(),
+            url: url.to_string(),
+            body: (request.body.as_ref()).map(|b| String::from_utf8_lossy(b).into_owned()),
+            auth,
         })
     }
 
@@ -147,13 +228,7 @@ impl HuaweiClient {
         cred: &Credential,
     ) -> Result<Answer, SendError> {
         let failed = |m: String| SendError::Failed(CloudError::local(m));
-        let mut url = Url::parse(&endpoint.base)
-            .map_err(|e| failed(format!("bad endpoint `{}`: {e}", endpoint.base)))?;
-        // A base URL may carry a path prefix (private clouds); the signed path includes it.
-        let full_path = format!("{}{}", url.path().trim_end_matches('/'), path);
-        url.set_path(&signer::wire_path(&full_path));
-        let query_string = signer::wire_query(query);
-        url.set_query((!query_string.is_empty()).then_some(query_string.as_str()));
+        let (url, full_path) = wire_url(endpoint, path, query).map_err(failed)?;
         let host = http::host_header(&url)
             .ok_or_else(|| failed(format!("endpoint `{}` has no host", endpoint.base)))?;
         let content_type = "application/json";

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use super::errors;
 use crate::cloud::http::{Answer, SendError};
-use crate::cloud::CloudError;
+use crate::ports::cloud::CloudError;
 
 /// Throttling codes of the API gateway (HTTP 429); some FAQ pages spell it `APIG.0308`.
 /// Shared by every Huawei operation.
@@ -86,11 +86,11 @@ pub enum Attempted {
 impl Attempted {
     /// The answer of a mutating call if it is a success; otherwise what the call proved,
     /// judged by Huawei's refusal table (`vendor` names the service in the text).
-    pub fn success_or(self, vendor: &str) -> Result<Answer, crate::cloud::SubmitOutcome> {
-        use crate::cloud::SubmitOutcome;
+    pub fn success_or(self, vendor: &str) -> Result<Answer, crate::ports::cloud::SubmitOutcome> {
+        use crate::ports::cloud::SubmitOutcome;
         match self {
             Attempted::Answered(a) if a.is_success() => Ok(a),
-            Attempted::Answered(a) => Err(SubmitOutcome::from_error(
+            Attempted::Answered(a) => Err(crate::cloud::refused_or_unknown(
                 vendor,
                 errors::from_answer(&a),
                 errors::proves_not_started(&a),

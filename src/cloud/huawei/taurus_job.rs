@@ -18,9 +18,11 @@ use super::errors;
 use super::retry::{Refusal, THROTTLE_CODES};
 use super::{ddm, Answer, HuaweiClient, Service};
 use crate::cloud::http::clean;
-use crate::cloud::{now_unix, CloudError, JobSpec, PollOutcome, PollPolicy, ReconcileOutcome};
+use crate::cloud::now_unix;
 use crate::command::ids;
 use crate::config::{Account, AuthMethod};
+use crate::domain::JobSpec;
+use crate::ports::cloud::{CloudError, PollOutcome, PollPolicy, ReconcileOutcome};
 
 /// TaurusDB's "another operation is in progress" codes on a 409 (Terraform retries exactly
 /// these; `DBS.212033`, "instance is currently being operated", is in its newer list).
@@ -315,6 +317,16 @@ impl TaurusJobs {
     }
 }
 
+/// The target of both TaurusDB proxy operations (one named target works for both, and the
+/// per-target lock covers both).
+pub fn proxy_target() -> Vec<crate::command::Param> {
+    use crate::command::{ids, Param};
+    vec![
+        Param::new("instance_id", "<instance>", &ids::TAURUS_INSTANCE),
+        Param::new("proxy_id", "<proxy>", &ids::TAURUS_PROXY),
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::Path;
@@ -341,7 +353,7 @@ password_env = "OPSGATE_TAURUS_UNIT_TEST_UNSET"
 {poll}
 "#
         );
-        let config = Config::parse(&text, Path::new("t.toml")).unwrap();
+        let config = Config::parse(&text, Path::new("t.toml"), &crate::cloud::builtins()).unwrap();
         (*config.accounts["acct"]).clone()
     }
 

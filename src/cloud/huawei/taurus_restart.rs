@@ -10,21 +10,46 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use reqwest::Method;
 use serde_json::Value;
 
 use super::retry::{self, RetryPolicy};
 use super::taurus_job::{self, JobHandle, TaurusJobs};
-use super::{HuaweiClient, Service};
+use super::{HuaweiClient, Request, Service};
+use crate::cloud::catalog::BuiltIn;
 use crate::cloud::registry::AccountClients;
-use crate::cloud::{
-    CloudOperation, JobSpec, PollOutcome, PollPolicy, ReconcileOutcome, SubmitOutcome,
+use crate::command::{ids, OperationDef};
+use crate::domain::{JobSpec, Provider};
+use crate::ports::cloud::{
+    CloudError, CloudOperation, Described, PollOutcome, PollPolicy, ReconcileOutcome, SubmitOutcome,
 };
-use crate::command::ids;
 
 const WHAT: &str = "proxy restart";
 
-pub fn build(clients: &AccountClients) -> Result<Arc<dyn CloudOperation>, String> {
+/// This operation's row in the catalog, and how it is built for an account.
+pub const OPERATION: BuiltIn = BuiltIn { def, build };
+
+fn def() -> OperationDef {
+    OperationDef {
+        id: "taurus-proxy.restart".into(),
+        verb: "restart".into(),
+        service: "taurus-proxy".into(),
+        aliases: vec!["gaussdb-proxy".into()],
+        provider: Provider::Huawei,
+        target: taurus_job::proxy_target(),
+        modes: None,
+        args: vec![],
+        usage: "!restart taurus-proxy <instance> <proxy> [account=NAME]".into(),
+        summary: "restart a Huawei Cloud TaurusDB (GaussDB for MySQL) proxy instance".into(),
+        notes: "Instead of <instance> <proxy> (a TaurusDB instance ID ending in in07 and a proxy \
+                ID ending in po01, used with the default Huawei account or account=NAME), give a \
+                named taurus-proxy target from the config. Connections through the proxy drop \
+                while it restarts."
+            .into(),
+        check: None,
+    }
+}
+
+fn build(clients: &AccountClients) -> Result<Arc<dyn CloudOperation>, String> {
     let client = clients
         .huawei
         .clone()
@@ -52,6 +77,17 @@ impl TaurusProxyRestart {
     }
 }
 
+impl TaurusProxyRestart {
+    /// The restart request for `spec` (what `submit` sends and a dry run shows), with the
+    /// instance and the proxy. No body: TaurusDB's restart takes none.
+    fn request(&self, spec: &JobSpec) -> Result<(Request, String, String), CloudError> {
+        let (instance, proxy) = taurus_job::target(spec)?;
+        let project = self.jobs.client().project_id()?;
+        let path = format!("/v3/{project}/instances/{instance}/proxy/{proxy}/restart");
+        Ok((Request::post(Service::Gaussdb, path, None), instance, proxy))
+    }
+}
+
 #[async_trait]
 impl CloudOperation for TaurusProxyRestart {
     fn poll_policy(&self) -> PollPolicy {
@@ -59,20 +95,15 @@ impl CloudOperation for TaurusProxyRestart {
     }
 
     async fn submit(&self, spec: &JobSpec) -> SubmitOutcome {
-        let (instance, proxy) = match taurus_job::target(spec) {
-            Ok(t) => t,
+        let (request, instance, proxy) = match self.request(spec) {
+            Ok(r) => r,
             Err(e) => return SubmitOutcome::NotSent(e.to_string()),
         };
         let client = self.jobs.client();
-        let project = match client.project_id() {
-            Ok(p) => p,
-            Err(e) => return SubmitOutcome::NotSent(e.to_string()),
-        };
-        let path = format!("/v3/{project}/instances/{instance}/proxy/{proxy}/restart");
         let attempted = retry::send_with_retries(
             &self.retry,
             "taurus-proxy.restart",
-            || client.send(Service::Gaussdb, Method::POST, &path, &[], None),
+            || client.send_request(&request),
             taurus_job::refusal,
         )
         .await;
@@ -85,7 +116,7 @@ impl CloudOperation for TaurusProxyRestart {
             .and_then(|v| v.get("job_id").and_then(Value::as_str).map(str::to_string))
             .filter(|j| ids::HUAWEI_JOB_ID.matches(j));
         let Some(job_id) = job_id else {
-            return SubmitOutcome::undocumented("TaurusDB", &answer, "`{\"job_id\"}`");
+            return crate::cloud::undocumented("TaurusDB", &answer, "`{\"job_id\"}`");
         };
         let handle = JobHandle {
             instance_id: instance.clone(),
@@ -112,6 +143,11 @@ impl CloudOperation for TaurusProxyRestart {
                 spec.param("proxy_id").unwrap_or("?")
             )),
         }
+    }
+
+    fn describe(&self, spec: &JobSpec) -> Result<Described, String> {
+        let (request, _, _) = self.request(spec).map_err(|e| e.to_string())?;
+        self.jobs.client().describe(&request)
     }
 
     async fn reconcile(&self, spec: &JobSpec) -> ReconcileOutcome {

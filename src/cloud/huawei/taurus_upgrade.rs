@@ -11,22 +11,52 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use reqwest::Method;
 use serde_json::{json, Value};
 
 use super::retry::{self, RetryPolicy};
 use super::taurus_job::{self, JobHandle, TaurusJobs};
-use super::{Answer, HuaweiClient, Service};
+use super::{Answer, HuaweiClient, Request, Service};
+use crate::cloud::catalog::BuiltIn;
 use crate::cloud::http::clean;
 use crate::cloud::registry::AccountClients;
-use crate::cloud::{
-    CloudError, CloudOperation, JobSpec, PollOutcome, PollPolicy, ReconcileOutcome, SubmitOutcome,
+use crate::command::{ids, OperationDef, Param};
+use crate::domain::{JobSpec, Provider};
+use crate::ports::cloud::{
+    CloudError, CloudOperation, Described, PollOutcome, PollPolicy, ReconcileOutcome, SubmitOutcome,
 };
-use crate::command::ids;
 
 const WHAT: &str = "proxy kernel upgrade";
 
-pub fn build(clients: &AccountClients) -> Result<Arc<dyn CloudOperation>, String> {
+/// This operation's row in the catalog, and how it is built for an account.
+pub const OPERATION: BuiltIn = BuiltIn { def, build };
+
+fn def() -> OperationDef {
+    OperationDef {
+        id: "taurus-proxy.upgrade".into(),
+        verb: "upgrade".into(),
+        service: "taurus-proxy".into(),
+        aliases: vec!["gaussdb-proxy".into()],
+        provider: Provider::Huawei,
+        target: taurus_job::proxy_target(),
+        modes: None,
+        args: vec![
+            Param::new("source_version", "<source_version>", &ids::PROXY_VERSION),
+            Param::new("target_version", "<target_version>", &ids::PROXY_VERSION),
+        ],
+        usage: "!upgrade taurus-proxy <instance> <proxy> <source_version> <target_version> \
+                [account=NAME]"
+            .into(),
+        summary: "upgrade the kernel version of a Huawei Cloud TaurusDB proxy instance".into(),
+        notes: "<source_version> is the proxy's current kernel version and <target_version> the \
+                new one, e.g. 2.23.12.000 2.24.03.000; the target may not be lower than the \
+                source. <instance> <proxy> may be replaced by a named taurus-proxy target. \
+                TaurusDB may refuse the upgrade (REJECT); its reason is shown as it is."
+            .into(),
+        check: Some(check),
+    }
+}
+
+fn build(clients: &AccountClients) -> Result<Arc<dyn CloudOperation>, String> {
     let client = clients
         .huawei
         .clone()
@@ -191,6 +221,27 @@ impl TaurusProxyUpgrade {
     }
 }
 
+impl TaurusProxyUpgrade {
+    /// The upgrade request for `spec` (what `submit` sends and a dry run shows), with the
+    /// instance and the proxy.
+    fn request(&self, spec: &JobSpec) -> Result<(Request, String, String), CloudError> {
+        let (instance, proxy) = taurus_job::target(spec)?;
+        check(&spec.params).map_err(CloudError::local)?;
+        let source = spec.param("source_version").unwrap_or_default();
+        let target = spec.param("target_version").unwrap_or_default();
+        let project = self.jobs.client().project_id()?;
+        let path = format!("/v3/{project}/instances/{instance}/proxy/{proxy}/upgrade-version");
+        let body = json!({"source_version": source, "target_version": target})
+            .to_string()
+            .into_bytes();
+        Ok((
+            Request::post(Service::Gaussdb, path, Some(body)),
+            instance,
+            proxy,
+        ))
+    }
+}
+
 #[async_trait]
 impl CloudOperation for TaurusProxyUpgrade {
     fn poll_policy(&self) -> PollPolicy {
@@ -198,36 +249,17 @@ impl CloudOperation for TaurusProxyUpgrade {
     }
 
     async fn submit(&self, spec: &JobSpec) -> SubmitOutcome {
-        let (instance, proxy) = match taurus_job::target(spec) {
-            Ok(t) => t,
+        let (request, instance, proxy) = match self.request(spec) {
+            Ok(r) => r,
             Err(e) => return SubmitOutcome::NotSent(e.to_string()),
         };
-        if let Err(e) = check(&spec.params) {
-            return SubmitOutcome::NotSent(e);
-        }
         let source = spec.param("source_version").unwrap_or_default();
         let target = spec.param("target_version").unwrap_or_default();
         let client = self.jobs.client();
-        let project = match client.project_id() {
-            Ok(p) => p,
-            Err(e) => return SubmitOutcome::NotSent(e.to_string()),
-        };
-        let path = format!("/v3/{project}/instances/{instance}/proxy/{proxy}/upgrade-version");
-        let body = json!({"source_version": source, "target_version": target})
-            .to_string()
-            .into_bytes();
         let attempted = retry::send_with_retries(
             &self.retry,
             "taurus-proxy.upgrade",
-            || {
-                client.send(
-                    Service::Gaussdb,
-                    Method::POST,
-                    &path,
-                    &[],
-                    Some(body.clone()),
-                )
-            },
+            || client.send_request(&request),
             taurus_job::refusal,
         )
         .await;
@@ -270,6 +302,11 @@ impl CloudOperation for TaurusProxyUpgrade {
                 clean(spec.param("proxy_id").unwrap_or("?"))
             )),
         }
+    }
+
+    fn describe(&self, spec: &JobSpec) -> Result<Described, String> {
+        let (request, _, _) = self.request(spec).map_err(|e| e.to_string())?;
+        self.jobs.client().describe(&request)
     }
 
     async fn reconcile(&self, spec: &JobSpec) -> ReconcileOutcome {

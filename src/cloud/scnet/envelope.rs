@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use crate::cloud::http::Answer;
 use crate::cloud::http::{clean, excerpt};
-use crate::cloud::CloudError;
+use crate::ports::cloud::CloudError;
 
 /// SCNet's code for a token that is expired or otherwise refused ([3p]: "token expired";
 /// the official table says "insufficient permission"). Renew the token and retry once.

@@ -20,8 +20,8 @@ use reqwest::{Method, Url};
 use tokio::sync::Mutex;
 
 use crate::cloud::http::{self, header_value, secret_header, Answer, Outgoing, SendError};
-use crate::cloud::CloudError;
 use crate::config::Account;
+use crate::ports::cloud::{CloudError, Described};
 use crate::secret::Secret;
 
 const TOKEN_HEADER: HeaderName = HeaderName::from_static("token");
@@ -199,14 +199,54 @@ impl ScnetClient {
         query: &[(&str, &str)],
     ) -> Result<Answer, SendError> {
         let base = self.ai_base().await?;
-        let mut url = Url::parse(&format!("{base}{path}")).map_err(|e| {
-            SendError::Failed(CloudError::local(format!("bad AI endpoint `{base}`: {e}")))
-        })?;
-        if !query.is_empty() {
-            url.query_pairs_mut().extend_pairs(query);
-        }
+        let url =
+            ai_url(&base, path, query).map_err(|e| SendError::Failed(CloudError::local(e)))?;
         self.send_with_token(Scope::Cluster, method, url).await
     }
+
+    /// A request to the AI API as it would go out, without the token. Before the AI base URL
+    /// has been found through the center API, the URL says where it will be found.
+    pub fn describe_ai(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, &str)],
+    ) -> Result<Described, String> {
+        let known = self.ai_base.try_lock().ok().and_then(|base| base.clone());
+        let url = match known {
+            Some(base) => ai_url(&base, path, query)?.to_string(),
+            None => {
+                let ac = self.account.endpoints.get("ac").ok_or_else(|| {
+                    format!("account `{}` has no endpoints.ai or .ac", self.account.name)
+                })?;
+                // The same path and query on a stand-in base, shown after where the base
+                // will come from.
+                let url = ai_url("https://ai.invalid", path, query)?;
+                let query = url.query().map(|q| format!("?{q}")).unwrap_or_default();
+                format!(
+                    "<the AI base URL found at {}{CENTER_PATH}>{}{query}",
+                    ac.trim_end_matches('/'),
+                    url.path()
+                )
+            }
+        };
+        Ok(Described {
+            method: method.to_string(),
+            url,
+            body: None,
+            auth: "a cluster token from the SCNet token service (not shown)".into(),
+        })
+    }
+}
+
+/// `{base}{path}?{query}`, the query form-encoded, as every AI request is sent.
+fn ai_url(base: &str, path: &str, query: &[(&str, &str)]) -> Result<Url, String> {
+    let mut url = Url::parse(&format!("{base}{path}"))
+        .map_err(|e| format!("bad AI endpoint `{base}`: {e}"))?;
+    if !query.is_empty() {
+        url.query_pairs_mut().extend_pairs(query);
+    }
+    Ok(url)
 }
 
 #[cfg(test)]
@@ -215,7 +255,7 @@ pub(crate) fn test_account() -> Account {
     use std::time::Duration;
     Account {
         name: "s".into(),
-        provider: crate::cloud::Provider::Scnet,
+        provider: crate::domain::Provider::Scnet,
         region: String::new(),
         project_id: None,
         default: false,

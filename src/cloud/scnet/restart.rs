@@ -23,16 +23,18 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{envelope, ScnetClient};
+use crate::cloud::catalog::BuiltIn;
 use crate::cloud::http::clean;
 use crate::cloud::http::SendError;
 use crate::cloud::huawei::retry::RetryPolicy;
 use crate::cloud::registry::AccountClients;
-use crate::cloud::{
-    now_unix, Cadence, CloudError, CloudOperation, JobSpec, PollOutcome, PollPolicy,
-    ReconcileOutcome, SubmitOutcome,
-};
-use crate::command::ids;
+use crate::cloud::{now_unix, Cadence};
+use crate::command::{ids, OperationDef, Param};
 use crate::config::Account;
+use crate::domain::{JobSpec, Provider};
+use crate::ports::cloud::{
+    CloudError, CloudOperation, Described, PollOutcome, PollPolicy, ReconcileOutcome, SubmitOutcome,
+};
 
 pub const RESTART_PATH: &str = "/ai/openapi/v2/instance-service/task/actions/restart";
 
@@ -61,7 +63,41 @@ pub fn detail_path(id: &str) -> String {
     format!("/ai/openapi/v2/instance-service/{id}/detail")
 }
 
-pub fn build(clients: &AccountClients) -> Result<Arc<dyn CloudOperation>, String> {
+/// The restart's query: the container instance, and nothing else (no body).
+fn restart_query(instance_service_id: &str) -> [(&str, &str); 1] {
+    [("instanceServiceId", instance_service_id)]
+}
+
+/// This operation's row in the catalog, and how it is built for an account.
+pub const OPERATION: BuiltIn = BuiltIn { def, build };
+
+fn def() -> OperationDef {
+    OperationDef {
+        id: "scnet.restart".into(),
+        verb: "restart".into(),
+        service: "scnet".into(),
+        aliases: vec![],
+        provider: Provider::Scnet,
+        target: vec![Param::new(
+            "instance_service_id",
+            "<instance-service-id>",
+            &ids::SCNET_INSTANCE,
+        )],
+        modes: None,
+        args: vec![],
+        usage: "!restart scnet <instance-service-id> [account=NAME]".into(),
+        summary: "restart (start) an SCNet AI container instance".into(),
+        notes: "<instance-service-id> is a named scnet target from the config, or a container \
+                instance ID (32 hex characters) used with the default SCNet account (or \
+                account=NAME). Caution: SCNet documents this call as starting container \
+                instances that are stopped or failed; whether it restarts one that is already \
+                Running is UNCONFIRMED. The job succeeds when the instance is Running again."
+            .into(),
+        check: None,
+    }
+}
+
+fn build(clients: &AccountClients) -> Result<Arc<dyn CloudOperation>, String> {
     let client = clients
         .scnet
         .clone()
@@ -245,7 +281,7 @@ impl CloudOperation for ScnetRestart {
             Ok(id) => id,
             Err(e) => return SubmitOutcome::NotSent(e.to_string()),
         };
-        let query = [("instanceServiceId", id)];
+        let query = restart_query(id);
         let policy = &self.retry;
         let mut attempts = 0u32;
         let mut waited = Duration::ZERO;
@@ -285,12 +321,12 @@ impl CloudOperation for ScnetRestart {
             Ok(d) => d,
             Err(e) => {
                 let refused = envelope::proves_not_started(&answer);
-                return SubmitOutcome::from_error("SCNet", e, refused);
+                return crate::cloud::refused_or_unknown("SCNet", e, refused);
             }
         };
         // Documented: `data` is the container instance ID. Anything else is not evidence.
         let Some(echoed) = data.as_str().map(clean).filter(|s| !s.is_empty()) else {
-            return SubmitOutcome::undocumented(
+            return crate::cloud::undocumented(
                 "SCNet",
                 &answer,
                 "`{\"code\":\"0\",\"data\":\"<instance id>\"}`",
@@ -308,6 +344,11 @@ impl CloudOperation for ScnetRestart {
                 "SCNet accepted the restart of container instance {id} (answered {echoed})"
             ),
         }
+    }
+
+    fn describe(&self, spec: &JobSpec) -> Result<Described, String> {
+        let id = self.instance_id(spec).map_err(|e| e.to_string())?;
+        (self.client).describe_ai(Method::POST, RESTART_PATH, &restart_query(id))
     }
 
     async fn poll(&self, spec: &JobSpec, handle: &Value) -> PollOutcome {

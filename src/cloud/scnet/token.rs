@@ -18,8 +18,8 @@ use super::envelope;
 use super::sign;
 use crate::cloud::http::clean;
 use crate::cloud::http::{self, header_value, secret_header, Outgoing, SendError};
-use crate::cloud::CloudError;
 use crate::config::{Account, AuthMethod};
+use crate::ports::cloud::CloudError;
 use crate::secret::Secret;
 
 /// Renew this long before expiry (or at half the remaining life, if that is sooner).

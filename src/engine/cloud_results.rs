@@ -1,36 +1,13 @@
 //! What the cloud tasks report back, and what the engine makes of it.
 
 use super::{Effect, Engine};
-use crate::cloud::{CloudError, ReconcileOutcome, SubmitOutcome};
-use crate::command::JobId;
+use crate::domain::{JobId, Severity};
 use crate::job::JobState;
-
-#[derive(Debug)]
-pub enum CloudUpdate {
-    Submitted(SubmitOutcome),
-    Reconciled(ReconcileOutcome),
-    /// Progress text changed, or the operation updated its handle.
-    Progress {
-        progress: Option<String>,
-        handle: Option<serde_json::Value>,
-    },
-    /// The cloud is waiting for a person (e.g. a manual batch confirmation).
-    NeedsAttention(String),
-    Finished(Result<String, CloudError>),
-    /// Watching ended without evidence either way, or polling ran out of time.
-    Unknown(String),
-    /// The operation could not even be built (missing secret, unknown account).
-    Unavailable(String),
-}
+use crate::ports::cloud::{ReconcileOutcome, SubmitOutcome};
+use crate::ports::inbox::CloudUpdate;
 
 impl Engine {
-    pub(super) fn on_cloud(&mut self, id: JobId, update: CloudUpdate, now: u64) {
-        if matches!(
-            update,
-            CloudUpdate::Submitted(_) | CloudUpdate::Reconciled(_) | CloudUpdate::Unavailable(_)
-        ) {
-            self.in_flight = self.in_flight.saturating_sub(1);
-        }
+    pub(super) fn cloud_result(&mut self, id: JobId, update: CloudUpdate, now: u64) {
         let Some(job) = self.active.get(&id) else {
             tracing::debug!(job = id, "update for a job that is no longer active");
             return;
@@ -65,7 +42,7 @@ impl Engine {
             }
             CloudUpdate::Submitted(SubmitOutcome::Indeterminate(seen)) => {
                 // The request may have taken effect. Re-sending could restart twice; look.
-                let verb = job.verb();
+                let verb = self.config.catalog.verb_of(&job.spec).to_string();
                 let text = format!(
                     "⏳ job {id}: {seen}; checking whether the {verb} started (it will not be re-sent)"
                 );
@@ -115,7 +92,7 @@ impl Engine {
                 self.save(id, None, "attention", what.clone(), now);
                 self.incident(
                     id,
-                    crate::config::Severity::Warning,
+                    Severity::Warning,
                     format!("⚠️ job {id} is waiting for a person on the cloud side: {what}"),
                 );
                 self.notice(

@@ -1,16 +1,16 @@
 //! Cloud work runs as tasks on the async runtime and reports back as engine events, so the
-//! engine thread never waits on the network.
+//! driver's thread never waits on the network.
 
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{now_ms, Engine, EngineEvent};
-use crate::cloud::{CloudOperation, JobSpec, PollOutcome};
-use crate::command::JobId;
+use super::Driver;
+use crate::domain::time::now_ms;
+use crate::domain::{JobId, JobSpec};
 use crate::metrics::Metrics;
-
-use super::updates::CloudUpdate;
+use crate::ports::cloud::{CloudOperation, PollOutcome, ReconcileOutcome};
+use crate::ports::inbox::{CloudUpdate, EngineEvent};
 
 fn report(tx: &Sender<EngineEvent>, job: JobId, update: CloudUpdate) {
     // A closed channel means the engine stopped; the job resumes from disk on the next start.
@@ -27,12 +27,10 @@ struct CloudCall {
 }
 
 impl CloudCall {
-    fn new(engine: &Engine, spec: &JobSpec) -> CloudCall {
-        let provider = crate::command::catalog::operation_by_id(&spec.operation)
-            .map_or(crate::cloud::Provider::Huawei, |op| op.provider);
+    fn new(driver: &Driver, spec: &JobSpec) -> CloudCall {
         CloudCall {
-            metrics: engine.metrics.clone(),
-            provider: provider.name(),
+            metrics: driver.seams.metrics.clone(),
+            provider: driver.engine.provider_of(&spec.operation),
             operation: spec.operation.clone(),
         }
     }
@@ -61,13 +59,11 @@ fn jitter(d: Duration) -> Duration {
     d.mul_f64(factor)
 }
 
-impl Engine {
+impl Driver {
     fn operation_for(&self, id: JobId) -> Option<(OperationOrWhy, Arc<JobSpec>)> {
-        let job = self.active.get(&id)?;
-        Some((
-            self.registry.get(&job.spec.operation, &job.spec.account),
-            job.spec.clone(),
-        ))
+        let work = self.engine.cloud_work(id)?;
+        let op = (self.seams.operations).get(&work.spec.operation, &work.spec.account);
+        Some((op, work.spec))
     }
 
     pub(super) fn spawn_submit(&mut self, id: JobId) {
@@ -81,7 +77,7 @@ impl Engine {
             Ok(op) => {
                 let span = tracing::info_span!("job", job = id);
                 let timer = CloudCall::new(self, &spec);
-                self.runtime.spawn(tracing::Instrument::instrument(
+                self.seams.runtime.spawn(tracing::Instrument::instrument(
                     async move {
                         tracing::info!(operation = %spec.operation, "submitting");
                         let outcome = timer.time("submit", || op.submit(&spec)).await;
@@ -103,12 +99,12 @@ impl Engine {
             Err(why) => report(
                 &tx,
                 id,
-                CloudUpdate::Reconciled(crate::cloud::ReconcileOutcome::Unknown(why)),
+                CloudUpdate::Reconciled(ReconcileOutcome::Unknown(why)),
             ),
             Ok(op) => {
                 let timer = CloudCall::new(self, &spec);
                 let span = tracing::info_span!("job", job = id);
-                self.runtime.spawn(tracing::Instrument::instrument(
+                self.seams.runtime.spawn(tracing::Instrument::instrument(
                     async move {
                         let outcome = timer.time("reconcile", || op.reconcile(&spec)).await;
                         report(&tx, id, CloudUpdate::Reconciled(outcome));
@@ -123,18 +119,18 @@ impl Engine {
         let Some((op, spec)) = self.operation_for(id) else {
             return;
         };
-        let Some(job) = self.active.get(&id) else {
+        let Some(work) = self.engine.cloud_work(id) else {
             return;
         };
-        let handle = job.handle.clone().unwrap_or(serde_json::Value::Null);
-        let started = job.started_ms.unwrap_or_else(now_ms);
+        let handle = work.handle;
+        let started = work.started_ms.unwrap_or_else(now_ms);
         let tx = self.tx.clone();
         match op {
             Err(why) => report(&tx, id, CloudUpdate::Unknown(why)),
             Ok(op) => {
                 let span = tracing::info_span!("job", job = id);
                 let timer = CloudCall::new(self, &spec);
-                self.runtime.spawn(tracing::Instrument::instrument(
+                self.seams.runtime.spawn(tracing::Instrument::instrument(
                     poll_until_done(op, spec, handle, started, id, tx, timer),
                     span,
                 ));
