@@ -230,7 +230,7 @@ impl Sled {
         }
         let db = sled_files::open(dir, &shown)?;
         let durability = Durability::new(db.clone(), dir).map_err(StoreError::Sync)?;
-        let seal = Seal::open(dir, durability.dir()).map_err(StoreError::Sync)?;
+        let seal = Seal::open(dir, durability.dir(), &sealed).map_err(StoreError::Sync)?;
         let mut writer = Writer {
             durability,
             seal,
@@ -254,6 +254,9 @@ impl Sled {
             }
             Sealed::Missing if applied > 0 => {
                 tracing::warn!(dir = %shown, "{} was missing; it is written anew from what sled holds", seal::FILE)
+            }
+            Sealed::NeverWritten => {
+                tracing::warn!(dir = %shown, "{} held no commit number (an earlier version was cut short while creating it); it is written anew from what sled holds", seal::FILE)
             }
             _ => {}
         }
