@@ -228,7 +228,8 @@ impl Sled {
         if matches!(sealed, Sealed::Seq(s) if s > 0) && !dir.join(sled_files::LOG).exists() {
             return Err(damaged(&shown, "sled's log file `db` is missing".into()));
         }
-        let db = sled_files::open(dir, &shown)?;
+        // Dropped last if anything below fails (see `QuietDrop`).
+        let db = sled_files::QuietDrop::new(sled_files::open(dir, &shown)?);
         let durability = Durability::new(db.clone(), dir).map_err(StoreError::Sync)?;
         let seal = Seal::open(dir, durability.dir(), &sealed).map_err(StoreError::Sync)?;
         let mut writer = Writer {
@@ -269,7 +270,7 @@ impl Sled {
             .map_err(StoreError::Sync)?;
         writer.sealed = applied;
         Ok(Sled {
-            db,
+            db: sled::Db::clone(&db),
             writer: Mutex::new(writer),
         })
     }

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use powercut::{panic_text, Bot, Ended, Launch, Shim, Stats};
+use powercut::{materialize, panic_text, Bot, Ended, Launch, Shim, Stats};
 use process::{run_shell_bounded, write_config, Emulator};
 
 /// EX_IOERR from sysexits.h: what the bot exits with when its storage fails.
@@ -408,6 +408,62 @@ fn assert_failed_cleanly(ended: &Ended, what: &str, may_panic: bool) {
         !ended.stderr.contains("damaged"),
         "called damaged: {context}"
     );
+}
+
+/// The first life on `data` under `shim`: the request, then the end of input.
+fn first_life(s: &Setup, data: &Path, shim: Shim) -> Ended {
+    let launch = Launch {
+        shim: Some(shim),
+        http: false,
+    };
+    let mut bot = Bot::start(&s.config, data, &launch);
+    // It may already have stopped: the end of input is all that follows.
+    bot.try_send(&first_request());
+    bot.finish(Duration::from_secs(45))
+}
+
+/// A crash at every point of a first start: the shim fails its N-th sync with EIO and
+/// every later one, for each N up to the number a whole first life makes. The durable image
+/// then is what a power cut just before that sync leaves, and the directory as the process
+/// left it is what a SIGKILL there leaves (every write made, none after). Both must start.
+#[test]
+fn every_crash_point_of_a_first_start_leaves_a_directory_that_starts() {
+    let s = setup();
+    let whole = {
+        let data = s.data("whole");
+        let shim = Shim::new(&s.path("whole-image"));
+        let ended = first_life(&s, &data, shim.clone());
+        assert!(
+            ended.status.success() && acknowledged_job_1(&ended.stdout),
+            "a first life without faults: {:?}\n{}\n{}",
+            ended.status,
+            ended.stdout_text(),
+            ended.stderr
+        );
+        powercut::stats(&shim.image).syncs
+    };
+    assert!(whole > 3, "a first life made only {whole} syncs");
+    for n in 1..=whole {
+        let data = s.data(&format!("cut-{n}"));
+        let mut shim = Shim::new(&s.path(&format!("cut-{n}-image")));
+        shim.fail_sync_after = Some(n);
+        let ended = first_life(&s, &data, shim.clone());
+        let what = format!("sync {n} of {whole} failed");
+        // The last sync is sled's own, as its last handle goes after the clean stop (all
+        // was durable before it); sled panics when it fails (`Log::drop`), which is not what
+        // this test is about: the directory it leaves is.
+        assert_failed_cleanly(&ended, &what, n == whole);
+        let acknowledged = ended.status.success() && acknowledged_job_1(&ended.stdout);
+        let power_cut = s.path(&format!("cut-{n}-after-power-cut"));
+        materialize(&shim.image, &power_cut);
+        assert_starts(
+            &s,
+            &power_cut,
+            acknowledged,
+            &format!("{what}, then a power cut"),
+        );
+        assert_starts(&s, &data, acknowledged, &format!("{what}, then a kill"));
+    }
 }
 
 /// The states a start cut short while creating `commit.seq` leaves of it, made by hand:

@@ -77,6 +77,37 @@ pub(super) fn open(dir: &Path, shown: &str) -> Result<sled::Db, StoreError> {
     }
 }
 
+/// A handle on sled whose drop never panics. sled 0.34 flushes and syncs its log when its
+/// last handle goes, and panics if that fails (an `unwrap` in its `Log::drop`): after an
+/// opening that failed on a sync, the process would end in sled's backtrace instead of the
+/// error. Opening holds one of these from before any other handle, so that on an error it
+/// is dropped last; the error that ended the opening is the one reported.
+pub(super) struct QuietDrop(Option<sled::Db>);
+
+impl QuietDrop {
+    pub fn new(db: sled::Db) -> QuietDrop {
+        QuietDrop(Some(db))
+    }
+}
+
+impl std::ops::Deref for QuietDrop {
+    type Target = sled::Db;
+
+    fn deref(&self) -> &sled::Db {
+        self.0.as_ref().expect("taken only when dropped")
+    }
+}
+
+impl Drop for QuietDrop {
+    fn drop(&mut self) {
+        if let Some(db) = self.0.take() {
+            if let Err(panic) = quietly(move || drop(db)) {
+                tracing::debug!("sled panicked as its last handle went: {panic}");
+            }
+        }
+    }
+}
+
 fn damaged(shown: &str, detail: String) -> StoreError {
     StoreError::Damaged {
         dir: shown.to_string(),
