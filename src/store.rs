@@ -52,6 +52,14 @@ pub enum StoreError {
     Locked(String),
     #[error("cannot open data directory {dir}: {source}")]
     Open { dir: String, source: std::io::Error },
+    /// A file of the data directory that cannot be read for another reason than damage
+    /// (permissions, an I/O error); `file` is relative to `dir`.
+    #[error("cannot open data directory {dir}: cannot read `{file}`: {source}")]
+    File {
+        dir: String,
+        file: String,
+        source: std::io::Error,
+    },
     #[error("there is no data directory at {0}")]
     NoDirectory(String),
     #[error("{0} is not an opsgate data directory (it has no sled log `db`)")]
@@ -218,16 +226,7 @@ impl Sled {
                     .map_err(StoreError::Sync)?;
             }
         }
-        let sealed = seal::read(dir).map_err(open_error)?;
-        if sealed == Sealed::Unreadable {
-            return Err(damaged(
-                &shown,
-                format!("both slots of {} are unreadable", seal::FILE),
-            ));
-        }
-        if matches!(sealed, Sealed::Seq(s) if s > 0) && !dir.join(sled_files::LOG).exists() {
-            return Err(damaged(&shown, "sled's log file `db` is missing".into()));
-        }
+        let sealed = sled_files::inspect(dir, &shown)?;
         // Dropped last if anything below fails (see `QuietDrop`).
         let db = sled_files::QuietDrop::new(sled_files::open(dir, &shown)?);
         let durability = Durability::new(db.clone(), dir).map_err(StoreError::Sync)?;
