@@ -3,7 +3,7 @@
 //!
 //! A group of events gathers its [`Writes`]; [`SledStore::commit`] applies them
 //! as one sled batch (visible to readers at once, and recovered all or nothing after a
-//! crash), and [`Store::flush`] makes everything committed durable: sled's flush, then the
+//! crash), and [`SledStore::flush`] makes everything committed durable: sled's flush, then the
 //! syncs sled leaves out (`sled_files.rs`), then the commit's number is written to
 //! `commit.seq` (`seal.rs`), against which opening checks that sled lost nothing. The engine lets no
 //! effect out before that flush has returned.
@@ -53,6 +53,14 @@ pub enum StoreError {
     Locked(String),
     #[error("cannot open data directory {dir}: {source}")]
     Open { dir: String, source: std::io::Error },
+    /// A file of the data directory that cannot be read for another reason than damage
+    /// (permissions, an I/O error); `file` is relative to `dir`.
+    #[error("cannot open data directory {dir}: cannot read `{file}`: {source}")]
+    File {
+        dir: String,
+        file: String,
+        source: std::io::Error,
+    },
     #[error("there is no data directory at {0}")]
     NoDirectory(String),
     #[error("{0} is not an opsgate data directory (it has no sled log `db`)")]
@@ -202,19 +210,11 @@ impl Sled {
                     .map_err(StoreError::Sync)?;
             }
         }
-        let sealed = seal::read(dir).map_err(open_error)?;
-        if sealed == Sealed::Unreadable {
-            return Err(damaged(
-                &shown,
-                format!("both slots of {} are unreadable", seal::FILE),
-            ));
-        }
-        if matches!(sealed, Sealed::Seq(s) if s > 0) && !dir.join(sled_files::LOG).exists() {
-            return Err(damaged(&shown, "sled's log file `db` is missing".into()));
-        }
-        let db = sled_files::open(dir, &shown)?;
+        let sealed = sled_files::inspect(dir, &shown)?;
+        // Dropped last if anything below fails (see `QuietDrop`).
+        let db = sled_files::QuietDrop::new(sled_files::open(dir, &shown)?);
         let durability = Durability::new(db.clone(), dir).map_err(StoreError::Sync)?;
-        let seal = Seal::open(dir, durability.dir()).map_err(StoreError::Sync)?;
+        let seal = Seal::open(dir, durability.dir(), &sealed).map_err(StoreError::Sync)?;
         let mut writer = Writer {
             durability,
             seal,
@@ -234,6 +234,9 @@ impl Sled {
             Sealed::Missing if applied > 0 => {
                 tracing::warn!(dir = %shown, "{} was missing; it is written anew from what sled holds", seal::FILE)
             }
+            Sealed::NeverWritten => {
+                tracing::warn!(dir = %shown, "{} held no commit number (an earlier version was cut short while creating it); it is written anew from what sled holds", seal::FILE)
+            }
             _ => {}
         }
         writer.applied = applied;
@@ -244,7 +247,7 @@ impl Sled {
             .map_err(StoreError::Sync)?;
         writer.sealed = applied;
         Ok(Sled {
-            db,
+            db: sled::Db::clone(&db),
             writer: Mutex::new(writer),
         })
     }

@@ -1,9 +1,12 @@
 //! Damaged files in the data directory. Each case copies a directory holding acknowledged
-//! jobs, damages one file in one way, and starts the shell on the copy. Two outcomes are
-//! acceptable: a clear refusal (non-zero exit, `is damaged` and the directory named on
-//! stderr, no panic), or a full recovery (exit 0, and `!status` shows every acknowledged job
-//! in a state its last announcement leads to). Anything else fails: a panic, a hang, a
-//! refusal that does not say what is wrong, or an exit 0 with a job missing or gone back.
+//! jobs, damages one file in one way, and reads the copy with `opsgate jobs`, then starts
+//! the shell on it. Two outcomes are acceptable, and both must reach the same one: a clear
+//! refusal (non-zero exit, `is damaged`, the operator's directory and how to restore named
+//! on stderr, no panic), or a full recovery (exit 0, and `!status` or `opsgate jobs` shows
+//! every acknowledged job in a state its last announcement leads to). Anything else fails:
+//! a panic, a hang, a refusal that does not say what is wrong (or names `opsgate jobs`'s
+//! private copy), `opsgate jobs` changing the directory, or an exit 0 with a job missing or
+//! gone back. A file replaced by an entry of another kind must be refused, naming the file.
 //!
 //! All cases run (each takes well under a second) and the test prints every outcome before
 //! it fails, so one run shows the whole picture.
@@ -14,6 +17,7 @@ mod process;
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use process::*;
@@ -83,6 +87,71 @@ const CASES: &[(&str, Damage)] = &[
         }
     }),
 ];
+
+/// The name of one entry in the data directory given.
+type NameIn = fn(&Path) -> String;
+
+/// Entries sled or `commit.seq` keeps, each replaced by one of the other kind (a directory
+/// for a file, a file for `blobs/`): (what, its name). A refusal must name it: sled and the
+/// kernel would say only "Is a directory".
+const WRONG_KINDS: &[(&str, NameIn)] = &[
+    ("db", |_| "db".into()),
+    ("conf", |_| "conf".into()),
+    ("the newest snap.*", |d| {
+        snapshot(d)
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned()
+    }),
+    ("commit.seq", |_| "commit.seq".into()),
+    ("blobs/", |_| "blobs".into()),
+];
+
+/// Replaces the file at `path` by a directory (holding a file), or the directory by a file.
+fn replace_by_other_kind(path: &Path) {
+    if path.is_dir() {
+        fs::remove_dir_all(path).unwrap();
+        fs::write(path, b"not a directory").unwrap();
+    } else {
+        remove(path);
+        fs::create_dir(path).unwrap();
+        fs::write(path.join("stray"), b"not a file").unwrap();
+    }
+}
+
+/// One case: its name, and the damage, which returns the file a refusal must name, if any.
+type Case = (
+    String,
+    Box<dyn Fn(&Path, &mut fastrand::Rng) -> Option<String>>,
+);
+
+fn cases() -> Vec<Case> {
+    let mut cases: Vec<Case> = CASES
+        .iter()
+        .map(|&(what, damage)| -> Case {
+            let damage = move |d: &Path, rng: &mut fastrand::Rng| {
+                damage(d, rng);
+                None
+            };
+            (what.to_string(), Box::new(damage))
+        })
+        .collect();
+    for &(what, name) in WRONG_KINDS {
+        let kind = if what.ends_with('/') {
+            "file"
+        } else {
+            "directory"
+        };
+        let damage = move |d: &Path, _: &mut fastrand::Rng| {
+            let name = name(d);
+            replace_by_other_kind(&d.join(&name));
+            Some(name)
+        };
+        cases.push((format!("{what} replaced by a {kind}"), Box::new(damage)));
+    }
+    cases
+}
 
 fn truncate(path: &Path, len: impl Fn(u64) -> u64) {
     let file = fs::OpenOptions::new().write(true).open(path).unwrap();
@@ -234,37 +303,169 @@ enum Outcome {
     Failed(String),
 }
 
+/// Whether `stderr` refuses `data` as the contract asks: `is damaged`, the operator's
+/// directory, how to restore, and `names` (in backquotes) when given, all on one line.
+fn refusal(stderr: &str, data: &Path, names: Option<&str>) -> Result<String, String> {
+    let shown = data.display().to_string();
+    // opsgate's own lines (sled's log lines, about the files it reads, name the copy).
+    if let Some(line) = stderr
+        .lines()
+        .find(|l| l.starts_with("opsgate:") && l.contains("opsgate-read-"))
+    {
+        return Err(format!("it names the private copy: {line}"));
+    }
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("is damaged"))
+        .ok_or_else(|| format!("without saying that {shown} is damaged:\n{stderr}"))?;
+    let missing: Vec<String> = [Some(shown), Some("opsgate restore".into())]
+        .into_iter()
+        .chain([names.map(|n| format!("`{n}`"))])
+        .flatten()
+        .filter(|want| !line.contains(want.as_str()))
+        .collect();
+    if missing.is_empty() {
+        Ok(line.to_string())
+    } else {
+        Err(format!("a refusal without {}: {line}", missing.join(", ")))
+    }
+}
+
+fn panicked(stderr: &str) -> Option<Outcome> {
+    let panic = ["panicked at", "RUST_BACKTRACE", "stack backtrace"]
+        .into_iter()
+        .find(|p| stderr.contains(p))?;
+    Some(Outcome::Failed(format!("{panic:?} on stderr:\n{stderr}")))
+}
+
 /// Starts the shell on `data` and asks for every acknowledged job.
-fn judge(config: &Path, data: &Path, acknowledged: &BTreeMap<u64, JobState>) -> Outcome {
+fn judge(
+    config: &Path,
+    data: &Path,
+    acknowledged: &BTreeMap<u64, JobState>,
+    names: Option<&str>,
+) -> Outcome {
     let input: String = acknowledged
         .keys()
         .map(|id| format!("!status {id}\n"))
         .collect();
     let run = run_shell_bounded(config, data, &input, RUN_LIMIT);
-    let panic = ["panicked at", "RUST_BACKTRACE", "stack backtrace"]
-        .into_iter()
-        .find(|p| run.stderr.contains(p));
-    if let Some(p) = panic {
-        return Outcome::Failed(format!("{p:?} on stderr:\n{}", run.stderr));
+    if let Some(failed) = panicked(&run.stderr) {
+        return failed;
     }
-    let shown = data.display().to_string();
     match run.status {
         None => Outcome::Failed(format!("hung: still running after {RUN_LIMIT:?}")),
-        Some(s) if !s.success() => {
-            let said = run.stderr.lines().find(|l| l.contains("is damaged"));
-            match said {
-                Some(line) if run.stderr.contains(&shown) => Outcome::Refused(line.to_string()),
-                _ => Outcome::Failed(format!(
-                    "{s}, without saying that {shown} is damaged:\n{}",
-                    run.stderr
-                )),
-            }
-        }
+        Some(s) if !s.success() => match refusal(&run.stderr, data, names) {
+            Ok(line) => Outcome::Refused(line),
+            Err(why) => Outcome::Failed(format!("{s}, {why}")),
+        },
         Some(_) => match lost(&run.stdout, acknowledged) {
             lost if lost.is_empty() => Outcome::Recovered,
             lost => Outcome::Failed(format!("exit 0, but {}", lost.join("; "))),
         },
     }
+}
+
+/// Reads `data` with `opsgate jobs --json`, which must not change it, and looks for every
+/// acknowledged job.
+fn judge_jobs(
+    config: &Path,
+    data: &Path,
+    acknowledged: &BTreeMap<u64, JobState>,
+    names: Option<&str>,
+) -> Outcome {
+    let before = tree(data);
+    let mut child = Command::new(BIN)
+        .args(["jobs", "--filter", "all", "--json", "--limit", "1000000"])
+        .arg("--config")
+        .arg(config)
+        .arg("--data")
+        .arg(data)
+        .env(PASSWORD_VAR, DEMO_PASSWORD)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn opsgate jobs");
+    let stdout = read_to_string_in_thread(child.stdout.take().unwrap());
+    let stderr = read_to_string_in_thread(child.stderr.take().unwrap());
+    let deadline = std::time::Instant::now() + RUN_LIMIT;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let (stdout, stderr) = (stdout.join().unwrap(), stderr.join().unwrap());
+    if let Some(failed) = panicked(&stderr) {
+        return failed;
+    }
+    if tree(data) != before {
+        return Outcome::Failed(format!("opsgate jobs changed {}", data.display()));
+    }
+    match status {
+        None => Outcome::Failed(format!("hung: still running after {RUN_LIMIT:?}")),
+        Some(s) if !s.success() => match refusal(&stderr, data, names) {
+            Ok(line) => Outcome::Refused(line),
+            Err(why) => Outcome::Failed(format!("{s}, {why}")),
+        },
+        Some(_) => match jobs_lost(&stdout, acknowledged) {
+            Ok(lost) if lost.is_empty() => Outcome::Recovered,
+            Ok(lost) => Outcome::Failed(format!("exit 0, but {}", lost.join("; "))),
+            Err(e) => Outcome::Failed(format!("exit 0, but {e}:\n{stdout}")),
+        },
+    }
+}
+
+fn read_to_string_in_thread(
+    mut pipe: impl std::io::Read + Send + 'static,
+) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = pipe.read_to_string(&mut text);
+        text
+    })
+}
+
+/// Every entry under `dir` with its content (files) or `None` (directories).
+fn tree(dir: &Path) -> BTreeMap<PathBuf, Option<Vec<u8>>> {
+    let mut out = BTreeMap::new();
+    for entry in fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.insert(path.clone(), None);
+            out.extend(tree(&path));
+        } else {
+            out.insert(path.clone(), Some(fs::read(&path).unwrap()));
+        }
+    }
+    out
+}
+
+/// The acknowledged jobs `opsgate jobs --json` does not show, or shows gone back.
+fn jobs_lost(stdout: &str, acknowledged: &BTreeMap<u64, JobState>) -> Result<Vec<String>, String> {
+    let list: serde_json::Value = serde_json::from_str(stdout).map_err(|e| e.to_string())?;
+    let mut shown: BTreeMap<u64, JobState> = BTreeMap::new();
+    for job in list.as_array().ok_or("not a JSON array")? {
+        let id = job["id"].as_u64().ok_or("a job without an id")?;
+        let state = job["state"].as_str().and_then(JobState::from_json);
+        shown.insert(
+            id,
+            state.ok_or_else(|| format!("job {id}: {}", job["state"]))?,
+        );
+    }
+    Ok(acknowledged
+        .iter()
+        .filter_map(|(id, announced)| match shown.get(id) {
+            Some(now) if announced.reaches(*now) => None,
+            Some(now) => Some(format!("job {id} went back from {announced:?} to {now:?}")),
+            None => Some(format!("job {id} ({announced:?}) is missing")),
+        })
+        .collect())
 }
 
 /// The acknowledged jobs the shell's output does not show, or shows gone back.
@@ -296,20 +497,36 @@ fn damage_each_way(base_name: &str, make: fn(&Path, &Path, &str) -> Base) {
     let base = make(root.path(), &config, base_name);
     let mut report = Vec::new();
     let mut failures = Vec::new();
-    for (i, (case, damage)) in CASES.iter().enumerate() {
+    let cases = cases();
+    for (i, (case, damage)) in cases.iter().enumerate() {
         let data = root.path().join(format!("case-{i}"));
         copy_dir(&base.data, &data);
-        damage(&data, &mut fastrand::Rng::with_seed(SEED ^ i as u64));
+        let names = damage(&data, &mut fastrand::Rng::with_seed(SEED ^ i as u64));
         let started = std::time::Instant::now();
-        let outcome = judge(&config, &data, &base.acknowledged);
+        // `opsgate jobs` first: the shell may change what it opens.
+        let jobs = judge_jobs(&config, &data, &base.acknowledged, names.as_deref());
+        let shell = judge(&config, &data, &base.acknowledged, names.as_deref());
         let took = started.elapsed();
-        let verdict = match &outcome {
-            Outcome::Refused(why) if i == 0 => {
+        let verdict = match (&shell, &jobs) {
+            (Outcome::Failed(why), _) => format!("FAILED: the shell: {why}"),
+            (_, Outcome::Failed(why)) => format!("FAILED: opsgate jobs: {why}"),
+            (Outcome::Refused(why), _) | (_, Outcome::Refused(why)) if i == 0 => {
                 format!("FAILED: the undamaged directory was refused: {why}")
             }
-            Outcome::Refused(why) => format!("refused clearly: {why}"),
-            Outcome::Recovered => "recovered fully".to_string(),
-            Outcome::Failed(why) => format!("FAILED: {why}"),
+            (Outcome::Recovered, _) | (_, Outcome::Recovered) if names.is_some() => {
+                format!(
+                    "FAILED: `{}` of the wrong kind was not refused",
+                    names.unwrap()
+                )
+            }
+            (Outcome::Refused(why), Outcome::Refused(_)) => format!("refused clearly: {why}"),
+            (Outcome::Recovered, Outcome::Recovered) => "recovered fully".to_string(),
+            (Outcome::Refused(why), Outcome::Recovered) => {
+                format!("FAILED: opsgate jobs read what the shell refused: {why}")
+            }
+            (Outcome::Recovered, Outcome::Refused(why)) => {
+                format!("FAILED: opsgate jobs refused what the shell opened: {why}")
+            }
         };
         if verdict.starts_with("FAILED") {
             failures.push(format!("[{base_name}] {case}: {verdict}"));
@@ -328,7 +545,7 @@ fn damage_each_way(base_name: &str, make: fn(&Path, &Path, &str) -> Base) {
         failures.is_empty(),
         "{} of {} cases failed:\n{}",
         failures.len(),
-        CASES.len(),
+        cases.len(),
         failures.join("\n\n")
     );
 }

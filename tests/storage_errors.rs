@@ -5,6 +5,10 @@
 //! channel of the command whose writes failed (`⛔ opsgate is stopping: its storage
 //! failed ...`, one line), never acknowledges that command's job, logs the error to stderr,
 //! and does not panic. Restarted on healthy storage, it holds every job acknowledged before.
+//!
+//! A first start that fails (a full disk, a failed sync, a crash or a power cut at any
+//! point) leaves a directory that a start on healthy storage opens: as new, or with what
+//! it acknowledged. It is never "damaged": nothing was acknowledged from it.
 
 #[path = "support/powercut.rs"]
 mod powercut;
@@ -17,8 +21,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use powercut::{panic_text, Bot, Ended, Launch, Shim, Stats};
-use process::{write_config, Emulator};
+use powercut::{materialize, panic_text, Bot, Ended, Launch, Shim, Stats};
+use process::{run_shell_bounded, write_config, Emulator};
 
 /// EX_IOERR from sysexits.h: what the bot exits with when its storage fails.
 const EXIT_STORAGE_FAILED: i32 = 74;
@@ -257,6 +261,22 @@ impl Mounted {
     }
 }
 
+impl Mounted {
+    /// Gives the tmpfs a new size (it keeps its files).
+    fn resize(&self, size: &str) {
+        let out = Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(&self.0)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "cannot resize the tmpfs: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
 impl Drop for Mounted {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg(&self.0).status();
@@ -324,4 +344,230 @@ fn a_real_full_tmpfs_stops_the_bot_with_74_and_loses_no_acknowledged_job() {
     );
     std::fs::remove_file(&filler).unwrap();
     assert_jobs_survived(&s, &data, &acknowledged);
+}
+
+// ---------------------------------------------------------------------------------------
+// A first start that fails: the directory it leaves must start, not be called damaged.
+
+/// A first start's whole life: one request (which would be job 1), then the end of input.
+fn first_request() -> String {
+    format!("!restart ddm {} hard", target(1))
+}
+
+/// Whether a first life acknowledged job 1.
+fn acknowledged_job_1(stdout: &[String]) -> bool {
+    stdout
+        .iter()
+        .any(|l| l.contains("⏳ job 1 · awaiting approval"))
+}
+
+/// Starts the shell (no faults) on what a failed first start left in `data`: it must open
+/// it and take a request, show job 1 if the first life acknowledged it, and say nothing of
+/// damage. `what` says which state this is, for the failure message.
+fn assert_starts(s: &Setup, data: &Path, acknowledged: bool, what: &str) {
+    let request = format!("!restart ddm {} hard", target(9));
+    let input = format!("!status 1\n{request}\n");
+    let run = run_shell_bounded(&s.config, data, &input, Duration::from_secs(45));
+    let context = format!(
+        "{what}: status {:?}\nstdout:\n{}\nstderr:\n{}",
+        run.status, run.stdout, run.stderr
+    );
+    assert!(
+        run.status.is_some_and(|s| s.success()),
+        "the directory did not start: {context}"
+    );
+    assert!(!run.stderr.contains("damaged"), "called damaged: {context}");
+    assert!(panic_text(&run.stderr).is_none(), "a panic: {context}");
+    if acknowledged {
+        assert!(
+            run.stdout.contains(" job 1 · awaiting approval"),
+            "job 1, acknowledged, is gone: {context}"
+        );
+    }
+    let card = format!("· awaiting approval · restart ddm {} hard", target(9));
+    assert!(
+        run.stdout.contains(&card),
+        "the new request was not taken: {context}"
+    );
+}
+
+/// What a failed first life must look like: no damage found (there is none to find in a
+/// new directory), and no panic unless `may_panic`.
+fn assert_failed_cleanly(ended: &Ended, what: &str, may_panic: bool) {
+    let context = format!(
+        "{what}: status {:?}\nstdout:\n{}\nstderr:\n{}",
+        ended.status,
+        ended.stdout_text(),
+        ended.stderr
+    );
+    assert!(
+        may_panic || panic_text(&ended.stderr).is_none(),
+        "a panic: {context}"
+    );
+    assert!(
+        !ended.stderr.contains("damaged"),
+        "called damaged: {context}"
+    );
+}
+
+/// The first life on `data` under `shim`: the request, then the end of input.
+fn first_life(s: &Setup, data: &Path, shim: Shim) -> Ended {
+    let launch = Launch {
+        shim: Some(shim),
+        http: false,
+    };
+    let mut bot = Bot::start(&s.config, data, &launch);
+    // It may already have stopped: the end of input is all that follows.
+    bot.try_send(&first_request());
+    bot.finish(Duration::from_secs(45))
+}
+
+/// A crash at every point of a first start: the shim fails its N-th sync with EIO and
+/// every later one, for each N up to the number a whole first life makes. The durable image
+/// then is what a power cut just before that sync leaves, and the directory as the process
+/// left it is what a SIGKILL there leaves (every write made, none after). Both must start.
+#[test]
+fn every_crash_point_of_a_first_start_leaves_a_directory_that_starts() {
+    let s = setup();
+    let whole = {
+        let data = s.data("whole");
+        let shim = Shim::new(&s.path("whole-image"));
+        let ended = first_life(&s, &data, shim.clone());
+        assert!(
+            ended.status.success() && acknowledged_job_1(&ended.stdout),
+            "a first life without faults: {:?}\n{}\n{}",
+            ended.status,
+            ended.stdout_text(),
+            ended.stderr
+        );
+        powercut::stats(&shim.image).syncs
+    };
+    assert!(whole > 3, "a first life made only {whole} syncs");
+    for n in 1..=whole {
+        let data = s.data(&format!("cut-{n}"));
+        let mut shim = Shim::new(&s.path(&format!("cut-{n}-image")));
+        shim.fail_sync_after = Some(n);
+        let ended = first_life(&s, &data, shim.clone());
+        let what = format!("sync {n} of {whole} failed");
+        // The last sync is sled's own, as its last handle goes after the clean stop (all
+        // was durable before it); sled panics when it fails (`Log::drop`), which is not what
+        // this test is about: the directory it leaves is.
+        assert_failed_cleanly(&ended, &what, n == whole);
+        let acknowledged = ended.status.success() && acknowledged_job_1(&ended.stdout);
+        let power_cut = s.path(&format!("cut-{n}-after-power-cut"));
+        materialize(&shim.image, &power_cut);
+        assert_starts(
+            &s,
+            &power_cut,
+            acknowledged,
+            &format!("{what}, then a power cut"),
+        );
+        assert_starts(&s, &data, acknowledged, &format!("{what}, then a kill"));
+    }
+}
+
+/// The states a start cut short while creating `commit.seq` leaves of it, made by hand:
+/// by this version, a leftover `commit.seq.new` beside no `commit.seq`; by earlier ones
+/// (which allocated and synced the file before writing its first slot), `commit.seq` empty
+/// or 1,024 zero bytes. Beside sled's files as a first life left them, with nothing in them
+/// (the creation is cut short on a first start) or with job 1 (an earlier version creating
+/// the file anew after it was lost): each must start, with job 1 if sled has it.
+#[test]
+fn a_commit_seq_whose_creation_was_cut_short_is_not_damage() {
+    let s = setup();
+    type Files<'a> = &'a [(&'a str, &'a [u8])];
+    let states: [(&str, Files); 4] = [
+        (
+            "a leftover commit.seq.new",
+            &[("commit.seq.new", &[0x4f; 300])],
+        ),
+        ("an empty commit.seq", &[("commit.seq", b"")]),
+        (
+            "commit.seq of 1,024 zero bytes",
+            &[("commit.seq", &[0; 1024])],
+        ),
+        (
+            "commit.seq of zero bytes and a leftover commit.seq.new",
+            &[("commit.seq", &[0; 1024]), ("commit.seq.new", &[0; 1024])],
+        ),
+    ];
+    for (i, (state, files)) in states.iter().enumerate() {
+        for with_job in [false, true] {
+            let what = format!("{state}, after a first life with job 1: {with_job}");
+            let data = s.path(&format!("state-{i}-{with_job}"));
+            let input = if with_job {
+                first_request() + "\n"
+            } else {
+                String::new()
+            };
+            let run = run_shell_bounded(&s.config, &data, &input, Duration::from_secs(45));
+            assert!(
+                run.status.is_some_and(|s| s.success()),
+                "{what}: the first life failed: {}",
+                run.stderr
+            );
+            let stdout: Vec<String> = run.stdout.lines().map(String::from).collect();
+            assert_eq!(
+                acknowledged_job_1(&stdout),
+                with_job,
+                "{what}: {}",
+                run.stdout
+            );
+            std::fs::remove_file(data.join("commit.seq")).unwrap();
+            for (name, bytes) in *files {
+                std::fs::write(data.join(name), bytes).unwrap();
+            }
+            assert_starts(&s, &data, with_job, &what);
+            assert!(
+                !data.join("commit.seq.new").exists(),
+                "{what}: commit.seq.new is left"
+            );
+        }
+    }
+}
+
+/// A first start on a disk too small for it, tried at sizes from one page up: whichever
+/// write the full disk refused, the start fails without acknowledging anything, and once
+/// there is room a start opens the directory (as new, or with job 1 where the first start
+/// fitted), never as damaged.
+#[test]
+fn a_first_start_on_a_full_tmpfs_leaves_a_directory_that_starts_once_there_is_room() {
+    let s = setup();
+    let mut failed = 0;
+    for pages in 1..=6 {
+        let mnt = s.path(&format!("mnt-{pages}"));
+        let size = format!("{}k", pages * 4);
+        let mounted = match Mounted::tmpfs(&mnt, &size) {
+            Ok(m) => m,
+            Err(why) => {
+                eprintln!("note: skipping the full first start, tmpfs cannot be mounted: {why}");
+                return;
+            }
+        };
+        let data = mnt.join("data");
+        let run = run_shell_bounded(
+            &s.config,
+            &data,
+            &format!("{}\n", first_request()),
+            Duration::from_secs(45),
+        );
+        let ended = Ended {
+            status: run.status.expect("the first start hung"),
+            stdout: run.stdout.lines().map(String::from).collect(),
+            stderr: run.stderr,
+        };
+        let what = format!("a first start on {size}");
+        assert_failed_cleanly(&ended, &what, false);
+        let acknowledged = acknowledged_job_1(&ended.stdout);
+        if !ended.status.success() {
+            failed += 1;
+            assert!(!acknowledged, "{what} failed after acknowledging job 1");
+        }
+        mounted.resize("16m");
+        assert_starts(&s, &data, acknowledged, &format!("{what}, then with room"));
+    }
+    assert!(
+        failed > 0,
+        "no first start ran out of space: the test proves nothing"
+    );
 }

@@ -12,6 +12,12 @@
 //! never ahead of sled, and a kill (the common crash) loses nothing of it. A power cut may
 //! leave an older number, which only makes the check less sharp for that one opening. It is
 //! synced when the store opens and when it closes cleanly.
+//!
+//! The file is created whole (see [`Seal::open`]): written under a temporary name with
+//! commit 0 in both slots, synced, and only then renamed into place, so no crash or full
+//! disk leaves a `commit.seq` without a readable slot. Until the rename there is no
+//! `commit.seq`, which is what a new directory has; a leftover temporary file is never
+//! read, and is replaced by the next creation.
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -19,6 +25,8 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 pub const FILE: &str = "commit.seq";
+/// `commit.seq` while it is being created.
+pub const NEW: &str = "commit.seq.new";
 const MAGIC: &[u8; 8] = b"OGSEAL01";
 const SLOT: u64 = 512;
 
@@ -29,8 +37,14 @@ pub struct Seal {
 /// What `commit.seq` says.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Sealed {
-    /// No file: a new data directory, or one from a version without it.
+    /// No file: a new data directory, one from a version without it, or one whose
+    /// `commit.seq` was never finished (it is created under another name).
     Missing,
+    /// A file of at most two slots that holds nothing but zeros. This version never makes
+    /// one; earlier versions did, when a crash or a full disk cut short the file's creation
+    /// (both slots were allocated and synced before the first was written). No commit
+    /// number was ever in it, so it says no more than a missing file.
+    NeverWritten,
     /// Both slots are damaged.
     Unreadable,
     Seq(u64),
@@ -51,43 +65,80 @@ pub fn read(dir: &Path) -> io::Result<Sealed> {
     };
     Ok(match slot(0).max(slot(1)) {
         Some(seq) => Sealed::Seq(seq),
+        None if bytes.len() as u64 <= 2 * SLOT && bytes.iter().all(|&b| b == 0) => {
+            Sealed::NeverWritten
+        }
         None => Sealed::Unreadable,
     })
 }
 
+/// The bytes of one slot holding `seq`.
+fn slot(seq: u64) -> [u8; 20] {
+    let mut slot = [0u8; 20];
+    slot[..8].copy_from_slice(MAGIC);
+    slot[8..16].copy_from_slice(&seq.to_le_bytes());
+    let crc = crc32fast::hash(&slot[..16]);
+    slot[16..].copy_from_slice(&crc.to_le_bytes());
+    slot
+}
+
 impl Seal {
-    /// Opens `commit.seq`, creating it (durably: file and directory entry) if it is missing.
-    pub fn open(dir: &Path, dir_handle: &File) -> io::Result<Seal> {
+    /// Opens `commit.seq` as [`read`] found it; when that was [`Sealed::Missing`] or
+    /// [`Sealed::NeverWritten`], creates it first: commit 0 in both slots is written to
+    /// [`NEW`] and synced, [`NEW`] is renamed to `commit.seq` (replacing a never-written
+    /// one), and the directory is synced. Whenever this is cut short (a kill, a power cut,
+    /// a full disk), `commit.seq` is as it was, or complete and readable: the rename comes
+    /// after the sync. Commit 0 is never ahead of sled, and with both slots readable, a
+    /// torn write of one slot later still leaves the other.
+    pub fn open(dir: &Path, dir_handle: &File, found: &Sealed) -> io::Result<Seal> {
         let path = dir.join(FILE);
-        let existed = path.exists();
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)?;
-        if !existed {
-            // Both slots allocated now, so a later sync commits data only.
-            file.set_len(2 * SLOT)?;
-            file.sync_all()?;
-            dir_handle.sync_all()?;
-        }
+        let file = match found {
+            Sealed::Missing | Sealed::NeverWritten => {
+                let new = dir.join(NEW);
+                let created = create(&new).and_then(|file| {
+                    std::fs::rename(&new, &path)?;
+                    dir_handle.sync_all()?;
+                    Ok(file)
+                });
+                if created.is_err() {
+                    // Never read; the next creation would replace it anyway. On a full
+                    // disk this gives the space back.
+                    let _ = std::fs::remove_file(&new);
+                }
+                created?
+            }
+            Sealed::Unreadable | Sealed::Seq(_) => {
+                OpenOptions::new().read(true).write(true).open(&path)?
+            }
+        };
         Ok(Seal { file })
     }
 
     /// Records `seq` as durable: one write into its slot (see the module's note on syncs).
     pub fn write(&mut self, seq: u64) -> io::Result<()> {
-        let mut slot = [0u8; 20];
-        slot[..8].copy_from_slice(MAGIC);
-        slot[8..16].copy_from_slice(&seq.to_le_bytes());
-        let crc = crc32fast::hash(&slot[..16]);
-        slot[16..].copy_from_slice(&crc.to_le_bytes());
-        self.file.write_all_at(&slot, (seq % 2) * SLOT)
+        self.file.write_all_at(&slot(seq), (seq % 2) * SLOT)
     }
 
     pub fn sync(&self) -> io::Result<()> {
         self.file.sync_data()
     }
+}
+
+/// Writes `path` anew, whole (both slots, every byte, so that no later write in it needs
+/// space), holding commit 0, and syncs it.
+fn create(path: &Path) -> io::Result<File> {
+    let mut image = [0u8; 2 * SLOT as usize];
+    image[..20].copy_from_slice(&slot(0));
+    image[SLOT as usize..SLOT as usize + 20].copy_from_slice(&slot(0));
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)?;
+    file.write_all_at(&image, 0)?;
+    file.sync_all()?;
+    Ok(file)
 }
 
 #[cfg(test)]
@@ -99,7 +150,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         assert_eq!(read(dir.path()).unwrap(), Sealed::Missing);
         let handle = File::open(dir.path()).unwrap();
-        let mut seal = Seal::open(dir.path(), &handle).unwrap();
+        let mut seal = Seal::open(dir.path(), &handle, &Sealed::Missing).unwrap();
+        assert_eq!(
+            read(dir.path()).unwrap(),
+            Sealed::Seq(0),
+            "created readable"
+        );
         seal.write(7).unwrap();
         seal.write(8).unwrap();
         assert_eq!(read(dir.path()).unwrap(), Sealed::Seq(8));
@@ -108,5 +164,68 @@ mod tests {
         assert_eq!(read(dir.path()).unwrap(), Sealed::Seq(7));
         seal.file.write_all_at(b"XX", SLOT + 10).unwrap();
         assert_eq!(read(dir.path()).unwrap(), Sealed::Unreadable);
+    }
+
+    #[test]
+    fn a_new_file_holds_commit_zero_in_both_slots_so_a_torn_first_write_falls_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let handle = File::open(dir.path()).unwrap();
+        let mut seal = Seal::open(dir.path(), &handle, &Sealed::Missing).unwrap();
+        assert_eq!(
+            std::fs::metadata(dir.path().join(FILE)).unwrap().len(),
+            2 * SLOT
+        );
+        seal.write(2).unwrap();
+        seal.file.write_all_at(b"XX", 10).unwrap();
+        assert_eq!(read(dir.path()).unwrap(), Sealed::Seq(0));
+    }
+
+    /// What an interrupted creation can leave: by this version, nothing under `commit.seq`
+    /// and perhaps part of `commit.seq.new`; by earlier ones, `commit.seq` empty or all
+    /// zeros. Each reads as never written, and opening creates the file whole.
+    #[test]
+    fn every_state_an_interrupted_creation_leaves_reads_as_never_written() {
+        type Files<'a> = &'a [(&'a str, &'a [u8])];
+        let leftovers: [(&str, Files); 5] = [
+            ("a partial temporary file", &[(NEW, b"OGSEAL01\x07")]),
+            ("an empty temporary file", &[(NEW, b"")]),
+            ("an empty commit.seq", &[(FILE, b"")]),
+            (
+                "commit.seq as earlier versions allocated it",
+                &[(FILE, &[0; 1024])],
+            ),
+            (
+                "both, as a power cut before the rename leaves them",
+                &[(FILE, &[0; 1024]), (NEW, &[0; 1024])],
+            ),
+        ];
+        for (what, files) in leftovers {
+            let dir = tempfile::tempdir().unwrap();
+            for (name, bytes) in files {
+                std::fs::write(dir.path().join(name), bytes).unwrap();
+            }
+            let found = read(dir.path()).unwrap();
+            assert!(
+                matches!(found, Sealed::Missing | Sealed::NeverWritten),
+                "{what}: {found:?}"
+            );
+            let handle = File::open(dir.path()).unwrap();
+            let mut seal = Seal::open(dir.path(), &handle, &found).unwrap();
+            assert_eq!(read(dir.path()).unwrap(), Sealed::Seq(0), "{what}");
+            assert!(!dir.path().join(NEW).exists(), "{what}: {NEW} is left");
+            seal.write(3).unwrap();
+            assert_eq!(read(dir.path()).unwrap(), Sealed::Seq(3), "{what}");
+        }
+    }
+
+    #[test]
+    fn anything_else_without_a_readable_slot_is_unreadable() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut garbled = vec![0u8; 1024];
+        garbled[700] = 1;
+        for bytes in [garbled, vec![0; 1025], b"OGSEAL01".to_vec()] {
+            std::fs::write(dir.path().join(FILE), &bytes).unwrap();
+            assert_eq!(read(dir.path()).unwrap(), Sealed::Unreadable, "{bytes:?}");
+        }
     }
 }

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Once;
 use std::time::{Duration, Instant};
 
+use super::seal::{self, Sealed};
 use super::StoreError;
 
 /// sled's log segment size for new data directories: sled's own default. Every group ends in
@@ -29,6 +30,101 @@ const LOCK_GRACE: Duration = Duration::from_millis(500);
 
 /// sled's one log file in the data directory.
 pub(super) const LOG: &str = "db";
+/// sled's configuration file, and its directory of items too big for the log.
+const CONF: &str = "conf";
+const BLOBS: &str = "blobs";
+
+/// What opening sees of a data directory before sled does, and the damage it refuses
+/// there, with the file named: an entry of the wrong kind where sled or `commit.seq` keeps
+/// a file or a directory (sled and the kernel would say only "Is a directory"),
+/// `commit.seq` unreadable, or `db` gone while `commit.seq` says commits were made durable.
+/// Reads only, so it serves `opsgate jobs` on the operator's own directory too.
+pub(super) fn inspect(dir: &Path, shown: &str) -> Result<Sealed, StoreError> {
+    check_kinds(dir, shown)?;
+    let sealed = seal::read(dir).map_err(|source| file_error(shown, seal::FILE, source))?;
+    match sealed {
+        Sealed::Unreadable => Err(damaged(
+            shown,
+            format!("both slots of `{}` are unreadable", seal::FILE),
+        )),
+        Sealed::Seq(s) if s > 0 && !dir.join(LOG).exists() => {
+            Err(damaged(shown, "sled's log file `db` is missing".into()))
+        }
+        _ => Ok(sealed),
+    }
+}
+
+/// Whether `name`, in the data directory, must be a directory (`Some(true)`) or a file.
+fn kind_of(name: &str) -> Option<bool> {
+    match name {
+        BLOBS => Some(true),
+        LOG | CONF | seal::FILE | seal::NEW => Some(false),
+        _ if name.starts_with("snap.") => Some(false),
+        _ => None,
+    }
+}
+
+/// Refuses, as damage, an entry that is not of the kind sled or `commit.seq` keeps under
+/// its name (a file, or the directory `blobs` holding files only).
+fn check_kinds(dir: &Path, shown: &str) -> Result<(), StoreError> {
+    let open_error = |source| StoreError::Open {
+        dir: shown.to_string(),
+        source,
+    };
+    for entry in std::fs::read_dir(dir).map_err(open_error)? {
+        let name = entry.map_err(open_error)?.file_name();
+        let name = name.to_string_lossy();
+        let Some(must_be_dir) = kind_of(&name) else {
+            continue;
+        };
+        check_kind(dir, &name, must_be_dir, shown)?;
+        if must_be_dir {
+            for blob in
+                std::fs::read_dir(dir.join(&*name)).map_err(|e| file_error(shown, &name, e))?
+            {
+                let blob = blob.map_err(|e| file_error(shown, &name, e))?.file_name();
+                check_kind(
+                    dir,
+                    &format!("{name}/{}", blob.to_string_lossy()),
+                    false,
+                    shown,
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `rel` (under `dir`) is a directory if `must_be_dir`, else a regular file (links are
+/// followed, as sled follows them).
+fn check_kind(dir: &Path, rel: &str, must_be_dir: bool, shown: &str) -> Result<(), StoreError> {
+    let meta = match std::fs::metadata(dir.join(rel)) {
+        Ok(meta) => meta,
+        // Gone since the listing (sled renames and removes files of its own).
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(file_error(shown, rel, e)),
+    };
+    let is = if meta.is_dir() {
+        "a directory"
+    } else if meta.is_file() {
+        "a file"
+    } else {
+        "neither a file nor a directory"
+    };
+    match (must_be_dir, meta.is_dir(), meta.is_file()) {
+        (true, true, _) | (false, _, true) => Ok(()),
+        (true, ..) => Err(damaged(shown, format!("`{rel}` is {is}, not a directory"))),
+        (false, ..) => Err(damaged(shown, format!("`{rel}` is {is}, not a file"))),
+    }
+}
+
+fn file_error(shown: &str, file: &str, source: io::Error) -> StoreError {
+    StoreError::File {
+        dir: shown.to_string(),
+        file: file.to_string(),
+        source,
+    }
+}
 
 /// Opens sled, waiting briefly if its lock is held. sled lets go of its lock file only when
 /// its last buffered write, running on sled's own thread pool, has finished: a moment after
@@ -72,6 +168,37 @@ pub(super) fn open(dir: &Path, shown: &str) -> Result<sled::Db, StoreError> {
                 let text = other.to_string();
                 let text = text.trim_end().trim_end_matches("backtrace ()").trim_end();
                 return Err(damaged(shown, format!("sled cannot read it: {text}")));
+            }
+        }
+    }
+}
+
+/// A handle on sled whose drop never panics. sled 0.34 flushes and syncs its log when its
+/// last handle goes, and panics if that fails (an `unwrap` in its `Log::drop`): after an
+/// opening that failed on a sync, the process would end in sled's backtrace instead of the
+/// error. Opening holds one of these from before any other handle, so that on an error it
+/// is dropped last; the error that ended the opening is the one reported.
+pub(super) struct QuietDrop(Option<sled::Db>);
+
+impl QuietDrop {
+    pub fn new(db: sled::Db) -> QuietDrop {
+        QuietDrop(Some(db))
+    }
+}
+
+impl std::ops::Deref for QuietDrop {
+    type Target = sled::Db;
+
+    fn deref(&self) -> &sled::Db {
+        self.0.as_ref().expect("taken only when dropped")
+    }
+}
+
+impl Drop for QuietDrop {
+    fn drop(&mut self) {
+        if let Some(db) = self.0.take() {
+            if let Err(panic) = quietly(move || drop(db)) {
+                tracing::debug!("sled panicked as its last handle went: {panic}");
             }
         }
     }
@@ -358,6 +485,24 @@ mod tests {
         let db = open(dir.path(), "dir").unwrap();
         assert!(!leftover.exists());
         assert_eq!(db.get(b"k").unwrap().as_deref(), Some(&b"v"[..]));
+    }
+
+    #[test]
+    fn an_entry_of_the_wrong_kind_is_damage_that_names_it_and_others_are_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(open(dir.path(), "dir").unwrap());
+        std::fs::create_dir(dir.path().join("notes")).unwrap();
+        std::fs::write(dir.path().join("notes.txt"), b"the operator's").unwrap();
+        assert_eq!(inspect(dir.path(), "dir").unwrap(), Sealed::Missing);
+        for name in ["blobs/7", "snap.00000000000000FF.generating", seal::NEW] {
+            let path = dir.path().join(name);
+            std::fs::create_dir(&path).unwrap();
+            let error = inspect(dir.path(), "dir").unwrap_err();
+            assert!(matches!(error, StoreError::Damaged { .. }), "{error}");
+            let named = format!("`{name}` is a directory, not a file");
+            assert!(error.to_string().contains(&named), "{error}");
+            std::fs::remove_dir(&path).unwrap();
+        }
     }
 
     #[test]
