@@ -123,6 +123,11 @@ impl RunningEmulator {
             .map(|(_, _, at)| *at)
     }
 
+    /// Every request received so far, in order (the emulator's own `/_emulator` API aside).
+    pub fn requests(&self) -> Vec<Received> {
+        self.shared.lock().requests.clone()
+    }
+
     /// `http://IP:PORT`, to use as `endpoints.iam` / `endpoints.ddm` in the config.
     pub fn base_url(&self) -> String {
         let mut addr = self.addr;
@@ -163,6 +168,10 @@ pub async fn start(opts: EmulatorOptions, addr: SocketAddr) -> std::io::Result<R
         .merge(sae::router(shared.clone()))
         .merge(scnet::router(shared.clone()))
         .fallback(cloud_api)
+        .layer(axum::middleware::from_fn_with_state(
+            shared.clone(),
+            record_request,
+        ))
         .with_state(shared.clone());
     let task = tokio::spawn(async move { axum::serve(listener, app).await });
     tracing::info!(%addr, "cloud emulator listening");
@@ -171,6 +180,40 @@ pub async fn start(opts: EmulatorOptions, addr: SocketAddr) -> std::io::Result<R
         task: Some(task),
         shared,
     })
+}
+
+/// Keeps every request as it arrived (its headers left out: they hold credentials), so a
+/// test can compare what was sent with what a dry run said would be.
+async fn record_request(
+    axum::extract::State(shared): axum::extract::State<Arc<Shared>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let (parts, body) = request.into_parts();
+    let Ok(body) = axum::body::to_bytes(body, 1 << 20).await else {
+        return axum::http::StatusCode::PAYLOAD_TOO_LARGE.into_response();
+    };
+    if !parts.uri.path().starts_with("/_emulator") {
+        shared.lock().requests.push(Received {
+            method: parts.method.to_string(),
+            path_and_query: parts
+                .uri
+                .path_and_query()
+                .map_or(String::new(), |p| p.to_string()),
+            body: String::from_utf8_lossy(&body).into_owned(),
+        });
+    }
+    next.run(axum::extract::Request::from_parts(parts, body.into()))
+        .await
+}
+
+/// A request as it arrived at the emulator, without its headers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Received {
+    pub method: String,
+    /// Still percent-encoded, as on the wire.
+    pub path_and_query: String,
+    pub body: String,
 }
 
 /// A received cloud API request, as the signature check needs it.

@@ -97,6 +97,8 @@ pub struct State {
     pub arrivals: Vec<(&'static str, String, Instant)>,
     /// TaurusDB proxies and their jobs.
     pub taurus: super::taurus::Taurus,
+    /// Every request as it arrived, headers aside.
+    pub requests: Vec<super::Received>,
 }
 
 impl State {
@@ -121,6 +123,7 @@ impl State {
             call_log: Vec::new(),
             arrivals: Vec::new(),
             taurus: Default::default(),
+            requests: Vec::new(),
         }
     }
 
