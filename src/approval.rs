@@ -126,6 +126,7 @@ mod tests {
             handle: None,
             progress: None,
             outcome: None,
+            submit_answer: None,
             started_ms: None,
             finished_ms: None,
             audit_len: 0,

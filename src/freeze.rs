@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
+use crate::domain::time::{format_utc, relative};
 use crate::domain::Person;
 
 const MINUTES_PER_WEEK: u32 = 7 * 24 * 60;
@@ -56,11 +57,9 @@ impl Window {
     /// `every week Fri 16:00 - Mon 08:00 UTC` or `2026-12-24 00:00 - 2026-12-27 00:00 UTC`.
     pub fn describe(&self) -> String {
         match *self {
-            Window::Between { start_ms, end_ms } => format!(
-                "{} - {}",
-                crate::domain::time::format_utc(start_ms),
-                crate::domain::time::format_utc(end_ms)
-            ),
+            Window::Between { start_ms, end_ms } => {
+                format!("{} - {}", format_utc(start_ms), format_utc(end_ms))
+            }
             Window::Weekly { start, end } => {
                 format!("every week {} - {} UTC", week_time(start), week_time(end))
             }
@@ -134,6 +133,37 @@ impl Freeze {
     }
 }
 
+impl Freeze {
+    /// `freeze `release` (every week Fri 16:00 - Mon 08:00 UTC; covers every request):
+    /// release weekend · in force until ... (in 2h00m)`, for `!status`.
+    pub fn describe_at(&self, now: u64) -> String {
+        let state = match self.window.ends_after(now) {
+            Some(end) => format!(
+                "in force until {} ({})",
+                format_utc(end),
+                relative(end, now)
+            ),
+            None => "not in force now".to_string(),
+        };
+        let covers = if self.rules.is_empty() && self.tags.is_empty() {
+            "every request".to_string()
+        } else {
+            let mut parts: Vec<String> = self.rules.iter().map(|r| format!("rule `{r}`")).collect();
+            if !self.tags.is_empty() {
+                let tags: Vec<String> = self.tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                parts.push(format!("where {}", tags.join(", ")));
+            }
+            parts.join(", ")
+        };
+        format!(
+            "freeze `{}` ({}; covers {covers}): {} · {state}",
+            self.name,
+            self.window.describe(),
+            self.reason
+        )
+    }
+}
+
 /// The freeze set with `!freeze` (one at a time; a new one replaces it).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChatFreeze {
@@ -141,6 +171,19 @@ pub struct ChatFreeze {
     pub by: Person,
     pub set_ms: u64,
     pub ends_ms: u64,
+}
+
+impl ChatFreeze {
+    /// `!freeze by root (covers every request): ... · in force until ...`, for `!status`.
+    pub fn describe_at(&self, now: u64) -> String {
+        format!(
+            "!freeze by {} (covers every request): {} · in force until {} ({})",
+            self.by.name,
+            self.reason,
+            format_utc(self.ends_ms),
+            relative(self.ends_ms, now)
+        )
+    }
 }
 
 /// The freeze a request falls under.

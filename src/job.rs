@@ -138,6 +138,10 @@ pub struct Job {
     pub progress: Option<String>,
     /// Final word: the cloud's answer, the deny reason, the error.
     pub outcome: Option<String>,
+    /// What the cloud answered a submit when that answer proved nothing (a 5xx, no answer,
+    /// an undocumented 2xx), kept for the job's final word after the reconciliation.
+    #[serde(default)]
+    pub submit_answer: Option<String>,
     pub started_ms: Option<u64>,
     pub finished_ms: Option<u64>,
     /// Number of audit entries written so far (the next entry's sequence number).

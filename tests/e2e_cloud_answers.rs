@@ -38,11 +38,45 @@ fn a_restart_answered_200_with_an_html_page_ends_unknown_not_succeeded() {
         "{out}"
     );
     assert!(
-        out.contains("⚠️ job 1 ended unknown, and it was not re-sent: instance 28e8841d0b9c4f6a9a30742ee60e1068in09 stayed RUNNING"),
+        out.contains("⚠️ job 1 ended unknown, and it was not re-sent: DDM answered HTTP 200 with `<html><body>Service maintenance</body></html>`, not the documented answer (a JSON object with `jobId`, or the older empty `{}`); then instance 28e8841d0b9c4f6a9a30742ee60e1068in09 stayed RUNNING"),
         "{out}"
     );
     assert!(!out.contains("succeeded"), "{out}");
     assert_eq!(emu.call_log().len(), 1, "exactly one mutating call");
+}
+
+#[test]
+fn an_unknown_outcome_names_the_clouds_answer_and_what_was_seen_after_it() {
+    let (dir, emu, config) = setup("[incidents]\ndefault = \"ops\"\n");
+    emu.fault(r#"{"operation":"ddm.restart","status":503,"body":"{\"error_code\":\"DBS.200412\",\"error_msg\":\"Service unavailable.\"}"}"#);
+    let (out, err, ok) = run_shell(
+        &config,
+        &dir.path().join("data"),
+        "!restart ddm orders-db\n/wait 1\n!status 1\n",
+    );
+    assert!(ok, "{err}");
+    let answer = "DDM answered HTTP 503 DBS.200412: Service unavailable.";
+    let seen = "then instance 28e8841d0b9c4f6a9a30742ee60e1068in09 stayed RUNNING";
+    let last = out
+        .lines()
+        .find(|l| l.contains("⚠️ job 1 ended unknown, and it was not re-sent"))
+        .unwrap_or_else(|| panic!("no last word: {out}"));
+    assert!(last.contains(answer) && last.contains(seen), "{last}");
+    // The card, as `!status` shows it, and the incident notice say the same.
+    let card = out
+        .lines()
+        .find(|l| l.contains("job 1 · unknown"))
+        .unwrap_or_else(|| panic!("no card: {out}"));
+    assert!(card.contains(answer) && card.contains(seen), "{card}");
+    let incident = out
+        .lines()
+        .find(|l| l.contains("job 1 ended unknown: restart ddm"))
+        .unwrap_or_else(|| panic!("no incident notice: {out}"));
+    assert!(
+        incident.contains(answer) && incident.contains(seen),
+        "{incident}"
+    );
+    assert_eq!(emu.calls("ddm.restart"), 1, "never re-sent");
 }
 
 #[test]

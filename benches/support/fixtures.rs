@@ -44,6 +44,7 @@ fn job(id: u64, state: JobState, now_ms: u64) -> Job {
         handle: None,
         progress: None,
         outcome: (!pending).then(|| "DDM job completed".to_string()),
+        submit_answer: None,
         started_ms: (!pending).then_some(now_ms),
         finished_ms: (!pending).then_some(now_ms + 30_000),
         audit_len: 0,

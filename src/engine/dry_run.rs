@@ -31,24 +31,7 @@ impl Engine {
             policy::describe_scope(&rule.scope),
             policy::describe_approval(&c.policy, rule)
         );
-        match (&req.break_glass, rule.break_glass_roles.is_empty()) {
-            (Some(_), _) => match self.break_glass_refusal(rule, actor) {
-                None => out.push_str(
-                    "\n  --break-glass: would skip the approvals and any freeze, post a critical notice, and mark the job for review",
-                ),
-                Some(why) => {
-                    let _ = write!(out, "\n  --break-glass: refused: {why}");
-                }
-            },
-            (None, false) => {
-                let _ = write!(
-                    out,
-                    "\n  break-glass: allowed for {}",
-                    c.policy.describe_roles(&rule.break_glass_roles)
-                );
-            }
-            (None, true) => out.push_str("\n  break-glass: not allowed by this rule"),
-        }
+        let _ = write!(out, "\n  {}", self.dry_run_break_glass(actor, rule, req));
         if rule.confirm {
             let _ = write!(
                 out,
@@ -92,5 +75,20 @@ impl Engine {
         };
         let _ = write!(out, "\n  outcome: {verdict}");
         out
+    }
+
+    /// What break-glass would do for this request, or whether the rule allows it at all.
+    fn dry_run_break_glass(&self, actor: &Actor, rule: &Rule, req: &OperationRequest) -> String {
+        match (&req.break_glass, rule.break_glass_roles.is_empty()) {
+            (Some(_), _) => match self.break_glass_refusal(rule, actor) {
+                None => "--break-glass: would skip the approvals and any freeze, post a critical notice, and mark the job for review".to_string(),
+                Some(why) => format!("--break-glass: refused: {why}"),
+            },
+            (None, false) => format!(
+                "break-glass: allowed for {}",
+                self.config.policy.describe_roles(&rule.break_glass_roles)
+            ),
+            (None, true) => "break-glass: not allowed by this rule".to_string(),
+        }
     }
 }

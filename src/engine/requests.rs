@@ -220,6 +220,7 @@ impl Engine {
             handle: None,
             progress: None,
             outcome: None,
+            submit_answer: None,
             started_ms: None,
             finished_ms: None,
             audit_len: 0,

@@ -116,98 +116,70 @@ impl Engine {
     /// `!status` without a job: counts, freezes in force, open break-glass reviews, and the
     /// latest freeze changes.
     pub(super) fn overview_text(&mut self, now: u64) -> String {
-        let pending = self
-            .active
-            .values()
+        let pending = (self.active.values())
             .filter(|j| j.state == JobState::AwaitingApproval)
             .count();
         let running = self.active.len() - pending;
         let mut out = format!("opsgate: {pending} pending, {running} running");
-        let mut freezes: Vec<String> = self
-            .config
-            .freezes
-            .iter()
-            .map(|f| {
-                let state = match f.window.ends_after(now) {
-                    Some(end) => format!(
-                        "in force until {} ({})",
-                        format_utc(end),
-                        relative(end, now)
-                    ),
-                    None => "not in force now".to_string(),
-                };
-                let covers = match (f.rules.is_empty(), f.tags.is_empty()) {
-                    (true, true) => "every request".to_string(),
-                    _ => {
-                        let mut parts: Vec<String> =
-                            f.rules.iter().map(|r| format!("rule `{r}`")).collect();
-                        if !f.tags.is_empty() {
-                            let tags: Vec<String> =
-                                f.tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                            parts.push(format!("where {}", tags.join(", ")));
-                        }
-                        parts.join(", ")
-                    }
-                };
-                format!(
-                    "🧊 freeze `{}` ({}; covers {covers}): {} · {state}",
-                    f.name,
-                    f.window.describe(),
-                    f.reason
-                )
-            })
+        let mut freezes: Vec<String> = (self.config.freezes.iter())
+            .map(|f| f.describe_at(now))
             .collect();
-        if let Some(f) = self.chat_freeze.as_ref().filter(|f| f.ends_ms > now) {
-            freezes.push(format!(
-                "🧊 !freeze by {} (covers every request): {} · in force until {} ({})",
-                f.by.name,
-                f.reason,
-                format_utc(f.ends_ms),
-                relative(f.ends_ms, now)
-            ));
-        }
+        freezes.extend(
+            (self.chat_freeze.as_ref())
+                .filter(|f| f.ends_ms > now)
+                .map(|f| f.describe_at(now)),
+        );
         if freezes.is_empty() {
             out.push_str("\n  no freezes");
         }
         for f in freezes {
-            let _ = write!(out, "\n  {f}");
+            let _ = write!(out, "\n  🧊 {f}");
         }
+        self.open_reviews(&mut out);
+        self.freeze_changes(&mut out);
+        out
+    }
+
+    /// Break-glass jobs nobody has reviewed yet.
+    fn open_reviews(&mut self, out: &mut String) {
         let reviews = self.recent_jobs(OVERVIEW_LIMIT, LIST_SCAN, &Job::review_pending);
         if reviews.is_empty() {
             out.push_str("\n  no break-glass jobs awaiting review");
-        } else {
+            return;
+        }
+        let _ = write!(
+            out,
+            "\n  break-glass jobs awaiting review ({}review <job> ok|concern <note>):",
+            self.config.prefix
+        );
+        for j in &reviews {
+            let (by, reason) = (j.break_glass.as_ref())
+                .map_or(("?", ""), |b| (b.by.name.as_str(), b.reason.as_str()));
             let _ = write!(
                 out,
-                "\n  break-glass jobs awaiting review ({}review <job> ok|concern <note>):",
-                self.config.prefix
+                "\n    #{} {} {} · {} · by {by}: {reason}",
+                j.id,
+                j.state.icon(),
+                j.state.label(),
+                self.action(&j.spec)
             );
-            for j in &reviews {
-                let (by, reason) = j
-                    .break_glass
-                    .as_ref()
-                    .map_or(("?", ""), |b| (b.by.name.as_str(), b.reason.as_str()));
-                let _ = write!(
-                    out,
-                    "\n    #{} {} {} · {} · by {by}: {reason}",
-                    j.id,
-                    j.state.icon(),
-                    j.state.label(),
-                    self.action(&j.spec)
-                );
-            }
         }
+    }
+
+    /// The latest freezes set and lifted in chat, newest first.
+    fn freeze_changes(&mut self, out: &mut String) {
         let events = self.recent_ops_events(OVERVIEW_LIMIT);
-        if !events.is_empty() {
-            out.push_str("\n  freeze changes (newest first):");
-            for e in events {
-                let _ = write!(
-                    out,
-                    "\n    {} {}",
-                    format_utc(e.at_ms),
-                    audit_line(&e.event, e.actor.as_deref(), &e.detail)
-                );
-            }
+        if events.is_empty() {
+            return;
         }
-        out
+        out.push_str("\n  freeze changes (newest first):");
+        for e in events {
+            let _ = write!(
+                out,
+                "\n    {} {}",
+                format_utc(e.at_ms),
+                audit_line(&e.event, e.actor.as_deref(), &e.detail)
+            );
+        }
     }
 }
