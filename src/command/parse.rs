@@ -298,183 +298,17 @@ fn parse_operation(
     targets: &BTreeMap<String, Target>,
     catalog: &Catalog,
 ) -> Result<Command, ParseError> {
-    let Some(service) = args.first() else {
-        return Err(reject("Which service?", catalog.usages_for_verb(verb)));
-    };
-    let Some(op) = catalog.find(verb, service) else {
-        return Err(reject(
-            format!(
-                "Unknown service {} for {}.{}",
-                quote(service),
-                verb.to_ascii_lowercase(),
-                hint(
-                    service,
-                    catalog.for_verb(verb).map(|op| op.service.as_str())
-                )
-            ),
-            catalog.usages_for_verb(verb),
-        ));
-    };
+    let op = operation(verb, args.first().copied(), catalog)?;
     let usage = op.usage.as_str();
-
-    // `--dry-run` may stand anywhere; `--break-glass` takes the rest of the line as its reason.
-    let mut dry_run = false;
-    let mut break_glass = None;
-    let mut words: Vec<&str> = Vec::with_capacity(args.len());
-    let mut rest_args = args[1..].iter();
-    while let Some(arg) = rest_args.next() {
-        if arg.eq_ignore_ascii_case("--dry-run") {
-            dry_run = true;
-        } else if arg.eq_ignore_ascii_case("--break-glass") {
-            let reason: Vec<&str> = rest_args
-                .by_ref()
-                .filter(|a| {
-                    let flag = a.eq_ignore_ascii_case("--dry-run");
-                    dry_run |= flag;
-                    !flag
-                })
-                .copied()
-                .collect();
-            match reason_text(&reason, usage)? {
-                Some(r) => break_glass = Some(r),
-                None => {
-                    return Err(reject(
-                        "--break-glass needs a reason: --break-glass \"the database is down\"",
-                        usage,
-                    ))
-                }
-            }
-        } else if arg.starts_with("--") {
-            return Err(reject(
-                format!(
-                    "Unknown option {} (--dry-run, --break-glass \"reason\", account=NAME).",
-                    quote(arg)
-                ),
-                usage,
-            ));
-        } else {
-            words.push(arg);
-        }
-    }
-
-    // `account=NAME` may stand anywhere after the service; everything else is positional.
-    let mut account = None;
-    let mut positional = Vec::with_capacity(args.len());
-    for arg in &words {
-        match arg.split_once('=') {
-            Some((key, value)) if key.eq_ignore_ascii_case("account") => {
-                if !ids::NAME.matches(value) {
-                    return Err(reject(
-                        format!("{} is not an account name.", quote(value)),
-                        usage,
-                    ));
-                }
-                if account.replace(value.to_string()).is_some() {
-                    return Err(reject("Give account= only once.", usage));
-                }
-            }
-            Some((key, _)) => {
-                return Err(reject(
-                    format!("Unknown option {} (only account=NAME).", quote(key)),
-                    usage,
-                ))
-            }
-            None => positional.push(*arg),
-        }
-    }
-
+    let flags = flags(&args[1..], usage)?;
+    let (account, positional) = account_option(&flags.words, usage)?;
     let mut rest = positional.into_iter().peekable();
-    let mut params = BTreeMap::new();
-    let Some(first) = rest.peek().copied() else {
-        return Err(reject("Which target?", usage));
-    };
-    let target_label;
-    if let Some(named) = targets.get(first) {
-        if named.service != op.service {
-            return Err(reject(
-                format!(
-                    "{} is a {} target, not {}.",
-                    quote(first),
-                    named.service,
-                    op.service
-                ),
-                usage,
-            ));
-        }
-        if account.is_some() {
-            return Err(reject(
-                format!(
-                    "{} already names its account; account= goes with raw IDs only.",
-                    quote(first)
-                ),
-                usage,
-            ));
-        }
-        rest.next();
-        target_label = first.to_string();
-        account = Some(named.account.clone());
-        params.extend(named.params.iter().map(|(k, v)| (k.clone(), v.clone())));
-    } else {
-        let mut raw = Vec::with_capacity(op.target.len());
-        for param in &op.target {
-            let Some(value) = rest.next() else {
-                return Err(reject(format!("Missing {}.", param.label), usage));
-            };
-            if !param.pattern.matches(value) {
-                let named: Vec<_> = targets
-                    .values()
-                    .filter(|t| t.service == op.service)
-                    .map(|t| t.name.as_str())
-                    .collect();
-                let hint = if named.is_empty() || op.target.len() > 1 {
-                    String::new()
-                } else {
-                    format!(
-                        " Named {} targets: {}.{}",
-                        op.service,
-                        named.join(", "),
-                        hint(value, named.iter().copied())
-                    )
-                };
-                return Err(reject(
-                    format!(
-                        "{} is not a known target or valid ID for {}: expected {}.{hint}",
-                        quote(value),
-                        param.label,
-                        param.pattern.describe
-                    ),
-                    usage,
-                ));
-            }
-            raw.push(value);
-            params.insert(param.name.to_string(), value.to_string());
-        }
-        target_label = raw.join(" ");
-    }
-
-    let mut mode = None;
-    if let Some(modes) = &op.modes {
-        let chosen = match rest.peek() {
-            Some(word) if modes.values.iter().any(|m| m.eq_ignore_ascii_case(word)) => {
-                let m = word.to_ascii_lowercase();
-                rest.next();
-                m
-            }
-            Some(word) if op.args.is_empty() => {
-                return Err(reject(
-                    format!(
-                        "Unknown mode {} (one of: {}).",
-                        quote(word),
-                        modes.values.join(", ")
-                    ),
-                    usage,
-                ))
-            }
-            _ => modes.default.clone(),
-        };
-        params.insert(modes.param.clone(), chosen.clone());
-        mode = Some(chosen);
-    }
+    let Resolved {
+        target,
+        account,
+        mut params,
+    } = target(&op, &mut rest, targets, account, usage)?;
+    let mode = mode(&op, &mut rest, &mut params, usage)?;
     for param in &op.args {
         let Some(value) = rest.next() else {
             return Err(reject(format!("Missing {}.", param.label), usage));
@@ -499,14 +333,256 @@ fn parse_operation(
         check(&params).map_err(|msg| reject(msg, usage))?;
     }
     Ok(Command::Operation(OperationRequest {
-        op: op.clone(),
-        target: target_label,
+        op,
+        target,
         account,
         mode,
         params,
-        break_glass,
-        dry_run,
+        break_glass: flags.break_glass,
+        dry_run: flags.dry_run,
     }))
+}
+
+/// The operation a verb and service name.
+fn operation(
+    verb: &str,
+    service: Option<&str>,
+    catalog: &Catalog,
+) -> Result<Arc<OperationDef>, ParseError> {
+    let Some(service) = service else {
+        return Err(reject("Which service?", catalog.usages_for_verb(verb)));
+    };
+    match catalog.find(verb, service) {
+        Some(op) => Ok(op.clone()),
+        None => Err(reject(
+            format!(
+                "Unknown service {} for {}.{}",
+                quote(service),
+                verb.to_ascii_lowercase(),
+                hint(
+                    service,
+                    catalog.for_verb(verb).map(|op| op.service.as_str())
+                )
+            ),
+            catalog.usages_for_verb(verb),
+        )),
+    }
+}
+
+/// A request's flags, and the words left.
+struct Flags<'a> {
+    dry_run: bool,
+    break_glass: Option<String>,
+    words: Vec<&'a str>,
+}
+
+/// `--dry-run` may stand anywhere; `--break-glass` takes the rest of the line as its reason.
+fn flags<'a>(args: &[&'a str], usage: &str) -> Result<Flags<'a>, ParseError> {
+    let mut flags = Flags {
+        dry_run: false,
+        break_glass: None,
+        words: Vec::with_capacity(args.len()),
+    };
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        if arg.eq_ignore_ascii_case("--dry-run") {
+            flags.dry_run = true;
+        } else if arg.eq_ignore_ascii_case("--break-glass") {
+            let reason: Vec<&str> = (args.by_ref())
+                .filter(|a| {
+                    let flag = a.eq_ignore_ascii_case("--dry-run");
+                    flags.dry_run |= flag;
+                    !flag
+                })
+                .copied()
+                .collect();
+            match reason_text(&reason, usage)? {
+                Some(r) => flags.break_glass = Some(r),
+                None => {
+                    return Err(reject(
+                        "--break-glass needs a reason: --break-glass \"the database is down\"",
+                        usage,
+                    ))
+                }
+            }
+        } else if arg.starts_with("--") {
+            return Err(reject(
+                format!(
+                    "Unknown option {} (--dry-run, --break-glass \"reason\", account=NAME).",
+                    quote(arg)
+                ),
+                usage,
+            ));
+        } else {
+            flags.words.push(arg);
+        }
+    }
+    Ok(flags)
+}
+
+/// `account=NAME` may stand anywhere after the service; everything else is positional.
+fn account_option<'a>(
+    words: &[&'a str],
+    usage: &str,
+) -> Result<(Option<String>, Vec<&'a str>), ParseError> {
+    let mut account = None;
+    let mut positional = Vec::with_capacity(words.len());
+    for arg in words {
+        match arg.split_once('=') {
+            Some((key, value)) if key.eq_ignore_ascii_case("account") => {
+                if !ids::NAME.matches(value) {
+                    return Err(reject(
+                        format!("{} is not an account name.", quote(value)),
+                        usage,
+                    ));
+                }
+                if account.replace(value.to_string()).is_some() {
+                    return Err(reject("Give account= only once.", usage));
+                }
+            }
+            Some((key, _)) => {
+                return Err(reject(
+                    format!("Unknown option {} (only account=NAME).", quote(key)),
+                    usage,
+                ))
+            }
+            None => positional.push(*arg),
+        }
+    }
+    Ok((account, positional))
+}
+
+type Words<'a> = std::iter::Peekable<std::vec::IntoIter<&'a str>>;
+
+/// What a request acts on.
+struct Resolved {
+    /// As the request names it: a named target, or the raw IDs.
+    target: String,
+    account: Option<String>,
+    /// The target's parameters.
+    params: BTreeMap<String, String>,
+}
+
+/// What the request acts on: a named target (with its account and parameters), or the raw
+/// IDs of the operation's target parameters.
+fn target(
+    op: &OperationDef,
+    rest: &mut Words<'_>,
+    targets: &BTreeMap<String, Target>,
+    account: Option<String>,
+    usage: &str,
+) -> Result<Resolved, ParseError> {
+    let Some(first) = rest.peek().copied() else {
+        return Err(reject("Which target?", usage));
+    };
+    if let Some(named) = targets.get(first) {
+        if named.service != op.service {
+            return Err(reject(
+                format!(
+                    "{} is a {} target, not {}.",
+                    quote(first),
+                    named.service,
+                    op.service
+                ),
+                usage,
+            ));
+        }
+        if account.is_some() {
+            return Err(reject(
+                format!(
+                    "{} already names its account; account= goes with raw IDs only.",
+                    quote(first)
+                ),
+                usage,
+            ));
+        }
+        rest.next();
+        return Ok(Resolved {
+            target: first.to_string(),
+            account: Some(named.account.clone()),
+            params: named.params.clone(),
+        });
+    }
+    let mut params = BTreeMap::new();
+    let mut raw = Vec::with_capacity(op.target.len());
+    for param in &op.target {
+        let Some(value) = rest.next() else {
+            return Err(reject(format!("Missing {}.", param.label), usage));
+        };
+        if !param.pattern.matches(value) {
+            let why = not_a_target(op, param, value, targets);
+            return Err(reject(why, usage));
+        }
+        raw.push(value);
+        params.insert(param.name.to_string(), value.to_string());
+    }
+    Ok(Resolved {
+        target: raw.join(" "),
+        account,
+        params,
+    })
+}
+
+/// Why `value` is neither a named target nor a valid ID, with the named targets of the
+/// service when one ID stands for the target.
+fn not_a_target(
+    op: &OperationDef,
+    param: &super::Param,
+    value: &str,
+    targets: &BTreeMap<String, Target>,
+) -> String {
+    let named: Vec<&str> = (targets.values())
+        .filter(|t| t.service == op.service)
+        .map(|t| t.name.as_str())
+        .collect();
+    let hint = if named.is_empty() || op.target.len() > 1 {
+        String::new()
+    } else {
+        format!(
+            " Named {} targets: {}.{}",
+            op.service,
+            named.join(", "),
+            hint(value, named.iter().copied())
+        )
+    };
+    format!(
+        "{} is not a known target or valid ID for {}: expected {}.{hint}",
+        quote(value),
+        param.label,
+        param.pattern.describe
+    )
+}
+
+/// The mode, when the operation has modes: the one named, or the default.
+fn mode(
+    op: &OperationDef,
+    rest: &mut Words<'_>,
+    params: &mut BTreeMap<String, String>,
+    usage: &str,
+) -> Result<Option<String>, ParseError> {
+    let Some(modes) = &op.modes else {
+        return Ok(None);
+    };
+    let chosen = match rest.peek() {
+        Some(word) if modes.values.iter().any(|m| m.eq_ignore_ascii_case(word)) => {
+            let m = word.to_ascii_lowercase();
+            rest.next();
+            m
+        }
+        Some(word) if op.args.is_empty() => {
+            return Err(reject(
+                format!(
+                    "Unknown mode {} (one of: {}).",
+                    quote(word),
+                    modes.values.join(", ")
+                ),
+                usage,
+            ))
+        }
+        _ => modes.default.clone(),
+    };
+    params.insert(modes.param.clone(), chosen.clone());
+    Ok(Some(chosen))
 }
 
 /// The usage line of a command named by its verb (and service), for help replies.
