@@ -118,6 +118,14 @@ impl History for NoHistory {
     fn ops_events(&self, _limit: usize) -> Result<Vec<AuditEntry>, StorageError> {
         Ok(Vec::new())
     }
+    fn oldest_jobs(
+        &self,
+        _limit: usize,
+        _scan: usize,
+        _keep: &dyn Fn(&Job) -> bool,
+    ) -> Result<Vec<Job>, StorageError> {
+        Ok(Vec::new())
+    }
 }
 
 fn alice() -> Actor {

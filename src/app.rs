@@ -2,7 +2,7 @@
 //! jobs and audit.
 
 pub mod backup_cli;
-mod engine_loop;
+mod driver_thread;
 pub mod health;
 pub mod http;
 pub mod jobs_cli;
@@ -120,13 +120,13 @@ pub fn run_shell(
         wait_timeout: args.wait_timeout,
         drain_timeout: args.drain_timeout,
     };
-    let engine = engine_loop::spawn(driver, rx, health, done_tx)?;
+    let engine = driver_thread::spawn(driver, rx, health, done_tx)?;
     // `/wait N` asks the store for a job that is not moving.
     let stored_state = move |id| jobs.job(id).ok().flatten().map(|j| j.state);
     let stdin = std::io::stdin();
     let read = || shell::run(stdin.lock(), &config, &handle, &watch, &stored_state, opts);
     if std::panic::catch_unwind(std::panic::AssertUnwindSafe(read)).is_err() {
-        engine_loop::exit_after_panic("the terminal input panicked; stopping");
+        driver_thread::exit_after_panic("the terminal input panicked; stopping");
     }
     handle.send(EngineEvent::Shutdown);
     // The engine stops once it has flushed; on SIGTERM `exit_on_signal` ends the process.

@@ -159,9 +159,17 @@ enum Cmd {
         #[arg(long, default_value_t = 50)]
         limit: usize,
     },
-    /// Show one job's audit log.
+    /// Show one job's audit log (`opsgate audit JOB`), or export every audit entry since a
+    /// date as JSON lines (`opsgate audit export --since DATE`), oldest first, each with its
+    /// job's operation, account, target and parameters: for keeping the audit log elsewhere
+    /// before `[bot] keep_finished` removes old jobs.
     Audit {
-        job: u64,
+        /// A job's number, or `export`.
+        #[arg(value_name = "JOB|export")]
+        what: String,
+        /// With `export`: a date (2026-12-01, midnight UTC) or a time (2026-12-01T08:00:00Z).
+        #[arg(long)]
+        since: Option<String>,
         #[command(flatten)]
         store: Store,
     },
@@ -248,11 +256,24 @@ fn main() -> ExitCode {
                 }),
             }
         }),
-        Cmd::Audit { job, store } => init(None, Verbosity::Normal).and_then(|()| {
-            with_source(&store, |source, _, rt| {
-                jobs_cli::audit(source, job, store.json, rt)
+        Cmd::Audit { what, since, store } => {
+            init(None, Verbosity::Normal).and_then(|()| match (what.as_str(), since) {
+                ("export", Some(since)) => {
+                    let since = jobs_cli::parse_since(&since)?;
+                    with_source(&store, |source, _, rt| jobs_cli::export(source, since, rt))
+                }
+                ("export", None) => Err("export needs --since DATE (e.g. 2026-12-01)".into()),
+                (job, None) => {
+                    let job: u64 = job.trim_start_matches('#').parse().map_err(|_| {
+                        format!("`{job}` is not a job number (or `export --since DATE`)")
+                    })?;
+                    with_source(&store, |source, _, rt| {
+                        jobs_cli::audit(source, job, store.json, rt)
+                    })
+                }
+                (_, Some(_)) => Err("--since goes with `opsgate audit export`".into()),
             })
-        }),
+        }
         Cmd::Backup { file, store } => init(None, Verbosity::Normal).and_then(|()| {
             let config = load(&store.config.path, Use::Check { secrets: false })?;
             let data = data_dir(&store, &config)?;

@@ -378,6 +378,56 @@ impl SledStore {
         })
     }
 
+    /// Oldest first, at most `limit` of those matching `keep`, looking at most at `scan`.
+    pub fn oldest_jobs(
+        &self,
+        limit: usize,
+        scan: usize,
+        keep: impl Fn(&Job) -> bool,
+    ) -> Result<Vec<Job>, StoreError> {
+        self.read(|db| {
+            let mut out = Vec::new();
+            for item in db.scan_prefix([JOB]).take(scan) {
+                let (key, bytes) = item?;
+                let job: Job = decode(&key, &bytes)?;
+                if keep(&job) {
+                    out.push(job);
+                    if out.len() >= limit {
+                        break;
+                    }
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    /// Every audit entry at or after `since_ms`, with its job (`None` for an event that
+    /// belongs to no job, such as a freeze), oldest first.
+    pub fn audit_since(
+        &self,
+        since_ms: u64,
+    ) -> Result<Vec<(Option<JobId>, AuditEntry)>, StoreError> {
+        self.read(|db| {
+            let mut out = Vec::new();
+            for item in db.scan_prefix([AUDIT]) {
+                let (key, bytes) = item?;
+                let entry: AuditEntry = decode(&key, &bytes)?;
+                if entry.at_ms >= since_ms {
+                    out.push((id_from(&key[1..]), entry));
+                }
+            }
+            for item in db.scan_prefix([OPS]) {
+                let (key, bytes) = item?;
+                let entry: AuditEntry = decode(&key, &bytes)?;
+                if entry.at_ms >= since_ms {
+                    out.push((None, entry));
+                }
+            }
+            out.sort_by_key(|(job, e)| (e.at_ms, *job));
+            Ok(out)
+        })
+    }
+
     pub fn audit(&self, id: JobId) -> Result<Vec<AuditEntry>, StoreError> {
         let mut prefix = [0u8; 9];
         prefix[0] = AUDIT;
@@ -457,6 +507,15 @@ impl History for SledStore {
 
     fn ops_events(&self, limit: usize) -> Result<Vec<AuditEntry>, StorageError> {
         SledStore::ops_events(self, limit).map_err(failure)
+    }
+
+    fn oldest_jobs(
+        &self,
+        limit: usize,
+        scan: usize,
+        keep: &dyn Fn(&Job) -> bool,
+    ) -> Result<Vec<Job>, StorageError> {
+        SledStore::oldest_jobs(self, limit, scan, keep).map_err(failure)
     }
 }
 
@@ -552,6 +611,47 @@ mod tests {
         let store = SledStore::open(dir.path()).unwrap();
         assert_eq!(store.next_job_id().unwrap(), 9);
         assert_eq!(store.job_for_message("m-1").unwrap(), Some(3));
+    }
+
+    #[test]
+    fn a_forgotten_job_goes_with_its_audit_entries_and_its_card_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let entry = |event: &str| AuditEntry {
+            at_ms: 1,
+            actor: None,
+            event: event.into(),
+            detail: String::new(),
+        };
+        let mut jobs = Vec::new();
+        let mut writes = Writes::default();
+        for id in 1..=2 {
+            let mut job: Job = serde_json::from_value(serde_json::json!({
+                "id": id, "spec": {"operation": "ddm.restart", "account": "a", "target": "t",
+                "params": {}}, "requester": {"id": "u", "name": "u"}, "channel": "ops",
+                "requirement": {"rule": "r", "approvals": 0, "approver_roles": []},
+                "state": "succeeded", "approvals": [], "created_ms": 0, "expires_ms": 0,
+                "updated_ms": 0, "message_id": format!("m-{id}"), "cloud_ref": null,
+                "handle": null, "progress": null, "outcome": null, "started_ms": null,
+                "finished_ms": 0, "audit_len": 0
+            }))
+            .unwrap();
+            writes.put_job(&mut job, Some(entry("requested")));
+            writes.put_job(&mut job, Some(entry("succeeded")));
+            writes.index_message(&format!("m-{id}"), id);
+            jobs.push(job);
+        }
+        store.commit(&writes).unwrap();
+        let mut writes = Writes::default();
+        writes.forget(&jobs[0]);
+        store.commit(&writes).unwrap();
+        store.flush().unwrap();
+        assert_eq!(store.job(1).unwrap(), None);
+        assert!(store.audit(1).unwrap().is_empty());
+        assert_eq!(store.job_for_message("m-1").unwrap(), None);
+        assert_eq!(store.job(2).unwrap().map(|j| j.id), Some(2));
+        assert_eq!(store.audit(2).unwrap().len(), 2);
+        assert_eq!(store.job_for_message("m-2").unwrap(), Some(2));
     }
 
     #[test]

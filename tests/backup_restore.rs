@@ -39,6 +39,30 @@ fn opsgate(args: &[&dyn AsRef<std::ffi::OsStr>]) -> (String, String, bool) {
     )
 }
 
+/// `opsgate audit export --since SINCE`; returns (stdout, stderr, success).
+fn export(config: &Path, data: &Path, since: &str) -> (String, String, bool) {
+    opsgate(&[
+        &"audit",
+        &"export",
+        &"--since",
+        &since,
+        &"--config",
+        &config,
+        &"--data",
+        &data,
+    ])
+}
+
+/// The events of job `job` in exported JSON lines, in order.
+fn events(lines: &str, job: u64) -> Vec<String> {
+    lines
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("a JSON line"))
+        .filter(|v| v["job"] == job)
+        .map(|v| v["event"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
 /// Every file below `dir` with its bytes, sorted: to see that nothing changed.
 fn files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     let mut out = Vec::new();
@@ -70,6 +94,10 @@ fn a_backup_from_the_running_bot_restores_with_pending_work_and_fresh_ids() {
     let (out, err, ok) = opsgate(&[&"backup", &file, &"--config", &config, &"--data", &data]);
     assert!(ok, "backup while running: {out}{err}");
     assert!(out.contains("2 jobs"), "{out}");
+    // The audit log too, through the running bot.
+    let (out, err, ok) = export(&config, &data, "2000-01-01");
+    assert!(ok, "export while running: {out}{err}");
+    assert_eq!(events(&out, 2), vec!["requested"], "{out}");
     shell.kill();
 
     let restored = dir.path().join("restored");
@@ -131,6 +159,19 @@ fn a_stopped_bots_directory_is_backed_up_and_inspected_without_being_changed() {
     assert!(ok && out.contains("succeeded"), "{out}{err}");
     let (_, err, ok) = opsgate(&[&"audit", &"99", &"--config", &config, &"--data", &data]);
     assert!(!ok && err.contains("no job 99"), "{err}");
+    let (out, err, ok) = export(&config, &data, "2000-01-01");
+    assert!(ok, "{err}");
+    let all = events(&out, 1);
+    assert_eq!(all.first().map(String::as_str), Some("requested"), "{out}");
+    assert_eq!(all.last().map(String::as_str), Some("succeeded"), "{out}");
+    let first: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    assert_eq!(first["operation"], "ddm.restart", "{first}");
+    assert_eq!(first["target"], "orders-db", "{first}");
+    assert!(first["at"].as_str().unwrap().ends_with('Z'), "{first}");
+    let (out, err, ok) = export(&config, &data, "2999-01-01T00:00:00Z");
+    assert!(ok && out.is_empty(), "nothing is that recent: {out}{err}");
+    let (_, err, ok) = export(&config, &data, "yesterday");
+    assert!(!ok && err.contains("is not a date"), "{err}");
     assert_eq!(files(&data), before, "reading changed the data directory");
 
     let typo = dir.path().join("typo-dir");

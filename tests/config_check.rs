@@ -7,6 +7,7 @@ use opsgate::config::Config;
 
 const BROKEN: &str = r#"
 [bot]
+keep_finished = "a while"
 prefix = "!!!!"
 colour = "blue"
 
@@ -59,6 +60,7 @@ fn every_problem_is_reported_with_its_key_path() {
         "bot.colour: unknown key",
         "accounts.prod.password: unknown key",
         "bot.prefix:",
+        "bot.keep_finished: `a while` is not a duration",
         "roles.Bad Name:",
         "accounts.prod.region:",
         "accounts.prod.project_id:",

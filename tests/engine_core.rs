@@ -5,6 +5,7 @@
 mod support;
 
 use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use opsgate::config::Config;
@@ -18,7 +19,7 @@ use opsgate::ports::cloud::{CloudOperation, Operations, SubmitOutcome};
 use opsgate::ports::inbox::CloudUpdate;
 use opsgate::ports::store::{History, StorageError, Stored, Writes};
 use proptest::prelude::*;
-use support::{actor, config, DBA, ONCALL};
+use support::{actor, config, ADMIN, DBA, ONCALL};
 
 const MINUTE: u64 = 60_000;
 
@@ -54,6 +55,13 @@ impl MemoryStore {
             m.chat_freeze = freeze;
         }
         m.ops.extend(writes.ops_events.into_iter().map(|(_, e)| e));
+        for gone in writes.forget {
+            m.jobs.remove(&gone.job);
+            m.audit.remove(&gone.job);
+            if let Some(message) = gone.message_id {
+                m.messages.remove(&message);
+            }
+        }
     }
 
     fn stored(&self) -> Stored {
@@ -104,6 +112,16 @@ impl History for MemoryStore {
     fn ops_events(&self, limit: usize) -> Result<Vec<AuditEntry>, StorageError> {
         let m = self.0.lock().unwrap();
         Ok(m.ops.iter().rev().take(limit).cloned().collect())
+    }
+    fn oldest_jobs(
+        &self,
+        limit: usize,
+        scan: usize,
+        keep: &dyn Fn(&Job) -> bool,
+    ) -> Result<Vec<Job>, StorageError> {
+        let m = self.0.lock().unwrap();
+        let oldest = m.jobs.values().take(scan);
+        Ok(oldest.filter(|j| keep(j)).take(limit).cloned().collect())
     }
 }
 
@@ -245,15 +263,24 @@ fn an_approval_counts_only_before_the_deadline_the_engine_is_given() {
     assert_eq!(core.store.state(2), Some(JobState::Submitting));
 }
 
+/// The tests' config with `[bot] keep_finished` set to `keep`.
+fn keeping(keep: &str) -> Config {
+    let text = support::CONFIG
+        .replace("EXPIRES", "2h")
+        .replace("APPROVALS", "1")
+        .replace("[bot]\n", &format!("[bot]\nkeep_finished = \"{keep}\"\n"));
+    Config::parse(&text, Path::new("t.toml"), &opsgate::cloud::builtins()).unwrap()
+}
+
 #[test]
 fn the_deadline_passes_with_no_event_when_the_driver_says_the_time() {
-    let mut core = Core::new(config("30m", 1));
+    let mut core = Core::new(keeping("forever"));
     core.say(&actor("alice", &[ONCALL]), "!restart ddm orders-db hard", 0);
-    assert_eq!(core.engine.next_expiry(), Some(30 * MINUTE));
-    core.engine.expire(30 * MINUTE - 1);
+    assert_eq!(core.engine.next_deadline(), Some(120 * MINUTE));
+    core.engine.tick(120 * MINUTE - 1);
     core.step();
     assert_eq!(core.store.state(1), Some(JobState::AwaitingApproval));
-    core.engine.expire(30 * MINUTE);
+    core.engine.tick(120 * MINUTE);
     core.step();
     assert_eq!(core.store.state(1), Some(JobState::Expired));
 }
@@ -288,6 +315,67 @@ fn a_status_reply_sees_the_writes_of_its_own_group() {
     let status = replies(&effects).pop().unwrap_or_default().to_string();
     assert!(status.contains("job 1 · submitting"), "{status}");
     assert!(status.contains("requested"), "{status}");
+}
+
+#[test]
+fn finished_jobs_leave_after_the_retention_time_and_nothing_else_does() {
+    let mut core = Core::new(keeping("1h"));
+    let alice = actor("alice", &[ONCALL]);
+    core.say(&alice, "!restart ddm orders-db", 0);
+    core.cloud(1, accepted(), 1);
+    core.cloud(1, CloudUpdate::Finished(Ok("done".into())), 2);
+    core.say(&actor("root", &[ADMIN]), "!freeze 10m release", 3);
+    core.say(&actor("root", &[ADMIN]), "!unfreeze", 4);
+    // A finished job whose break-glass review is still open is kept, however old.
+    let mut unreviewed = core.store.0.lock().unwrap().jobs[&1].clone();
+    unreviewed.id = 2;
+    unreviewed.break_glass = Some(opsgate::job::BreakGlass {
+        by: alice.person(),
+        reason: "db down".into(),
+        at_ms: 0,
+        review: None,
+    });
+    core.store.0.lock().unwrap().jobs.insert(2, unreviewed);
+    core.store.0.lock().unwrap().next_id = 3;
+    let (mut core, _) = core.restart(5);
+    core.say(&alice, "!restart ddm orders-db hard", 6);
+    assert_eq!(core.store.state(3), Some(JobState::AwaitingApproval));
+
+    core.engine.tick(59 * MINUTE);
+    core.step();
+    assert_eq!(
+        core.store.state(1),
+        Some(JobState::Succeeded),
+        "not yet an hour"
+    );
+    core.engine.tick(61 * MINUTE);
+    core.step();
+    assert_eq!(core.store.state(1), None, "finished more than an hour ago");
+    assert!(core.store.audit(1).unwrap().is_empty());
+    assert!(core.store.state(2).is_some(), "its review is still open");
+    assert_eq!(core.store.state(3), Some(JobState::AwaitingApproval));
+    let status = core.say(&alice, "!status 1", 62 * MINUTE);
+    assert!(
+        replies(&status)[0].contains("Job 1 is no longer kept"),
+        "{status:?}"
+    );
+    let overview = core.say(&alice, "!status", 62 * MINUTE);
+    assert!(
+        replies(&overview)[0].contains("freeze changes"),
+        "{overview:?}"
+    );
+}
+
+#[test]
+fn forever_keeps_every_finished_job() {
+    let mut core = Core::new(keeping("forever"));
+    core.say(&actor("alice", &[ONCALL]), "!restart ddm orders-db", 0);
+    core.cloud(1, accepted(), 1);
+    core.cloud(1, CloudUpdate::Finished(Ok("done".into())), 2);
+    assert_eq!(core.engine.next_deadline(), None);
+    core.engine.tick(10_000 * 24 * 60 * MINUTE);
+    core.step();
+    assert_eq!(core.store.state(1), Some(JobState::Succeeded));
 }
 
 /// One thing that can happen to the engine.
@@ -374,7 +462,7 @@ proptest! {
                 }
                 Event::Tick => {
                     now += 31 * MINUTE;
-                    core.engine.expire(now);
+                    core.engine.tick(now);
                     core.step()
                 }
             };

@@ -73,6 +73,7 @@ pub async fn serve(
         .route("/api/jobs", get(jobs))
         .route("/api/jobs/{id}", get(job))
         .route("/api/jobs/{id}/audit", get(audit))
+        .route("/api/audit", get(audit_export))
         .route("/api/backup", get(backup))
         .route_layer(middleware::from_fn_with_state(state.clone(), guard));
     let app = Router::new()
@@ -225,6 +226,27 @@ async fn audit(State(s): State<AppState>, Path(id): Path<u64>) -> Response {
     match s.store.audit(id) {
         Ok(entries) => Json(entries).into_response(),
         Err(_) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "could not read the audit log\n",
+        )
+            .into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct ExportQuery {
+    since: Option<u64>,
+}
+
+/// `opsgate audit export` while the bot holds the directory: JSON lines.
+async fn audit_export(State(s): State<AppState>, Query(q): Query<ExportQuery>) -> Response {
+    let store = s.store.clone();
+    let since = q.since.unwrap_or(0);
+    let lines =
+        tokio::task::spawn_blocking(move || super::jobs_cli::export_lines(&store, since)).await;
+    match lines {
+        Ok(Ok(lines)) => ([(header::CONTENT_TYPE, "application/x-ndjson")], lines).into_response(),
+        _ => (
             StatusCode::INTERNAL_SERVER_ERROR,
             "could not read the audit log\n",
         )

@@ -13,7 +13,7 @@ use crate::job::AuditEntry;
 use crate::job::Job;
 use crate::job::JobFilter;
 use crate::secret::Secret;
-use crate::store::{ReadOnly, StoreError};
+use crate::store::{ReadOnly, SledStore, StoreError};
 
 pub enum Source {
     Store(ReadOnly),
@@ -202,4 +202,95 @@ pub fn audit(
         );
     }
     Ok(out)
+}
+
+/// `opsgate audit export --since DATE`: every audit entry at or after `since_ms` as JSON
+/// lines, oldest first, each with its job's operation, account, target and parameters (no
+/// job for an event that belongs to none, such as a freeze).
+pub fn export(
+    source: &Source,
+    since_ms: u64,
+    rt: &tokio::runtime::Runtime,
+) -> Result<String, String> {
+    match source {
+        Source::Store(copy) => export_lines(&copy.store, since_ms).map_err(|e| e.to_string()),
+        Source::Http(api) => rt.block_on(async {
+            let path = format!("/api/audit?since={since_ms}");
+            let resp = (api.get(&path).send().await)
+                .map_err(|e| format!("cannot reach the running bot at {}: {e}", api.addr))?;
+            if let Some(refusal) = refused(resp.status()) {
+                return Err(refusal);
+            }
+            if !resp.status().is_success() {
+                return Err(format!(
+                    "the running bot answered {} for {path}",
+                    resp.status()
+                ));
+            }
+            resp.text()
+                .await
+                .map_err(|e| format!("unreadable answer from the running bot: {e}"))
+        }),
+    }
+}
+
+/// The JSON lines of [`export`], read from `store`.
+pub fn export_lines(store: &SledStore, since_ms: u64) -> Result<String, StoreError> {
+    let mut jobs: std::collections::BTreeMap<u64, Option<Job>> = Default::default();
+    let mut out = String::new();
+    for (job, entry) in store.audit_since(since_ms)? {
+        let spec = match job {
+            Some(id) => match jobs.get(&id) {
+                Some(known) => known.as_ref().map(|j| j.spec.clone()),
+                None => {
+                    let found = store.job(id)?;
+                    let spec = found.as_ref().map(|j| j.spec.clone());
+                    jobs.insert(id, found);
+                    spec
+                }
+            },
+            None => None,
+        };
+        let line = serde_json::json!({
+            "job": job,
+            "operation": spec.as_ref().map(|s| &s.operation),
+            "account": spec.as_ref().map(|s| &s.account),
+            "target": spec.as_ref().map(|s| &s.target),
+            "params": spec.as_ref().map(|s| &s.params),
+            "at": rfc3339(entry.at_ms),
+            "at_ms": entry.at_ms,
+            "actor": entry.actor,
+            "event": entry.event,
+            "detail": entry.detail,
+        });
+        let _ = writeln!(out, "{line}");
+    }
+    Ok(out)
+}
+
+/// `2026-12-07T06:30:00.123Z`
+fn rfc3339(ms: u64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000);
+    t.ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}
+
+/// `--since`: a date (`2026-12-01`, midnight UTC) or a time (`2026-12-01T08:00:00Z`), in
+/// Unix milliseconds.
+pub fn parse_since(text: &str) -> Result<u64, String> {
+    use time::format_description::well_known::Rfc3339;
+    let text = text.trim();
+    let at = time::OffsetDateTime::parse(text, &Rfc3339)
+        .or_else(|_| time::OffsetDateTime::parse(&format!("{text}T00:00:00Z"), &Rfc3339))
+        .map_err(|_| {
+            format!(
+                "`{text}` is not a date such as 2026-12-01 or a time such as 2026-12-01T08:00:00Z"
+            )
+        })?;
+    u64::try_from(at.unix_timestamp_nanos() / 1_000_000)
+        .map_err(|_| format!("`{text}` is before 1970"))
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use super::engine_loop;
+use super::driver_thread;
 use super::http::{self, Health};
 use super::signals;
 use crate::chat::discord::Discord;
@@ -89,11 +89,12 @@ pub fn run_discord(
             }
         }
     });
-    let _engine = engine_loop::spawn(driver, rx, health, done_tx)?;
+    let _engine = driver_thread::spawn(driver, rx, health, done_tx)?;
     // Were the session to panic, the engine would wait for a stop that never comes, so the
     // panic ends the process, as in the shell.
-    rt.block_on(session)
-        .unwrap_or_else(|_| engine_loop::exit_after_panic("the Discord session panicked; stopping"))
+    rt.block_on(session).unwrap_or_else(|_| {
+        driver_thread::exit_after_panic("the Discord session panicked; stopping")
+    })
 }
 
 /// How long stopping waits for the gateway and, beyond the drain, for the engine.

@@ -46,6 +46,10 @@ pub struct Config {
     pub freezes: Vec<Freeze>,
     /// Channel IDs whose jobs each get a thread on their card.
     pub thread_channels: Vec<String>,
+    /// How long a finished job and its audit entries are kept after it finished; `None`
+    /// keeps them forever. Pending and running jobs, jobs awaiting a break-glass review and
+    /// the freeze log are always kept.
+    pub keep_finished: Option<Duration>,
     pub discord: Discord,
     pub incidents: Incidents,
     /// Where the health and metrics endpoint listens, when enabled.

@@ -37,6 +37,8 @@ pub struct RawBot {
     pub admin_roles: Vec<String>,
     /// Channels whose jobs each get a thread on their card (as `[[rules]] thread = true`).
     pub thread_channels: Vec<String>,
+    /// How long finished jobs and their audit entries are kept (`"180d"`), or `"forever"`.
+    pub keep_finished: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

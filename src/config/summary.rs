@@ -19,6 +19,11 @@ pub fn summary(config: &Config) -> String {
     };
     let _ = writeln!(out, "config {} is valid", config.source.display());
     let _ = writeln!(out, "prefix: {}", config.prefix);
+    let kept = match config.keep_finished {
+        Some(keep) => format!("for {} after they end", humantime::format_duration(keep)),
+        None => "forever".to_string(),
+    };
+    let _ = writeln!(out, "finished jobs kept: {kept}");
     let _ = writeln!(out, "roles ({}):", config.policy.roles.len());
     for (name, id) in &config.policy.roles {
         let admin = if config.policy.admin_roles.contains(id) {

@@ -17,6 +17,7 @@ const DEFAULT_EXPIRY: Duration = Duration::from_secs(30 * 60);
 const MAX_EXPIRY: Duration = Duration::from_secs(7 * 24 * 3600);
 const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 const MAX_APPROVALS: i64 = 10;
+const DEFAULT_KEEP_FINISHED: Duration = Duration::from_secs(180 * 24 * 3600);
 
 /// Endpoint keys each provider understands (service name -> base URL).
 fn endpoint_keys(provider: Provider) -> &'static [&'static str] {
@@ -321,6 +322,7 @@ fn validate(raw: RawConfig, source: &Path, builtins: &Builtins, p: &mut Collecto
             ),
         }
     }
+    let keep_finished = keep_finished(raw.bot.keep_finished.as_deref(), p);
     let discord = super::sections::discord(raw.discord, &base, p);
     let incidents = super::sections::incidents(raw.incidents, &channels, &catalog, p);
     let http = super::sections::http(raw.http, &base, p);
@@ -366,7 +368,27 @@ fn validate(raw: RawConfig, source: &Path, builtins: &Builtins, p: &mut Collecto
         policy,
         freezes,
         thread_channels,
+        keep_finished,
         catalog: Arc::new(catalog),
+    }
+}
+
+/// `[bot] keep_finished`: a duration of at least a second, or `"forever"`; 180 days unless set.
+fn keep_finished(raw: Option<&str>, p: &mut Collector) -> Option<Duration> {
+    let path = "bot.keep_finished";
+    match raw.map(str::trim) {
+        None => Some(DEFAULT_KEEP_FINISHED),
+        Some("forever") => None,
+        Some(text) => match humantime::parse_duration(text) {
+            Ok(d) if d >= Duration::from_secs(1) => Some(d),
+            _ => {
+                p.add(
+                    path,
+                    format!("`{text}` is not a duration such as 180d, nor \"forever\""),
+                );
+                Some(DEFAULT_KEEP_FINISHED)
+            }
+        },
     }
 }
 

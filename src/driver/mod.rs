@@ -147,7 +147,7 @@ impl Driver {
                     next = rx.try_recv().ok();
                 }
             }
-            self.engine.expire(now_ms());
+            self.engine.tick(now_ms());
             self.engine.update_gauges();
             if let Err(e) = self.finish_group() {
                 return Err(self.storage_failed(e, &channels));
@@ -164,13 +164,13 @@ impl Driver {
         Ok(())
     }
 
-    /// How long to wait for the next event: until the next approval lapses, or the drain
-    /// ends, or (neither) for ever.
+    /// How long to wait for the next event: until the engine has something to do with time
+    /// (an approval lapses, a retention pass), or the drain ends, or (neither) for ever.
     fn next_wake(&self) -> Option<Duration> {
-        let expiry = (self.engine.next_expiry())
+        let deadline = (self.engine.next_deadline())
             .map(|at| Duration::from_millis(at.saturating_sub(now_ms())));
         let drain = (self.drain_until).map(|until| until.saturating_duration_since(Instant::now()));
-        [expiry, drain].into_iter().flatten().min()
+        [deadline, drain].into_iter().flatten().min()
     }
 
     /// Whether a drain is over: nothing in flight, or out of time.

@@ -16,10 +16,18 @@ impl Engine {
         })
     }
 
+    /// Whether this group removes job `id` (retention).
+    fn forgotten(&self, id: JobId) -> bool {
+        self.writes.forget.iter().any(|f| f.job == id)
+    }
+
     /// A job that is not active: as written in this group, or as stored.
     pub(super) fn stored_job(&mut self, id: JobId) -> Option<Job> {
         if let Some(written) = self.writes.jobs.get(&id) {
             return Some(written.job.clone());
+        }
+        if self.forgotten(id) {
+            return None;
         }
         let stored = self.history.job(id);
         self.read(stored)
@@ -44,7 +52,7 @@ impl Engine {
     ) -> Vec<Job> {
         let stored = self.history.recent_jobs(limit, scan, &|j: &Job| {
             // A job written in this group is judged as it now is, below.
-            !self.writes.jobs.contains_key(&j.id) && keep(j)
+            !self.writes.jobs.contains_key(&j.id) && !self.forgotten(j.id) && keep(j)
         });
         let mut jobs = self.read(stored);
         jobs.extend(
@@ -58,8 +66,25 @@ impl Engine {
         jobs
     }
 
+    /// Oldest first, at most `limit` stored jobs matching `keep` that this group neither
+    /// writes nor removes, looking at most at `scan`.
+    pub(super) fn oldest_jobs(
+        &mut self,
+        limit: usize,
+        scan: usize,
+        keep: &dyn Fn(&Job) -> bool,
+    ) -> Vec<Job> {
+        let stored = self.history.oldest_jobs(limit, scan, &|j: &Job| {
+            !self.writes.jobs.contains_key(&j.id) && !self.forgotten(j.id) && keep(j)
+        });
+        self.read(stored)
+    }
+
     /// A job's whole audit log.
     pub(super) fn audit_of(&mut self, id: JobId) -> Vec<AuditEntry> {
+        if self.forgotten(id) {
+            return Vec::new();
+        }
         let stored = self.history.audit(id);
         let mut entries = self.read(stored);
         if let Some(written) = self.writes.jobs.get(&id) {

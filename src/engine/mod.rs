@@ -19,6 +19,7 @@ mod incidents;
 mod lifecycle;
 mod recovery;
 mod requests;
+mod retention;
 mod reviews;
 mod views;
 mod votes;
@@ -96,6 +97,8 @@ pub struct Engine {
     ops_seq: u64,
     /// The first failed read of the history: the driver stops on it.
     read_failure: Option<StorageError>,
+    /// When the next retention pass is due (`retention.rs`).
+    next_prune_ms: u64,
 }
 
 impl Engine {
@@ -126,6 +129,7 @@ impl Engine {
             chat_freeze: stored.chat_freeze,
             ops_seq: stored.next_ops_seq,
             read_failure: None,
+            next_prune_ms: now + retention::FIRST_PASS_AFTER_MS,
         };
         engine.recover(stored.active, now);
         engine
@@ -145,8 +149,22 @@ impl Engine {
         self.cloud_result(job, update, now);
     }
 
+    /// Time has passed: approvals whose deadline has passed expire, and finished jobs past
+    /// the retention time are removed.
+    pub fn tick(&mut self, now: u64) {
+        self.expire(now);
+        self.prune(now);
+    }
+
+    /// The next time [`tick`](Self::tick) has something to do: an approval lapses, or a
+    /// retention pass is due.
+    pub fn next_deadline(&self) -> Option<u64> {
+        let expiry = self.expiries.first().map(|(at, _)| *at);
+        [expiry, self.next_prune()].into_iter().flatten().min()
+    }
+
     /// Ends every approval whose deadline has passed.
-    pub fn expire(&mut self, now: u64) {
+    pub(super) fn expire(&mut self, now: u64) {
         while let Some(&(at, id)) = self.expiries.first() {
             if at > now {
                 break;
@@ -161,11 +179,6 @@ impl Engine {
                 self.finish(id, JobState::Expired, None, "expired", why, now);
             }
         }
-    }
-
-    /// When the next approval lapses, if one is pending.
-    pub fn next_expiry(&self) -> Option<u64> {
-        self.expiries.first().map(|(at, _)| *at)
     }
 
     /// What was decided since the last call: the writes and the effects they allow.

@@ -40,7 +40,8 @@ impl Engine {
         now: u64,
     ) {
         let Some(mut job) = self.job_now(id) else {
-            return self.refuse(origin, format!("There is no job {id}."));
+            let msg = self.no_job(id);
+            return self.refuse(origin, msg);
         };
         if let Err(refusal) = self.may_review(&job, actor) {
             return self.refuse(origin, refusal);

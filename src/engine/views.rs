@@ -19,7 +19,7 @@ const OVERVIEW_LIMIT: usize = 10;
 impl Engine {
     pub(super) fn status_text(&mut self, id: JobId) -> String {
         let Some(job) = self.job_now(id) else {
-            return format!("There is no job {id}.");
+            return self.no_job(id);
         };
         let mut out = self.card(&job).line();
         let history = self.audit_of(id);

@@ -167,7 +167,7 @@ impl Engine {
                 already(job.state),
                 self.action(&job.spec)
             ),
-            None => format!("There is no job {id}."),
+            None => self.no_job(id),
         }
     }
 }

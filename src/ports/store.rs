@@ -24,6 +24,18 @@ pub struct Writes {
     pub chat_freeze: Option<Option<ChatFreeze>>,
     /// Events that belong to no job (freezes set and lifted), by number.
     pub ops_events: Vec<(u64, AuditEntry)>,
+    /// Finished jobs past the retention time: each goes with its audit entries and its
+    /// card's message index entry.
+    pub forget: Vec<Forget>,
+}
+
+/// A finished job to remove, and what its record points at.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Forget {
+    pub job: JobId,
+    /// Its audit entries are numbered from 0 to this.
+    pub audit_len: u32,
+    pub message_id: Option<MessageId>,
 }
 
 /// A job as it now is, and the audit entries to append to its log (numbered from where its
@@ -40,6 +52,16 @@ impl Writes {
             && self.next_job_id.is_none()
             && self.chat_freeze.is_none()
             && self.ops_events.is_empty()
+            && self.forget.is_empty()
+    }
+
+    /// Removes a finished job with its audit entries and its card's index entry.
+    pub fn forget(&mut self, job: &Job) {
+        self.forget.push(Forget {
+            job: job.id,
+            audit_len: job.audit_len,
+            message_id: job.message_id.clone(),
+        });
     }
 
     /// Stores `job` and appends `entry` to its audit log (bumping `job.audit_len`). A later
@@ -109,6 +131,13 @@ pub trait History: Send + Sync {
     fn audit(&self, id: JobId) -> Result<Vec<AuditEntry>, StorageError>;
     /// The newest `limit` events that belong to no job, newest first.
     fn ops_events(&self, limit: usize) -> Result<Vec<AuditEntry>, StorageError>;
+    /// Oldest first, at most `limit` of those matching `keep`, looking at most at `scan`.
+    fn oldest_jobs(
+        &self,
+        limit: usize,
+        scan: usize,
+        keep: &dyn Fn(&Job) -> bool,
+    ) -> Result<Vec<Job>, StorageError>;
 }
 
 /// What a restart needs from the store.

@@ -45,6 +45,16 @@ impl BatchBuilder {
         for (seq, entry) in &writes.ops_events {
             self.insert_json(&ops_key(*seq), entry);
         }
+        for gone in &writes.forget {
+            self.batch.remove(&job_key(gone.job));
+            self.batch.remove(&active_key(gone.job));
+            for seq in 0..gone.audit_len {
+                self.batch.remove(&audit_key(gone.job, seq));
+            }
+            if let Some(message_id) = &gone.message_id {
+                self.batch.remove(message_key(message_id));
+            }
+        }
     }
 
     /// The batch so far, leaving the builder empty.

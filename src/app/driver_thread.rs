@@ -1,4 +1,4 @@
-//! The engine's thread, and what ends the process when the engine cannot go on.
+//! The driver's thread, and what ends the process when the engine cannot go on.
 
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
@@ -15,7 +15,8 @@ pub const EXIT_STORAGE: i32 = 74;
 /// Exit status when the engine, or the thread feeding it chat input, panicked (EX_SOFTWARE).
 pub const EXIT_PANIC: i32 = 70;
 
-/// Runs the engine on a thread of its own until it stops cleanly, then tells `stopped`.
+/// Runs the driver (and so the engine) on a thread of its own until it stops cleanly, then
+/// tells `stopped`.
 /// When storage fails or the engine panics, `/healthz` fails at once and the process exits
 /// non-zero from that thread, so no chat adapter goes on taking input that nothing would act
 /// on.
@@ -26,9 +27,9 @@ pub fn spawn(
     stopped: tokio::sync::oneshot::Sender<()>,
 ) -> Result<std::thread::JoinHandle<()>, String> {
     std::thread::Builder::new()
-        .name("engine".into())
+        .name("driver".into())
         .spawn(move || run(driver, rx, health, stopped))
-        .map_err(|e| format!("cannot start the engine's thread: {e}"))
+        .map_err(|e| format!("cannot start the driver's thread: {e}"))
 }
 
 fn run(

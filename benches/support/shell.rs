@@ -1,0 +1,176 @@
+//! The bot as the whole-process benchmarks drive it: `opsgate shell` on piped stdin, against
+//! the cloud emulator, under a `restart ddm` rule that needs no approval.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::time::{Duration, Instant};
+
+use opsgate::emulator;
+
+const BIN: &str = env!("CARGO_BIN_EXE_opsgate");
+const PASSWORD_VAR: &str = "OPSGATE_BENCH_IAM_PASSWORD";
+
+/// A distinct DDM instance ID for each `i`, so the per-target lock never refuses.
+pub fn instance(i: usize) -> String {
+    format!("{:032x}in09", i + 1)
+}
+
+/// The bench's config; `poll` paces the job polls (`60s` keeps them out of the way).
+pub fn write_config(dir: &Path, url: &str, poll: &str) -> PathBuf {
+    let text = format!(
+        r#"
+[roles]
+oncall = "10"
+[channels]
+ops = "ops"
+[accounts.huawei]
+provider = "huawei"
+region = "cn-north-4"
+project_id = "0123456789abcdef0123456789abcdef"
+default = true
+iam_user = "{user}"
+iam_domain = "{domain}"
+password_env = "{PASSWORD_VAR}"
+poll_interval = "{poll}"
+request_timeout = "30s"
+endpoints = {{ iam = "{url}", ddm = "{url}" }}
+[[rules]]
+command = "restart ddm"
+request_roles = ["oncall"]
+"#,
+        user = emulator::demo::IAM_USER,
+        domain = emulator::demo::IAM_DOMAIN,
+    );
+    let path = dir.join(format!("bench-{poll}.toml"));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+pub struct Shell {
+    pub child: Child,
+    pub stdin: ChildStdin,
+    pub lines: Receiver<(Instant, String)>,
+}
+
+impl Shell {
+    pub fn start(config: &Path, data: &Path) -> (Shell, Instant) {
+        let started = Instant::now();
+        let mut child = Command::new(BIN)
+            .args(["shell", "--config"])
+            .arg(config)
+            .arg("--data")
+            .arg(data)
+            .args([
+                "--user",
+                "alice",
+                "--roles",
+                "oncall",
+                "--channel",
+                "ops",
+                "--drain-timeout",
+                "1s",
+            ])
+            .env(PASSWORD_VAR, emulator::demo::PASSWORD)
+            .env("RUST_LOG", "error")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn opsgate shell");
+        let stdin = child.stdin.take().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send((Instant::now(), line)).is_err() {
+                    break;
+                }
+            }
+        });
+        (
+            Shell {
+                child,
+                stdin,
+                lines,
+            },
+            started,
+        )
+    }
+
+    pub fn send(&mut self, line: &str) -> Instant {
+        writeln!(self.stdin, "{line}").unwrap();
+        self.stdin.flush().unwrap();
+        Instant::now()
+    }
+
+    pub fn wait_for(&self, needle: &str) -> Instant {
+        loop {
+            let (at, line) = self
+                .lines
+                .recv_timeout(Duration::from_secs(60))
+                .expect("bot output");
+            if line.contains(needle) {
+                return at;
+            }
+        }
+    }
+
+    pub fn proc_status(&self, key: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+
+    pub fn rss_kib(&self) -> u64 {
+        self.proc_status("VmRSS:")
+    }
+
+    pub fn peak_rss_kib(&self) -> u64 {
+        self.proc_status("VmHWM:")
+    }
+
+    /// User + system CPU seconds so far.
+    pub fn cpu_seconds(&self) -> f64 {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        // Fields after the command name, which is in parentheses and may contain spaces.
+        let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        let ticks: f64 = fields
+            .get(11)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+            + fields
+                .get(12)
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0);
+        ticks / 100.0
+    }
+
+    /// Waits until `count` more lines containing `needle` have been printed.
+    pub fn wait_count(&self, needle: &str, count: usize) {
+        let mut seen = 0;
+        while seen < count {
+            let (_, line) = self
+                .lines
+                .recv_timeout(Duration::from_secs(120))
+                .expect("bot output");
+            if line.contains(needle) {
+                seen += 1;
+            }
+        }
+    }
+
+    pub fn finish(mut self) {
+        drop(self.stdin);
+        let _ = self.child.wait();
+    }
+}
