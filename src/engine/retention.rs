@@ -11,8 +11,9 @@ use crate::job::Job;
 /// bounded read and a bounded batch, whatever the history's size.
 const SCAN: usize = 5_000;
 const PER_PASS: usize = 500;
-/// Until the next pass: soon while a pass finds a full batch, else a minute. The first pass
-/// waits a little after a start, which has enough to do.
+/// Until the next pass: soon while a pass finds a full batch, else a quarter of the retention
+/// time and at most a minute. The first pass waits a little after a start, which has enough
+/// to do.
 const BUSY_MS: u64 = 100;
 const QUIET_MS: u64 = 60_000;
 pub(super) const FIRST_PASS_AFTER_MS: u64 = 10_000;
@@ -40,7 +41,7 @@ impl Engine {
         let wait = if expired.len() == PER_PASS {
             BUSY_MS
         } else {
-            QUIET_MS
+            QUIET_MS.min(keep.as_millis() as u64 / 4)
         };
         self.next_prune_ms = now + wait;
     }
