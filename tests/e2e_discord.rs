@@ -850,28 +850,62 @@ async fn a_command_in_a_thread_follows_its_parent_channels_rules_and_is_answered
     bot.stop().await;
 }
 
+/// The commands of the first registration Discord accepted.
+fn registered(fake: &FakeDiscord) -> Vec<Value> {
+    let i = fake.lock();
+    let registered = i
+        .registered
+        .first()
+        .cloned()
+        .expect("registration accepted");
+    let list = registered.as_array().cloned().unwrap_or_default();
+    assert!(!list.is_empty());
+    list
+}
+
+/// The text of every answer to interaction `ix` so far (its callback's, edits', follow-ups').
+fn answer_texts(i: &Inner, ix: u64) -> Vec<String> {
+    i.answers(ix)
+        .iter()
+        .filter_map(|c| {
+            c.body["data"]["content"]
+                .as_str()
+                .or(c.body["content"].as_str())
+                .map(str::to_string)
+        })
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn servers_not_configured_are_ignored_and_slash_commands_need_a_permission() {
+async fn servers_not_configured_are_ignored_and_slash_commands_are_for_every_member() {
     let fake = FakeDiscord::start().await;
     let emu = start_emulator().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let bot = Bot::start(&fake, &emu, dir.path()).await;
     ready(&fake, 1).await;
-    {
-        // The fake checks what Discord checks; every command is hidden by default behind
-        // Manage Server (admins open it to roles in Server Settings > Integrations).
-        let i = fake.lock();
-        let registered = i
-            .registered
-            .first()
-            .cloned()
-            .expect("registration accepted");
-        let list = registered.as_array().cloned().unwrap_or_default();
-        assert!(!list.is_empty());
-        for c in &list {
-            assert_eq!(c["default_member_permissions"], "32", "{c}");
-        }
+    // The fake checks what Discord checks. Every member of the server sees the commands
+    // (opsgate's rules decide who may do what): no Manage Server default, said explicitly so
+    // an earlier registration's restriction is cleared.
+    for c in registered(&fake) {
+        assert_eq!(
+            c.get("default_member_permissions"),
+            Some(&Value::Null),
+            "{c}"
+        );
     }
+    // `/status` without a number is the overview, as `!status`.
+    let status = registered(&fake)
+        .into_iter()
+        .find(|c| c["name"] == "status")
+        .expect("/status registered");
+    assert_ne!(status["options"][0]["required"], true, "{status}");
+    let ix = fake.slash(ALICE, OPS, "status", &[]);
+    fake.wait("the overview", |i| {
+        answer_texts(i, ix)
+            .into_iter()
+            .find(|t| t.contains("0 pending, 0 running"))
+    })
+    .await;
     // A server the bot was added to but that is not configured: no answer, no audit text.
     fake.say(ALICE, FOREIGN_CHANNEL, "!jobs");
     fake.say(ALICE, FOREIGN_CHANNEL, "!status 1");
@@ -883,6 +917,23 @@ async fn servers_not_configured_are_ignored_and_slash_commands_need_a_permission
     fake.say(ALICE, OPS, "!whoami");
     message_with(&fake, OPS, "oncall").await;
     assert!(fake.lock().in_channel(FOREIGN_CHANNEL).is_empty());
+    bot.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slash_commands_need_manage_server_when_the_config_asks_for_it() {
+    let fake = FakeDiscord::start().await;
+    let emu = start_emulator().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = config_text(&fake.base(), &emu.base_url()).replace(
+        "edit_interval = \"200ms\"",
+        "edit_interval = \"200ms\"\nslash_commands_need_manage_server = true",
+    );
+    let bot = Bot::start_text(dir.path(), Tuning::default(), &text).await;
+    ready(&fake, 1).await;
+    for c in registered(&fake) {
+        assert_eq!(c["default_member_permissions"], "32", "{c}");
+    }
     bot.stop().await;
 }
 
