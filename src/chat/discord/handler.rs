@@ -170,6 +170,7 @@ impl Handler {
                 &self.shared,
                 target.id,
                 &target.token,
+                &target.channel,
                 "opsgate is starting; try again in a moment.",
             )
             .await;
@@ -238,7 +239,8 @@ impl Handler {
         let text = match slash::to_text(&self.shared.config.prefix, &cmd.data.name, &options) {
             Ok(t) => t,
             Err(msg) => {
-                sender::answer_now(&self.shared, cmd.id, &cmd.token, &msg).await;
+                let channel = cmd.channel_id.get().to_string();
+                sender::answer_now(&self.shared, cmd.id, &cmd.token, &channel, &msg).await;
                 return;
             }
         };
@@ -315,6 +317,7 @@ impl Handler {
                     &self.shared,
                     c.id,
                     &c.token,
+                    &c.channel_id.get().to_string(),
                     "This button is not one of opsgate's.",
                 )
                 .await;
@@ -438,6 +441,7 @@ impl Handler {
                 &self.shared,
                 m.id,
                 &m.token,
+                &m.channel_id.get().to_string(),
                 "This form is not one of opsgate's.",
             )
             .await;
