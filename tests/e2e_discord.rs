@@ -1780,6 +1780,10 @@ async fn an_interaction_follow_up_is_retried_only_when_discord_cannot_have_taken
         (follow_ups(i, click) == 2).then_some(())
     })
     .await;
+    assert!(
+        fake.lock().early.is_empty(),
+        "sent again before the wait was over"
+    );
     // A follow-up Discord took but whose answer was lost is not sent again (Discord has no
     // nonce for follow-ups): it is counted as dropped, never posted twice.
     fake.fail("POST", "/api/v10/webhooks/", FaultKind::DropAfter, 1);
