@@ -72,6 +72,12 @@ pub struct DiscordEventLabels {
     pub reason: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DiscordMessageLabels {
+    /// `reply`, `notice`, `incident`, `card`, `thread_line`, `last_words`, `interaction`
+    pub kind: &'static str,
+}
+
 /// What the Discord adapter counts: failed REST calls, rate limits, connection trouble and
 /// events it drops.
 #[derive(Clone, Debug, Default)]
@@ -84,6 +90,8 @@ pub struct DiscordMetrics {
     pub connected: Gauge,
     /// Interactions that reached opsgate after Discord's 3 s window, by what was done.
     pub late_interactions: Family<DiscordEventLabels, Counter>,
+    /// Messages given up on after their retries, by kind.
+    pub messages_dropped: Family<DiscordMessageLabels, Counter>,
 }
 
 impl DiscordMetrics {
@@ -123,6 +131,11 @@ impl DiscordMetrics {
             "Interactions too late for Discord's 3 s window: slash_dropped, autocomplete_dropped, button_unanswered (its vote counted), expired_on_answer (Discord said 10062)",
             self.late_interactions.clone(),
         );
+        registry.register(
+            "discord_messages_dropped",
+            "Messages opsgate gave up sending to Discord (refused, or still failing after its retries), by kind",
+            self.messages_dropped.clone(),
+        );
     }
 
     pub fn call_failed(&self, call: &'static str, reason: &'static str) {
@@ -134,6 +147,12 @@ impl DiscordMetrics {
     pub fn dropped(&self, reason: &'static str) {
         self.dropped
             .get_or_create(&DiscordEventLabels { reason })
+            .inc();
+    }
+
+    pub fn message_dropped(&self, kind: &'static str) {
+        self.messages_dropped
+            .get_or_create(&DiscordMessageLabels { kind })
             .inc();
     }
 

@@ -858,28 +858,62 @@ async fn a_command_in_a_thread_follows_its_parent_channels_rules_and_is_answered
     bot.stop().await;
 }
 
+/// The commands of the first registration Discord accepted.
+fn registered(fake: &FakeDiscord) -> Vec<Value> {
+    let i = fake.lock();
+    let registered = i
+        .registered
+        .first()
+        .cloned()
+        .expect("registration accepted");
+    let list = registered.as_array().cloned().unwrap_or_default();
+    assert!(!list.is_empty());
+    list
+}
+
+/// The text of every answer to interaction `ix` so far (its callback's, edits', follow-ups').
+fn answer_texts(i: &Inner, ix: u64) -> Vec<String> {
+    i.answers(ix)
+        .iter()
+        .filter_map(|c| {
+            c.body["data"]["content"]
+                .as_str()
+                .or(c.body["content"].as_str())
+                .map(str::to_string)
+        })
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn servers_not_configured_are_ignored_and_slash_commands_need_a_permission() {
+async fn servers_not_configured_are_ignored_and_slash_commands_are_for_every_member() {
     let fake = FakeDiscord::start().await;
     let emu = start_emulator().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let bot = Bot::start(&fake, &emu, dir.path()).await;
     ready(&fake, 1).await;
-    {
-        // The fake checks what Discord checks; every command is hidden by default behind
-        // Manage Server (admins open it to roles in Server Settings > Integrations).
-        let i = fake.lock();
-        let registered = i
-            .registered
-            .first()
-            .cloned()
-            .expect("registration accepted");
-        let list = registered.as_array().cloned().unwrap_or_default();
-        assert!(!list.is_empty());
-        for c in &list {
-            assert_eq!(c["default_member_permissions"], "32", "{c}");
-        }
+    // The fake checks what Discord checks. Every member of the server sees the commands
+    // (opsgate's rules decide who may do what): no Manage Server default, said explicitly so
+    // an earlier registration's restriction is cleared.
+    for c in registered(&fake) {
+        assert_eq!(
+            c.get("default_member_permissions"),
+            Some(&Value::Null),
+            "{c}"
+        );
     }
+    // `/status` without a number is the overview, as `!status`.
+    let status = registered(&fake)
+        .into_iter()
+        .find(|c| c["name"] == "status")
+        .expect("/status registered");
+    assert_ne!(status["options"][0]["required"], true, "{status}");
+    let ix = fake.slash(ALICE, OPS, "status", &[]);
+    fake.wait("the overview", |i| {
+        answer_texts(i, ix)
+            .into_iter()
+            .find(|t| t.contains("0 pending, 0 running"))
+    })
+    .await;
     // A server the bot was added to but that is not configured: no answer, no audit text.
     fake.say(ALICE, FOREIGN_CHANNEL, "!jobs");
     fake.say(ALICE, FOREIGN_CHANNEL, "!status 1");
@@ -891,6 +925,23 @@ async fn servers_not_configured_are_ignored_and_slash_commands_need_a_permission
     fake.say(ALICE, OPS, "!whoami");
     message_with(&fake, OPS, "oncall").await;
     assert!(fake.lock().in_channel(FOREIGN_CHANNEL).is_empty());
+    bot.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slash_commands_need_manage_server_when_the_config_asks_for_it() {
+    let fake = FakeDiscord::start().await;
+    let emu = start_emulator().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = config_text(&fake.base(), &emu.base_url()).replace(
+        "edit_interval = \"200ms\"",
+        "edit_interval = \"200ms\"\nslash_commands_need_manage_server = true",
+    );
+    let bot = Bot::start_text(dir.path(), Tuning::default(), &text).await;
+    ready(&fake, 1).await;
+    for c in registered(&fake) {
+        assert_eq!(c["default_member_permissions"], "32", "{c}");
+    }
     bot.stop().await;
 }
 
@@ -1480,6 +1531,336 @@ async fn rate_limits_and_server_errors_are_retried_and_missing_access_is_reporte
         ) >= 1
     );
     bot.stop().await;
+}
+
+/// The bot's message POSTs in `channel`, as (nonce, tries): no nonce made more than one
+/// message, and every try asked Discord to enforce it.
+fn tries_per_nonce(i: &Inner, channel: u64) -> BTreeMap<String, usize> {
+    let mut tries = BTreeMap::new();
+    for p in i.calls_to("POST", &format!("/channels/{channel}/messages")) {
+        if !p.path.ends_with("/messages") {
+            continue;
+        }
+        assert_eq!(p.body["enforce_nonce"], true, "{}", p.body);
+        let nonce = p.body["nonce"].as_str().expect("a nonce").to_string();
+        *tries.entry(nonce).or_insert(0) += 1;
+    }
+    for nonce in tries.keys() {
+        let made = i
+            .messages
+            .values()
+            .filter(|m| m.nonce.as_deref() == Some(nonce.as_str()))
+            .count();
+        assert!(made <= 1, "nonce {nonce} made {made} messages");
+    }
+    tries
+}
+
+/// Messages in `channel` containing `text`.
+fn count_with(i: &Inner, channel: u64, text: &str) -> usize {
+    i.in_channel(channel)
+        .iter()
+        .filter(|(_, m)| m.content.contains(text))
+        .count()
+}
+
+/// WARN and ERROR lines logged on a test's own runtime.
+#[derive(Clone, Default)]
+struct Logs(Arc<std::sync::Mutex<Vec<u8>>>);
+
+struct LogWriter(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend_from_slice(b);
+        Ok(b.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Logs {
+    fn lines(&self) -> Vec<String> {
+        let bytes = self.0.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        String::from_utf8_lossy(&bytes)
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// The WARN line that says a message to `channel` was dropped.
+    fn dropped(&self, channel: u64) -> Option<String> {
+        self.lines().into_iter().find(|l| {
+            l.contains(" WARN ")
+                && l.contains("gave up sending a message to Discord; dropped")
+                && l.contains(&channel.to_string())
+        })
+    }
+}
+
+/// Runs `test` on a runtime of its own whose threads log (WARN and up) into `Logs`, so the
+/// lines are this test's alone.
+fn with_logs<F, Fut>(test: F)
+where
+    F: FnOnce(Logs) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let logs = Logs::default();
+    let sink = logs.0.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::WARN)
+        .with_ansi(false)
+        .with_writer(move || LogWriter(sink.clone()))
+        .finish();
+    let dispatch = tracing::Dispatch::new(subscriber);
+    let for_threads = dispatch.clone();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .on_thread_start(move || {
+            // For the thread's whole life; the runtime's threads end with the test.
+            std::mem::forget(tracing::dispatcher::set_default(&for_threads));
+        })
+        .build()
+        .expect("runtime");
+    let _main = tracing::dispatcher::set_default(&dispatch);
+    rt.block_on(test(logs));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_rate_limited_for_a_moment_is_sent_once_after_the_wait() {
+    let fake = FakeDiscord::start().await;
+    let emu = start_emulator().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bot = Bot::start(&fake, &emu, dir.path()).await;
+    ready(&fake, 1).await;
+    // As Discord answered `!help`: Retry-After: 1, body retry_after 0.5, no `code`. The
+    // fake answers 429 again to any call before the wait is over (counted in `early`).
+    fake.fail(
+        "POST",
+        &format!("/channels/{OPS}/messages"),
+        FaultKind::RateLimited { retry_after: 0.5 },
+        1,
+    );
+    fake.say(ALICE, OPS, "!help");
+    message_with(&fake, OPS, "Commands:").await;
+    // A second reply in the same channel goes after the first (one lane per channel).
+    fake.say(ALICE, OPS, "!whoami");
+    message_with(&fake, OPS, "alice (").await;
+    {
+        let i = fake.lock();
+        let tries = tries_per_nonce(&i, OPS);
+        let first = i.calls_to("POST", &format!("/channels/{OPS}/messages"))[0].body["nonce"]
+            .as_str()
+            .expect("nonce")
+            .to_string();
+        assert_eq!(tries.get(&first), Some(&2), "{tries:?}");
+        assert!(
+            i.early.is_empty(),
+            "called before the wait was over: {:?}",
+            i.early
+        );
+    }
+    assert!(metric(&bot, "opsgate_discord_rate_limited_total") >= 1);
+    assert_eq!(metric(&bot, "opsgate_discord_messages_dropped_total"), 0);
+    bot.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_global_rate_limit_holds_every_channels_messages_until_it_ends() {
+    let fake = FakeDiscord::start().await;
+    let emu = start_emulator().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bot = Bot::start(&fake, &emu, dir.path()).await;
+    ready(&fake, 1).await;
+    fake.fail(
+        "POST",
+        &format!("/channels/{OPS}/messages"),
+        FaultKind::GlobalRateLimited { retry_after: 1.5 },
+        1,
+    );
+    fake.say(ALICE, OPS, "!whoami");
+    // Once opsgate has seen the global 429, a reply in another channel waits for it too.
+    fake.wait("the global 429 seen", |_| {
+        (metric(&bot, "opsgate_discord_rate_limited_total") >= 1).then_some(())
+    })
+    .await;
+    fake.say(BOB, INCIDENTS, "!whoami");
+    message_with(&fake, OPS, "alice (").await;
+    message_with(&fake, INCIDENTS, "bob (").await;
+    {
+        let i = fake.lock();
+        assert!(
+            i.early.is_empty(),
+            "called during the global limit: {:?}",
+            i.early
+        );
+        assert_eq!(tries_per_nonce(&i, OPS).values().sum::<usize>(), 2);
+        assert_eq!(tries_per_nonce(&i, INCIDENTS).values().sum::<usize>(), 1);
+        assert_eq!(count_with(&i, OPS, "alice ("), 1);
+        assert_eq!(count_with(&i, INCIDENTS, "bob ("), 1);
+    }
+    bot.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_errors_and_a_lost_answer_on_replies_are_retried_without_duplicates() {
+    let fake = FakeDiscord::start().await;
+    let emu = start_emulator().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tuning = Tuning {
+        retry_pause: Duration::from_millis(20),
+        ..Tuning::default()
+    };
+    let bot = Bot::start_with(&fake, &emu, dir.path(), tuning).await;
+    ready(&fake, 1).await;
+    let posts = format!("/channels/{OPS}/messages");
+    // 500, 502, 503 in a row on the `!whoami` reply: the fourth try goes through.
+    for status in [500, 502, 503] {
+        fake.fail("POST", &posts, FaultKind::Status { status, code: 0 }, 1);
+    }
+    fake.say(ALICE, OPS, "!whoami");
+    message_with(&fake, OPS, "alice (").await;
+    {
+        let i = fake.lock();
+        assert_eq!(tries_per_nonce(&i, OPS).values().collect::<Vec<_>>(), [&4]);
+        assert_eq!(count_with(&i, OPS, "alice ("), 1);
+    }
+    assert!(
+        metric(
+            &bot,
+            "opsgate_discord_call_failures_total{call=\"message\",reason=\"server\"}"
+        ) >= 3
+    );
+    // Discord stores the reply, then the connection closes without an answer: the retry
+    // carries the same nonce and Discord returns the message it made; one message.
+    fake.fail("POST", &posts, FaultKind::DropAfter, 1);
+    fake.say(BOB, OPS, "!whoami");
+    message_with(&fake, OPS, "bob (").await;
+    // The next reply in the channel goes out only after that one's call has ended.
+    fake.say(CAROL, OPS, "!help");
+    message_with(&fake, OPS, "Commands:").await;
+    {
+        let i = fake.lock();
+        assert_eq!(
+            count_with(&i, OPS, "bob ("),
+            1,
+            "the reply was posted twice"
+        );
+        let tries = tries_per_nonce(&i, OPS);
+        assert_eq!(tries.values().filter(|n| **n == 2).count(), 1, "{tries:?}");
+    }
+    assert_eq!(metric(&bot, "opsgate_discord_messages_dropped_total"), 0);
+    bot.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interaction_follow_up_is_retried_only_when_discord_cannot_have_taken_it() {
+    let fake = FakeDiscord::start().await;
+    let emu = start_emulator().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bot = Bot::start(&fake, &emu, dir.path()).await;
+    ready(&fake, 1).await;
+    fake.say(CAROL, OPS, "!restart ddm orders-db hard");
+    let (msg, posted) = card(&fake, 1).await;
+    let approve = buttons(&posted)[0].0.clone();
+    let follow_ups = |i: &Inner, ix: u64| {
+        i.answers(ix)
+            .into_iter()
+            .filter(|c| c.method == "POST" && c.path.starts_with("/api/v10/webhooks/"))
+            .count()
+    };
+    // A 429 on the refusal's follow-up: nothing was made, so it is sent after the wait.
+    fake.fail(
+        "POST",
+        "/api/v10/webhooks/",
+        FaultKind::RateLimited { retry_after: 0.2 },
+        1,
+    );
+    let click = fake.click(MALLORY, msg, &approve);
+    follow_up(&fake, click, "cannot approve job 1").await;
+    fake.wait("the follow-up's second try", |i| {
+        (follow_ups(i, click) == 2).then_some(())
+    })
+    .await;
+    assert!(
+        fake.lock().early.is_empty(),
+        "sent again before the wait was over"
+    );
+    // A follow-up Discord took but whose answer was lost is not sent again (Discord has no
+    // nonce for follow-ups): it is counted as dropped, never posted twice.
+    fake.fail("POST", "/api/v10/webhooks/", FaultKind::DropAfter, 1);
+    let click = fake.click(MALLORY, msg, &approve);
+    let dropped = "opsgate_discord_messages_dropped_total{kind=\"interaction\"}";
+    fake.wait("the follow-up given up on", |_| {
+        (metric(&bot, dropped) == 1).then_some(())
+    })
+    .await;
+    assert_eq!(follow_ups(&fake.lock(), click), 1);
+    bot.stop().await;
+}
+
+#[test]
+fn a_message_given_up_on_is_counted_and_logged_at_warn_with_its_channel() {
+    with_logs(|logs| async move {
+        let fake = FakeDiscord::start().await;
+        let emu = start_emulator().await;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let tuning = Tuning {
+            retry_pause: Duration::from_millis(20),
+            ..Tuning::default()
+        };
+        let bot = Bot::start_with(&fake, &emu, dir.path(), tuning).await;
+        ready(&fake, 1).await;
+        let dropped = "opsgate_discord_messages_dropped_total{kind=\"reply\"}";
+        // Discord asks for a wait far past the message's budget: not waited, not retried.
+        fake.fail(
+            "POST",
+            &format!("/channels/{OPS}/messages"),
+            FaultKind::RateLimited { retry_after: 600.0 },
+            1,
+        );
+        fake.say(ALICE, OPS, "!whoami");
+        fake.wait("the reply given up on", |_| {
+            (metric(&bot, dropped) == 1).then_some(())
+        })
+        .await;
+        {
+            let i = fake.lock();
+            assert_eq!(tries_per_nonce(&i, OPS).values().sum::<usize>(), 1);
+            assert_eq!(count_with(&i, OPS, "alice ("), 0);
+        }
+        let line = fake.wait("the WARN line", |_| logs.dropped(OPS)).await;
+        assert!(line.contains("429"), "{line}");
+        // 503 on every try: given up after a bounded number of tries.
+        fake.fail(
+            "POST",
+            &format!("/channels/{INCIDENTS}/messages"),
+            FaultKind::Status {
+                status: 503,
+                code: 0,
+            },
+            100,
+        );
+        fake.say(BOB, INCIDENTS, "!whoami");
+        fake.wait("the second reply given up on", |_| {
+            (metric(&bot, dropped) == 2).then_some(())
+        })
+        .await;
+        let tries = tries_per_nonce(&fake.lock(), INCIDENTS);
+        assert_eq!(tries.values().sum::<usize>(), 5, "{tries:?}");
+        let line = fake
+            .wait("the WARN line", |_| logs.dropped(INCIDENTS))
+            .await;
+        assert!(line.contains("503"), "{line}");
+        fake.lock().faults.clear();
+        bot.stop().await;
+    });
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -21,6 +21,7 @@ pub struct RawDiscord {
     pub mention_approvers: bool,
     pub api_base: Option<String>,
     pub edit_interval: Option<String>,
+    pub slash_commands_need_manage_server: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -66,6 +67,9 @@ pub struct Discord {
     pub api_base: Option<String>,
     /// At most one edit of a job's message per this interval.
     pub edit_interval: Duration,
+    /// Register the slash commands for members with Manage Server only (Discord's
+    /// `default_member_permissions`); off: every member of the server sees them.
+    pub slash_commands_need_manage_server: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -165,6 +169,7 @@ pub fn discord(raw: Option<RawDiscord>, base: &Path, p: &mut Collector) -> Disco
         mention_approvers: raw.mention_approvers,
         api_base: raw.api_base.map(|u| u.trim_end_matches('/').to_string()),
         edit_interval,
+        slash_commands_need_manage_server: raw.slash_commands_need_manage_server,
     }
 }
 

@@ -1,15 +1,21 @@
 //! A small fake Discord on 127.0.0.1 for the end-to-end tests: the REST routes opsgate uses
 //! and a gateway websocket (HELLO, IDENTIFY -> READY, RESUME -> RESUMED, heartbeats, op 7,
 //! close codes), driven by the real serenity client. It records every REST call and keeps
-//! messages and reactions, so tests can look at what the bot did. Test code only.
+//! messages and reactions, so tests can look at what the bot did. It can fail calls as
+//! Discord does (error statuses, 429s with Discord's headers and body, whose wait it then
+//! enforces, hung answers, a connection closed after the call was done). Test code only.
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
+use axum::extract::connect_info::{ConnectInfo, Connected};
 use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::http::{Method, StatusCode, Uri};
@@ -17,6 +23,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{json, Value};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
 pub const GUILD: u64 = 100000000000000001;
@@ -58,6 +66,9 @@ pub struct Stored {
     pub edits: usize,
     /// The nonce it was posted with (Discord deduplicates on it with `enforce_nonce`).
     pub nonce: Option<String>,
+    pub author: u64,
+    /// When it was posted.
+    pub at: Instant,
 }
 
 impl Stored {
@@ -79,10 +90,27 @@ impl Stored {
 pub enum FaultKind {
     /// An error status with Discord's JSON body (`code`), e.g. 403/50013, 404/10008, 500/0.
     Status { status: u16, code: u64 },
-    /// 429 with `retry_after` (seconds) in the body and the Retry-After header.
+    /// 429 for the route as Discord answers it: body `{"message", "retry_after", "global":
+    /// false}` (no `code`), `Retry-After` (whole seconds, rounded up) and
+    /// `X-RateLimit-Reset-After` headers. Until `retry_after` has passed, every call to the
+    /// same method and path is answered 429 too and counted in `Inner::early`.
     RateLimited { retry_after: f64 },
+    /// The same with `"global": true` and `X-RateLimit-Global: true`: until it has passed,
+    /// every REST call is answered 429 and counted in `Inner::early`.
+    GlobalRateLimited { retry_after: f64 },
     /// Do the call, then answer only after this long (the caller times out first).
     HangAfter(Duration),
+    /// Do the call (a message is stored), then close the connection without answering.
+    DropAfter,
+}
+
+/// A rate limit the fake announced with a 429 and now enforces.
+#[derive(Clone, Debug)]
+struct Window {
+    /// Every route, or only this method and path.
+    route: Option<(String, String)>,
+    until: Instant,
+    global: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -131,6 +159,9 @@ pub struct Inner {
     pub threads: BTreeMap<u64, u64>,
     /// Channel -> guild, for channels not in GUILD.
     pub channel_guilds: BTreeMap<u64, u64>,
+    /// Calls that came while a rate limit the fake announced was still in force.
+    pub early: Vec<Call>,
+    windows: Vec<Window>,
     gateway: Option<mpsc::UnboundedSender<WsCmd>>,
     next_id: u64,
     seq: u64,
@@ -298,9 +329,101 @@ fn checked<T: serde::de::DeserializeOwned>(what: &str, v: Value) -> Value {
     v
 }
 
+/// A connection's handle, so the fake can close it without answering
+/// (`FaultKind::DropAfter`).
+#[derive(Clone, Debug, Default)]
+struct Conn {
+    closed: Arc<AtomicBool>,
+}
+
+/// The fake's listener: plain TCP connections it can close mid-call.
+struct Listener(TcpListener);
+
+struct Stream {
+    io: TcpStream,
+    closed: Arc<AtomicBool>,
+}
+
+impl axum::serve::Listener for Listener {
+    type Io = Stream;
+    type Addr = Conn;
+
+    async fn accept(&mut self) -> (Stream, Conn) {
+        loop {
+            match self.0.accept().await {
+                Ok((io, _)) => {
+                    let conn = Conn::default();
+                    let closed = conn.closed.clone();
+                    return (Stream { io, closed }, conn);
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Conn> {
+        Ok(Conn::default())
+    }
+}
+
+impl Connected<axum::serve::IncomingStream<'_, Listener>> for Conn {
+    fn connect_info(stream: axum::serve::IncomingStream<'_, Listener>) -> Conn {
+        stream.remote_addr().clone()
+    }
+}
+
+fn closed_by_fake() -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::ConnectionAborted,
+        "connection closed by the fake Discord",
+    )
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        if self.closed.load(Ordering::SeqCst) {
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        // Closed: nothing of the answer goes out, and the server drops the connection.
+        if self.closed.load(Ordering::SeqCst) {
+            return Poll::Ready(Err(closed_by_fake()));
+        }
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        if self.closed.load(Ordering::SeqCst) {
+            return Poll::Ready(Err(closed_by_fake()));
+        }
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+/// Discord returns the message already made for a repeated nonce within "the past few
+/// minutes".
+const NONCE_WINDOW: Duration = Duration::from_secs(5 * 60);
+
 impl FakeDiscord {
     pub async fn start() -> FakeDiscord {
-        let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+        let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
             .await
             .expect("bind fake discord");
         let port = listener.local_addr().expect("addr").port();
@@ -334,7 +457,8 @@ impl FakeDiscord {
             .fallback(rest)
             .with_state(state.clone());
         let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
+            let app = app.into_make_service_with_connect_info::<Conn>();
+            let _ = axum::serve(Listener(listener), app).await;
         });
         FakeDiscord { port, state, task }
     }
@@ -812,6 +936,33 @@ fn discord_error(status: StatusCode, code: u64, message: &str) -> Response {
     (status, Json(json!({"message": message, "code": code}))).into_response()
 }
 
+/// A 429 as Discord sends it: no `code` in the body; `Retry-After` in whole seconds.
+fn rate_limited(retry_after: f64, global: bool) -> Response {
+    let body = json!({"message": "You are being rate limited.", "retry_after": retry_after,
+        "global": global});
+    let mut response = (StatusCode::TOO_MANY_REQUESTS, Json(body)).into_response();
+    let mut headers = vec![
+        ("retry-after", format!("{}", retry_after.ceil() as u64)),
+        ("x-ratelimit-reset-after", format!("{retry_after:.3}")),
+        (
+            "x-ratelimit-scope",
+            if global { "global" } else { "user" }.to_string(),
+        ),
+    ];
+    if global {
+        headers.push(("x-ratelimit-global", "true".to_string()));
+    } else {
+        headers.push(("x-ratelimit-limit", "5".to_string()));
+        headers.push(("x-ratelimit-remaining", "0".to_string()));
+    }
+    for (name, value) in headers {
+        if let Ok(v) = axum::http::HeaderValue::from_str(&value) {
+            response.headers_mut().insert(name, v);
+        }
+    }
+    response
+}
+
 fn decode(s: &str) -> String {
     percent_encoding::percent_decode_str(s)
         .decode_utf8_lossy()
@@ -820,6 +971,7 @@ fn decode(s: &str) -> String {
 
 async fn rest(
     State(state): State<Arc<Shared>>,
+    ConnectInfo(conn): ConnectInfo<Conn>,
     method: Method,
     uri: Uri,
     headers: axum::http::HeaderMap,
@@ -835,13 +987,31 @@ async fn rest(
                 inner.tokens.push(auth.to_string());
             }
         }
-        inner.calls.push(Call {
+        let call = Call {
             method: method.to_string(),
             path: path.clone(),
             query: query.clone(),
             body: body.clone(),
             at: Instant::now(),
-        });
+        };
+        inner.calls.push(call.clone());
+        // A rate limit announced before and still in force: Discord answers 429 again.
+        let now = Instant::now();
+        inner.windows.retain(|w| w.until > now);
+        let window = inner
+            .windows
+            .iter()
+            .find(|w| {
+                w.route
+                    .as_ref()
+                    .is_none_or(|(m, p)| m == method.as_str() && *p == path)
+            })
+            .cloned();
+        if let Some(w) = window {
+            inner.early.push(call);
+            let left = w.until.saturating_duration_since(now).as_secs_f64();
+            return rate_limited(left, w.global);
+        }
         match inner.take_fault(method.as_str(), &path) {
             Some(FaultKind::Status { status, code }) => {
                 let status =
@@ -850,13 +1020,26 @@ async fn rest(
                 ((status, Json(body)).into_response(), None)
             }
             Some(FaultKind::RateLimited { retry_after }) => {
-                let body = json!({"message": "You are being rate limited.",
-                    "retry_after": retry_after, "global": false, "code": 0});
-                let header = [("retry-after", format!("{}", retry_after.ceil() as u64))];
-                (
-                    (StatusCode::TOO_MANY_REQUESTS, header, Json(body)).into_response(),
-                    None,
-                )
+                inner.windows.push(Window {
+                    route: Some((method.to_string(), path.clone())),
+                    until: now + Duration::from_secs_f64(retry_after),
+                    global: false,
+                });
+                (rate_limited(retry_after, false), None)
+            }
+            Some(FaultKind::GlobalRateLimited { retry_after }) => {
+                inner.windows.push(Window {
+                    route: None,
+                    until: now + Duration::from_secs_f64(retry_after),
+                    global: true,
+                });
+                (rate_limited(retry_after, true), None)
+            }
+            Some(FaultKind::DropAfter) => {
+                let response = route(&mut inner, state.port, &method, &path, &query, &body);
+                // Nothing of it is written: the connection closes instead.
+                conn.closed.store(true, Ordering::SeqCst);
+                (response, None)
             }
             Some(FaultKind::HangAfter(wait)) => (
                 route(&mut inner, state.port, &method, &path, &query, &body),
@@ -897,13 +1080,14 @@ fn route(
         ("POST", ["channels", c, "messages"]) => {
             let channel = num(c);
             let nonce = body["nonce"].as_str().map(str::to_string);
-            if body["enforce_nonce"] == json!(true) {
-                let same = inner
-                    .messages
-                    .iter()
-                    .find(|(_, m)| m.channel == channel && nonce.is_some() && m.nonce == nonce);
+            // As Discord documents `enforce_nonce`: a message from the same author with the
+            // same nonce in the past few minutes is returned, and none is made.
+            if body["enforce_nonce"] == json!(true) && nonce.is_some() {
+                let same = inner.messages.iter().find(|(_, m)| {
+                    m.author == BOT && m.nonce == nonce && m.at.elapsed() < NONCE_WINDOW
+                });
                 if let Some((id, m)) = same {
-                    return Json(message_json(*id, channel, bot_user(), &m.content))
+                    return Json(message_json(*id, m.channel, bot_user(), &m.content))
                         .into_response();
                 }
             }
@@ -918,6 +1102,8 @@ fn route(
                     allowed_mentions: body["allowed_mentions"].clone(),
                     edits: 0,
                     nonce,
+                    author: BOT,
+                    at: Instant::now(),
                 },
             );
             let content = body["content"].as_str().unwrap_or_default();

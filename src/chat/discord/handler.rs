@@ -171,6 +171,7 @@ impl Handler {
                 &self.shared,
                 target.id,
                 &target.token,
+                &target.channel,
                 "opsgate is starting; try again in a moment.",
             )
             .await;
@@ -244,7 +245,8 @@ impl Handler {
         ) {
             Ok(t) => t,
             Err(msg) => {
-                sender::answer_now(&self.shared, cmd.id, &cmd.token, &msg).await;
+                let channel = cmd.channel_id.get().to_string();
+                sender::answer_now(&self.shared, cmd.id, &cmd.token, &channel, &msg).await;
                 return;
             }
         };
@@ -321,6 +323,7 @@ impl Handler {
                     &self.shared,
                     c.id,
                     &c.token,
+                    &c.channel_id.get().to_string(),
                     "This button is not one of opsgate's.",
                 )
                 .await;
@@ -444,6 +447,7 @@ impl Handler {
                 &self.shared,
                 m.id,
                 &m.token,
+                &m.channel_id.get().to_string(),
                 "This form is not one of opsgate's.",
             )
             .await;

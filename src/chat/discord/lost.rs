@@ -5,7 +5,6 @@
 
 use std::collections::HashMap;
 
-use serenity::all::{ChannelId, MessageId as DiscordMessageId};
 use serenity::builder::{CreateAllowedMentions, EditMessage};
 
 use super::render;
@@ -119,12 +118,10 @@ pub(crate) async fn relink(shared: &Shared, job: JobId, card_channel: &str, new_
         let edit = EditMessage::new()
             .content(text)
             .allowed_mentions(CreateAllowedMentions::new());
-        // Both IDs came from Discord's answers, so they are not 0.
-        if let Err(e) = ChannelId::new(post.channel)
-            .edit_message(&*shared.http, DiscordMessageId::new(post.message), edit)
-            .await
-        {
-            shared.call_failed("edit_incident", super::rest::Failure::of(&e));
+        let edited =
+            super::sender::edit_message(shared, post.channel, post.message, &edit, "edit_incident")
+                .await;
+        if let Err(e) = edited {
             tracing::warn!(job, error = %e, "could not point an incident message at the reposted card");
         }
     }

@@ -6,6 +6,7 @@
 //! |---|---|
 //! | `handler.rs` | gateway events -> `ChatEvent` (messages, reactions, buttons, forms, slash commands) |
 //! | `sender.rs` | `ChatOut`: queues output, one lane per job (post, then coalesced edits and thread lines), per channel, per interaction |
+//! | `deliver.rs` | the one send path for messages, interaction answers and edits: Discord's rate limits honoured, bounded retries, no duplicates |
 //! | `render.rs` | card embed and buttons, splitting long text, incident text |
 //! | `slash.rs` | slash command definitions from the command table, option -> `!` text, autocomplete |
 //! | `catchup.rs` | on ready: apply ✅/❌ given while the bot was away |
@@ -15,6 +16,7 @@
 
 mod catchup;
 mod connect;
+mod deliver;
 mod handler;
 mod interactions;
 mod lost;
@@ -61,6 +63,11 @@ pub struct Tuning {
     /// How long after Discord created a slash command's interaction it is deferred if the
     /// engine has not answered yet (Discord drops an interaction unanswered after 3 s).
     pub defer_at: Duration,
+    /// How long one message (or interaction answer, or edit) may take to reach Discord,
+    /// waits for rate limits and retries included; then it is given up on.
+    pub send_budget: Duration,
+    /// The first pause before retrying a 5xx, a timeout or a broken connection (it doubles).
+    pub retry_pause: Duration,
 }
 
 impl Default for Tuning {
@@ -69,6 +76,8 @@ impl Default for Tuning {
             rest_timeout: Duration::from_secs(15),
             connect_backoff: (Duration::from_secs(1), Duration::from_secs(60)),
             defer_at: Duration::from_millis(1500),
+            send_budget: Duration::from_secs(30),
+            retry_pause: Duration::from_millis(500),
         }
     }
 }
@@ -104,10 +113,16 @@ impl Discord {
     ) -> Result<Discord, String> {
         rest::check_token_format(&config)?;
         let http = Arc::new(rest::build_http(&config, tuning.rest_timeout)?);
+        let deliver = deliver::Rest::new(
+            rest::client(tuning.rest_timeout)?,
+            rest::base(&config),
+            &rest::token(&config)?,
+        );
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             config,
             http,
+            rest: deliver,
             tuning,
             metrics: Arc::new(Metrics::new()),
             out: tx,
@@ -238,8 +253,11 @@ struct EngineLink {
 /// What the gateway handler and the output lanes share.
 pub(crate) struct Shared {
     pub config: Arc<Config>,
-    /// The one HTTP client for all REST calls (one rate limiter).
+    /// serenity's HTTP client, for the calls that are not messages (reactions, lookups,
+    /// threads, forms, command registration).
     pub http: Arc<Http>,
+    /// The send path for messages, interaction answers and edits (`deliver.rs`).
+    pub rest: deliver::Rest,
     pub tuning: Tuning,
     pub metrics: Arc<Metrics>,
     pub out: tokio::sync::mpsc::UnboundedSender<sender::Item>,
@@ -290,6 +308,11 @@ impl Shared {
     pub fn set_connected(&self, up: bool) {
         self.connected.store(up, Ordering::SeqCst);
         self.metrics.discord.connected.set(i64::from(up));
+    }
+
+    /// When a message handed over now is given up on (`Tuning::send_budget`).
+    pub fn send_deadline(&self) -> tokio::time::Instant {
+        tokio::time::Instant::now() + self.tuning.send_budget
     }
 
     /// Counts a failed REST call.

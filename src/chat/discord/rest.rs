@@ -23,7 +23,8 @@ pub enum Failure {
     Permission,
     /// 10008 / 10003 / 404: the message or channel is gone.
     NotFound,
-    /// 429 (only seen with serenity's rate limiter off; it waits and retries by itself).
+    /// A 429: serenity's rate limiter (on in production) waits and retries these by itself;
+    /// opsgate's own send path (`deliver.rs`) sees them and waits as Discord says.
     RateLimited,
     /// 5xx.
     Server,
@@ -41,16 +42,21 @@ impl Failure {
         };
         match h {
             serenity::http::HttpError::UnsuccessfulRequest(r) => {
-                match (r.error.code, r.status_code.as_u16()) {
-                    (MISSING_PERMISSIONS | MISSING_ACCESS, _) | (_, 403) => Failure::Permission,
-                    (UNKNOWN_MESSAGE | UNKNOWN_CHANNEL, _) | (_, 404) => Failure::NotFound,
-                    (_, 429) => Failure::RateLimited,
-                    (_, s) if s >= 500 => Failure::Server,
-                    _ => Failure::Other,
-                }
+                Failure::from_status(r.status_code.as_u16(), Some(r.error.code))
             }
             serenity::http::HttpError::Request(r) if r.is_timeout() => Failure::Timeout,
             serenity::http::HttpError::Request(_) => Failure::Transport,
+            _ => Failure::Other,
+        }
+    }
+
+    /// A refusal with HTTP `status` and Discord's JSON error `code`.
+    pub fn from_status(status: u16, code: Option<isize>) -> Failure {
+        match (code, status) {
+            (Some(MISSING_PERMISSIONS | MISSING_ACCESS), _) | (_, 403) => Failure::Permission,
+            (Some(UNKNOWN_MESSAGE | UNKNOWN_CHANNEL), _) | (_, 404) => Failure::NotFound,
+            (_, 429) => Failure::RateLimited,
+            (_, s) if s >= 500 => Failure::Server,
             _ => Failure::Other,
         }
     }
@@ -84,17 +90,6 @@ pub fn code_of(e: &serenity::Error) -> Option<isize> {
             Some(r.error.code)
         }
         _ => None,
-    }
-}
-
-/// The pause before retry `attempt` (0-based): 0.5 s, 1 s, 2 s. A 429 waits at least a
-/// second (its Retry-After is not visible through serenity's error).
-pub fn backoff(attempt: u32, failure: Failure) -> Duration {
-    let base = Duration::from_millis(500 << attempt.min(4));
-    if failure == Failure::RateLimited {
-        base.max(Duration::from_secs(1))
-    } else {
-        base
     }
 }
 
@@ -139,17 +134,31 @@ pub fn check_token_format(config: &Config) -> Result<(), String> {
     Ok(())
 }
 
-/// The HTTP client: every request ends within `timeout` (serenity sets none, so one hung call
-/// would block its lane forever). With `[discord] api_base` (tests) every call goes there and
-/// serenity's rate limiter is off.
-pub fn build_http(config: &Config, timeout: Duration) -> Result<Http, String> {
-    let token = token(config)?;
-    let client = reqwest::Client::builder()
+/// An HTTP client whose every request ends within `timeout` (serenity sets none, so one hung
+/// call would block its lane forever).
+pub fn client(timeout: Duration) -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
         .use_rustls_tls()
         .timeout(timeout)
         .connect_timeout(timeout.min(Duration::from_secs(10)))
         .build()
-        .map_err(|e| format!("cannot build the HTTP client for Discord: {e}"))?;
+        .map_err(|e| format!("cannot build the HTTP client for Discord: {e}"))
+}
+
+/// Discord's scheme and host, or the fake Discord's (`[discord] api_base`, tests).
+pub fn base(config: &Config) -> &str {
+    config
+        .discord
+        .api_base
+        .as_deref()
+        .unwrap_or("https://discord.com")
+}
+
+/// serenity's HTTP client, with a [`client`]. With `[discord] api_base` (tests) every call
+/// goes there and serenity's rate limiter is off.
+pub fn build_http(config: &Config, timeout: Duration) -> Result<Http, String> {
+    let token = token(config)?;
+    let client = client(timeout)?;
     let mut builder = HttpBuilder::new(token)
         .client(client)
         // Nothing the bot posts pings anyone unless a message opts in (approver roles).

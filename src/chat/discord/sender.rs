@@ -10,15 +10,16 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serenity::all::{ChannelId, InteractionId, MessageId as DiscordMessageId, Nonce, ReactionType};
+use serenity::all::{ChannelId, InteractionId, MessageId as DiscordMessageId, ReactionType};
 use serenity::builder::{
-    Builder, CreateActionRow, CreateAllowedMentions, CreateInteractionResponse,
+    CreateActionRow, CreateAllowedMentions, CreateInteractionResponse,
     CreateInteractionResponseFollowup, CreateInteractionResponseMessage, CreateMessage,
     EditInteractionResponse, EditMessage,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
+use super::deliver::{self, Call, Kind, Refused, Repeat};
 use super::render::{self, APPROVE_EMOJI, DENY_EMOJI, MESSAGE_LIMIT};
 use super::rest::{self, Failure};
 use super::{lock, votes, Shared};
@@ -115,19 +116,15 @@ impl ChatOut for DiscordChat {
 
     fn last_words(&self, channels: &[String], text: &str) {
         let shared = &self.shared;
-        let all = async {
+        // The engine's thread is not one of the runtime's, so it may block on it. Every
+        // channel's notice shares the one deadline; one not sent by then is given up on
+        // (counted and logged).
+        self.shared.runtime.block_on(async {
+            let deadline = tokio::time::Instant::now() + LAST_WORDS_WAIT;
             for channel in channels {
-                say(shared, channel, text).await;
+                say_until(shared, channel, text, Kind::LastWords, deadline).await;
             }
-        };
-        // The engine's thread is not one of the runtime's, so it may block on it.
-        let said = self
-            .shared
-            .runtime
-            .block_on(async { tokio::time::timeout(LAST_WORDS_WAIT, all).await });
-        if said.is_err() {
-            tracing::warn!("discord did not take the stopping notice in time");
-        }
+        });
     }
 }
 
@@ -221,7 +218,7 @@ enum IdSource {
 }
 
 enum ChanOp {
-    Text(String),
+    Text(String, Kind),
     Incident {
         job: JobId,
         severity: Severity,
@@ -301,7 +298,7 @@ pub(crate) async fn dispatch(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceive
                 Some(key) if key.starts_with(votes::REACTION_KEY) => {
                     if shared.refusal_allowed(&key) {
                         channel_lane(&shared, &mut channels, to.answer_channel())
-                            .send(ChanOp::Text(text))
+                            .send(ChanOp::Text(text, Kind::Reply))
                             .ok();
                     } else {
                         shared.metrics.discord.dropped("throttled_refusal");
@@ -320,7 +317,7 @@ pub(crate) async fn dispatch(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceive
                         }
                         None if !private => {
                             channel_lane(&shared, &mut channels, to.answer_channel())
-                                .send(ChanOp::Text(text))
+                                .send(ChanOp::Text(text, Kind::Reply))
                                 .ok();
                         }
                         None => {
@@ -330,13 +327,13 @@ pub(crate) async fn dispatch(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceive
                 }
                 None => {
                     channel_lane(&shared, &mut channels, to.answer_channel())
-                        .send(ChanOp::Text(text))
+                        .send(ChanOp::Text(text, Kind::Reply))
                         .ok();
                 }
             },
             Item::Out(Outgoing::Notice { channel, text, .. }) => {
                 channel_lane(&shared, &mut channels, &channel)
-                    .send(ChanOp::Text(text))
+                    .send(ChanOp::Text(text, Kind::Notice))
                     .ok();
             }
             Item::Out(Outgoing::Incident {
@@ -583,34 +580,20 @@ async fn post_card(
         return Err(Failure::NotFound);
     };
     let prefix = &shared.config.prefix;
+    let mut msg = CreateMessage::new()
+        .embed(render::card_embed(card, prefix))
+        .components(render::card_buttons(card))
+        .allowed_mentions(render::card_mentions(card, mention_roles));
+    if let Some(content) = render::card_content(card, mention_roles) {
+        msg = msg.content(content);
+    }
     // One nonce for every try of this post: if a try reached Discord but its answer was lost
     // (timeout, reset), Discord returns that message instead of posting a second card.
-    let nonce = format!("{:016x}", fastrand::u64(1..));
-    let mut attempt = 0u32;
-    loop {
-        let mut msg = CreateMessage::new()
-            .embed(render::card_embed(card, prefix))
-            .components(render::card_buttons(card))
-            .allowed_mentions(render::card_mentions(card, mention_roles))
-            .nonce(Nonce::String(nonce.clone()))
-            .enforce_nonce(true);
-        if let Some(content) = render::card_content(card, mention_roles) {
-            msg = msg.content(content);
-        }
-        match ChannelId::new(ch).send_message(&*shared.http, msg).await {
-            Ok(m) => return Ok(m.id.get().to_string()),
-            Err(e) => {
-                let failure = Failure::of(&e);
-                shared.call_failed("post_card", failure);
-                if failure.transient() && attempt < 2 {
-                    tracing::warn!(job = card.job, error = %e, "posting the job's message failed; retrying");
-                    tokio::time::sleep(rest::backoff(attempt, failure)).await;
-                    attempt += 1;
-                    continue;
-                }
-                tracing::error!(job = card.job, error = %e, "could not post the job's message");
-                return Err(failure);
-            }
+    match deliver::post(shared, ch, msg, "post_card", shared.send_deadline()).await {
+        Ok(id) => Ok(id.to_string()),
+        Err(why) => {
+            deliver::gave_up(shared, Kind::Card, channel, &why);
+            Err(why.failure)
         }
     }
 }
@@ -638,7 +621,7 @@ async fn tell_incidents(shared: &Shared, card: &JobCard, channel: &str) {
     );
     match shared.config.incidents.default.as_deref() {
         Some(incidents) if incidents != channel => {
-            say(shared, incidents, &text).await;
+            say(shared, incidents, &text, Kind::Incident).await;
         }
         _ => tracing::error!(job = card.job, channel, "the job's card could not be posted (permissions) and there is no other channel to say so"),
     }
@@ -673,60 +656,98 @@ async fn edit_card(shared: &Shared, channel: &str, id: &str, card: &JobCard) -> 
     let (Some(ch), Some(m)) = (snowflake(channel), snowflake(id)) else {
         return Edited::Done;
     };
-    let mut attempt = 0u32;
-    loop {
-        let edit = EditMessage::new()
-            .embed(render::card_embed(card, &shared.config.prefix))
-            .components(render::card_buttons(card))
-            .allowed_mentions(CreateAllowedMentions::new());
-        match ChannelId::new(ch)
-            .edit_message(&*shared.http, DiscordMessageId::new(m), edit)
-            .await
-        {
-            Ok(_) => return Edited::Done,
-            Err(e) => {
-                let failure = Failure::of(&e);
-                shared.call_failed("edit_card", failure);
-                if failure.transient() && attempt < 2 {
-                    tokio::time::sleep(rest::backoff(attempt, failure)).await;
-                    attempt += 1;
-                    continue;
-                }
-                if rest::code_of(&e) == Some(rest::UNKNOWN_MESSAGE) {
-                    return Edited::Gone;
-                }
-                tracing::warn!(job = card.job, error = %e, "could not edit the job's message");
-                return Edited::Failed;
-            }
+    let edit = EditMessage::new()
+        .embed(render::card_embed(card, &shared.config.prefix))
+        .components(render::card_buttons(card))
+        .allowed_mentions(CreateAllowedMentions::new());
+    match edit_message(shared, ch, m, &edit, "edit_card").await {
+        Ok(()) => Edited::Done,
+        Err(why) if why.code == Some(rest::UNKNOWN_MESSAGE) => Edited::Gone,
+        Err(why) => {
+            tracing::warn!(job = card.job, error = %why, "could not edit the job's message");
+            Edited::Failed
         }
     }
 }
 
+/// Edits message `message` in `channel` (an edit may be repeated: retried like a message).
+pub(crate) async fn edit_message(
+    shared: &Shared,
+    channel: u64,
+    message: u64,
+    edit: &EditMessage,
+    label: &'static str,
+) -> Result<(), Refused> {
+    let body = serde_json::to_value(edit).ok();
+    let call = Call {
+        method: reqwest::Method::PATCH,
+        path: format!("/channels/{channel}/messages/{message}"),
+        bucket: format!("edits:{channel}"),
+        body,
+        label,
+        repeat: Repeat::Always,
+    };
+    deliver::call(shared, &call, shared.send_deadline())
+        .await
+        .map(|_| ())
+}
+
 /// Posts `text` (one message: incident texts are cut to fit) and returns its ID.
 async fn post_one(shared: &Shared, channel: &str, text: &str) -> Option<u64> {
-    let Some(ch) = snowflake(channel) else {
-        tracing::warn!(channel, "not a Discord channel ID; message dropped");
-        return None;
-    };
     let msg = CreateMessage::new()
         .content(render::truncate(text, MESSAGE_LIMIT))
         .allowed_mentions(CreateAllowedMentions::new());
-    match ChannelId::new(ch).send_message(&*shared.http, msg).await {
-        Ok(m) => Some(m.id.get()),
-        Err(e) => {
-            let failure = Failure::of(&e);
-            shared.call_failed("message", failure);
-            tracing::warn!(channel, error = %e, "could not send an incident message");
+    let posted = match snowflake(channel) {
+        Some(ch) => deliver::post(shared, ch, msg, "message", shared.send_deadline()).await,
+        None => Err(not_a_channel()),
+    };
+    match posted {
+        Ok(id) => Some(id),
+        Err(why) => {
+            deliver::gave_up(shared, Kind::Incident, channel, &why);
             None
         }
     }
 }
 
-/// Posts `text` in `channel` (split to fit); false when Discord did not take it.
-pub(crate) async fn say(shared: &Shared, channel: &str, text: &str) -> bool {
+fn not_a_channel() -> Refused {
+    Refused::new(Failure::NotFound, "not a Discord channel ID", 0)
+}
+
+/// Posts `text` in `channel` (split to fit) within the send budget; false when Discord did
+/// not take it (then it is counted and logged as a dropped `kind`).
+pub(crate) async fn say(shared: &Shared, channel: &str, text: &str, kind: Kind) -> bool {
+    say_until(shared, channel, text, kind, shared.send_deadline()).await
+}
+
+/// [`say`], given up on at `deadline`.
+pub(crate) async fn say_until(
+    shared: &Shared,
+    channel: &str,
+    text: &str,
+    kind: Kind,
+    deadline: tokio::time::Instant,
+) -> bool {
+    match post_text(shared, channel, text, "message", deadline).await {
+        Ok(()) => true,
+        Err(why) => {
+            deliver::gave_up(shared, kind, channel, &why);
+            false
+        }
+    }
+}
+
+/// Posts `text` in `channel` (split to fit, each part with its own nonce); failed tries are
+/// counted under `label`. The caller decides what a failure means.
+pub(crate) async fn post_text(
+    shared: &Shared,
+    channel: &str,
+    text: &str,
+    label: &'static str,
+    deadline: tokio::time::Instant,
+) -> Result<(), Refused> {
     let Some(ch) = snowflake(channel) else {
-        tracing::warn!(channel, "not a Discord channel ID; message dropped");
-        return false;
+        return Err(not_a_channel());
     };
     for part in render::split_message(text, MESSAGE_LIMIT) {
         if part.trim().is_empty() {
@@ -735,18 +756,9 @@ pub(crate) async fn say(shared: &Shared, channel: &str, text: &str) -> bool {
         let msg = CreateMessage::new()
             .content(part)
             .allowed_mentions(CreateAllowedMentions::new());
-        if let Err(e) = ChannelId::new(ch).send_message(&*shared.http, msg).await {
-            let failure = Failure::of(&e);
-            shared.call_failed("message", failure);
-            if failure == Failure::Permission {
-                tracing::error!(channel, error = %e, "opsgate may not post in this channel (View Channel / Send Messages); message dropped");
-            } else {
-                tracing::warn!(channel, error = %e, "could not send a message");
-            }
-            return false;
-        }
+        deliver::post(shared, ch, msg, label, deadline).await?;
     }
-    true
+    Ok(())
 }
 
 async fn run_channel(
@@ -756,8 +768,8 @@ async fn run_channel(
 ) {
     while let Some(op) = rx.recv().await {
         match op {
-            ChanOp::Text(text) => {
-                say(&shared, &channel, &text).await;
+            ChanOp::Text(text, kind) => {
+                say(&shared, &channel, &text, kind).await;
             }
             ChanOp::Incident {
                 job,
@@ -817,8 +829,8 @@ enum IxState {
 }
 
 /// What a failed first answer means for the interaction.
-fn after_ack_error(shared: &Shared, e: &serenity::Error, acked: IxState) -> (IxState, bool) {
-    match rest::code_of(e) {
+fn after_ack_error(shared: &Shared, e: &Refused, acked: IxState) -> (IxState, bool) {
+    match e.code {
         // An earlier try went through and only its answer was lost: acknowledged.
         Some(rest::ALREADY_ACKNOWLEDGED) => (acked, true),
         Some(rest::UNKNOWN_INTERACTION) => {
@@ -837,14 +849,58 @@ async fn first_answer(
     t: &IxTarget,
     response: CreateInteractionResponse,
     acked: IxState,
-) -> (IxState, serenity::Result<()>) {
-    match response.execute(&*shared.http, (t.id, &t.token)).await {
+) -> (IxState, Result<(), Refused>) {
+    match callback(shared, t.id, &t.token, &response).await {
         Ok(()) => (acked, Ok(())),
         Err(e) => match after_ack_error(shared, &e, acked) {
             (state, true) => (state, Ok(())),
             (state, false) => (state, Err(e)),
         },
     }
+}
+
+/// An interaction's first answer. A repeat after a lost answer is harmless: Discord refuses
+/// it with 40060 (already acknowledged), which the caller takes as done.
+async fn callback(
+    shared: &Shared,
+    id: InteractionId,
+    token: &str,
+    response: &CreateInteractionResponse,
+) -> Result<(), Refused> {
+    let call = Call {
+        method: reqwest::Method::POST,
+        path: format!("/interactions/{id}/{token}/callback"),
+        bucket: format!("interaction:{id}"),
+        body: serde_json::to_value(response).ok(),
+        label: "interaction",
+        repeat: Repeat::Always,
+    };
+    deliver::call(shared, &call, shared.send_deadline())
+        .await
+        .map(|_| ())
+}
+
+/// A call through interaction `t`'s token (`/webhooks/{application}/{token}...`).
+fn webhook_call(
+    shared: &Shared,
+    t: &IxTarget,
+    method: reqwest::Method,
+    tail: &str,
+    body: Option<serde_json::Value>,
+    repeat: Repeat,
+) -> Result<Call, Refused> {
+    let Some(app) = shared.http.application_id() else {
+        let why = "the application ID is not known yet";
+        return Err(Refused::new(Failure::Other, why, 0));
+    };
+    Ok(Call {
+        method,
+        path: format!("/webhooks/{app}/{}{tail}", t.token),
+        bucket: format!("webhook:{}", t.id),
+        body,
+        label: "interaction",
+        repeat,
+    })
 }
 
 fn message(text: &str, private: bool) -> CreateInteractionResponseMessage {
@@ -861,34 +917,50 @@ struct Part<'a> {
     rows: Vec<CreateActionRow>,
 }
 
-async fn follow_up(
-    http: &serenity::http::Http,
-    t: &IxTarget,
-    part: Part<'_>,
-) -> serenity::Result<()> {
-    CreateInteractionResponseFollowup::new()
+/// A follow-up message. Discord has no nonce for these, so one is repeated only when
+/// Discord cannot have taken it (429, 502, 503, no connection): never posted twice.
+async fn follow_up(shared: &Shared, t: &IxTarget, part: Part<'_>) -> Result<(), Refused> {
+    let body = CreateInteractionResponseFollowup::new()
         .content(part.text)
         .ephemeral(part.private)
         .components(part.rows)
-        .allowed_mentions(CreateAllowedMentions::new())
-        .execute(http, (None, &t.token))
+        .allowed_mentions(CreateAllowedMentions::new());
+    let call = webhook_call(
+        shared,
+        t,
+        reqwest::Method::POST,
+        "",
+        serde_json::to_value(&body).ok(),
+        Repeat::IfNotTaken,
+    )?;
+    deliver::call(shared, &call, shared.send_deadline())
         .await
         .map(|_| ())
 }
 
 async fn edit_original(
-    http: &serenity::http::Http,
+    shared: &Shared,
     t: &IxTarget,
     text: &str,
     rows: Vec<CreateActionRow>,
-) -> serenity::Result<()> {
+) -> Result<(), Refused> {
     let mut edit = EditInteractionResponse::new()
         .content(text)
         .allowed_mentions(CreateAllowedMentions::new());
     if !rows.is_empty() {
         edit = edit.components(rows);
     }
-    edit.execute(http, &t.token).await.map(|_| ())
+    let call = webhook_call(
+        shared,
+        t,
+        reqwest::Method::PATCH,
+        "/messages/@original",
+        serde_json::to_value(&edit).ok(),
+        Repeat::Always,
+    )?;
+    deliver::call(shared, &call, shared.send_deadline())
+        .await
+        .map(|_| ())
 }
 
 /// Sends one part of a reply to `t` given what was sent before; returns the new state.
@@ -897,8 +969,7 @@ async fn reply_part(
     t: &IxTarget,
     state: IxState,
     part: Part<'_>,
-) -> (IxState, serenity::Result<()>) {
-    let http = &*shared.http;
+) -> (IxState, Result<(), Refused>) {
     let private = part.private;
     match state {
         IxState::Fresh => {
@@ -909,19 +980,23 @@ async fn reply_part(
         }
         IxState::Deferred if t.kind == IxKind::Slash && private != t.public => (
             IxState::Responded,
-            edit_original(http, t, part.text, part.rows).await,
+            edit_original(shared, t, part.text, part.rows).await,
         ),
         IxState::Deferred if t.kind == IxKind::Slash => {
             // Deferred with the other visibility (the answer is not the usual one for this
             // command): the "thinking" message cannot change it, so it goes and a follow-up
             // with the right visibility takes its place.
-            if let Err(e) = http.delete_original_interaction_response(&t.token).await {
+            if let Err(e) = shared
+                .http
+                .delete_original_interaction_response(&t.token)
+                .await
+            {
                 tracing::debug!(error = %e, "could not remove a deferred answer");
             }
-            (IxState::Responded, follow_up(http, t, part).await)
+            (IxState::Responded, follow_up(shared, t, part).await)
         }
         IxState::Deferred | IxState::Responded => {
-            (IxState::Responded, follow_up(http, t, part).await)
+            (IxState::Responded, follow_up(shared, t, part).await)
         }
         IxState::Expired => {
             // The interaction cannot carry it; public text still reaches the channel.
@@ -931,7 +1006,7 @@ async fn reply_part(
                     "private answer to an expired interaction dropped"
                 );
             } else {
-                say(shared, &t.channel, part.text).await;
+                say(shared, &t.channel, part.text, Kind::Interaction).await;
             }
             (IxState::Expired, Ok(()))
         }
@@ -991,14 +1066,13 @@ async fn run_interaction(shared: Arc<Shared>, t: IxTarget, mut rx: mpsc::Unbound
                     complete(&shared, &t, &mut state, &mut posting).await
                 };
                 if let Err(e) = result {
-                    tracing::warn!(error = %e, "could not answer an interaction");
+                    deliver::gave_up(&shared, Kind::Interaction, &t.channel, &e);
                 }
                 break;
             }
         };
         if let Err(e) = result {
-            shared.call_failed("interaction", Failure::of(&e));
-            tracing::warn!(error = %e, "could not answer an interaction");
+            deliver::gave_up(&shared, Kind::Interaction, &t.channel, &e);
         }
     }
 }
@@ -1010,7 +1084,7 @@ async fn complete(
     t: &IxTarget,
     state: &mut IxState,
     posting: &mut Vec<(JobId, oneshot::Receiver<PostOutcome>)>,
-) -> serenity::Result<()> {
+) -> Result<(), Refused> {
     if *state == IxState::Fresh && !posting.is_empty() {
         // The post may take a while (retries): keep the interaction alive.
         let (next, result) = first_answer(shared, t, deferral(t), IxState::Deferred).await;
@@ -1062,9 +1136,7 @@ async fn complete(
             *state = next;
             result
         }
-        (IxState::Deferred, IxKind::Slash) => {
-            edit_original(&shared.http, t, &summary, Vec::new()).await
-        }
+        (IxState::Deferred, IxKind::Slash) => edit_original(shared, t, &summary, Vec::new()).await,
         _ => Ok(()),
     }
 }
@@ -1083,15 +1155,21 @@ fn deferral(t: &IxTarget) -> CreateInteractionResponse {
 }
 
 /// Answers an interaction at once with an ephemeral message (errors before the engine).
-pub(crate) async fn answer_now(shared: &Shared, id: InteractionId, token: &str, text: &str) {
+pub(crate) async fn answer_now(
+    shared: &Shared,
+    id: InteractionId,
+    token: &str,
+    channel: &str,
+    text: &str,
+) {
     let msg = CreateInteractionResponseMessage::new()
         .content(render::truncate(text, MESSAGE_LIMIT))
         .ephemeral(true)
         .allowed_mentions(CreateAllowedMentions::new());
-    if let Err(e) = CreateInteractionResponse::Message(msg)
-        .execute(&*shared.http, (id, token))
-        .await
-    {
-        tracing::warn!(error = %e, "could not answer an interaction");
+    let response = CreateInteractionResponse::Message(msg);
+    match callback(shared, id, token, &response).await {
+        Ok(()) => {}
+        Err(e) if e.code == Some(rest::ALREADY_ACKNOWLEDGED) => {}
+        Err(e) => deliver::gave_up(shared, Kind::Interaction, channel, &e),
     }
 }

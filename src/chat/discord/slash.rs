@@ -15,10 +15,12 @@ const MAX_OPTIONS: usize = 25;
 const MAX_CHOICES: usize = 25;
 const DESCRIPTION_LIMIT: usize = 100;
 
-/// Who sees the slash commands until a server admin says otherwise (Server Settings >
-/// Integrations > opsgate): members with Manage Server. Role rules still decide what anyone
-/// may do; this only keeps the commands out of everyone's menu by default.
-pub const DEFAULT_MEMBER_PERMISSIONS: Permissions = Permissions::MANAGE_GUILD;
+/// Discord's permission on top of opsgate's own rules when `[discord]
+/// slash_commands_need_manage_server` is on: only members with Manage Server (and
+/// administrators) see the commands until a server admin opens them to others (Server
+/// Settings > Integrations > opsgate). Off (the default), every member of the server sees
+/// them, and the role rules decide what anyone may do, for `!` and `/` alike.
+pub const MANAGE_SERVER: Permissions = Permissions::MANAGE_GUILD;
 
 /// Built-ins offered as slash commands (the rest of the table stays `!`-only).
 const SLASH_BUILTINS: &[&str] = &[
@@ -196,7 +198,6 @@ pub fn commands(config: &Config) -> Vec<CreateCommand> {
         out.push(
             CreateCommand::new(name)
                 .description(desc(&summary))
-                .default_member_permissions(DEFAULT_MEMBER_PERMISSIONS)
                 .set_options(options),
         );
     }
@@ -210,7 +211,14 @@ pub fn commands(config: &Config) -> Vec<CreateCommand> {
             CreateCommandOption::new(CommandOptionType::String, name, what)
         };
         let options = match b.verb {
-            "approve" | "status" | "cancel" => vec![job()],
+            "approve" | "cancel" => vec![job()],
+            // As `!status`: without a number, the overview.
+            "status" => vec![CreateCommandOption::new(
+                CommandOptionType::Integer,
+                "job",
+                "job number (none: the overview of pending and running jobs, freezes, reviews)",
+            )
+            .min_int_value(1)],
             "deny" => vec![
                 job(),
                 text("reason", "why (shown on the job)").max_length(300),
@@ -255,21 +263,38 @@ pub fn commands(config: &Config) -> Vec<CreateCommand> {
         out.push(
             CreateCommand::new(b.verb)
                 .description(desc(b.summary))
-                .default_member_permissions(DEFAULT_MEMBER_PERMISSIONS)
                 .set_options(options),
         );
     }
     out
 }
 
+/// The registration's body: the commands, each with `default_member_permissions` set
+/// explicitly (Manage Server when `[discord] slash_commands_need_manage_server` is on, else
+/// `null`, which clears a restriction an earlier registration left on the same command).
+pub fn registration(config: &Config) -> Vec<serde_json::Value> {
+    let permissions = match config.discord.slash_commands_need_manage_server {
+        true => serde_json::Value::String(MANAGE_SERVER.bits().to_string()),
+        false => serde_json::Value::Null,
+    };
+    commands(config)
+        .iter()
+        .filter_map(|c| serde_json::to_value(c).ok())
+        .map(|mut c| {
+            c["default_member_permissions"] = permissions.clone();
+            c
+        })
+        .collect()
+}
+
 /// Registers the commands in every configured guild (takes effect at once).
 pub async fn register(http: &serenity::http::Http, config: &Config) {
-    let commands = commands(config);
+    let commands = registration(config);
     for guild in &config.discord.guilds {
         let Some(g) = (*guild > 0).then(|| GuildId::new(*guild)) else {
             continue;
         };
-        match g.set_commands(http, commands.clone()).await {
+        match http.create_guild_commands(g, &commands).await {
             Ok(_) => tracing::info!(guild, count = commands.len(), "slash commands registered"),
             Err(e) => tracing::warn!(
                 guild,
@@ -488,7 +513,37 @@ instance_id = "5d2f6a0c9b1e4c7d8a3f2e1d0c9b8a7fin09"
                 "{c}"
             );
             assert!(opts.len() <= MAX_OPTIONS);
-            assert_eq!(c["default_member_permissions"], "32", "{c}");
+        }
+        // `/status` without a number is the overview, as `!status`.
+        let status = json
+            .iter()
+            .find(|c| c["name"] == "status")
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(status["options"][0]["name"], "job");
+        assert_ne!(status["options"][0]["required"], true, "{status}");
+        assert_eq!(
+            to_text("!", &catalog(), "status", &[]),
+            Ok("!status".to_string())
+        );
+    }
+
+    #[test]
+    fn the_commands_are_for_every_member_unless_manage_server_is_asked_for() {
+        let mut c = config();
+        let open = registration(&c);
+        assert!(!open.is_empty());
+        for cmd in &open {
+            // Present and null: clears what an earlier registration set.
+            assert_eq!(
+                cmd.get("default_member_permissions"),
+                Some(&serde_json::Value::Null),
+                "{cmd}"
+            );
+        }
+        c.discord.slash_commands_need_manage_server = true;
+        for cmd in &registration(&c) {
+            assert_eq!(cmd["default_member_permissions"], "32", "{cmd}");
         }
     }
 

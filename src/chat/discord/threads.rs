@@ -7,9 +7,10 @@
 use serenity::all::{AutoArchiveDuration, ChannelId, MessageId as DiscordMessageId};
 use serenity::builder::CreateThread;
 
+use super::deliver::Kind;
 use super::render::truncate;
 use super::rest::{self, Failure};
-use super::sender::{say, snowflake};
+use super::sender::{post_text, say, snowflake};
 use super::{lock, Shared};
 use crate::domain::JobId;
 
@@ -32,12 +33,30 @@ pub(crate) async fn line(
         Some(card) => thread_on(shared, channel, card, name).await,
         None => None,
     } {
-        if say(shared, &thread.to_string(), text).await {
-            return;
+        // Failed tries count as `thread_message` failures; the line then goes to the channel.
+        let deadline = shared.send_deadline();
+        match post_text(
+            shared,
+            &thread.to_string(),
+            text,
+            "thread_message",
+            deadline,
+        )
+        .await
+        {
+            Ok(()) => return,
+            Err(e) => {
+                tracing::warn!(channel, thread, error = %e, "the thread did not take the job's line; it goes to the channel")
+            }
         }
-        shared.call_failed("thread_message", Failure::Other);
     }
-    say(shared, channel, &format!("[job {job}] {text}")).await;
+    say(
+        shared,
+        channel,
+        &format!("[job {job}] {text}"),
+        Kind::ThreadLine,
+    )
+    .await;
 }
 
 /// The thread on card message `card`: known, made now, or `None`.
