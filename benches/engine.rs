@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use opsgate::cloud::Registry;
 use opsgate::config::Config;
-use opsgate::domain::{Actor, JobId, JobSpec, MessageId};
+use opsgate::domain::{Actor, ChannelId, JobId, JobSpec, MessageId, RoleId};
 use opsgate::driver::{Driver, Seams};
 use opsgate::engine::Engine;
 use opsgate::job::{AuditEntry, Job};
@@ -132,7 +132,7 @@ fn alice() -> Actor {
     Actor {
         id: "alice".into(),
         name: "alice".into(),
-        roles: vec![10],
+        roles: vec![RoleId(10)],
     }
 }
 
@@ -168,7 +168,8 @@ fn driver(
 
 fn parse_and_check(c: &mut Criterion) {
     let config = config();
-    let roles = [10u64];
+    let roles = [RoleId(10)];
+    let ops = ChannelId::from("ops");
     let text = format!("!restart ddm {} hard", instance(7));
     c.bench_function("parse + permission check", |b| {
         b.iter(|| {
@@ -181,7 +182,7 @@ fn parse_and_check(c: &mut Criterion) {
             let rule = opsgate::policy::check_request(
                 &config.policy,
                 &roles,
-                "ops",
+                &ops,
                 &req.op.key(),
                 req.mode.as_deref(),
             );
@@ -209,7 +210,7 @@ fn durable_transition(c: &mut Criterion) {
     handle.send(EngineEvent::Shutdown);
     t.join().unwrap();
     let store = SledStore::open(dir.path()).unwrap();
-    let mut job = store.job(1).unwrap().expect("job 1");
+    let mut job = store.job(JobId(1)).unwrap().expect("job 1");
     c.bench_function("one durable job transition (sled flush + syncs)", |b| {
         b.iter(|| {
             let mut writes = Writes::default();
@@ -228,7 +229,7 @@ fn engine_alone(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, &n| {
             b.iter(|| {
                 let stored = Stored {
-                    next_job_id: 1,
+                    next_job_id: JobId(1),
                     chat_freeze: None,
                     next_ops_seq: 0,
                     active: Vec::new(),

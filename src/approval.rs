@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use crate::domain::Actor;
+use crate::domain::{Actor, RoleId};
 use crate::job::{Approval, Job, JobState};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -12,7 +12,7 @@ pub enum Refusal {
     Expired,
     SelfApproval,
     /// The actor has none of these roles (IDs).
-    NotApprover(Vec<u64>),
+    NotApprover(Vec<RoleId>),
     AlreadyCounted,
 }
 
@@ -92,14 +92,14 @@ pub fn withdraw_reaction(job: &mut Job, actor: &Actor) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{JobSpec, Person};
+    use crate::domain::{JobId, JobSpec, Person};
     use crate::job::Requirement;
 
-    const APPROVER: u64 = 20;
+    const APPROVER: RoleId = RoleId(20);
 
     fn job(needed: u32) -> Job {
         Job {
-            id: 1,
+            id: JobId(1),
             spec: std::sync::Arc::new(JobSpec {
                 operation: "ddm.restart".into(),
                 account: "acct".into(),
@@ -136,7 +136,7 @@ mod tests {
         }
     }
 
-    fn actor(id: &str, roles: &[u64]) -> Actor {
+    fn actor(id: &str, roles: &[RoleId]) -> Actor {
         Actor {
             id: id.into(),
             name: id.into(),
@@ -174,11 +174,11 @@ mod tests {
     fn a_user_without_an_approver_role_does_not_move_the_count() {
         let mut j = job(1);
         assert_eq!(
-            approve(&mut j, &actor("mallory", &[99]), 10),
+            approve(&mut j, &actor("mallory", &[RoleId(99)]), 10),
             Err(Refusal::NotApprover(vec![APPROVER]))
         );
         assert!(j.approvals.is_empty());
-        assert!(may_deny(&j, &actor("mallory", &[99]), 10).is_err());
+        assert!(may_deny(&j, &actor("mallory", &[RoleId(99)]), 10).is_err());
     }
 
     #[test]

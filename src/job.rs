@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{JobId, JobSpec, MessageId, Person};
+use crate::domain::{ChannelId, JobId, JobSpec, MessageId, Person, RoleId, UserId};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -111,7 +111,7 @@ pub struct Approval {
 pub struct Requirement {
     pub rule: String,
     pub approvals: u32,
-    pub approver_roles: Vec<u64>,
+    pub approver_roles: Vec<RoleId>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -121,7 +121,7 @@ pub struct Job {
     pub spec: std::sync::Arc<JobSpec>,
     pub requester: Person,
     /// Channel ID the request was made in; status updates go there.
-    pub channel: String,
+    pub channel: ChannelId,
     pub requirement: Requirement,
     pub state: JobState,
     pub approvals: Vec<Approval>,
@@ -252,13 +252,13 @@ impl JobFilter {
     }
 
     /// Whether `job` belongs in the listing for the user `me`.
-    pub fn keeps(self, job: &Job, me: &str) -> bool {
+    pub fn keeps(self, job: &Job, me: &UserId) -> bool {
         use JobFilter::*;
         match self {
             Active => !job.state.is_final(),
             Pending => job.state == JobState::AwaitingApproval,
             Running => job.state.is_in_flight(),
-            Mine => job.requester.id == me,
+            Mine => &job.requester.id == me,
             All => true,
             Review => job.review_pending(),
         }

@@ -264,9 +264,10 @@ fn main() -> ExitCode {
                 }
                 ("export", None) => Err("export needs --since DATE (e.g. 2026-12-01)".into()),
                 (job, None) => {
-                    let job: u64 = job.trim_start_matches('#').parse().map_err(|_| {
-                        format!("`{job}` is not a job number (or `export --since DATE`)")
-                    })?;
+                    let job: opsgate::domain::JobId =
+                        job.trim_start_matches('#').parse().map_err(|_| {
+                            format!("`{job}` is not a job number (or `export --since DATE`)")
+                        })?;
                     with_source(&store, |source, _, rt| {
                         jobs_cli::audit(source, job, store.json, rt)
                     })

@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::command::Catalog;
+use crate::domain::{ChannelId, RoleId};
 
 /// Names and tags, as the config gives them.
 pub type Tags = BTreeMap<String, String>;
@@ -24,11 +25,11 @@ pub type Tags = BTreeMap<String, String>;
 #[derive(Clone, Debug, Default)]
 pub struct Policy {
     pub rules: Vec<Rule>,
-    pub admin_roles: Vec<u64>,
+    pub admin_roles: Vec<RoleId>,
     /// Role name -> Discord role ID. Authorization always compares IDs.
-    pub roles: BTreeMap<String, u64>,
+    pub roles: BTreeMap<String, RoleId>,
     /// Channel name -> channel ID (a Discord snowflake, or the name itself in the shell).
-    pub channels: BTreeMap<String, String>,
+    pub channels: BTreeMap<String, ChannelId>,
     /// Every account, with its tags (`[accounts.X] tags`), which rules can scope by.
     pub accounts: BTreeMap<String, Tags>,
     /// Every named target: its account, and its own tags over its account's.
@@ -37,15 +38,15 @@ pub struct Policy {
 
 impl Policy {
     /// The display name of a channel ID (the ID itself when it has no name).
-    pub fn channel_name<'a>(&'a self, id: &'a str) -> &'a str {
+    pub fn channel_name<'a>(&'a self, id: &'a ChannelId) -> &'a str {
         self.channels
             .iter()
-            .find(|(_, v)| v.as_str() == id)
-            .map_or(id, |(k, _)| k.as_str())
+            .find(|(_, v)| *v == id)
+            .map_or(id.as_str(), |(k, _)| k.as_str())
     }
 
     /// The display name of a role ID.
-    pub fn role_name(&self, id: u64) -> Option<&str> {
+    pub fn role_name(&self, id: RoleId) -> Option<&str> {
         self.roles
             .iter()
             .find(|(_, v)| **v == id)
@@ -53,7 +54,7 @@ impl Policy {
     }
 
     /// `dba or sre-lead`: role IDs by name, for replies.
-    pub fn describe_roles(&self, ids: &[u64]) -> String {
+    pub fn describe_roles(&self, ids: &[RoleId]) -> String {
         let names: Vec<&str> = ids.iter().filter_map(|id| self.role_name(*id)).collect();
         if names.is_empty() {
             "(none)".to_string()
@@ -62,7 +63,7 @@ impl Policy {
         }
     }
 
-    pub fn is_admin(&self, roles: &[u64]) -> bool {
+    pub fn is_admin(&self, roles: &[RoleId]) -> bool {
         roles.iter().any(|r| self.admin_roles.contains(r))
     }
 }
@@ -74,11 +75,11 @@ pub struct Rule {
     pub command: String,
     /// Modes this rule covers; empty means every mode.
     pub modes: Vec<String>,
-    pub request_roles: Vec<u64>,
+    pub request_roles: Vec<RoleId>,
     /// Channel IDs where the command may be requested; empty means anywhere.
-    pub channels: Vec<String>,
+    pub channels: Vec<ChannelId>,
     pub approvals: u32,
-    pub approver_roles: Vec<u64>,
+    pub approver_roles: Vec<RoleId>,
     pub expires: Duration,
     /// What the rule acts on; the most specific matching rule wins.
     pub scope: Scope,
@@ -86,7 +87,7 @@ pub struct Rule {
     pub confirm: bool,
     /// Roles that may use `--break-glass` under this rule (skipping its approvals and any
     /// freeze); empty means break-glass is not allowed.
-    pub break_glass_roles: Vec<u64>,
+    pub break_glass_roles: Vec<RoleId>,
     /// Jobs under this rule get a thread on their card.
     pub thread: bool,
 }
@@ -214,8 +215,8 @@ pub fn rule_for<'a>(policy: &'a Policy, command: &str, mode: Option<&str>) -> Op
 /// no scoped rule covers. See [`check_request_on`].
 pub fn check_request<'a>(
     policy: &'a Policy,
-    roles: &[u64],
-    channel: &str,
+    roles: &[RoleId],
+    channel: &ChannelId,
     command: &str,
     mode: Option<&str>,
 ) -> Result<&'a Rule, String> {
@@ -233,8 +234,8 @@ pub fn check_request<'a>(
 /// `subject`, and under which rule. On refusal, the reply text says what would be needed.
 pub fn check_request_on<'a>(
     policy: &'a Policy,
-    roles: &[u64],
-    channel: &str,
+    roles: &[RoleId],
+    channel: &ChannelId,
     command: &str,
     mode: Option<&str>,
     subject: &Subject<'_>,
@@ -261,7 +262,7 @@ pub fn check_request_on<'a>(
         .copied()
         .find(|r| roles.iter().any(|x| r.request_roles.contains(x)))
     else {
-        let mut needed: Vec<u64> = tier.iter().flat_map(|r| r.request_roles.clone()).collect();
+        let mut needed: Vec<RoleId> = tier.iter().flat_map(|r| r.request_roles.clone()).collect();
         needed.sort_unstable();
         needed.dedup();
         return Err(format!(
@@ -360,8 +361,8 @@ pub fn describe_approval(policy: &Policy, rule: &Rule) -> String {
 /// the rule that would apply to someone with `roles` there, or why none would.
 pub fn scoped_verdicts<'a>(
     policy: &'a Policy,
-    roles: &[u64],
-    channel: &str,
+    roles: &[RoleId],
+    channel: &ChannelId,
     command: &str,
     mode: Option<&str>,
 ) -> Vec<(String, Result<&'a Rule, String>)> {
@@ -403,7 +404,7 @@ pub fn scoped_verdicts<'a>(
                 }
                 Some(r) => Ok(r),
                 None => {
-                    let mut needed: Vec<u64> =
+                    let mut needed: Vec<RoleId> =
                         group.iter().flat_map(|r| r.request_roles.clone()).collect();
                     needed.sort_unstable();
                     needed.dedup();
@@ -419,17 +420,17 @@ pub fn scoped_verdicts<'a>(
 mod tests {
     use super::*;
 
-    const ONCALL: u64 = 10;
-    const DBA: u64 = 20;
-    const GUEST: u64 = 30;
+    const ONCALL: RoleId = RoleId(10);
+    const DBA: RoleId = RoleId(20);
+    const GUEST: RoleId = RoleId(30);
 
-    fn rule(modes: &[&str], request_roles: &[u64], approvals: u32) -> Rule {
+    fn rule(modes: &[&str], request_roles: &[RoleId], approvals: u32) -> Rule {
         Rule {
             name: format!("r{approvals}"),
             command: "restart ddm".into(),
             modes: modes.iter().map(|m| m.to_string()).collect(),
             request_roles: request_roles.to_vec(),
-            channels: vec!["100".into()],
+            channels: vec![ChannelId::from("100")],
             approvals,
             approver_roles: if approvals > 0 { vec![DBA] } else { vec![] },
             expires: Duration::from_secs(1800),
@@ -449,7 +450,7 @@ mod tests {
                 .collect(),
             channels: [("ops", "100"), ("random", "200")]
                 .into_iter()
-                .map(|(n, id)| (n.to_string(), id.to_string()))
+                .map(|(n, id)| (n.to_string(), ChannelId::from(id)))
                 .collect(),
             ..Policy::default()
         }
@@ -472,12 +473,40 @@ mod tests {
     #[test]
     fn requests_are_checked_by_role_id_and_channel_id() {
         let p = policy();
-        assert!(check_request(&p, &[ONCALL], "100", "restart ddm", Some("soft")).is_ok());
-        let e = check_request(&p, &[ONCALL], "100", "restart ddm", Some("hard")).unwrap_err();
+        assert!(check_request(
+            &p,
+            &[ONCALL],
+            &ChannelId::from("100"),
+            "restart ddm",
+            Some("soft")
+        )
+        .is_ok());
+        let e = check_request(
+            &p,
+            &[ONCALL],
+            &ChannelId::from("100"),
+            "restart ddm",
+            Some("hard"),
+        )
+        .unwrap_err();
         assert!(e.contains("needs the role dba"), "{e}");
-        let e = check_request(&p, &[GUEST], "100", "restart ddm", Some("soft")).unwrap_err();
+        let e = check_request(
+            &p,
+            &[GUEST],
+            &ChannelId::from("100"),
+            "restart ddm",
+            Some("soft"),
+        )
+        .unwrap_err();
         assert!(e.contains("oncall or dba"), "{e}");
-        let e = check_request(&p, &[ONCALL], "200", "restart ddm", Some("soft")).unwrap_err();
+        let e = check_request(
+            &p,
+            &[ONCALL],
+            &ChannelId::from("200"),
+            "restart ddm",
+            Some("soft"),
+        )
+        .unwrap_err();
         assert!(e.contains("use #ops"), "{e}");
     }
 }

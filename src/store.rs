@@ -140,9 +140,13 @@ impl Writer {
 }
 
 fn job_key(id: JobId) -> [u8; 9] {
+    numbered(JOB, id.0)
+}
+
+fn numbered(prefix: u8, n: u64) -> [u8; 9] {
     let mut k = [0u8; 9];
-    k[0] = JOB;
-    k[1..].copy_from_slice(&id.to_be_bytes());
+    k[0] = prefix;
+    k[1..].copy_from_slice(&n.to_be_bytes());
     k
 }
 
@@ -155,15 +159,13 @@ fn active_key(id: JobId) -> [u8; 9] {
 fn audit_key(id: JobId, seq: u32) -> [u8; 13] {
     let mut k = [0u8; 13];
     k[0] = AUDIT;
-    k[1..9].copy_from_slice(&id.to_be_bytes());
+    k[1..9].copy_from_slice(&id.0.to_be_bytes());
     k[9..].copy_from_slice(&seq.to_be_bytes());
     k
 }
 
 fn ops_key(seq: u64) -> [u8; 9] {
-    let mut k = job_key(seq);
-    k[0] = OPS;
-    k
+    numbered(OPS, seq)
 }
 
 fn message_key(message_id: &str) -> Vec<u8> {
@@ -180,12 +182,17 @@ fn decode<T: for<'de> Deserialize<'de>>(key: &[u8], bytes: &[u8]) -> Result<T, S
     })
 }
 
+/// The number at the start of `bytes` (a key's after its prefix, or a counter's value).
+fn number_from(bytes: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(bytes.get(..8)?.try_into().ok()?))
+}
+
 fn id_from(bytes: &[u8]) -> Option<JobId> {
-    Some(JobId::from_be_bytes(bytes.get(..8)?.try_into().ok()?))
+    number_from(bytes).map(JobId)
 }
 
 fn counter(db: &sled::Db, key: &[u8]) -> Result<u64, StoreError> {
-    Ok(db.get(key)?.and_then(|v| id_from(&v)).unwrap_or(0))
+    Ok(db.get(key)?.and_then(|v| number_from(&v)).unwrap_or(0))
 }
 
 fn damaged(dir: &str, detail: String) -> StoreError {
@@ -431,7 +438,7 @@ impl SledStore {
     pub fn audit(&self, id: JobId) -> Result<Vec<AuditEntry>, StoreError> {
         let mut prefix = [0u8; 9];
         prefix[0] = AUDIT;
-        prefix[1..].copy_from_slice(&id.to_be_bytes());
+        prefix[1..].copy_from_slice(&id.0.to_be_bytes());
         self.read(|db| {
             db.scan_prefix(prefix)
                 .map(|item| {
@@ -468,7 +475,7 @@ impl SledStore {
     pub fn next_ops_seq(&self) -> Result<u64, StoreError> {
         self.read(|db| {
             Ok(match db.scan_prefix([OPS]).next_back() {
-                Some(item) => id_from(&item?.0[1..]).map_or(0, |n| n + 1),
+                Some(item) => number_from(&item?.0[1..]).map_or(0, |n| n + 1),
                 None => 0,
             })
         })
@@ -544,7 +551,7 @@ impl crate::ports::store::Store for SledStore {
 
 /// The next job ID: job IDs start at 1.
 fn next_job_id_in(db: &sled::Db) -> Result<JobId, StoreError> {
-    Ok(counter(db, NEXT_ID)?.max(1))
+    Ok(JobId(counter(db, NEXT_ID)?.max(1)))
 }
 
 fn job_in(db: &sled::Db, id: JobId) -> Result<Option<Job>, StoreError> {
@@ -588,7 +595,7 @@ mod tests {
 
     fn set_next(store: &SledStore, next: u64) {
         let mut writes = Writes::default();
-        writes.set_next_id(next);
+        writes.set_next_id(JobId(next));
         store.commit(&writes).unwrap();
         store.flush().unwrap();
     }
@@ -598,19 +605,19 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = SledStore::open(dir.path()).unwrap();
         let mut writes = Writes::default();
-        writes.set_next_id(9);
-        writes.index_message("m-1", 3);
+        writes.set_next_id(JobId(9));
+        writes.index_message("m-1", JobId(3));
         store.commit(&writes).unwrap();
         assert_eq!(
             store.next_job_id().unwrap(),
-            9,
+            JobId(9),
             "readers see a commit at once"
         );
         store.flush().unwrap();
         drop(store);
         let store = SledStore::open(dir.path()).unwrap();
-        assert_eq!(store.next_job_id().unwrap(), 9);
-        assert_eq!(store.job_for_message("m-1").unwrap(), Some(3));
+        assert_eq!(store.next_job_id().unwrap(), JobId(9));
+        assert_eq!(store.job_for_message("m-1").unwrap(), Some(JobId(3)));
     }
 
     #[test]
@@ -638,7 +645,7 @@ mod tests {
             .unwrap();
             writes.put_job(&mut job, Some(entry("requested")));
             writes.put_job(&mut job, Some(entry("succeeded")));
-            writes.index_message(&format!("m-{id}"), id);
+            writes.index_message(&format!("m-{id}"), JobId(id));
             jobs.push(job);
         }
         store.commit(&writes).unwrap();
@@ -646,12 +653,12 @@ mod tests {
         writes.forget(&jobs[0]);
         store.commit(&writes).unwrap();
         store.flush().unwrap();
-        assert_eq!(store.job(1).unwrap(), None);
-        assert!(store.audit(1).unwrap().is_empty());
+        assert_eq!(store.job(JobId(1)).unwrap(), None);
+        assert!(store.audit(JobId(1)).unwrap().is_empty());
         assert_eq!(store.job_for_message("m-1").unwrap(), None);
-        assert_eq!(store.job(2).unwrap().map(|j| j.id), Some(2));
-        assert_eq!(store.audit(2).unwrap().len(), 2);
-        assert_eq!(store.job_for_message("m-2").unwrap(), Some(2));
+        assert_eq!(store.job(JobId(2)).unwrap().map(|j| j.id), Some(JobId(2)));
+        assert_eq!(store.audit(JobId(2)).unwrap().len(), 2);
+        assert_eq!(store.job_for_message("m-2").unwrap(), Some(JobId(2)));
     }
 
     #[test]
@@ -704,7 +711,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = SledStore::open(dir.path()).unwrap();
         let mut batch = sled::Batch::default();
-        batch.insert(&active_key(4), &[]);
+        batch.insert(&active_key(JobId(4)), &[]);
         store.apply(batch).unwrap();
         let error = store.active_jobs().unwrap_err();
         assert!(error.to_string().contains("job 4"), "{error}");
@@ -722,7 +729,7 @@ mod tests {
         set_next(&SledStore::open(&dir).unwrap(), 5);
         let before: Vec<(String, Vec<u8>)> = snapshot(&dir);
         let copy = ReadOnly::open(&dir).unwrap();
-        assert_eq!(copy.store.next_job_id().unwrap(), 5);
+        assert_eq!(copy.store.next_job_id().unwrap(), JobId(5));
         drop(copy);
         assert_eq!(snapshot(&dir), before);
 

@@ -6,13 +6,14 @@ mod support;
 #[path = "support/process.rs"]
 mod process;
 
+use opsgate::domain::{JobId, MessageId, RoleId};
 use std::path::Path;
 
 use opsgate::config::Config;
 use opsgate::ports::chat::{CardAction, ChatEvent, Origin, Outgoing};
 use support::*;
 
-const SRE: u64 = 60;
+const SRE: RoleId = RoleId(60);
 const HARD: &str = "!restart ddm orders-db hard";
 const SOFT: &str = "!restart ddm orders-db";
 
@@ -216,7 +217,7 @@ fn a_break_glass_job_stays_marked_until_an_approver_reviews_it() {
     h.stop();
     // The review survived: stored with the job.
     let store = opsgate::store::SledStore::open(dir.path()).unwrap();
-    let job = store.job(1).unwrap().unwrap();
+    let job = store.job(JobId(1)).unwrap().unwrap();
     assert!(job.break_glass.unwrap().review.is_some());
 }
 
@@ -308,7 +309,11 @@ fn a_dry_run_says_what_would_happen_and_stores_and_sends_nothing() {
     assert_eq!(h.op.submits(), 0);
     h.stop();
     let store = opsgate::store::SledStore::open(dir.path()).unwrap();
-    assert_eq!(store.next_job_id().unwrap(), 1, "no job number was used");
+    assert_eq!(
+        store.next_job_id().unwrap(),
+        JobId(1),
+        "no job number was used"
+    );
 }
 
 #[test]
@@ -370,19 +375,25 @@ fn nonce_of(h: &Harness, job: u64) -> u64 {
         .unwrap()
         .iter()
         .find_map(|o| match o {
-            Outgoing::Card { card, .. } if card.job == job => Some(card.nonce),
+            Outgoing::Card { card, .. } if card.job == JobId(job) => Some(card.nonce),
             _ => None,
         })
         .expect("card posted")
 }
 
-fn card_action(user: &str, roles: &[u64], job: u64, nonce: u64, action: CardAction) -> ChatEvent {
+fn card_action(
+    user: &str,
+    roles: &[RoleId],
+    job: u64,
+    nonce: u64,
+    action: CardAction,
+) -> ChatEvent {
     ChatEvent::CardAction {
         actor: actor(user, roles),
         origin: Origin::channel("ops"),
-        job,
+        job: JobId(job),
         nonce: Some(nonce),
-        message_id: format!("msg-{job}"),
+        message_id: MessageId(format!("msg-{job}")),
         action,
     }
 }
@@ -480,7 +491,7 @@ fn jobs_stored_before_these_flows_still_load() {
     h.say("alice", &[ONCALL], HARD);
     h.stop();
     let store = opsgate::store::SledStore::open(dir.path()).unwrap();
-    let job = store.job(1).unwrap().unwrap();
+    let job = store.job(JobId(1)).unwrap().unwrap();
     let mut old = serde_json::to_value(&job).unwrap();
     let map = old.as_object_mut().unwrap();
     map.remove("break_glass");

@@ -6,6 +6,7 @@
 #[path = "support/fake_discord.rs"]
 mod fake_discord;
 
+use opsgate::domain::{JobId, MessageId};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Once};
@@ -1377,9 +1378,9 @@ async fn a_deleted_card_is_posted_again_and_its_incident_links_follow() {
     bot.stop().await;
     // The reposted card's ID is durable: after a restart the job's record names it.
     let store = SledStore::open(dir.path()).expect("store");
-    let job = store.job(1).expect("read").expect("job 1");
-    assert_eq!(job.message_id, Some(third.to_string()));
-    let audit = store.audit(1).expect("audit");
+    let job = store.job(JobId(1)).expect("read").expect("job 1");
+    assert_eq!(job.message_id, Some(MessageId(third.to_string())));
+    let audit = store.audit(JobId(1)).expect("audit");
     assert_eq!(
         audit.iter().filter(|e| e.event == "card_reposted").count(),
         2,
@@ -1909,7 +1910,7 @@ async fn a_check_mark_removed_while_offline_withdraws_only_the_approval_it_gave(
     assert_eq!(calls(&emu, "ddm.restart").await, 0);
     bot.stop().await;
     let store = SledStore::open(dir.path()).expect("store");
-    let job = store.job(1).expect("read").expect("job 1");
+    let job = store.job(JobId(1)).expect("read").expect("job 1");
     let approvers: Vec<(&str, bool)> = job
         .approvals
         .iter()

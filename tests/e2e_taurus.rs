@@ -152,7 +152,7 @@ fn a_vendor_error_is_shown_in_the_channel_verbatim() {
         ),
         "{out}"
     );
-    assert!(out.contains("⚠️ job 1 ended unknown, and it was not re-sent: the proxy restart request may or may not have reached TaurusDB"), "{out}");
+    assert!(out.contains("⚠️ job 1 ended unknown, and it was not re-sent: TaurusDB answered HTTP 400 DBS.200823: The proxy instance does not exist.; then the proxy restart request may or may not have reached TaurusDB"), "{out}");
     assert_eq!(emu.calls("taurus.restart"), 1, "never re-sent");
 }
 

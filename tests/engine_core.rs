@@ -4,6 +4,7 @@
 
 mod support;
 
+use opsgate::domain::MessageId;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -28,7 +29,7 @@ const MINUTE: u64 = 60_000;
 struct Memory {
     jobs: BTreeMap<JobId, Job>,
     audit: BTreeMap<JobId, Vec<AuditEntry>>,
-    messages: HashMap<String, JobId>,
+    messages: HashMap<MessageId, JobId>,
     next_id: JobId,
     chat_freeze: Option<ChatFreeze>,
     ops: Vec<AuditEntry>,
@@ -67,7 +68,7 @@ impl MemoryStore {
     fn stored(&self) -> Stored {
         let m = self.0.lock().unwrap();
         Stored {
-            next_job_id: m.next_id.max(1),
+            next_job_id: m.next_id.max(JobId(1)),
             chat_freeze: m.chat_freeze.clone(),
             next_ops_seq: m.ops.len() as u64,
             active: (m.jobs.values())
@@ -87,7 +88,8 @@ impl History for MemoryStore {
         Ok(self.0.lock().unwrap().jobs.get(&id).cloned())
     }
     fn job_for_message(&self, message_id: &str) -> Result<Option<JobId>, StorageError> {
-        Ok(self.0.lock().unwrap().messages.get(message_id).copied())
+        let m = self.0.lock().unwrap();
+        Ok(m.messages.get(&MessageId::from(message_id)).copied())
     }
     fn recent_jobs(
         &self,
@@ -222,19 +224,19 @@ fn a_job_is_written_submitting_in_the_step_that_submits_it_and_ends_by_the_cloud
     let mut core = Core::new(config("30m", 1));
     let alice = actor("alice", &[ONCALL]);
     let effects = core.say(&alice, "!restart ddm orders-db", 0);
-    assert_eq!(submits(&effects), vec![1]);
-    assert_eq!(core.store.state(1), Some(JobState::Submitting));
-    let effects = core.cloud(1, accepted(), 10);
+    assert_eq!(submits(&effects), vec![JobId(1)]);
+    assert_eq!(core.store.state(JobId(1)), Some(JobState::Submitting));
+    let effects = core.cloud(JobId(1), accepted(), 10);
     assert!(
-        effects.iter().any(|e| matches!(e, Effect::Poll(1))),
+        effects.iter().any(|e| matches!(e, Effect::Poll(JobId(1)))),
         "{effects:?}"
     );
-    assert_eq!(core.store.state(1), Some(JobState::Running));
-    core.cloud(1, CloudUpdate::Finished(Ok("done".into())), 20);
-    assert_eq!(core.store.state(1), Some(JobState::Succeeded));
+    assert_eq!(core.store.state(JobId(1)), Some(JobState::Running));
+    core.cloud(JobId(1), CloudUpdate::Finished(Ok("done".into())), 20);
+    assert_eq!(core.store.state(JobId(1)), Some(JobState::Succeeded));
     // The lock went with it: the same target takes a new request.
     let effects = core.say(&alice, "!restart ddm orders-db", 30);
-    assert_eq!(submits(&effects), vec![2]);
+    assert_eq!(submits(&effects), vec![JobId(2)]);
 }
 
 #[test]
@@ -244,7 +246,7 @@ fn an_approval_counts_only_before_the_deadline_the_engine_is_given() {
     let bob = actor("bob", &[DBA]);
     let effects = core.say(&alice, "!restart ddm orders-db hard", 0);
     assert!(submits(&effects).is_empty());
-    assert_eq!(core.store.state(1), Some(JobState::AwaitingApproval));
+    assert_eq!(core.store.state(JobId(1)), Some(JobState::AwaitingApproval));
     // The requester never approves, whatever the roles.
     let effects = core.say(&actor("alice", &[DBA]), "!approve 1", MINUTE);
     assert!(
@@ -254,13 +256,13 @@ fn an_approval_counts_only_before_the_deadline_the_engine_is_given() {
     let effects = core.say(&bob, "!approve 1", 31 * MINUTE);
     assert!(replies(&effects)[0].contains("expired"), "{effects:?}");
     assert!(submits(&effects).is_empty());
-    assert_eq!(core.store.state(1), Some(JobState::Expired));
+    assert_eq!(core.store.state(JobId(1)), Some(JobState::Expired));
 
     let effects = core.say(&alice, "!restart ddm orders-db hard", 40 * MINUTE);
     assert!(submits(&effects).is_empty());
     let effects = core.say(&bob, "!approve 2", 41 * MINUTE);
-    assert_eq!(submits(&effects), vec![2]);
-    assert_eq!(core.store.state(2), Some(JobState::Submitting));
+    assert_eq!(submits(&effects), vec![JobId(2)]);
+    assert_eq!(core.store.state(JobId(2)), Some(JobState::Submitting));
 }
 
 /// The tests' config with `[bot] keep_finished` set to `keep`.
@@ -279,10 +281,10 @@ fn the_deadline_passes_with_no_event_when_the_driver_says_the_time() {
     assert_eq!(core.engine.next_deadline(), Some(120 * MINUTE));
     core.engine.tick(120 * MINUTE - 1);
     core.step();
-    assert_eq!(core.store.state(1), Some(JobState::AwaitingApproval));
+    assert_eq!(core.store.state(JobId(1)), Some(JobState::AwaitingApproval));
     core.engine.tick(120 * MINUTE);
     core.step();
-    assert_eq!(core.store.state(1), Some(JobState::Expired));
+    assert_eq!(core.store.state(JobId(1)), Some(JobState::Expired));
 }
 
 #[test]
@@ -291,8 +293,10 @@ fn a_restart_reconciles_what_was_being_submitted_and_resubmits_nothing() {
     core.say(&actor("alice", &[ONCALL]), "!restart ddm orders-db", 0);
     let (core, effects) = core.restart(MINUTE);
     assert!(submits(&effects).is_empty(), "{effects:?}");
-    assert!(effects.iter().any(|e| matches!(e, Effect::Reconcile(1))));
-    assert_eq!(core.store.state(1), Some(JobState::Submitting));
+    assert!(effects
+        .iter()
+        .any(|e| matches!(e, Effect::Reconcile(JobId(1)))));
+    assert_eq!(core.store.state(JobId(1)), Some(JobState::Submitting));
 }
 
 #[test]
@@ -309,7 +313,7 @@ fn a_status_reply_sees_the_writes_of_its_own_group() {
     // wrote, though nothing has reached the store yet.
     core.engine.on_chat(message("!restart ddm orders-db"), 0);
     core.engine
-        .on_cloud(1, CloudUpdate::Finished(Ok("done".into())), 1);
+        .on_cloud(JobId(1), CloudUpdate::Finished(Ok("done".into())), 1);
     core.engine.on_chat(message("!status 1"), 2);
     let effects = core.step();
     let status = replies(&effects).pop().unwrap_or_default().to_string();
@@ -322,38 +326,50 @@ fn finished_jobs_leave_after_the_retention_time_and_nothing_else_does() {
     let mut core = Core::new(keeping("1h"));
     let alice = actor("alice", &[ONCALL]);
     core.say(&alice, "!restart ddm orders-db", 0);
-    core.cloud(1, accepted(), 1);
-    core.cloud(1, CloudUpdate::Finished(Ok("done".into())), 2);
+    core.cloud(JobId(1), accepted(), 1);
+    core.cloud(JobId(1), CloudUpdate::Finished(Ok("done".into())), 2);
     core.say(&actor("root", &[ADMIN]), "!freeze 10m release", 3);
     core.say(&actor("root", &[ADMIN]), "!unfreeze", 4);
     // A finished job whose break-glass review is still open is kept, however old.
-    let mut unreviewed = core.store.0.lock().unwrap().jobs[&1].clone();
-    unreviewed.id = 2;
+    let mut unreviewed = core.store.0.lock().unwrap().jobs[&JobId(1)].clone();
+    unreviewed.id = JobId(2);
     unreviewed.break_glass = Some(opsgate::job::BreakGlass {
         by: alice.person(),
         reason: "db down".into(),
         at_ms: 0,
         review: None,
     });
-    core.store.0.lock().unwrap().jobs.insert(2, unreviewed);
-    core.store.0.lock().unwrap().next_id = 3;
+    core.store
+        .0
+        .lock()
+        .unwrap()
+        .jobs
+        .insert(JobId(2), unreviewed);
+    core.store.0.lock().unwrap().next_id = JobId(3);
     let (mut core, _) = core.restart(5);
     core.say(&alice, "!restart ddm orders-db hard", 6);
-    assert_eq!(core.store.state(3), Some(JobState::AwaitingApproval));
+    assert_eq!(core.store.state(JobId(3)), Some(JobState::AwaitingApproval));
 
     core.engine.tick(59 * MINUTE);
     core.step();
     assert_eq!(
-        core.store.state(1),
+        core.store.state(JobId(1)),
         Some(JobState::Succeeded),
         "not yet an hour"
     );
     core.engine.tick(61 * MINUTE);
     core.step();
-    assert_eq!(core.store.state(1), None, "finished more than an hour ago");
-    assert!(core.store.audit(1).unwrap().is_empty());
-    assert!(core.store.state(2).is_some(), "its review is still open");
-    assert_eq!(core.store.state(3), Some(JobState::AwaitingApproval));
+    assert_eq!(
+        core.store.state(JobId(1)),
+        None,
+        "finished more than an hour ago"
+    );
+    assert!(core.store.audit(JobId(1)).unwrap().is_empty());
+    assert!(
+        core.store.state(JobId(2)).is_some(),
+        "its review is still open"
+    );
+    assert_eq!(core.store.state(JobId(3)), Some(JobState::AwaitingApproval));
     let status = core.say(&alice, "!status 1", 62 * MINUTE);
     assert!(
         replies(&status)[0].contains("Job 1 is no longer kept"),
@@ -370,12 +386,12 @@ fn finished_jobs_leave_after_the_retention_time_and_nothing_else_does() {
 fn forever_keeps_every_finished_job() {
     let mut core = Core::new(keeping("forever"));
     core.say(&actor("alice", &[ONCALL]), "!restart ddm orders-db", 0);
-    core.cloud(1, accepted(), 1);
-    core.cloud(1, CloudUpdate::Finished(Ok("done".into())), 2);
+    core.cloud(JobId(1), accepted(), 1);
+    core.cloud(JobId(1), CloudUpdate::Finished(Ok("done".into())), 2);
     assert_eq!(core.engine.next_deadline(), None);
     core.engine.tick(10_000 * 24 * 60 * MINUTE);
     core.step();
-    assert_eq!(core.store.state(1), Some(JobState::Succeeded));
+    assert_eq!(core.store.state(JobId(1)), Some(JobState::Succeeded));
 }
 
 /// One thing that can happen to the engine.
@@ -408,11 +424,11 @@ enum Event {
 fn event() -> impl Strategy<Value = Event> {
     prop_oneof![
         (0usize..3, any::<bool>()).prop_map(|(target, hard)| Event::Request { target, hard }),
-        (1u64..8).prop_map(|job| Event::Approve { job }),
-        (1u64..8).prop_map(|job| Event::Deny { job }),
-        (1u64..8).prop_map(|job| Event::Accepted { job }),
-        (1u64..8).prop_map(|job| Event::Indeterminate { job }),
-        (1u64..8).prop_map(|job| Event::Finished { job }),
+        (1u64..8).prop_map(|job| Event::Approve { job: JobId(job) }),
+        (1u64..8).prop_map(|job| Event::Deny { job: JobId(job) }),
+        (1u64..8).prop_map(|job| Event::Accepted { job: JobId(job) }),
+        (1u64..8).prop_map(|job| Event::Indeterminate { job: JobId(job) }),
+        (1u64..8).prop_map(|job| Event::Finished { job: JobId(job) }),
         Just(Event::Restart),
         Just(Event::Tick),
     ]

@@ -2,6 +2,7 @@
 
 mod support;
 
+use opsgate::domain::JobId;
 use opsgate::ports::chat::{ChatEvent, Origin};
 use opsgate::ports::cloud::CloudError;
 use opsgate::ports::cloud::SubmitOutcome;
@@ -421,7 +422,7 @@ fn a_pending_job_whose_message_id_was_lost_gets_its_card_again_on_start() {
     // Simulate the crash window: the job is durable, its message ID is not.
     {
         let store = opsgate::store::SledStore::open(dir.path()).unwrap();
-        let mut job = store.job(1).unwrap().unwrap();
+        let mut job = store.job(JobId(1)).unwrap().unwrap();
         job.message_id = None;
         let mut writes = opsgate::ports::store::Writes::default();
         writes.put_job(&mut job, None);
@@ -502,7 +503,7 @@ fn pending_approvals_can_be_listed_for_a_chat_that_reconnects() {
         .send(opsgate::ports::inbox::EngineEvent::PendingApprovals(tx));
     let pending = h.rt.block_on(rx).unwrap();
     assert_eq!(pending.len(), 1);
-    assert_eq!(pending[0].job, 1);
+    assert_eq!(pending[0].job, JobId(1));
     assert_eq!(pending[0].message_id, "msg-1");
     h.stop();
 }
@@ -541,7 +542,7 @@ fn a_burst_bigger_than_one_commit_group_is_answered_in_order_and_each_job_runs_o
     let store = SledStore::open(dir.path()).unwrap();
     assert!(store.active_jobs().unwrap().is_empty());
     for job in 1..=N {
-        let stored = store.job(job).unwrap().expect("every job is stored");
+        let stored = store.job(JobId(job)).unwrap().expect("every job is stored");
         assert_eq!(stored.spec.target, instance(job));
         assert!(stored.state.is_final(), "job {job}: {:?}", stored.state);
     }
@@ -588,7 +589,7 @@ fn a_deleted_card_of_an_active_job_is_posted_again_and_its_new_id_is_durable() {
     h.say("alice", &[ONCALL], HARD);
     let lost = |message: &str| {
         h.handle.chat(ChatEvent::CardLost {
-            job: 1,
+            job: JobId(1),
             message_id: message.into(),
         });
         h.sync();
@@ -602,7 +603,7 @@ fn a_deleted_card_of_an_active_job_is_posted_again_and_its_new_id_is_durable() {
     assert_eq!(cards.len(), 2, "{cards:?}");
     assert_eq!(cards[1].0, 1);
     h.handle.chat(ChatEvent::MessagePosted {
-        job: 1,
+        job: JobId(1),
         message_id: "msg-1b".into(),
     });
     // A ✅ on the new card counts.
@@ -621,9 +622,9 @@ fn a_deleted_card_of_an_active_job_is_posted_again_and_its_new_id_is_durable() {
     // The new ID survived the crash.
     {
         let store = SledStore::open(dir.path()).unwrap();
-        let job = store.job(1).unwrap().unwrap();
+        let job = store.job(JobId(1)).unwrap().unwrap();
         assert_eq!(job.message_id.as_deref(), Some("msg-1b"));
-        assert_eq!(store.job_for_message("msg-1b").unwrap(), Some(1));
+        assert_eq!(store.job_for_message("msg-1b").unwrap(), Some(JobId(1)));
     }
     let h = Harness::start_with(dir.path(), ScriptedOp::new(1), "30m", 2);
     h.react("carol", &[DBA], 1, "✅", true);
@@ -632,7 +633,7 @@ fn a_deleted_card_of_an_active_job_is_posted_again_and_its_new_id_is_durable() {
     // A finished job's card is history: losing it posts nothing.
     let before = h.chat.new_cards().len();
     h.handle.chat(ChatEvent::CardLost {
-        job: 1,
+        job: JobId(1),
         message_id: "msg-1b".into(),
     });
     h.sync();

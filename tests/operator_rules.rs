@@ -2,6 +2,7 @@
 //! rule wins, approvals can depend on who asks, and overlaps that stay ambiguous are config
 //! errors naming both rules.
 
+use opsgate::domain::{ChannelId, RoleId};
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -88,13 +89,13 @@ fn config(rules: &str) -> Result<Config, String> {
     .map_err(|p| p.to_string())
 }
 
-const ONCALL: u64 = 10;
-const DBA: u64 = 20;
+const ONCALL: RoleId = RoleId(10);
+const DBA: RoleId = RoleId(20);
 
 /// The rule name, or the refusal.
 fn which(
     config: &Config,
-    roles: &[u64],
+    roles: &[RoleId],
     target: Option<&str>,
     account: &str,
     mode: &str,
@@ -103,7 +104,7 @@ fn which(
     match policy::check_request_on(
         &config.policy,
         roles,
-        "ops",
+        &ChannelId::from("ops"),
         "restart ddm",
         Some(mode),
         &subject,
@@ -148,7 +149,14 @@ fn the_most_specific_rule_wins_and_approvals_depend_on_who_asks() {
     );
     assert!(which(&c, &[DBA], Some("lab-db"), "lab", "hard").starts_with("refused"));
     // Nothing unscoped: anything else is refused.
-    assert!(policy::check_request(&c.policy, &[DBA], "ops", "restart ddm", Some("soft")).is_err());
+    assert!(policy::check_request(
+        &c.policy,
+        &[DBA],
+        &ChannelId::from("ops"),
+        "restart ddm",
+        Some("soft")
+    )
+    .is_err());
 }
 
 #[test]

@@ -3,6 +3,7 @@
 mod support;
 
 use opsgate::command::{parse, Command};
+use opsgate::domain::JobId;
 use opsgate::job::JobFilter;
 use proptest::prelude::*;
 
@@ -54,15 +55,15 @@ fn operations_parse_named_targets_and_raw_ids() {
 #[test]
 fn builtins_parse() {
     let cases: &[(&str, Command)] = &[
-        ("!approve 42", Command::Approve(42)),
-        ("!approve #42", Command::Approve(42)),
-        ("!deny 7", Command::Deny(7, None)),
+        ("!approve 42", Command::Approve(JobId(42))),
+        ("!approve #42", Command::Approve(JobId(42))),
+        ("!deny 7", Command::Deny(JobId(7), None)),
         (
             "!deny 7 not now please",
-            Command::Deny(7, Some("not now please".into())),
+            Command::Deny(JobId(7), Some("not now please".into())),
         ),
-        ("!cancel 3", Command::Cancel(3)),
-        ("!status 3", Command::Status(3)),
+        ("!cancel 3", Command::Cancel(JobId(3))),
+        ("!status 3", Command::Status(JobId(3))),
         ("!jobs", Command::Jobs(JobFilter::Active)),
         ("!jobs MINE", Command::Jobs(JobFilter::Mine)),
         ("!jobs all", Command::Jobs(JobFilter::All)),
@@ -170,7 +171,7 @@ fn replies_and_deny_reasons_never_carry_bidi_or_invisible_characters() {
         }
     }
     match p("!deny 7 not \u{202E}now\u{FEFF}") {
-        Ok(Some(Command::Deny(7, Some(reason)))) => assert_eq!(reason, "not now"),
+        Ok(Some(Command::Deny(JobId(7), Some(reason)))) => assert_eq!(reason, "not now"),
         other => panic!("{other:?}"),
     }
 }

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use opsgate::domain::{JobSpec, Person};
+use opsgate::domain::{JobId, JobSpec, MessageId, Person, RoleId};
 use opsgate::job::{AuditEntry, Job, JobState, Requirement};
 use opsgate::ports::store::Writes;
 use opsgate::store::{SledStore, StoreError};
@@ -16,7 +16,7 @@ fn job(id: u64, state: JobState, now_ms: u64) -> Job {
     params.insert("mode".to_string(), "hard".to_string());
     let pending = state == JobState::AwaitingApproval;
     Job {
-        id,
+        id: JobId(id),
         spec: std::sync::Arc::new(JobSpec {
             operation: "ddm.restart".into(),
             account: "huawei".into(),
@@ -31,7 +31,7 @@ fn job(id: u64, state: JobState, now_ms: u64) -> Job {
         requirement: Requirement {
             rule: "hard restart".into(),
             approvals: 1,
-            approver_roles: vec![20],
+            approver_roles: vec![RoleId(20)],
         },
         state,
         approvals: Vec::new(),
@@ -39,7 +39,7 @@ fn job(id: u64, state: JobState, now_ms: u64) -> Job {
         // Pending ones stay open for a day, so recovery keeps them pending.
         expires_ms: now_ms + 86_400_000,
         updated_ms: now_ms,
-        message_id: pending.then(|| format!("job-{id}")),
+        message_id: pending.then(|| MessageId(format!("job-{id}"))),
         cloud_ref: (!pending).then(|| format!("{id:08x}-0000-0000-0000-000000000000")),
         handle: None,
         progress: None,
@@ -86,13 +86,13 @@ pub fn fill(dir: &Path, finished: u64, pending: u64) -> Result<(), StoreError> {
             batch.put_job(&mut j, Some(entry));
         }
         if let Some(m) = &j.message_id {
-            batch.index_message(m, id);
+            batch.index_message(m, JobId(id));
         }
         if id % 10_000 == 0 {
             store.commit(&std::mem::take(&mut batch))?;
         }
     }
-    batch.set_next_id(finished + pending + 1);
+    batch.set_next_id(JobId(finished + pending + 1));
     store.commit(&std::mem::take(&mut batch))?;
     store.flush()
 }

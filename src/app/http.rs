@@ -18,6 +18,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
 
+use crate::domain::{JobId, UserId};
 use crate::job::JobFilter;
 use crate::metrics::Metrics;
 use crate::secret::Secret;
@@ -201,7 +202,7 @@ async fn jobs(State(s): State<AppState>, Query(q): Query<JobsQuery>) -> Response
     let limit = q.limit.unwrap_or(50).min(1000);
     let store = s.store.clone();
     let result = tokio::task::spawn_blocking(move || {
-        store.recent_jobs(limit, 100_000, |j| filter.keeps(j, ""))
+        store.recent_jobs(limit, 100_000, |j| filter.keeps(j, &UserId::default()))
     })
     .await;
     match result {
@@ -210,7 +211,7 @@ async fn jobs(State(s): State<AppState>, Query(q): Query<JobsQuery>) -> Response
     }
 }
 
-async fn job(State(s): State<AppState>, Path(id): Path<u64>) -> Response {
+async fn job(State(s): State<AppState>, Path(id): Path<JobId>) -> Response {
     match s.store.job(id) {
         Ok(Some(job)) => Json(job).into_response(),
         Ok(None) => (StatusCode::NOT_FOUND, format!("no job {id}\n")).into_response(),
@@ -222,7 +223,7 @@ async fn job(State(s): State<AppState>, Path(id): Path<u64>) -> Response {
     }
 }
 
-async fn audit(State(s): State<AppState>, Path(id): Path<u64>) -> Response {
+async fn audit(State(s): State<AppState>, Path(id): Path<JobId>) -> Response {
     match s.store.audit(id) {
         Ok(entries) => Json(entries).into_response(),
         Err(_) => (

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use crate::command::Catalog;
 use crate::config::Config;
 use crate::domain::time::format_utc;
+use crate::domain::{JobId, UserId};
 use crate::job::AuditEntry;
 use crate::job::Job;
 use crate::job::JobFilter;
@@ -131,7 +132,7 @@ pub fn jobs(
     let jobs: Vec<Job> = match source {
         Source::Store(copy) => copy
             .store
-            .recent_jobs(limit, usize::MAX, |j| filter.keeps(j, ""))
+            .recent_jobs(limit, usize::MAX, |j| filter.keeps(j, &UserId::default()))
             .map_err(|e| e.to_string())?,
         Source::Http(addr) => {
             let name = match filter {
@@ -170,7 +171,7 @@ pub fn jobs(
 
 pub fn audit(
     source: &Source,
-    job: u64,
+    job: JobId,
     json: bool,
     rt: &tokio::runtime::Runtime,
 ) -> Result<String, String> {
@@ -236,7 +237,7 @@ pub fn export(
 
 /// The JSON lines of [`export`], read from `store`.
 pub fn export_lines(store: &SledStore, since_ms: u64) -> Result<String, StoreError> {
-    let mut jobs: std::collections::BTreeMap<u64, Option<Job>> = Default::default();
+    let mut jobs: std::collections::BTreeMap<JobId, Option<Job>> = Default::default();
     let mut out = String::new();
     for (job, entry) in store.audit_since(since_ms)? {
         let spec = match job {

@@ -13,7 +13,7 @@ use crate::command::suggest;
 use crate::command::text::visible;
 use crate::config::Config;
 use crate::domain::JobId;
-use crate::domain::{Actor, MessageId};
+use crate::domain::{Actor, ChannelId, MessageId, RoleId, UserId};
 use crate::job::JobState;
 use crate::ports::chat::{ChatEvent, ChatOut, FlowOut, Origin, Outgoing};
 use crate::ports::inbox::{EngineEvent, EngineHandle, JobObserver};
@@ -21,7 +21,7 @@ use crate::ports::inbox::{EngineEvent, EngineHandle, JobObserver};
 /// The terminal names a job's message after the job, so `/react 7 ✅` finds it even after
 /// a restart (a real chat assigns its own IDs and reports them back).
 pub fn message_id_of(job: JobId) -> MessageId {
-    format!("job-{job}")
+    MessageId(format!("job-{job}"))
 }
 
 /// Prints bot messages as `[#channel] text`; an edit is printed again, marked `(edit)`.
@@ -38,7 +38,7 @@ impl ShellChat {
         }
     }
 
-    fn print(&self, channel: &str, marker: &str, text: &str) {
+    fn print(&self, channel: &ChannelId, marker: &str, text: &str) {
         self.print_at(self.config.policy.channel_name(channel), marker, text);
     }
 
@@ -272,8 +272,8 @@ fn say(text: &str) {
 struct Session<'a> {
     config: &'a Config,
     user: String,
-    roles: Vec<u64>,
-    channel: String,
+    roles: Vec<RoleId>,
+    channel: ChannelId,
 }
 
 impl<'a> Session<'a> {
@@ -282,7 +282,7 @@ impl<'a> Session<'a> {
             config,
             user,
             roles: Vec::new(),
-            channel: String::new(),
+            channel: ChannelId::default(),
         };
         s.set_roles(roles);
         if let Some(id) = config.policy.channels.get(channel.trim_start_matches('#')) {
@@ -293,7 +293,7 @@ impl<'a> Session<'a> {
 
     fn actor(&self) -> Actor {
         Actor {
-            id: self.user.clone(),
+            id: UserId::from(self.user.as_str()),
             name: self.user.clone(),
             roles: self.roles.clone(),
         }
@@ -441,33 +441,36 @@ mod tests {
     #[test]
     fn a_finished_job_leaves_the_watch_and_its_state_comes_from_the_store() {
         let watch = JobWatch::default();
-        watch.job_changed(1, JobState::Running);
-        watch.job_changed(2, JobState::AwaitingApproval);
-        watch.job_changed(1, JobState::Succeeded);
+        watch.job_changed(JobId(1), JobState::Running);
+        watch.job_changed(JobId(2), JobState::AwaitingApproval);
+        watch.job_changed(JobId(1), JobState::Succeeded);
 
         let moving = watch.moving.lock().unwrap();
         assert_eq!(moving.len(), 1, "only job 2 is still moving");
-        let stored = |id| match id {
+        let stored = |id: JobId| match id.0 {
             1 => Some(JobState::Succeeded),
             2 => Some(JobState::AwaitingApproval),
             _ => None,
         };
-        assert_eq!(state_of(&moving, &stored, 1), Some(JobState::Succeeded));
         assert_eq!(
-            state_of(&moving, &stored, 2),
+            state_of(&moving, &stored, JobId(1)),
+            Some(JobState::Succeeded)
+        );
+        assert_eq!(
+            state_of(&moving, &stored, JobId(2)),
             Some(JobState::AwaitingApproval)
         );
-        assert_eq!(state_of(&moving, &stored, 3), None);
+        assert_eq!(state_of(&moving, &stored, JobId(3)), None);
     }
 
     #[test]
     fn the_watch_is_empty_again_once_every_job_has_finished() {
         let watch = JobWatch::default();
         for id in 1..=1000 {
-            watch.job_changed(id, JobState::Submitting);
+            watch.job_changed(JobId(id), JobState::Submitting);
         }
         for id in 1..=1000 {
-            watch.job_changed(id, JobState::Succeeded);
+            watch.job_changed(JobId(id), JobState::Succeeded);
         }
         let moving = watch.moving.lock().unwrap();
         assert!(moving.is_empty());

@@ -26,7 +26,7 @@ pub use startup::Use;
 pub use summary::summary;
 
 use crate::command::{Catalog, Target};
-use crate::domain::Provider;
+use crate::domain::{ChannelId, Provider};
 use crate::freeze::Freeze;
 use crate::policy::Policy;
 
@@ -45,7 +45,7 @@ pub struct Config {
     /// `[[freezes]]`: change freezes from the file (`!freeze` adds more at run time).
     pub freezes: Vec<Freeze>,
     /// Channel IDs whose jobs each get a thread on their card.
-    pub thread_channels: Vec<String>,
+    pub thread_channels: Vec<ChannelId>,
     /// How long a finished job and its audit entries are kept after it finished; `None`
     /// keeps them forever. Pending and running jobs, jobs awaiting a break-glass review and
     /// the freeze log are always kept.

@@ -10,7 +10,7 @@ use super::raw::RawId;
 use super::secrets::SecretRef;
 use super::validate::Collector;
 use crate::command::Catalog;
-use crate::domain::Severity;
+use crate::domain::{ChannelId, Severity};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
@@ -78,33 +78,32 @@ pub struct IncidentRoute {
     pub services: Vec<String>,
     /// Severities this route takes; empty means all.
     pub severities: Vec<Severity>,
-    /// Channel ID.
-    pub channel: String,
+    pub channel: ChannelId,
 }
 
 #[derive(Clone, Debug, Default)]
 pub struct Incidents {
-    /// Catch-all channel ID for notifications no route takes.
-    pub default: Option<String>,
+    /// Catch-all channel for notifications no route takes.
+    pub default: Option<ChannelId>,
     pub routes: Vec<IncidentRoute>,
 }
 
 impl Incidents {
     /// The channel for a notification about `service` at `severity`: the first route that
     /// takes it, else the catch-all.
-    pub fn channel_for(&self, service: &str, severity: Severity) -> Option<&str> {
+    pub fn channel_for(&self, service: &str, severity: Severity) -> Option<&ChannelId> {
         self.routes
             .iter()
             .find(|r| {
                 (r.services.is_empty() || r.services.iter().any(|s| s == service))
                     && (r.severities.is_empty() || r.severities.contains(&severity))
             })
-            .map(|r| r.channel.as_str())
-            .or(self.default.as_deref())
+            .map(|r| &r.channel)
+            .or(self.default.as_ref())
     }
 
     /// Every channel that takes critical notifications: where opsgate says it is stopping.
-    pub fn all_channels(&self) -> impl Iterator<Item = &String> {
+    pub fn all_channels(&self) -> impl Iterator<Item = &ChannelId> {
         self.routes
             .iter()
             .filter(|r| r.severities.is_empty() || r.severities.contains(&Severity::Critical))
@@ -175,11 +174,11 @@ pub fn discord(raw: Option<RawDiscord>, base: &Path, p: &mut Collector) -> Disco
 
 pub fn incidents(
     raw: RawIncidents,
-    channels: &std::collections::BTreeMap<String, String>,
+    channels: &std::collections::BTreeMap<String, ChannelId>,
     catalog: &Catalog,
     p: &mut Collector,
 ) -> Incidents {
-    let channel = |name: &str, path: String, p: &mut Collector| -> Option<String> {
+    let channel = |name: &str, path: String, p: &mut Collector| -> Option<ChannelId> {
         let id = channels.get(name.trim_start_matches('#')).cloned();
         if id.is_none() {
             p.add(

@@ -3,10 +3,11 @@
 use std::fmt::Write;
 
 use super::{AuthMethod, Config};
+use crate::domain::RoleId;
 
 pub fn summary(config: &Config) -> String {
     let mut out = String::new();
-    let role_list = |ids: &[u64]| -> String {
+    let role_list = |ids: &[RoleId]| -> String {
         let names: Vec<_> = ids
             .iter()
             .map(|id| config.policy.role_name(*id).unwrap_or("?").to_string())

@@ -10,7 +10,7 @@ use super::raw::{RawAccount, RawConfig, RawId, RawRule, RawTarget};
 use super::secrets::SecretRef;
 use super::{base_dir, Account, AuthMethod, Builtins, Config, Problem, ProviderSettings};
 use crate::command::{ids, suggest, Catalog, OperationDef, Target};
-use crate::domain::Provider;
+use crate::domain::{ChannelId, Provider, RoleId};
 use crate::policy::{Policy, Rule, Scope};
 
 const DEFAULT_EXPIRY: Duration = Duration::from_secs(30 * 60);
@@ -29,7 +29,7 @@ fn endpoint_keys(provider: Provider) -> &'static [&'static str] {
 }
 
 /// Resolves role names at a key path to IDs, reporting unknown ones.
-type RoleIds<'a> = &'a dyn Fn(&[String], &str, &mut Collector) -> Vec<u64>;
+type RoleIds<'a> = &'a dyn Fn(&[String], &str, &mut Collector) -> Vec<RoleId>;
 
 #[derive(Default)]
 pub(super) struct Collector(Vec<Problem>);
@@ -180,12 +180,12 @@ fn validate(raw: RawConfig, source: &Path, builtins: &Builtins, p: &mut Collecto
         }
         match snowflake(id) {
             Some(v) => {
-                roles.insert(name.clone(), v);
+                roles.insert(name.clone(), RoleId(v));
             }
             None => p.add(&path, "must be a Discord role ID (a positive number)"),
         }
     }
-    let role_ids = |names: &[String], path: &str, p: &mut Collector| -> Vec<u64> {
+    let role_ids = |names: &[String], path: &str, p: &mut Collector| -> Vec<RoleId> {
         let mut out = Vec::new();
         for (i, n) in names.iter().enumerate() {
             match roles.get(n) {
@@ -229,7 +229,7 @@ fn validate(raw: RawConfig, source: &Path, builtins: &Builtins, p: &mut Collecto
                 continue;
             }
         };
-        channels.insert(name.clone(), id);
+        channels.insert(name.clone(), ChannelId(id));
     }
 
     let mut accounts = BTreeMap::new();
@@ -410,7 +410,7 @@ fn tags(raw: &BTreeMap<String, String>, path: &str, p: &mut Collector) -> BTreeM
 
 /// The names a rule may refer to.
 struct Names<'a> {
-    channels: &'a BTreeMap<String, String>,
+    channels: &'a BTreeMap<String, ChannelId>,
     targets: &'a BTreeMap<String, Target>,
     accounts: &'a BTreeMap<String, Arc<Account>>,
     catalog: &'a Catalog,

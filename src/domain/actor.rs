@@ -1,11 +1,13 @@
 use serde::{Deserialize, Serialize};
 
+use super::{RoleId, UserId};
+
 /// Who did something in chat. Authorization uses `roles` (IDs), never names.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Actor {
-    pub id: String,
+    pub id: UserId,
     pub name: String,
-    pub roles: Vec<u64>,
+    pub roles: Vec<RoleId>,
 }
 
 impl Actor {
@@ -20,7 +22,7 @@ impl Actor {
     /// The audit log's actor: the name, and the ID too when it says something more
     /// (Discord's snowflakes; in the terminal both are the same).
     pub fn audit_name(&self) -> String {
-        if self.name == self.id {
+        if self.id == self.name.as_str() {
             self.name.clone()
         } else {
             format!("{} ({})", self.name, self.id)
@@ -31,6 +33,6 @@ impl Actor {
 /// A chat user as recorded in a job: stable ID plus the name shown at the time.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Person {
-    pub id: String,
+    pub id: UserId,
     pub name: String,
 }

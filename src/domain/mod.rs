@@ -8,6 +8,6 @@ mod spec;
 pub mod time;
 
 pub use actor::{Actor, Person};
-pub use ids::{JobId, MessageId};
+pub use ids::{ChannelId, JobId, MessageId, RoleId, UserId};
 pub use severity::Severity;
 pub use spec::{JobSpec, Provider};

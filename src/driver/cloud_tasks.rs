@@ -75,7 +75,7 @@ impl Driver {
         match op {
             Err(why) => report(&tx, id, CloudUpdate::Unavailable(why)),
             Ok(op) => {
-                let span = tracing::info_span!("job", job = id);
+                let span = tracing::info_span!("job", job = id.0);
                 let timer = CloudCall::new(self, &spec);
                 self.seams.runtime.spawn(tracing::Instrument::instrument(
                     async move {
@@ -103,7 +103,7 @@ impl Driver {
             ),
             Ok(op) => {
                 let timer = CloudCall::new(self, &spec);
-                let span = tracing::info_span!("job", job = id);
+                let span = tracing::info_span!("job", job = id.0);
                 self.seams.runtime.spawn(tracing::Instrument::instrument(
                     async move {
                         let outcome = timer.time("reconcile", || op.reconcile(&spec)).await;
@@ -128,7 +128,7 @@ impl Driver {
         match op {
             Err(why) => report(&tx, id, CloudUpdate::Unknown(why)),
             Ok(op) => {
-                let span = tracing::info_span!("job", job = id);
+                let span = tracing::info_span!("job", job = id.0);
                 let timer = CloudCall::new(self, &spec);
                 self.seams.runtime.spawn(tracing::Instrument::instrument(
                     poll_until_done(op, spec, handle, started, id, tx, timer),
@@ -187,7 +187,7 @@ async fn poll_until_done(
             PollOutcome::Failed(err) => return report(&tx, id, CloudUpdate::Finished(Err(err))),
             PollOutcome::Unknown(why) => return report(&tx, id, CloudUpdate::Unknown(why)),
             PollOutcome::Transient(why) => {
-                tracing::warn!(job = id, error = %why, "poll failed; backing off");
+                tracing::warn!(job = id.0, error = %why, "poll failed; backing off");
                 delay = (delay * 2).min(policy.max_interval).max(policy.interval);
             }
         }

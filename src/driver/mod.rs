@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::Config;
 use crate::domain::time::now_ms;
+use crate::domain::ChannelId;
 use crate::engine::{Effect, Engine, Step};
 use crate::metrics::Metrics;
 use crate::ports::chat::{ChatOut, FlowOut, Outgoing};
@@ -126,7 +127,7 @@ impl Driver {
                         let _ = reply.send(self.engine.pending_approvals());
                     }
                     EngineEvent::Chat(event) => {
-                        channels.extend(event.channel().map(str::to_string));
+                        channels.extend(event.channel().cloned());
                         self.engine.on_chat(event, now_ms());
                     }
                     EngineEvent::Cloud { job, update } => {
@@ -260,13 +261,13 @@ impl Driver {
 
     /// Drops the failed group's effects and says, once, where it still can, that opsgate is
     /// stopping. Returns `error` for the caller, which ends the process.
-    fn storage_failed(&mut self, error: StorageError, channels: &[String]) -> StorageError {
+    fn storage_failed(&mut self, error: StorageError, channels: &[ChannelId]) -> StorageError {
         if let Some(hook) = &self.storage_failure_hook {
             hook();
         }
         tracing::error!(error = %error, "storage failed: nothing from this step is acted on; stopping");
         drop(self.engine.take());
-        let mut tell: Vec<String> = Vec::new();
+        let mut tell: Vec<ChannelId> = Vec::new();
         for channel in channels.iter().chain(self.config.incidents.all_channels()) {
             if !tell.contains(channel) {
                 tell.push(channel.clone());

@@ -49,7 +49,7 @@ impl Engine {
 /// Logs a job's step in its `job` span: failures and unknown outcomes at WARN, so that they
 /// show in a log filtered to warnings; everything else at INFO.
 pub(super) fn log_step(id: JobId, event: &str, state: JobState, detail: &str) {
-    let span = tracing::info_span!("job", job = id);
+    let span = tracing::info_span!("job", job = id.0);
     let _in = span.enter();
     match state {
         JobState::Failed | JobState::Unknown => {

@@ -9,7 +9,7 @@ use crate::ports::inbox::CloudUpdate;
 impl Engine {
     pub(super) fn cloud_result(&mut self, id: JobId, update: CloudUpdate, now: u64) {
         if !self.active.contains_key(&id) {
-            tracing::debug!(job = id, "update for a job that is no longer active");
+            tracing::debug!(job = id.0, "update for a job that is no longer active");
             return;
         }
         match update {

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use super::{Effect, Engine};
 use crate::command::OperationRequest;
-use crate::domain::Actor;
+use crate::domain::{Actor, ChannelId, UserId};
 use crate::ports::chat::{FlowOut, Origin};
 
 /// How long the requester has to type `!confirm`.
@@ -16,8 +16,8 @@ pub const WINDOW_MS: u64 = 60_000;
 const MAX_OPEN: usize = 1_000;
 
 pub struct Pending {
-    pub actor_id: String,
-    pub channel: String,
+    pub actor_id: UserId,
+    pub channel: ChannelId,
     pub request: OperationRequest,
     /// What must be typed: the target's name as the request gave it.
     pub expected: String,

@@ -131,7 +131,7 @@ impl Engine {
     /// A notice about no job in particular, to the incident channel for `severity`.
     fn ops_notice(&mut self, severity: Severity, text: String) {
         if let Some(channel) = self.config.incidents.channel_for("", severity) {
-            let channel = channel.to_string();
+            let channel = channel.clone();
             self.notice(&channel, None, text);
         }
     }

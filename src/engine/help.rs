@@ -5,7 +5,7 @@ use std::fmt::Write;
 
 use super::Engine;
 use crate::command::{quote, suggest, usage_of, OperationDef, BUILTINS};
-use crate::domain::Actor;
+use crate::domain::{Actor, ChannelId};
 use crate::policy::{self, Rule};
 
 impl Engine {
@@ -115,7 +115,7 @@ impl Engine {
         out
     }
 
-    pub(super) fn whoami_text(&self, actor: &Actor, channel: &str) -> String {
+    pub(super) fn whoami_text(&self, actor: &Actor, channel: &ChannelId) -> String {
         let rules = &self.config.policy;
         let roles: Vec<String> = (actor.roles.iter())
             .map(|r| {
@@ -126,7 +126,7 @@ impl Engine {
             .collect();
         let mut out = format!(
             "{} in #{} · roles: {}{}",
-            if actor.name == actor.id {
+            if actor.id == actor.name.as_str() {
                 actor.name.clone()
             } else {
                 format!("{} ({})", actor.name, actor.id)
@@ -163,7 +163,7 @@ impl Engine {
     fn whoami_verdict(
         &self,
         actor: &Actor,
-        channel: &str,
+        channel: &ChannelId,
         op: &OperationDef,
         mode: Option<&str>,
         out: &mut String,

@@ -24,7 +24,7 @@ impl Engine {
             return;
         };
         self.effects.push(Effect::Chat(Outgoing::Incident {
-            channel: channel.to_string(),
+            channel: channel.clone(),
             job: id,
             severity,
             text,

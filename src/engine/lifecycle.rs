@@ -3,7 +3,7 @@
 
 use super::cards::{audit_line, log_step};
 use super::{Effect, Engine};
-use crate::domain::{JobId, JobSpec};
+use crate::domain::{ChannelId, JobId, JobSpec};
 use crate::job::{AuditEntry, Job, JobState};
 use crate::ports::chat::{FlowOut, Origin, Outgoing};
 
@@ -22,9 +22,9 @@ impl Engine {
         self.reply(origin, text, true);
     }
 
-    pub(super) fn notice(&mut self, channel: &str, job: Option<JobId>, text: String) {
+    pub(super) fn notice(&mut self, channel: &ChannelId, job: Option<JobId>, text: String) {
         self.effects.push(Effect::Chat(Outgoing::Notice {
-            channel: channel.to_string(),
+            channel: channel.clone(),
             job,
             text,
         }));
@@ -140,7 +140,7 @@ impl Engine {
                 true
             }
             Some(job) => {
-                tracing::warn!(job = id, from = ?job.state, to = ?state, "illegal transition refused");
+                tracing::warn!(job = id.0, from = ?job.state, to = ?state, "illegal transition refused");
                 false
             }
             None => false,

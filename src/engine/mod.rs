@@ -28,7 +28,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use crate::config::Config;
-use crate::domain::{JobId, MessageId};
+use crate::domain::{ChannelId, JobId, MessageId};
 use crate::freeze::ChatFreeze;
 use crate::job::{Job, JobState};
 use crate::metrics::Metrics;
@@ -209,7 +209,7 @@ impl Engine {
     }
 
     /// The channel of an active job, where people hear about it.
-    pub fn channel_of(&self, id: JobId) -> Option<String> {
+    pub fn channel_of(&self, id: JobId) -> Option<ChannelId> {
         self.active.get(&id).map(|j| j.channel.clone())
     }
 

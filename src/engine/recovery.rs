@@ -13,12 +13,12 @@ impl Engine {
         let mut reconciles = Vec::new();
         for mut job in jobs {
             let id = job.id;
-            self.next_id = self.next_id.max(id + 1);
+            self.next_id = self.next_id.max(id.next());
             if job.state.is_final() {
                 // Written in one batch with its index entry, so only a store from before
                 // batches were atomic can hold this: take it out of the index, lock nothing.
                 tracing::warn!(
-                    job = id,
+                    job = id.0,
                     state = job.state.label(),
                     "a finished job was still in the active index; removed"
                 );

@@ -187,7 +187,7 @@ impl Engine {
         now: u64,
     ) -> (JobId, String) {
         let id = self.next_id;
-        self.next_id += 1;
+        self.next_id = id.next();
         self.writes.set_next_id(self.next_id);
         let break_glass = req.break_glass.clone().map(|reason| BreakGlass {
             by: actor.person(),
@@ -200,7 +200,7 @@ impl Engine {
             id,
             spec: Arc::new(spec),
             requester: actor.person(),
-            channel: origin.answer_channel().to_string(),
+            channel: origin.answer_channel().clone(),
             requirement: Requirement {
                 rule: rule.name.clone(),
                 approvals: rule.approvals,
@@ -229,7 +229,7 @@ impl Engine {
             thread: rule.thread || self.config.thread_channels.contains(&origin.channel),
         };
         let action = self.action(&job.spec);
-        tracing::info!(job = id, user = %actor.id, action = %action, "job requested");
+        tracing::info!(job = id.0, user = %actor.id, action = %action, "job requested");
         let mut detail = format!(
             "{action} under rule `{}` in #{}",
             rule.name,
@@ -264,14 +264,10 @@ impl Engine {
         now: u64,
     ) -> Option<String> {
         let job = self.active.get(&id)?;
-        let channel = origin.answer_channel().to_string();
+        let channel = origin.answer_channel().clone();
         if job.expires_ms > 0 {
             let card = self.card(job);
-            let mention_roles = if self.config.discord.mention_approvers {
-                rule.approver_roles.clone()
-            } else {
-                Vec::new()
-            };
+            let mention_roles = rule.approver_roles.clone();
             let text = format!(
                 "🔔 job {id} requested by {}: {} (needs {} approval{} from {})",
                 actor.name,

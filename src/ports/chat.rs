@@ -5,23 +5,23 @@
 use std::fmt::Write;
 
 use crate::domain::time::{format_duration_ms, format_utc};
-use crate::domain::{Actor, JobId, MessageId, Severity};
+use crate::domain::{Actor, ChannelId, JobId, MessageId, RoleId, Severity};
 use crate::job::JobState;
 
 /// Where an event came from, and how to answer it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Origin {
     /// The channel whose rules apply: for a thread or forum post, its parent channel.
-    pub channel: String,
+    pub channel: ChannelId,
     /// An interaction to answer (Discord slash commands and buttons); replies to it may be
     /// private. `None` for plain messages.
     pub interaction: Option<String>,
     /// The thread (or forum post) it happened in, where answers and the job's card go.
-    pub thread: Option<String>,
+    pub thread: Option<ChannelId>,
 }
 
 impl Origin {
-    pub fn channel(channel: impl Into<String>) -> Origin {
+    pub fn channel(channel: impl Into<ChannelId>) -> Origin {
         Origin {
             channel: channel.into(),
             interaction: None,
@@ -30,8 +30,8 @@ impl Origin {
     }
 
     /// Where answers go: the thread if there is one, else the channel.
-    pub fn answer_channel(&self) -> &str {
-        self.thread.as_deref().unwrap_or(&self.channel)
+    pub fn answer_channel(&self) -> &ChannelId {
+        self.thread.as_ref().unwrap_or(&self.channel)
     }
 }
 
@@ -104,7 +104,7 @@ pub enum ChatEvent {
     /// ✅ is withdrawn; one given with a button or a command stays. Nobody is answered.
     CheckMarkGone {
         actor: Actor,
-        channel: String,
+        channel: ChannelId,
         message_id: MessageId,
     },
     /// A decision made on a job's card: a button, or the modal a button opened (Deny asks
@@ -133,7 +133,7 @@ pub enum CardAction {
 
 impl ChatEvent {
     /// The channel the event happened in, if it came from a person.
-    pub fn channel(&self) -> Option<&str> {
+    pub fn channel(&self) -> Option<&ChannelId> {
         match self {
             ChatEvent::Message { origin, .. }
             | ChatEvent::Reaction { origin, .. }
@@ -157,30 +157,31 @@ pub enum Outgoing {
     },
     /// A job's message (approval request and live status), posted once per job.
     Card {
-        channel: String,
+        channel: ChannelId,
         card: JobCard,
-        /// Roles to ping, only when the config asks for it.
-        mention_roles: Vec<u64>,
+        /// Roles to notify where the chat can: the approvers, on a new approval request (the
+        /// Discord adapter pings them when `[discord] mention_approvers` is on).
+        mention_roles: Vec<RoleId>,
     },
     /// Replace a job's message with its new state.
     UpdateCard {
-        channel: String,
+        channel: ChannelId,
         message_id: Option<MessageId>,
         card: JobCard,
     },
     /// A notification in an incident channel, linking to the job's message.
     Incident {
-        channel: String,
+        channel: ChannelId,
         job: JobId,
         severity: Severity,
         text: String,
         /// Where the job's own message is, for a link.
-        job_channel: String,
+        job_channel: ChannelId,
         message_id: Option<MessageId>,
     },
     /// A new message about a job, e.g. that it finished.
     Notice {
-        channel: String,
+        channel: ChannelId,
         job: Option<JobId>,
         text: String,
     },
@@ -194,7 +195,7 @@ pub enum FlowOut {
     /// audit entries, follow-ups. The thread hangs on the job's card (`card_message`, once
     /// known) in `channel`.
     ThreadLine {
-        channel: String,
+        channel: ChannelId,
         job: JobId,
         card_message: Option<MessageId>,
         text: String,
@@ -245,7 +246,7 @@ pub trait ChatOut: Send + Sync {
 
     /// Says `text` in each of `channels` before the process stops (storage failed): at once,
     /// past any queue, and returning only when it went out or could not (bounded).
-    fn last_words(&self, channels: &[String], text: &str) {
+    fn last_words(&self, channels: &[ChannelId], text: &str) {
         for channel in channels {
             self.send(Outgoing::Notice {
                 channel: channel.clone(),

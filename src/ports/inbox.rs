@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::chat::ChatEvent;
 use super::cloud::{CloudError, ReconcileOutcome, SubmitOutcome};
-use crate::domain::{JobId, MessageId, Person};
+use crate::domain::{ChannelId, JobId, MessageId, Person};
 use crate::job::JobState;
 
 pub enum EngineEvent {
@@ -63,7 +63,7 @@ impl CloudUpdate {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PendingApproval {
     pub job: JobId,
-    pub channel: String,
+    pub channel: ChannelId,
     pub message_id: MessageId,
     /// Who approved it with ✅ (not a button or a command): if their ✅ is gone from the
     /// card, the adapter reports it (`ChatEvent::CheckMarkGone`).

@@ -87,7 +87,7 @@ impl Writes {
     }
 
     pub fn index_message(&mut self, message_id: &str, job: JobId) {
-        self.messages.push((message_id.to_string(), job));
+        self.messages.push((message_id.into(), job));
     }
 
     /// Stores the freeze set with `!freeze`, or lifts it (`None`).

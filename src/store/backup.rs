@@ -68,7 +68,7 @@ fn backup_of(sled: &Sled, out: impl Write) -> Result<BackupSummary, StoreError> 
     }
     let header = Header {
         taken_at_ms: crate::domain::time::now_ms(),
-        next_job_id: next_job_id_in(&sled.db)?,
+        next_job_id: next_job_id_in(&sled.db)?.0,
         entries,
     };
     let mut out = Hashing {
@@ -224,6 +224,7 @@ fn field(reader: &mut impl Read) -> io::Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::JobId;
 
     #[test]
     fn a_backup_restores_every_entry_and_ids_go_on_above_the_old_ones() {
@@ -244,12 +245,12 @@ mod tests {
         let summary = restore(&file, &target).unwrap();
         assert!(summary.next_job_id > 1_000_000_000_000, "{summary:?}");
         let store = SledStore::open(&target).unwrap();
-        assert_eq!(store.job_for_message("m-1").unwrap(), Some(3));
+        assert_eq!(store.job_for_message("m-1").unwrap(), Some(JobId(3)));
         assert_eq!(
             store.read(|db| Ok(db.get(b"j-one")?)).unwrap().as_deref(),
             Some(&b"first"[..])
         );
-        assert_eq!(store.next_job_id().unwrap(), summary.next_job_id);
+        assert_eq!(store.next_job_id().unwrap(), JobId(summary.next_job_id));
     }
 
     #[test]

@@ -32,10 +32,10 @@ impl BatchBuilder {
         }
         for (message_id, job) in &writes.messages {
             self.batch
-                .insert(message_key(message_id), &job.to_be_bytes());
+                .insert(message_key(message_id.as_str()), &job.0.to_be_bytes());
         }
         if let Some(next) = writes.next_job_id {
-            self.batch.insert(NEXT_ID, &next.to_be_bytes());
+            self.batch.insert(NEXT_ID, &next.0.to_be_bytes());
         }
         match &writes.chat_freeze {
             Some(Some(freeze)) => self.insert_json(CHAT_FREEZE, freeze),
@@ -52,7 +52,7 @@ impl BatchBuilder {
                 self.batch.remove(&audit_key(gone.job, seq));
             }
             if let Some(message_id) = &gone.message_id {
-                self.batch.remove(message_key(message_id));
+                self.batch.remove(message_key(message_id.as_str()));
             }
         }
     }

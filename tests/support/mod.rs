@@ -11,7 +11,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use opsgate::cloud::Registry;
 use opsgate::config::Config;
-use opsgate::domain::{Actor, JobSpec, MessageId};
+use opsgate::domain::{Actor, JobSpec, MessageId, RoleId};
 use opsgate::driver::{Driver, Seams};
 use opsgate::metrics::Metrics;
 use opsgate::ports::chat::{ChatEvent, ChatOut, FlowOut, Origin, Outgoing};
@@ -75,7 +75,7 @@ pub struct RecordingChat {
 impl ChatOut for RecordingChat {
     fn send(&self, out: Outgoing) -> Option<MessageId> {
         let id = match &out {
-            Outgoing::Card { card, .. } => Some(format!("msg-{}", card.job)),
+            Outgoing::Card { card, .. } => Some(MessageId(format!("msg-{}", card.job))),
             _ => None,
         };
         self.sent.lock().unwrap().push(out);
@@ -100,7 +100,7 @@ impl RecordingChat {
             .unwrap()
             .iter()
             .filter_map(|f| match f {
-                FlowOut::ThreadLine { job: j, text, .. } if *j == job => Some(text.clone()),
+                FlowOut::ThreadLine { job: j, text, .. } if j.0 == job => Some(text.clone()),
                 _ => None,
             })
             .collect()
@@ -127,7 +127,7 @@ impl RecordingChat {
             .unwrap()
             .iter()
             .filter_map(|o| match o {
-                Outgoing::Card { card, .. } => Some((card.job, card.action.clone())),
+                Outgoing::Card { card, .. } => Some((card.job.0, card.action.clone())),
                 _ => None,
             })
             .collect()
@@ -140,7 +140,9 @@ impl RecordingChat {
             .unwrap()
             .iter()
             .filter_map(|o| match o {
-                Outgoing::Incident { channel, text, .. } => Some((channel.clone(), text.clone())),
+                Outgoing::Incident { channel, text, .. } => {
+                    Some((channel.to_string(), text.clone()))
+                }
                 _ => None,
             })
             .collect()
@@ -374,11 +376,11 @@ impl Harness {
             .expect("engine answers sync");
     }
 
-    pub fn say(&self, user: &str, roles: &[u64], text: &str) -> String {
+    pub fn say(&self, user: &str, roles: &[RoleId], text: &str) -> String {
         self.say_in(user, roles, "ops", text)
     }
 
-    pub fn say_in(&self, user: &str, roles: &[u64], channel: &str, text: &str) -> String {
+    pub fn say_in(&self, user: &str, roles: &[RoleId], channel: &str, text: &str) -> String {
         self.handle.chat(ChatEvent::Message {
             actor: actor(user, roles),
             origin: Origin::channel(channel),
@@ -394,11 +396,11 @@ impl Harness {
         self.sync();
     }
 
-    pub fn react(&self, user: &str, roles: &[u64], job: u64, emoji: &str, added: bool) {
+    pub fn react(&self, user: &str, roles: &[RoleId], job: u64, emoji: &str, added: bool) {
         self.handle.chat(ChatEvent::Reaction {
             actor: actor(user, roles),
             origin: Origin::channel("ops"),
-            message_id: format!("msg-{job}"),
+            message_id: MessageId(format!("msg-{job}")),
             emoji: emoji.into(),
             added,
         });
@@ -444,7 +446,7 @@ impl Harness {
     }
 }
 
-pub fn actor(user: &str, roles: &[u64]) -> Actor {
+pub fn actor(user: &str, roles: &[RoleId]) -> Actor {
     Actor {
         id: user.into(),
         name: user.into(),
@@ -452,7 +454,7 @@ pub fn actor(user: &str, roles: &[u64]) -> Actor {
     }
 }
 
-pub const ONCALL: u64 = 10;
-pub const DBA: u64 = 20;
-pub const ADMIN: u64 = 40;
-pub const GUEST: u64 = 50;
+pub const ONCALL: RoleId = RoleId(10);
+pub const DBA: RoleId = RoleId(20);
+pub const ADMIN: RoleId = RoleId(40);
+pub const GUEST: RoleId = RoleId(50);

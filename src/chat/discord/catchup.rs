@@ -55,7 +55,7 @@ pub(crate) async fn run(shared: Arc<Shared>) {
         };
         let Some(guild) = shared.guild_of(&p.channel).await else {
             tracing::warn!(
-                job = p.job,
+                job = p.job.0,
                 "cannot tell the guild of the job's channel; its reactions are not read"
             );
             continue;
@@ -82,7 +82,7 @@ pub(crate) async fn run(shared: Arc<Shared>) {
                 let member = match shared.http.get_member(guild.into(), user.id).await {
                     Ok(m) => m,
                     Err(e) => {
-                        tracing::warn!(job = p.job, user = user.id.get(), error = %e, "cannot read a reacting user's roles");
+                        tracing::warn!(job = p.job.0, user = user.id.get(), error = %e, "cannot read a reacting user's roles");
                         continue;
                     }
                 };

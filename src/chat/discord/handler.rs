@@ -18,7 +18,7 @@ use serenity::builder::{Builder, CreateInteractionResponse, CreateModal};
 use super::render::Press;
 use super::sender::{self, Item, IxKind, IxOp, IxTarget};
 use super::{catchup, interactions, render, rest, scope, slash, sync_engine, votes, Shared};
-use crate::domain::Actor;
+use crate::domain::{self, Actor};
 use crate::ports::chat::{CardAction, ChatEvent, Origin, Vote};
 
 pub(crate) struct Handler {
@@ -34,9 +34,9 @@ impl Handler {
 /// Who acted: the user's ID and name, and their role IDs in the guild.
 pub fn actor_of(user: &User, roles: &[RoleId]) -> Actor {
     Actor {
-        id: user.id.get().to_string(),
+        id: user.id.get().to_string().into(),
         name: user.name.clone(),
-        roles: roles.iter().map(|r| r.get()).collect(),
+        roles: roles.iter().map(|r| domain::RoleId(r.get())).collect(),
     }
 }
 
@@ -76,7 +76,7 @@ pub fn reaction_event(r: &Reaction, member: &Member, added: bool) -> Option<Chat
     Some(ChatEvent::Reaction {
         actor: actor_of(&member.user, &member.roles),
         origin: Origin::channel(r.channel_id.get().to_string()),
-        message_id: r.message_id.get().to_string(),
+        message_id: r.message_id.get().to_string().into(),
         emoji: vote_emoji(r)?,
         added,
     })
@@ -345,7 +345,7 @@ impl Handler {
         let message_id = c.message.id.get().to_string();
         let event = |interaction: String| {
             let origin = Origin {
-                channel: channel.clone(),
+                channel: channel.clone().into(),
                 interaction: Some(interaction),
                 thread: None,
             };
@@ -355,7 +355,7 @@ impl Handler {
                     origin,
                     job,
                     nonce,
-                    message_id: message_id.clone(),
+                    message_id: message_id.clone().into(),
                     vote: if press == Press::Approve {
                         Vote::Approve
                     } else {
@@ -367,7 +367,7 @@ impl Handler {
                     origin,
                     job,
                     nonce,
-                    message_id: message_id.clone(),
+                    message_id: message_id.clone().into(),
                     action: CardAction::Cancel,
                 },
             }
@@ -457,13 +457,13 @@ impl Handler {
         let event = ChatEvent::CardAction {
             actor: actor.clone(),
             origin: Origin {
-                channel: channel.clone(),
+                channel: channel.clone().into(),
                 interaction: Some(key.clone()),
                 thread: None,
             },
             job,
             nonce,
-            message_id: message.id.get().to_string(),
+            message_id: message.id.get().to_string().into(),
             action: CardAction::Deny {
                 reason: render::modal_value(&m.data.components, render::REASON_FIELD),
             },
@@ -664,7 +664,10 @@ mod tests {
                 actor: Actor {
                     id: "700000000000000001".into(),
                     name: "alice".into(),
-                    roles: vec![400000000000000001, 400000000000000002],
+                    roles: vec![
+                        domain::RoleId(400000000000000001),
+                        domain::RoleId(400000000000000002)
+                    ],
                 },
                 origin: Origin::channel("200000000000000001"),
                 text: "!restart ddm orders-db hard".into(),
@@ -689,7 +692,7 @@ mod tests {
                 actor: Actor {
                     id: "700000000000000002".into(),
                     name: "bob".into(),
-                    roles: vec![400000000000000002],
+                    roles: vec![domain::RoleId(400000000000000002)],
                 },
                 origin: Origin::channel("200000000000000001"),
                 message_id: "500000000000000000".into(),
@@ -735,6 +738,6 @@ mod tests {
             Ok("!restart ddm orders-db hard".into())
         );
         let actor = interaction_actor(cmd.member.as_deref(), &cmd.user);
-        assert_eq!(actor.roles, vec![400000000000000001]);
+        assert_eq!(actor.roles, vec![domain::RoleId(400000000000000001)]);
     }
 }

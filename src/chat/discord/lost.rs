@@ -23,7 +23,7 @@ pub(crate) struct IncidentPost {
     pub message: u64,
     pub severity: Severity,
     pub text: String,
-    pub job_channel: String,
+    pub job_channel: crate::domain::ChannelId,
 }
 
 #[derive(Default)]
@@ -68,13 +68,13 @@ impl Shared {
         }
         self.card_closed(message);
         tracing::warn!(
-            job,
+            job = job.0,
             message,
             "the job's card was deleted in chat; posting it again"
         );
         self.feed(ChatEvent::CardLost {
             job,
-            message_id: message.to_string(),
+            message_id: message.to_string().into(),
         });
     }
 
@@ -122,7 +122,7 @@ pub(crate) async fn relink(shared: &Shared, job: JobId, card_channel: &str, new_
             super::sender::edit_message(shared, post.channel, post.message, &edit, "edit_incident")
                 .await;
         if let Err(e) = edited {
-            tracing::warn!(job, error = %e, "could not point an incident message at the reposted card");
+            tracing::warn!(job = job.0, error = %e, "could not point an incident message at the reposted card");
         }
     }
 }

@@ -414,7 +414,7 @@ mod tests {
 
     fn card(state: JobState) -> JobCard {
         JobCard {
-            job: 7,
+            job: JobId(7),
             nonce: 0xabc,
             state,
             action: "restart ddm orders-db hard".into(),
@@ -503,14 +503,17 @@ mod tests {
         let c = card(JobState::AwaitingApproval);
         assert_eq!(
             parse_button_id(&button_id(Press::Approve, &c)),
-            Some((7, Some(0xabc), Press::Approve))
+            Some((JobId(7), Some(0xabc), Press::Approve))
         );
         assert_eq!(
             parse_button_id(&button_id(Press::Cancel, &c)),
-            Some((7, Some(0xabc), Press::Cancel))
+            Some((JobId(7), Some(0xabc), Press::Cancel))
         );
         // Cards posted before nonces.
-        assert_eq!(parse_button_id("deny:3"), Some((3, None, Press::Deny)));
+        assert_eq!(
+            parse_button_id("deny:3"),
+            Some((JobId(3), None, Press::Deny))
+        );
         for bad in [
             "approve:",
             "approve:1:",
@@ -527,7 +530,7 @@ mod tests {
 
     #[test]
     fn forms_fit_discords_limits_and_their_values_are_read() {
-        let deny = serde_json::to_value(deny_modal("deny:7:abc", 7)).unwrap_or_default();
+        let deny = serde_json::to_value(deny_modal("deny:7:abc", JobId(7))).unwrap_or_default();
         assert_eq!(deny["custom_id"], "deny:7:abc");
         assert!(deny["title"]
             .as_str()
@@ -631,9 +634,15 @@ mod tests {
     fn incidents_link_to_the_job_message() {
         let link = message_link(1, "2", "3");
         assert_eq!(link, "https://discord.com/channels/1/2/3");
-        let t = incident_text(Severity::Critical, "❌ job 4 failed", 4, Some(&link), "2");
+        let t = incident_text(
+            Severity::Critical,
+            "❌ job 4 failed",
+            JobId(4),
+            Some(&link),
+            "2",
+        );
         assert!(t.contains("critical") && t.contains(&link), "{t}");
-        let t = incident_text(Severity::Info, &"x".repeat(3000), 4, None, "2");
+        let t = incident_text(Severity::Info, &"x".repeat(3000), JobId(4), None, "2");
         assert!(
             t.chars().count() <= MESSAGE_LIMIT && t.ends_with("in <#2>"),
             "{t}"

@@ -33,12 +33,12 @@ impl Shared {
         let id = channel.get();
         match self.parent_of(channel).await {
             Some(parent) => Origin {
-                channel: parent.to_string(),
+                channel: parent.to_string().into(),
                 interaction,
-                thread: Some(id.to_string()),
+                thread: Some(id.to_string().into()),
             },
             None => Origin {
-                channel: id.to_string(),
+                channel: id.to_string().into(),
                 interaction,
                 thread: None,
             },

@@ -23,9 +23,9 @@ use super::deliver::{self, Call, Kind, Refused, Repeat};
 use super::render::{self, APPROVE_EMOJI, DENY_EMOJI, MESSAGE_LIMIT};
 use super::rest::{self, Failure};
 use super::{lock, votes, Shared};
-use crate::domain::JobId;
 use crate::domain::MessageId;
 use crate::domain::Severity;
+use crate::domain::{self, JobId};
 use crate::ports::chat::{ChatEvent, ChatOut, FlowOut, JobCard, Outgoing};
 
 /// Whether `key` names an interaction opsgate answers (not a replayed or live reaction's
@@ -96,7 +96,7 @@ impl ChatOut for DiscordChat {
                 card_message,
                 text,
             } => Item::Thread {
-                channel,
+                channel: channel.to_string(),
                 job,
                 card_message,
                 text,
@@ -114,7 +114,7 @@ impl ChatOut for DiscordChat {
         None
     }
 
-    fn last_words(&self, channels: &[String], text: &str) {
+    fn last_words(&self, channels: &[domain::ChannelId], text: &str) {
         let shared = &self.shared;
         // The engine's thread is not one of the runtime's, so it may block on it. Every
         // channel's notice shares the one deadline; one not sent by then is given up on
@@ -201,7 +201,7 @@ const POST_WAIT: Duration = Duration::from_secs(45);
 enum JobOp {
     Post {
         card: JobCard,
-        mention_roles: Vec<u64>,
+        mention_roles: Vec<domain::RoleId>,
         /// Interactions waiting to hear how the post went.
         reports: Vec<oneshot::Sender<PostOutcome>>,
     },
@@ -213,8 +213,8 @@ enum JobOp {
 }
 
 enum IdSource {
-    Known(String),
-    Wait(watch::Receiver<Option<String>>),
+    Known(MessageId),
+    Wait(watch::Receiver<Option<MessageId>>),
 }
 
 enum ChanOp {
@@ -223,14 +223,14 @@ enum ChanOp {
         job: JobId,
         severity: Severity,
         text: String,
-        job_channel: String,
+        job_channel: domain::ChannelId,
         id: Option<IdSource>,
     },
 }
 
 struct JobLane {
     tx: mpsc::UnboundedSender<JobOp>,
-    ids: watch::Receiver<Option<String>>,
+    ids: watch::Receiver<Option<MessageId>>,
 }
 
 /// A positive snowflake, or `None` (Discord IDs are never 0; serenity panics on 0).
@@ -251,7 +251,7 @@ pub(crate) async fn dispatch(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceive
             }) => {
                 let mut reports = Vec::new();
                 for entry in lock(&shared.interactions).values() {
-                    if entry.channel == channel && entry.actor_name == card.requester {
+                    if entry.channel == channel.as_str() && entry.actor_name == card.requester {
                         let (tx, rx) = oneshot::channel();
                         if entry.lane.send(IxOp::Posting(card.job, rx)).is_ok() {
                             reports.push(tx);
@@ -408,7 +408,7 @@ pub(crate) async fn dispatch(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceive
             Item::CardGone { job, message } => {
                 // The lane forgets the card before the engine can ask for it again.
                 if let Some(lane) = jobs.get(&job) {
-                    let _ = lane.tx.send(JobOp::Lost(message.to_string()));
+                    let _ = lane.tx.send(JobOp::Lost(message.to_string().into()));
                 }
                 shared.report_lost(job, message);
             }
@@ -569,12 +569,19 @@ async fn post_card(
     shared: &Shared,
     channel: &str,
     card: &JobCard,
-    mention_roles: &[u64],
+    mention_roles: &[domain::RoleId],
 ) -> Result<MessageId, Failure> {
+    // Nothing the bot posts pings anyone unless the config asks for it.
+    let mention_roles: Vec<u64> = if shared.config.discord.mention_approvers {
+        mention_roles.iter().map(|r| r.0).collect()
+    } else {
+        Vec::new()
+    };
+    let mention_roles = mention_roles.as_slice();
     let Some(ch) = snowflake(channel) else {
         tracing::warn!(
             channel,
-            job = card.job,
+            job = card.job.0,
             "not a Discord channel ID; card not posted"
         );
         return Err(Failure::NotFound);
@@ -590,7 +597,7 @@ async fn post_card(
     // One nonce for every try of this post: if a try reached Discord but its answer was lost
     // (timeout, reset), Discord returns that message instead of posting a second card.
     match deliver::post(shared, ch, msg, "post_card", shared.send_deadline()).await {
-        Ok(id) => Ok(id.to_string()),
+        Ok(id) => Ok(id.to_string().into()),
         Err(why) => {
             deliver::gave_up(shared, Kind::Card, channel, &why);
             Err(why.failure)
@@ -623,7 +630,7 @@ async fn tell_incidents(shared: &Shared, card: &JobCard, channel: &str) {
         Some(incidents) if incidents != channel => {
             say(shared, incidents, &text, Kind::Incident).await;
         }
-        _ => tracing::error!(job = card.job, channel, "the job's card could not be posted (permissions) and there is no other channel to say so"),
+        _ => tracing::error!(job = card.job.0, channel, "the job's card could not be posted (permissions) and there is no other channel to say so"),
     }
 }
 
@@ -664,7 +671,7 @@ async fn edit_card(shared: &Shared, channel: &str, id: &str, card: &JobCard) -> 
         Ok(()) => Edited::Done,
         Err(why) if why.code == Some(rest::UNKNOWN_MESSAGE) => Edited::Gone,
         Err(why) => {
-            tracing::warn!(job = card.job, error = %why, "could not edit the job's message");
+            tracing::warn!(job = card.job.0, error = %why, "could not edit the job's message");
             Edited::Failed
         }
     }

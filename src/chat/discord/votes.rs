@@ -71,8 +71,8 @@ impl Shared {
         for actor in voters.into_iter().flat_map(|v| v.into_values()) {
             self.feed(ChatEvent::CheckMarkGone {
                 actor,
-                channel: channel.to_string(),
-                message_id: message.to_string(),
+                channel: channel.to_string().into(),
+                message_id: message.to_string().into(),
             });
         }
     }
