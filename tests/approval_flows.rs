@@ -17,61 +17,20 @@ const SRE: RoleId = RoleId(60);
 const HARD: &str = "!restart ddm orders-db hard";
 const SOFT: &str = "!restart ddm orders-db";
 
-const FLOWS: &str = r#"
-[bot]
-admin_roles = ["admin"]
-[roles]
-oncall = "10"
-dba = "20"
-admin = "40"
-guest = "50"
-sre = "60"
-[channels]
-ops = "ops"
-random = "random"
-incidents = "incidents"
-alerts = "alerts"
-[incidents]
-default = "incidents"
-routes = [{ severities = ["critical"], channel = "alerts" }]
-[accounts.acct]
-provider = "huawei"
-region = "cn-north-4"
-project_id = "0123456789abcdef0123456789abcdef"
-default = true
-iam_user = "u"
-iam_domain = "d"
-password_env = "OPSGATE_TEST_UNSET_PASSWORD"
-[targets.orders-db]
-service = "ddm"
-instance_id = "28e8841d0b9c4f6a9a30742ee60e1068in09"
-tags = { env = "prod" }
-[[rules]]
-name = "soft"
-command = "restart ddm"
-modes = ["soft"]
-request_roles = ["oncall", "dba", "sre"]
-channels = ["ops"]
-[[rules]]
-name = "hard"
-command = "restart ddm"
-modes = ["hard"]
-request_roles = ["oncall", "dba", "sre"]
-channels = ["ops"]
-approvals = 1
-approver_roles = ["dba"]
-break_glass = true
-break_glass_roles = ["sre"]
-confirm = CONFIRM
-thread = THREAD
-"#;
+/// The shared test config, its hard restart open to break-glass by `sre`, with or without
+/// a typed confirmation and a thread.
+fn flows_text(confirm: bool, thread: bool) -> String {
+    support::config_text(
+        "30m",
+        1,
+        &format!(
+            "break_glass = true\nbreak_glass_roles = [\"sre\"]\nconfirm = {confirm}\nthread = {thread}"
+        ),
+    )
+}
 
 fn flows_config(confirm: bool, thread: bool, extra: &str) -> Config {
-    let text = FLOWS
-        .replace("CONFIRM", &confirm.to_string())
-        .replace("THREAD", &thread.to_string())
-        + extra;
-    Config::parse(&text, Path::new("t.toml"), &opsgate::cloud::builtins()).expect("test config")
+    support::parse(&(flows_text(confirm, thread) + extra))
 }
 
 fn start(dir: &Path, extra: &str) -> Harness {
@@ -518,11 +477,7 @@ rules = ["hadr"]
 [[freezes]]
 reason = "z"
 "#;
-    let text = FLOWS
-        .replace("CONFIRM", "false")
-        .replace("THREAD", "false")
-        .replace("break_glass_roles = [\"sre\"]", "")
-        + bad;
+    let text = flows_text(false, false).replace("break_glass_roles = [\"sre\"]", "") + bad;
     let err = Config::parse(&text, Path::new("t.toml"), &opsgate::cloud::builtins())
         .unwrap_err()
         .to_string();
@@ -535,7 +490,7 @@ reason = "z"
     ] {
         assert!(err.contains(want), "missing {want}: {err}");
     }
-    let text = FLOWS.replace("CONFIRM", "false").replace("THREAD", "false")
+    let text = flows_text(false, false)
         + "[[freezes]]\nreason = \"y\"\nweekly = \"Fri 16:00 - Mon 08:00\"\nrules = [\"hadr\"]\n";
     let err = Config::parse(&text, Path::new("t.toml"), &opsgate::cloud::builtins())
         .unwrap_err()

@@ -6,87 +6,33 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::{Arc, Once};
+use std::sync::Arc;
 use std::time::Duration;
 
 use opsgate::cloud::huawei::ddm::DdmRestart;
 use opsgate::cloud::huawei::HuaweiClient;
-use opsgate::cloud::Registry;
 use opsgate::config::Config;
 use opsgate::domain::JobSpec;
 use opsgate::emulator::{demo, RunningEmulator};
-use opsgate::ports::cloud::Operations;
-use opsgate::ports::cloud::{
-    CloudError, CloudOperation, PollOutcome, ReconcileOutcome, SubmitOutcome,
-};
+use opsgate::ports::cloud::{CloudError, CloudOperation, PollOutcome, ReconcileOutcome};
 use serde_json::{json, Value};
-use support::emulated::{self, admin, calls, fault, indeterminate, not_sent, poll_to_end, refused};
+use support::emulated::{
+    self, accepted, admin, calls, fault, huawei_config, indeterminate, not_sent, poll_to_end,
+    refused, Accepted, HuaweiAuth, AK_VAR, BAD_PASSWORD_VAR, BAD_SK_VAR, PASSWORD_VAR, SK_VAR,
+};
 
 const INSTANCE: &str = "28e8841d0b9c4f6a9a30742ee60e1068in09";
-const PASSWORD_VAR: &str = "OPSGATE_DDM_CLIENT_TEST_PASSWORD";
-const BAD_PASSWORD_VAR: &str = "OPSGATE_DDM_CLIENT_TEST_BAD_PASSWORD";
-const AK_VAR: &str = "OPSGATE_DDM_CLIENT_TEST_AK";
-const SK_VAR: &str = "OPSGATE_DDM_CLIENT_TEST_SK";
-const BAD_SK_VAR: &str = "OPSGATE_DDM_CLIENT_TEST_BAD_SK";
-
-/// All variables are set once, before any test reads the environment.
-fn init_env() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        std::env::set_var(PASSWORD_VAR, demo::PASSWORD);
-        std::env::set_var(BAD_PASSWORD_VAR, "not-the-password");
-        std::env::set_var(AK_VAR, demo::ACCESS_KEY);
-        std::env::set_var(SK_VAR, demo::SECRET_KEY);
-        std::env::set_var(BAD_SK_VAR, "not-the-secret-key");
-    });
-}
-
 async fn start_emulator(job_duration: Duration) -> RunningEmulator {
-    init_env();
     emulated::start(job_duration).await
 }
 
-enum Auth {
-    Password(&'static str),
-    AkSk(&'static str),
-}
-
-fn config(emu: &RunningEmulator, auth: Auth, request_timeout: &str) -> Config {
-    let base = emu.base_url();
-    let auth = match auth {
-        Auth::Password(var) => format!(
-            "auth = \"password\"\niam_user = \"{}\"\niam_domain = \"{}\"\npassword_env = \"{var}\"",
-            demo::IAM_USER,
-            demo::IAM_DOMAIN
-        ),
-        Auth::AkSk(sk_var) => {
-            format!("auth = \"aksk\"\naccess_key_env = \"{AK_VAR}\"\nsecret_key_env = \"{sk_var}\"")
-        }
-    };
-    let text = format!(
-        r#"
-[roles]
-oncall = "1"
-
-[accounts.acct]
-provider = "huawei"
-region = "cn-north-4"
-project_id = "{project}"
-{auth}
-poll_interval = "100ms"
-request_timeout = "{request_timeout}"
-endpoints = {{ iam = "{base}", ddm = "{base}" }}
-"#,
-        project = demo::PROJECT_ID
-    );
-    Config::parse(&text, Path::new("test.toml"), &opsgate::cloud::builtins()).unwrap()
+fn config(emu: &RunningEmulator, auth: HuaweiAuth, request_timeout: &str) -> Config {
+    huawei_config(emu, auth, request_timeout, &["ddm"])
 }
 
 /// The operation as the engine gets it.
 fn registry_op(config: &Config) -> Arc<dyn CloudOperation> {
-    Registry::from_config(config)
-        .get("ddm.restart", "acct")
-        .unwrap()
+    emulated::operation(config, "ddm.restart", "acct")
 }
 
 /// The same operation with retry waits shrunk to milliseconds.
@@ -115,23 +61,16 @@ fn spec(mode: &str) -> JobSpec {
     }
 }
 
-fn accepted(outcome: SubmitOutcome) -> (Value, Option<String>) {
-    match outcome {
-        SubmitOutcome::Accepted {
-            handle, cloud_ref, ..
-        } => (handle, cloud_ref),
-        other => panic!("expected Accepted, got {other:?}"),
-    }
-}
-
 #[tokio::test]
 async fn soft_restart_is_submitted_and_polled_to_success() {
     let emu = start_emulator(Duration::from_millis(300)).await;
-    let config = config(&emu, Auth::Password(PASSWORD_VAR), "5s");
+    let config = config(&emu, HuaweiAuth::Password(PASSWORD_VAR), "5s");
     let op = registry_op(&config);
     assert_eq!(op.poll_policy().interval, Duration::from_millis(100));
 
-    let (handle, cloud_ref) = accepted(op.submit(&spec("soft")).await);
+    let Accepted {
+        handle, cloud_ref, ..
+    } = accepted(op.submit(&spec("soft")).await);
     let job_id = cloud_ref.expect("the emulator returns a jobId");
     assert_eq!(handle["job_id"], json!(job_id));
     assert_eq!(handle["instance_id"], json!(INSTANCE));
@@ -154,7 +93,7 @@ async fn soft_restart_is_submitted_and_polled_to_success() {
 #[tokio::test]
 async fn documented_refusal_reaches_the_user_verbatim() {
     let emu = start_emulator(Duration::from_secs(60)).await;
-    let op = registry_op(&config(&emu, Auth::Password(PASSWORD_VAR), "5s"));
+    let op = registry_op(&config(&emu, HuaweiAuth::Password(PASSWORD_VAR), "5s"));
     fault(
         &emu,
         json!({"operation": "ddm.restart", "status": 400,
@@ -172,7 +111,7 @@ async fn documented_refusal_reaches_the_user_verbatim() {
 #[tokio::test]
 async fn throttled_answer_is_retried_then_accepted() {
     let emu = start_emulator(Duration::from_secs(60)).await;
-    let op = fast_op(&config(&emu, Auth::Password(PASSWORD_VAR), "5s"));
+    let op = fast_op(&config(&emu, HuaweiAuth::Password(PASSWORD_VAR), "5s"));
     fault(
         &emu,
         json!({"operation": "ddm.restart", "status": 429,
@@ -186,7 +125,7 @@ async fn throttled_answer_is_retried_then_accepted() {
 #[tokio::test]
 async fn busy_instance_is_retried_then_accepted() {
     let emu = start_emulator(Duration::from_secs(60)).await;
-    let op = fast_op(&config(&emu, Auth::Password(PASSWORD_VAR), "5s"));
+    let op = fast_op(&config(&emu, HuaweiAuth::Password(PASSWORD_VAR), "5s"));
     fault(
         &emu,
         json!({"operation": "ddm.restart", "status": 409, "times": 2,
@@ -200,7 +139,7 @@ async fn busy_instance_is_retried_then_accepted() {
 #[tokio::test]
 async fn busy_retries_end_with_the_vendor_error() {
     let emu = start_emulator(Duration::from_secs(60)).await;
-    let mut op = fast_op(&config(&emu, Auth::Password(PASSWORD_VAR), "5s"));
+    let mut op = fast_op(&config(&emu, HuaweiAuth::Password(PASSWORD_VAR), "5s"));
     op.retry.max_attempts = 3;
     // The first restart really runs; every later one meets a RESTARTING instance.
     accepted(op.submit(&spec("soft")).await);
@@ -217,7 +156,7 @@ async fn busy_retries_end_with_the_vendor_error() {
 #[tokio::test]
 async fn malformed_error_body_is_unconfirmed_without_panic() {
     let emu = start_emulator(Duration::from_secs(60)).await;
-    let op = registry_op(&config(&emu, Auth::Password(PASSWORD_VAR), "5s"));
+    let op = registry_op(&config(&emu, HuaweiAuth::Password(PASSWORD_VAR), "5s"));
     fault(
         &emu,
         json!({"operation": "ddm.restart", "status": 500, "body": "{\"errCode\": \"DBS.2004<html>oops"}),
@@ -232,7 +171,7 @@ async fn malformed_error_body_is_unconfirmed_without_panic() {
 #[tokio::test]
 async fn undocumented_success_bodies_are_unconfirmed_and_never_resent() {
     let emu = start_emulator(Duration::from_secs(60)).await;
-    let op = registry_op(&config(&emu, Auth::Password(PASSWORD_VAR), "5s"));
+    let op = registry_op(&config(&emu, HuaweiAuth::Password(PASSWORD_VAR), "5s"));
     for body in [
         "<html><body>OK</body></html>",
         "",
@@ -258,7 +197,7 @@ async fn undocumented_success_bodies_are_unconfirmed_and_never_resent() {
 #[tokio::test]
 async fn truncated_success_after_the_restart_ran_is_confirmed_by_the_instance() {
     let emu = start_emulator(Duration::from_secs(1)).await;
-    let op = registry_op(&config(&emu, Auth::Password(PASSWORD_VAR), "5s"));
+    let op = registry_op(&config(&emu, HuaweiAuth::Password(PASSWORD_VAR), "5s"));
     // The restart happens for real, but the answer is cut off.
     fault(
         &emu,
@@ -279,7 +218,7 @@ async fn truncated_success_after_the_restart_ran_is_confirmed_by_the_instance() 
 #[tokio::test]
 async fn gateway_timeout_after_execution_is_unconfirmed_not_refused() {
     let emu = start_emulator(Duration::from_secs(1)).await;
-    let op = fast_op(&config(&emu, Auth::Password(PASSWORD_VAR), "5s"));
+    let op = fast_op(&config(&emu, HuaweiAuth::Password(PASSWORD_VAR), "5s"));
     for (status, body) in [
         (
             504,
@@ -315,14 +254,14 @@ async fn gateway_timeout_after_execution_is_unconfirmed_not_refused() {
 #[tokio::test]
 async fn job_api_not_found_falls_back_to_instance_status() {
     let emu = start_emulator(Duration::from_secs(1)).await;
-    let op = registry_op(&config(&emu, Auth::Password(PASSWORD_VAR), "5s"));
+    let op = registry_op(&config(&emu, HuaweiAuth::Password(PASSWORD_VAR), "5s"));
     fault(
         &emu,
         json!({"operation": "ddm.job", "status": 404, "times": 1000,
                "body": r#"{"errCode":"DBS.280001","externalMessage":"not found"}"#}),
     )
     .await;
-    let (handle, _) = accepted(op.submit(&spec("hard")).await);
+    let handle = accepted(op.submit(&spec("hard")).await).handle;
     let done = poll_to_end(op.as_ref(), &spec("hard"), handle).await;
     assert!(
         matches!(&done, PollOutcome::Succeeded(m) if m.contains("RUNNING again")),
@@ -333,7 +272,7 @@ async fn job_api_not_found_falls_back_to_instance_status() {
 #[tokio::test]
 async fn revoked_token_is_renewed_once_and_the_restart_goes_through() {
     let emu = start_emulator(Duration::from_secs(60)).await;
-    let op = registry_op(&config(&emu, Auth::Password(PASSWORD_VAR), "5s"));
+    let op = registry_op(&config(&emu, HuaweiAuth::Password(PASSWORD_VAR), "5s"));
     // Get a token cached by looking at the instance.
     assert!(matches!(
         op.reconcile(&spec("soft")).await,
@@ -354,7 +293,7 @@ async fn revoked_token_is_renewed_once_and_the_restart_goes_through() {
 #[tokio::test]
 async fn wrong_password_is_not_sent_with_the_iam_message() {
     let emu = start_emulator(Duration::from_secs(60)).await;
-    let op = registry_op(&config(&emu, Auth::Password(BAD_PASSWORD_VAR), "5s"));
+    let op = registry_op(&config(&emu, HuaweiAuth::Password(BAD_PASSWORD_VAR), "5s"));
     let why = not_sent(op.submit(&spec("soft")).await);
     assert!(
         why.contains("IAM refused a token for account `acct`"),
@@ -370,8 +309,8 @@ async fn wrong_password_is_not_sent_with_the_iam_message() {
 #[tokio::test]
 async fn aksk_signed_requests_are_accepted() {
     let emu = start_emulator(Duration::from_millis(300)).await;
-    let op = registry_op(&config(&emu, Auth::AkSk(SK_VAR), "5s"));
-    let (handle, _) = accepted(op.submit(&spec("soft")).await);
+    let op = registry_op(&config(&emu, HuaweiAuth::AkSk(SK_VAR), "5s"));
+    let handle = accepted(op.submit(&spec("soft")).await).handle;
     // Polling signs GETs too.
     let done = poll_to_end(op.as_ref(), &spec("soft"), handle).await;
     assert!(matches!(done, PollOutcome::Succeeded(_)), "{done:?}");
@@ -381,7 +320,7 @@ async fn aksk_signed_requests_are_accepted() {
 #[tokio::test]
 async fn wrong_secret_key_is_rejected_verbatim() {
     let emu = start_emulator(Duration::from_secs(60)).await;
-    let op = registry_op(&config(&emu, Auth::AkSk(BAD_SK_VAR), "5s"));
+    let op = registry_op(&config(&emu, HuaweiAuth::AkSk(BAD_SK_VAR), "5s"));
     let e = refused(op.submit(&spec("soft")).await);
     assert_eq!(e.http_status, Some(401));
     assert_eq!(e.code.as_deref(), Some("APIGW.0301"));
@@ -399,7 +338,7 @@ async fn wrong_secret_key_is_rejected_verbatim() {
 #[tokio::test]
 async fn answer_lost_after_the_restart_started_is_indeterminate_and_never_resent() {
     let emu = start_emulator(Duration::from_secs(60)).await;
-    let op = registry_op(&config(&emu, Auth::Password(PASSWORD_VAR), "1s"));
+    let op = registry_op(&config(&emu, HuaweiAuth::Password(PASSWORD_VAR), "1s"));
     fault(
         &emu,
         json!({"operation": "ddm.restart", "delay_ms": 3000, "execute": true}),
@@ -423,7 +362,7 @@ async fn answer_lost_after_the_restart_started_is_indeterminate_and_never_resent
 #[tokio::test]
 async fn reconcile_watches_a_running_instance_and_never_claims_success() {
     let emu = start_emulator(Duration::from_secs(60)).await;
-    let mut op = fast_op(&config(&emu, Auth::Password(PASSWORD_VAR), "5s"));
+    let mut op = fast_op(&config(&emu, HuaweiAuth::Password(PASSWORD_VAR), "5s"));
     op.settle = Duration::from_millis(1500);
     // RUNNING all along: watched for the settle window, then unknown, never a success.
     let handle = match op.reconcile(&spec("soft")).await {
@@ -465,13 +404,13 @@ async fn reconcile_watches_a_running_instance_and_never_claims_success() {
 #[tokio::test]
 async fn instance_in_error_fails_the_job() {
     let emu = start_emulator(Duration::from_secs(60)).await;
-    let op = registry_op(&config(&emu, Auth::Password(PASSWORD_VAR), "5s"));
+    let op = registry_op(&config(&emu, HuaweiAuth::Password(PASSWORD_VAR), "5s"));
     fault(
         &emu,
         json!({"operation": "ddm.job", "status": 404, "times": 1000, "body": ""}),
     )
     .await;
-    let (handle, _) = accepted(op.submit(&spec("hard")).await);
+    let handle = accepted(op.submit(&spec("hard")).await).handle;
     admin(
         &emu,
         "instances",
@@ -487,7 +426,7 @@ async fn instance_in_error_fails_the_job() {
 
 #[tokio::test]
 async fn unreachable_endpoint_is_not_sent_not_indeterminate() {
-    init_env();
+    emulated::huawei_secrets();
     // A port that refuses connections: bind, note it, close it.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = closed.local_addr().unwrap().port();

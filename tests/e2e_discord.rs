@@ -92,6 +92,21 @@ expires = "15m"
     )
 }
 
+/// A fake Discord, the cloud emulator and a fresh data directory: what every test here
+/// starts from.
+async fn world() -> (FakeDiscord, RunningEmulator, tempfile::TempDir) {
+    let fake = FakeDiscord::start().await;
+    let emu = start_emulator().await;
+    (fake, emu, tempfile::tempdir().expect("tempdir"))
+}
+
+/// The same, with the bot started on the standard config.
+async fn started() -> (FakeDiscord, RunningEmulator, tempfile::TempDir, Bot) {
+    let (fake, emu, dir) = world().await;
+    let bot = Bot::start(&fake, &emu, dir.path()).await;
+    (fake, emu, dir, bot)
+}
+
 async fn start_emulator() -> RunningEmulator {
     init_env();
     let opts = EmulatorOptions {
@@ -296,10 +311,7 @@ async fn calls(emu: &RunningEmulator, operation: &str) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_approvers_reaction_runs_the_job_and_the_card_and_incidents_follow() {
-    let fake = FakeDiscord::start().await;
-    let emu = start_emulator().await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let bot = Bot::start(&fake, &emu, dir.path()).await;
+    let (fake, emu, _dir, bot) = started().await;
     ready(&fake, 1).await;
     {
         let i = fake.lock();
@@ -438,10 +450,7 @@ async fn an_approvers_reaction_runs_the_job_and_the_card_and_incidents_follow() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slash_commands_and_buttons_answer_their_interactions() {
-    let fake = FakeDiscord::start().await;
-    let emu = start_emulator().await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let bot = Bot::start(&fake, &emu, dir.path()).await;
+    let (fake, _emu, _dir, bot) = started().await;
     ready(&fake, 1).await;
     {
         let i = fake.lock();
@@ -584,10 +593,7 @@ async fn slash_commands_and_buttons_answer_their_interactions() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_approval_given_while_the_bot_was_offline_is_applied_after_restart() {
-    let fake = FakeDiscord::start().await;
-    let emu = start_emulator().await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let bot = Bot::start(&fake, &emu, dir.path()).await;
+    let (fake, emu, dir, bot) = started().await;
     ready(&fake, 1).await;
     fake.say(ALICE, OPS, "!restart ddm orders-db hard");
     let (msg, _) = card(&fake, 1).await;
@@ -625,10 +631,7 @@ async fn an_approval_given_while_the_bot_was_offline_is_applied_after_restart() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_reconnect_and_resume_commands_still_work_and_failures_reach_incidents() {
-    let fake = FakeDiscord::start().await;
-    let emu = start_emulator().await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let bot = Bot::start(&fake, &emu, dir.path()).await;
+    let (fake, emu, _dir, bot) = started().await;
     ready(&fake, 1).await;
 
     // 6. op 7: serenity reconnects and resumes (no second IDENTIFY).
@@ -669,9 +672,7 @@ async fn after_a_reconnect_and_resume_commands_still_work_and_failures_reach_inc
 }
 
 async fn fatal(code: u16) -> String {
-    let fake = FakeDiscord::start().await;
-    let emu = start_emulator().await;
-    let dir = tempfile::tempdir().expect("tempdir");
+    let (fake, emu, dir) = world().await;
     fake.lock().close_on_identify = Some(code);
     let mut bot = Bot::start(&fake, &emu, dir.path()).await;
     let result = tokio::time::timeout(Duration::from_secs(30), &mut bot.run)
@@ -723,9 +724,7 @@ fn card_posts(i: &Inner, job: u64) -> Vec<Call> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hung_rest_call_times_out_and_a_retried_card_post_is_not_duplicated() {
-    let fake = FakeDiscord::start().await;
-    let emu = start_emulator().await;
-    let dir = tempfile::tempdir().expect("tempdir");
+    let (fake, emu, dir) = world().await;
     let tuning = Tuning {
         rest_timeout: Duration::from_secs(1),
         ..Tuning::default()
@@ -792,10 +791,7 @@ async fn a_hung_rest_call_times_out_and_a_retried_card_post_is_not_duplicated() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_command_in_a_thread_follows_its_parent_channels_rules_and_is_answered_there() {
-    let fake = FakeDiscord::start().await;
-    let emu = start_emulator().await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let bot = Bot::start(&fake, &emu, dir.path()).await;
+    let (fake, _emu, _dir, bot) = started().await;
     ready(&fake, 1).await;
 
     // A thread under #ops: #ops's rules apply; the card goes to the thread.
@@ -887,10 +883,7 @@ fn answer_texts(i: &Inner, ix: u64) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn servers_not_configured_are_ignored_and_slash_commands_are_for_every_member() {
-    let fake = FakeDiscord::start().await;
-    let emu = start_emulator().await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let bot = Bot::start(&fake, &emu, dir.path()).await;
+    let (fake, _emu, _dir, bot) = started().await;
     ready(&fake, 1).await;
     // The fake checks what Discord checks. Every member of the server sees the commands
     // (opsgate's rules decide who may do what): no Manage Server default, said explicitly so
@@ -931,9 +924,7 @@ async fn servers_not_configured_are_ignored_and_slash_commands_are_for_every_mem
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slash_commands_need_manage_server_when_the_config_asks_for_it() {
-    let fake = FakeDiscord::start().await;
-    let emu = start_emulator().await;
-    let dir = tempfile::tempdir().expect("tempdir");
+    let (fake, emu, dir) = world().await;
     let text = config_text(&fake.base(), &emu.base_url()).replace(
         "edit_interval = \"200ms\"",
         "edit_interval = \"200ms\"\nslash_commands_need_manage_server = true",
@@ -948,9 +939,7 @@ async fn slash_commands_need_manage_server_when_the_config_asks_for_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reactions_removals_refusals_and_cleared_reactions_are_handled_as_votes_need() {
-    let fake = FakeDiscord::start().await;
-    let emu = start_emulator().await;
-    let dir = tempfile::tempdir().expect("tempdir");
+    let (fake, emu, dir) = world().await;
     // Two approvals, so one can be given and then cleared.
     let text = config_text(&fake.base(), &emu.base_url()).replace("approvals = 1", "approvals = 2");
     let bot = Bot::start_text(dir.path(), Tuning::default(), &text).await;
@@ -1022,10 +1011,7 @@ async fn reactions_removals_refusals_and_cleared_reactions_are_handled_as_votes_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_denial_given_offline_wins_over_an_approval_given_offline() {
-    let fake = FakeDiscord::start().await;
-    let emu = start_emulator().await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let bot = Bot::start(&fake, &emu, dir.path()).await;
+    let (fake, emu, dir, bot) = started().await;
     ready(&fake, 1).await;
     fake.say(ALICE, OPS, "!restart ddm orders-db hard");
     let (msg, _) = card(&fake, 1).await;
@@ -1045,10 +1031,7 @@ async fn a_denial_given_offline_wins_over_an_approval_given_offline() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_card_refused_for_permissions_is_reported_to_the_requester_and_counted() {
-    let fake = FakeDiscord::start().await;
-    let emu = start_emulator().await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let bot = Bot::start(&fake, &emu, dir.path()).await;
+    let (fake, _emu, _dir, bot) = started().await;
     ready(&fake, 1).await;
     let cards = format!("/channels/{OPS}/messages");
     let refused = FaultKind::Status {
@@ -1109,9 +1092,7 @@ fn fixtures_match_serenity_models() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn interactions_are_acknowledged_in_discords_window_and_late_ones_are_not_answered() {
-    let fake = FakeDiscord::start().await;
-    let emu = start_emulator().await;
-    let dir = tempfile::tempdir().expect("tempdir");
+    let (fake, emu, dir) = world().await;
     let text = config_text(&fake.base(), &emu.base_url()).replace("approvals = 1", "approvals = 2");
     // Slash commands deferred as soon as they arrive, so the deferral is what is checked.
     let tuning = Tuning {
@@ -1298,9 +1279,7 @@ async fn the_fake_discord_takes_one_answer_per_interaction_within_three_seconds(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deleted_card_is_posted_again_and_its_incident_links_follow() {
-    let fake = FakeDiscord::start().await;
-    let emu = start_emulator().await;
-    let dir = tempfile::tempdir().expect("tempdir");
+    let (fake, emu, dir) = world().await;
     let text = config_text(&fake.base(), &emu.base_url()).replace("approvals = 1", "approvals = 2");
     let bot = Bot::start_text(dir.path(), Tuning::default(), &text).await;
     ready(&fake, 1).await;
@@ -1390,10 +1369,7 @@ async fn a_deleted_card_is_posted_again_and_its_incident_links_follow() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_card_deleted_while_the_bot_was_offline_is_posted_again_on_reconnect() {
-    let fake = FakeDiscord::start().await;
-    let emu = start_emulator().await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let bot = Bot::start(&fake, &emu, dir.path()).await;
+    let (fake, emu, dir, bot) = started().await;
     ready(&fake, 1).await;
     fake.say(ALICE, OPS, "!restart ddm orders-db hard");
     let (first, _) = card(&fake, 1).await;
@@ -1419,10 +1395,7 @@ async fn a_card_deleted_while_the_bot_was_offline_is_posted_again_on_reconnect()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_an_invalid_session_a_new_ready_reads_the_cards_again() {
-    let fake = FakeDiscord::start().await;
-    let emu = start_emulator().await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let bot = Bot::start(&fake, &emu, dir.path()).await;
+    let (fake, _emu, _dir, bot) = started().await;
     ready(&fake, 1).await;
     fake.say(ALICE, OPS, "!restart ddm orders-db hard");
     let (msg, _) = card(&fake, 1).await;
@@ -1450,10 +1423,7 @@ async fn after_an_invalid_session_a_new_ready_reads_the_cards_again() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rate_limits_and_server_errors_are_retried_and_missing_access_is_reported() {
-    let fake = FakeDiscord::start().await;
-    let emu = start_emulator().await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let bot = Bot::start(&fake, &emu, dir.path()).await;
+    let (fake, _emu, _dir, bot) = started().await;
     ready(&fake, 1).await;
     let cards = format!("/channels/{OPS}/messages");
     // 429 on the card's post: retried (after at least a second), one card.
@@ -1635,10 +1605,7 @@ where
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reply_rate_limited_for_a_moment_is_sent_once_after_the_wait() {
-    let fake = FakeDiscord::start().await;
-    let emu = start_emulator().await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let bot = Bot::start(&fake, &emu, dir.path()).await;
+    let (fake, _emu, _dir, bot) = started().await;
     ready(&fake, 1).await;
     // As Discord answered `!help`: Retry-After: 1, body retry_after 0.5, no `code`. The
     // fake answers 429 again to any call before the wait is over (counted in `early`).
@@ -1674,10 +1641,7 @@ async fn a_reply_rate_limited_for_a_moment_is_sent_once_after_the_wait() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_global_rate_limit_holds_every_channels_messages_until_it_ends() {
-    let fake = FakeDiscord::start().await;
-    let emu = start_emulator().await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let bot = Bot::start(&fake, &emu, dir.path()).await;
+    let (fake, _emu, _dir, bot) = started().await;
     ready(&fake, 1).await;
     fake.fail(
         "POST",
@@ -1711,9 +1675,7 @@ async fn a_global_rate_limit_holds_every_channels_messages_until_it_ends() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_errors_and_a_lost_answer_on_replies_are_retried_without_duplicates() {
-    let fake = FakeDiscord::start().await;
-    let emu = start_emulator().await;
-    let dir = tempfile::tempdir().expect("tempdir");
+    let (fake, emu, dir) = world().await;
     let tuning = Tuning {
         retry_pause: Duration::from_millis(20),
         ..Tuning::default()
@@ -1762,10 +1724,7 @@ async fn server_errors_and_a_lost_answer_on_replies_are_retried_without_duplicat
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_interaction_follow_up_is_retried_only_when_discord_cannot_have_taken_it() {
-    let fake = FakeDiscord::start().await;
-    let emu = start_emulator().await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let bot = Bot::start(&fake, &emu, dir.path()).await;
+    let (fake, _emu, _dir, bot) = started().await;
     ready(&fake, 1).await;
     fake.say(CAROL, OPS, "!restart ddm orders-db hard");
     let (msg, posted) = card(&fake, 1).await;
@@ -1809,9 +1768,7 @@ async fn an_interaction_follow_up_is_retried_only_when_discord_cannot_have_taken
 #[test]
 fn a_message_given_up_on_is_counted_and_logged_at_warn_with_its_channel() {
     with_logs(|logs| async move {
-        let fake = FakeDiscord::start().await;
-        let emu = start_emulator().await;
-        let dir = tempfile::tempdir().expect("tempdir");
+        let (fake, emu, dir) = world().await;
         let tuning = Tuning {
             retry_pause: Duration::from_millis(20),
             ..Tuning::default()
@@ -1866,9 +1823,7 @@ fn a_message_given_up_on_is_counted_and_logged_at_warn_with_its_channel() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_check_mark_removed_while_offline_withdraws_only_the_approval_it_gave() {
-    let fake = FakeDiscord::start().await;
-    let emu = start_emulator().await;
-    let dir = tempfile::tempdir().expect("tempdir");
+    let (fake, emu, dir) = world().await;
     let text = config_text(&fake.base(), &emu.base_url()).replace("approvals = 1", "approvals = 3");
     let bot = Bot::start_text(dir.path(), Tuning::default(), &text).await;
     ready(&fake, 1).await;
@@ -1930,10 +1885,7 @@ fn callback_types(fake: &FakeDiscord, ix: u64) -> Vec<u64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deny_asks_for_a_reason_in_a_form_and_cancel_withdraws_the_request() {
-    let fake = FakeDiscord::start().await;
-    let emu = start_emulator().await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let bot = Bot::start(&fake, &emu, dir.path()).await;
+    let (fake, emu, _dir, bot) = started().await;
     ready(&fake, 1).await;
     let hard = [
         ("service", "ddm"),
@@ -1997,10 +1949,7 @@ async fn deny_asks_for_a_reason_in_a_form_and_cancel_withdraws_the_request() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slash_dry_run_and_break_glass_options_and_the_approval_flow_builtins() {
-    let fake = FakeDiscord::start().await;
-    let emu = start_emulator().await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let bot = Bot::start(&fake, &emu, dir.path()).await;
+    let (fake, _emu, _dir, bot) = started().await;
     ready(&fake, 1).await;
     {
         let i = fake.lock();
@@ -2080,9 +2029,7 @@ async fn slash_dry_run_and_break_glass_options_and_the_approval_flow_builtins() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_threaded_jobs_lines_go_to_a_thread_on_its_card_or_to_the_channel_when_refused() {
-    let fake = FakeDiscord::start().await;
-    let emu = start_emulator().await;
-    let dir = tempfile::tempdir().expect("tempdir");
+    let (fake, emu, dir) = world().await;
     let text = config_text(&fake.base(), &emu.base_url()).replacen(
         "[bot]\n",
         "[bot]\nthread_channels = [\"ops\"]\n",
@@ -2173,9 +2120,7 @@ async fn a_threaded_jobs_lines_go_to_a_thread_on_its_card_or_to_the_channel_when
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slash_request_needing_confirmation_is_confirmed_in_a_form() {
-    let fake = FakeDiscord::start().await;
-    let emu = start_emulator().await;
-    let dir = tempfile::tempdir().expect("tempdir");
+    let (fake, emu, dir) = world().await;
     let text = config_text(&fake.base(), &emu.base_url()).replacen(
         "expires = \"15m\"\n",
         "expires = \"15m\"\nconfirm = true\n",

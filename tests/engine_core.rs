@@ -6,7 +6,6 @@ mod support;
 
 use opsgate::domain::MessageId;
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use opsgate::config::Config;
@@ -267,11 +266,9 @@ fn an_approval_counts_only_before_the_deadline_the_engine_is_given() {
 
 /// The tests' config with `[bot] keep_finished` set to `keep`.
 fn keeping(keep: &str) -> Config {
-    let text = support::CONFIG
-        .replace("EXPIRES", "2h")
-        .replace("APPROVALS", "1")
+    let text = support::config_text("2h", 1, "")
         .replace("[bot]\n", &format!("[bot]\nkeep_finished = \"{keep}\"\n"));
-    Config::parse(&text, Path::new("t.toml"), &opsgate::cloud::builtins()).unwrap()
+    support::parse(&text)
 }
 
 #[test]

@@ -12,14 +12,14 @@ use std::time::Duration;
 use opsgate::cloud::alibaba::sae::SaeRestart;
 use opsgate::cloud::alibaba::signer;
 use opsgate::cloud::alibaba::AlibabaClient;
-use opsgate::cloud::Registry;
 use opsgate::config::Config;
 use opsgate::domain::JobSpec;
 use opsgate::emulator::{demo, RunningEmulator};
-use opsgate::ports::cloud::Operations;
-use opsgate::ports::cloud::{CloudOperation, PollOutcome, ReconcileOutcome, SubmitOutcome};
+use opsgate::ports::cloud::{CloudOperation, PollOutcome, ReconcileOutcome};
 use serde_json::{json, Value};
-use support::emulated::{self, calls, fault, indeterminate, poll_to_end, refused};
+use support::emulated::{
+    self, accepted, calls, fault, indeterminate, poll_to_end, refused, Accepted,
+};
 
 const APP: &str = "1daa7236-3844-4f36-b39a-605b0cc0aaaa";
 const APP2: &str = "2daa7236-3844-4f36-b39a-605b0cc0bbbb";
@@ -62,9 +62,7 @@ endpoints = {{ sae = "{}" }}
 }
 
 fn registry_op(config: &Config) -> Arc<dyn CloudOperation> {
-    Registry::from_config(config)
-        .get("sae.restart", "ali")
-        .unwrap()
+    emulated::operation(config, "sae.restart", "ali")
 }
 
 fn fast(mut op: SaeRestart) -> SaeRestart {
@@ -94,15 +92,6 @@ fn spec(app: &str) -> JobSpec {
     }
 }
 
-fn accepted(outcome: SubmitOutcome) -> (Value, Option<String>) {
-    match outcome {
-        SubmitOutcome::Accepted {
-            handle, cloud_ref, ..
-        } => (handle, cloud_ref),
-        other => panic!("expected Accepted, got {other:?}"),
-    }
-}
-
 fn order_body(status: i64, sub_status: i64, error: &str) -> Value {
     json!({"operation": "sae.changeorder", "status": 200, "body": {
         "RequestId": "r", "Code": "200", "Success": true, "Message": "success",
@@ -114,7 +103,9 @@ fn order_body(status: i64, sub_status: i64, error: &str) -> Value {
 async fn restart_is_signed_submitted_and_polled_to_success() {
     let emu = start_emulator(Duration::from_millis(400)).await;
     let op = registry_op(&config(&emu, SK_VAR, "5s", 60));
-    let (handle, cloud_ref) = accepted(op.submit(&spec(APP)).await);
+    let Accepted {
+        handle, cloud_ref, ..
+    } = accepted(op.submit(&spec(APP)).await);
     let order = cloud_ref.expect("a change order ID");
     assert_eq!(handle["change_order_id"], json!(order));
     assert_eq!(handle["instance_ids"], json!(INSTANCES));
@@ -256,7 +247,7 @@ async fn timeout_after_send_is_indeterminate_with_one_submit_and_reconcile_finds
 async fn waiting_for_a_person_is_needs_attention_and_failures_are_verbatim() {
     let emu = start_emulator(Duration::from_secs(60)).await;
     let op = registry_op(&config(&emu, SK_VAR, "5s", 60));
-    let (handle, _) = accepted(op.submit(&spec(APP)).await);
+    let handle = accepted(op.submit(&spec(APP)).await).handle;
     fault(&emu, order_body(8, 0, "")).await;
     match op.poll(&spec(APP), &handle).await {
         PollOutcome::NeedsAttention(m) => assert!(m.contains("manual confirmation"), "{m}"),
@@ -294,7 +285,7 @@ async fn one_budget_is_shared_by_every_sae_job_of_the_account() {
     let shared = client(&cfg);
     let job_a = SaeRestart::new(shared.clone()).unwrap();
     let job_b = SaeRestart::new(shared.clone()).unwrap();
-    let (handle_a, _) = accepted(job_a.submit(&spec(APP)).await);
+    let handle_a = accepted(job_a.submit(&spec(APP)).await).handle;
     accepted(job_b.submit(&spec(APP2)).await);
     assert!(matches!(
         job_a.poll(&spec(APP), &handle_a).await,

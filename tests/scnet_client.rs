@@ -12,14 +12,12 @@ use std::time::Duration;
 
 use opsgate::cloud::scnet::restart::ScnetRestart;
 use opsgate::cloud::scnet::ScnetClient;
-use opsgate::cloud::Registry;
 use opsgate::config::Config;
 use opsgate::domain::JobSpec;
 use opsgate::emulator::{demo, RunningEmulator};
-use opsgate::ports::cloud::Operations;
-use opsgate::ports::cloud::{CloudOperation, PollOutcome, ReconcileOutcome, SubmitOutcome};
-use serde_json::{json, Value};
-use support::emulated::{self, admin, calls, indeterminate, not_sent, poll_to_end};
+use opsgate::ports::cloud::{CloudOperation, PollOutcome, ReconcileOutcome};
+use serde_json::json;
+use support::emulated::{self, accepted, admin, calls, indeterminate, not_sent, poll_to_end};
 
 const ID: &str = "4c1f43ddb030483e89b55413bee6c004";
 const ID2: &str = "0f513e96be6d47aa8a15c09f910f05f4";
@@ -79,9 +77,7 @@ endpoints = {endpoints}
 const AC_ONLY: &str = "{ ac = \"BASE\" }";
 
 fn registry_op(config: &Config) -> Arc<dyn CloudOperation> {
-    Registry::from_config(config)
-        .get("scnet.restart", "sc")
-        .unwrap()
+    emulated::operation(config, "scnet.restart", "sc")
 }
 
 fn spec(id: &str) -> JobSpec {
@@ -93,18 +89,11 @@ fn spec(id: &str) -> JobSpec {
     }
 }
 
-fn accepted(outcome: SubmitOutcome) -> Value {
-    match outcome {
-        SubmitOutcome::Accepted { handle, .. } => handle,
-        other => panic!("expected Accepted, got {other:?}"),
-    }
-}
-
 #[tokio::test]
 async fn password_token_center_restart_and_detail_to_success() {
     let emu = start_emulator(Duration::from_millis(600)).await;
     let op = registry_op(&config(&emu, Auth::Password(PW_VAR), "5s", AC_ONLY));
-    let handle = accepted(op.submit(&spec(ID)).await);
+    let handle = accepted(op.submit(&spec(ID)).await).handle;
     assert_eq!(handle["instance_service_id"], json!(ID));
     let done = poll_to_end(op.as_ref(), &spec(ID), handle).await;
     assert!(
@@ -227,7 +216,7 @@ async fn failed_and_terminated_end_the_job_and_the_status_field_is_configurable(
         reqwest::Client::new().into(),
     ));
     let mut op = ScnetRestart::new(client).unwrap();
-    let handle = accepted(op.submit(&spec(ID)).await);
+    let handle = accepted(op.submit(&spec(ID)).await).handle;
     for (status, field) in [("TERMINATED", "status"), ("Failed", "instanceStatus")] {
         admin(
             &emu,

@@ -7,7 +7,7 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::{Arc, Once};
+use std::sync::Arc;
 use std::time::Duration;
 
 use opsgate::cloud::huawei::taurus_restart::TaurusProxyRestart;
@@ -17,66 +17,30 @@ use opsgate::config::Config;
 use opsgate::domain::JobSpec;
 use opsgate::emulator::{demo, RunningEmulator};
 use opsgate::ports::cloud::Operations;
-use opsgate::ports::cloud::{
-    CloudError, CloudOperation, PollOutcome, ReconcileOutcome, SubmitOutcome,
-};
+use opsgate::ports::cloud::{CloudError, CloudOperation, PollOutcome, ReconcileOutcome};
 use serde_json::{json, Value};
-use support::emulated::{self, admin, calls, fault, indeterminate, not_sent, refused};
+use support::emulated::{
+    self, accepted, admin, calls, fault, huawei_config, indeterminate, not_sent, refused, Accepted,
+    HuaweiAuth, AK_VAR, PASSWORD_VAR, SK_VAR,
+};
 
 const INSTANCE: &str = "61a4ea66210545909d74a05c27a7179ein07";
 const PROXY: &str = "151c14381ac14ecfb9703a745b992677po01";
-const PASSWORD_VAR: &str = "OPSGATE_TAURUS_CLIENT_TEST_PASSWORD";
-const AK_VAR: &str = "OPSGATE_TAURUS_CLIENT_TEST_AK";
-const SK_VAR: &str = "OPSGATE_TAURUS_CLIENT_TEST_SK";
-
-fn init_env() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        std::env::set_var(PASSWORD_VAR, demo::PASSWORD);
-        std::env::set_var(AK_VAR, demo::ACCESS_KEY);
-        std::env::set_var(SK_VAR, demo::SECRET_KEY);
-    });
-}
-
 async fn start_emulator(job_duration: Duration) -> RunningEmulator {
-    init_env();
     emulated::start(job_duration).await
 }
 
 fn config(emu: &RunningEmulator, aksk: bool, request_timeout: &str) -> Config {
-    let base = emu.base_url();
     let auth = if aksk {
-        format!("auth = \"aksk\"\naccess_key_env = \"{AK_VAR}\"\nsecret_key_env = \"{SK_VAR}\"")
+        HuaweiAuth::AkSk(SK_VAR)
     } else {
-        format!(
-            "auth = \"password\"\niam_user = \"{}\"\niam_domain = \"{}\"\npassword_env = \"{PASSWORD_VAR}\"",
-            demo::IAM_USER,
-            demo::IAM_DOMAIN
-        )
+        HuaweiAuth::Password(PASSWORD_VAR)
     };
-    let text = format!(
-        r#"
-[roles]
-oncall = "1"
-
-[accounts.acct]
-provider = "huawei"
-region = "cn-north-4"
-project_id = "{project}"
-{auth}
-poll_interval = "100ms"
-request_timeout = "{request_timeout}"
-endpoints = {{ iam = "{base}", gaussdb = "{base}" }}
-"#,
-        project = demo::PROJECT_ID
-    );
-    Config::parse(&text, Path::new("test.toml"), &opsgate::cloud::builtins()).unwrap()
+    huawei_config(emu, auth, request_timeout, &["gaussdb"])
 }
 
 fn registry_op(config: &Config, operation: &str) -> Arc<dyn CloudOperation> {
-    Registry::from_config(config)
-        .get(operation, "acct")
-        .unwrap()
+    emulated::operation(config, operation, "acct")
 }
 
 fn client(config: &Config) -> Arc<HuaweiClient> {
@@ -118,17 +82,6 @@ fn upgrade_spec(source: &str, target: &str) -> JobSpec {
     spec
 }
 
-fn accepted(outcome: SubmitOutcome) -> (Value, Option<String>, String) {
-    match outcome {
-        SubmitOutcome::Accepted {
-            handle,
-            cloud_ref,
-            answer,
-        } => (handle, cloud_ref, answer),
-        other => panic!("expected Accepted, got {other:?}"),
-    }
-}
-
 /// Polls at the operation's own pace until a final outcome, collecting the progress texts.
 /// The bound is on the number of polls, not on time.
 async fn poll_to_end(
@@ -156,7 +109,11 @@ async fn restart_is_followed_through_the_job_api_to_success() {
     assert_eq!(op.poll_policy().interval, Duration::from_millis(100));
     assert_eq!(op.poll_policy().initial_delay, Duration::from_millis(100));
 
-    let (handle, cloud_ref, answer) = accepted(op.submit(&restart_spec()).await);
+    let Accepted {
+        handle,
+        cloud_ref,
+        answer,
+    } = accepted(op.submit(&restart_spec()).await);
     let job_id = cloud_ref.expect("the restart answers a job_id");
     assert_eq!(handle["job_id"], json!(job_id));
     assert_eq!(handle["proxy_id"], json!(PROXY));
@@ -189,7 +146,11 @@ async fn upgrade_accept_is_tracked_through_its_workflow_to_success() {
     let config = config(&emu, true, "5s");
     let op = registry_op(&config, "taurus-proxy.upgrade");
     let spec = upgrade_spec("2.23.12.000", "2.24.03.000");
-    let (handle, cloud_ref, answer) = accepted(op.submit(&spec).await);
+    let Accepted {
+        handle,
+        cloud_ref,
+        answer,
+    } = accepted(op.submit(&spec).await);
     let workflow = cloud_ref.expect("ACCEPT carries a workflow_id");
     assert_eq!(handle["job_id"], json!(workflow));
     assert!(answer.contains("2.24.03.000"), "{answer}");
@@ -374,7 +335,9 @@ async fn answer_lost_after_the_restart_started_is_indeterminate_and_never_resent
 async fn failed_job_reports_the_fail_reason() {
     let emu = start_emulator(Duration::from_secs(60)).await;
     let op = registry_op(&config(&emu, false, "5s"), "taurus-proxy.restart");
-    let (handle, cloud_ref, _) = accepted(op.submit(&restart_spec()).await);
+    let Accepted {
+        handle, cloud_ref, ..
+    } = accepted(op.submit(&restart_spec()).await);
     let job_id = cloud_ref.unwrap();
     fault(
         &emu,
@@ -407,7 +370,7 @@ async fn restart_answer_without_a_job_id_is_not_guessed() {
 #[tokio::test]
 async fn wrong_host_is_never_used_for_taurus() {
     // Only the ddm endpoint is overridden: TaurusDB calls must not go there.
-    init_env();
+    emulated::huawei_secrets();
     let text = format!(
         r#"
 [roles]

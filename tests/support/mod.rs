@@ -30,6 +30,7 @@ oncall = "10"
 dba = "20"
 admin = "40"
 guest = "50"
+sre = "60"
 [channels]
 ops = "ops"
 random = "random"
@@ -49,19 +50,23 @@ password_env = "OPSGATE_TEST_UNSET_PASSWORD"
 [targets.orders-db]
 service = "ddm"
 instance_id = "28e8841d0b9c4f6a9a30742ee60e1068in09"
+tags = { env = "prod" }
 [[rules]]
+name = "soft"
 command = "restart ddm"
 modes = ["soft"]
-request_roles = ["oncall", "dba"]
+request_roles = ["oncall", "dba", "sre"]
 channels = ["ops"]
 [[rules]]
+name = "hard"
 command = "restart ddm"
 modes = ["hard"]
-request_roles = ["oncall", "dba"]
+request_roles = ["oncall", "dba", "sre"]
 channels = ["ops"]
 approvals = APPROVALS
 approver_roles = ["dba"]
 expires = "EXPIRES"
+HARD_EXTRA
 "#;
 
 /// Records everything the engine asks chat to do.
@@ -308,10 +313,20 @@ pub struct Harness {
 }
 
 pub fn config(expires: &str, approvals: u32) -> Config {
-    let text = CONFIG
+    parse(&config_text(expires, approvals, ""))
+}
+
+/// The tests' config text: the hard restart needs `approvals` within `expires`, and its
+/// rule ends with the lines `hard_extra`.
+pub fn config_text(expires: &str, approvals: u32, hard_extra: &str) -> String {
+    CONFIG
         .replace("EXPIRES", expires)
-        .replace("APPROVALS", &approvals.to_string());
-    Config::parse(&text, Path::new("t.toml"), &opsgate::cloud::builtins()).expect("test config")
+        .replace("APPROVALS", &approvals.to_string())
+        .replace("HARD_EXTRA", hard_extra)
+}
+
+pub fn parse(text: &str) -> Config {
+    Config::parse(text, Path::new("t.toml"), &opsgate::cloud::builtins()).expect("test config")
 }
 
 impl Harness {
