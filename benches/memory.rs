@@ -13,8 +13,6 @@ use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use opsgate::emulator::{self, EmulatorOptions};
-
 #[path = "support/shell.rs"]
 mod shell;
 
@@ -52,20 +50,8 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(100_000);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let emu = rt
-        .block_on(emulator::start(
-            EmulatorOptions {
-                job_duration: Duration::from_millis(200),
-                ..Default::default()
-            },
-            ([127, 0, 0, 1], 0).into(),
-        ))
-        .expect("emulator");
+    // The runtime serves the emulator for as long as it is held.
+    let (_runtime, emu) = shell::emulator();
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), &emu.base_url(), "100ms");
     let keep = std::env::var("OPSGATE_MEMORY_KEEP").unwrap_or_else(|_| "forever".into());

@@ -10,7 +10,7 @@
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use opsgate::emulator::{self, EmulatorOptions, RunningEmulator};
+use opsgate::emulator::RunningEmulator;
 
 #[path = "support/fixtures.rs"]
 mod fixtures;
@@ -60,20 +60,8 @@ fn main() {
     {
         return;
     }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let emu = rt
-        .block_on(emulator::start(
-            EmulatorOptions {
-                job_duration: Duration::from_millis(200),
-                ..Default::default()
-            },
-            ([127, 0, 0, 1], 0).into(),
-        ))
-        .expect("emulator");
+    // The runtime serves the emulator for as long as it is held.
+    let (_runtime, emu) = shell::emulator();
     let dir = tempfile::tempdir().unwrap();
     // Polls are not what most rows measure: keep them out of the way.
     let config = write_config(dir.path(), &emu.base_url(), "60s");

@@ -175,6 +175,27 @@ fn message_key(message_id: &str) -> Vec<u8> {
     k
 }
 
+/// The first `limit` jobs of `records` matching `keep`, looking at most at `scan`.
+fn first_jobs(
+    records: impl Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>,
+    limit: usize,
+    scan: usize,
+    keep: impl Fn(&Job) -> bool,
+) -> Result<Vec<Job>, StoreError> {
+    let mut out = Vec::new();
+    for item in records.take(scan) {
+        let (key, bytes) = item?;
+        let job: Job = decode(&key, &bytes)?;
+        if keep(&job) {
+            out.push(job);
+            if out.len() >= limit {
+                break;
+            }
+        }
+    }
+    Ok(out)
+}
+
 fn decode<T: for<'de> Deserialize<'de>>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
     serde_json::from_slice(bytes).map_err(|source| StoreError::Corrupt {
         key: String::from_utf8_lossy(key).into_owned(),
@@ -369,20 +390,7 @@ impl SledStore {
         scan: usize,
         keep: impl Fn(&Job) -> bool,
     ) -> Result<Vec<Job>, StoreError> {
-        self.read(|db| {
-            let mut out = Vec::new();
-            for item in db.scan_prefix([JOB]).rev().take(scan) {
-                let (key, bytes) = item?;
-                let job: Job = decode(&key, &bytes)?;
-                if keep(&job) {
-                    out.push(job);
-                    if out.len() >= limit {
-                        break;
-                    }
-                }
-            }
-            Ok(out)
-        })
+        self.read(|db| first_jobs(db.scan_prefix([JOB]).rev(), limit, scan, keep))
     }
 
     /// Oldest first, at most `limit` of those matching `keep`, looking at most at `scan`.
@@ -392,20 +400,7 @@ impl SledStore {
         scan: usize,
         keep: impl Fn(&Job) -> bool,
     ) -> Result<Vec<Job>, StoreError> {
-        self.read(|db| {
-            let mut out = Vec::new();
-            for item in db.scan_prefix([JOB]).take(scan) {
-                let (key, bytes) = item?;
-                let job: Job = decode(&key, &bytes)?;
-                if keep(&job) {
-                    out.push(job);
-                    if out.len() >= limit {
-                        break;
-                    }
-                }
-            }
-            Ok(out)
-        })
+        self.read(|db| first_jobs(db.scan_prefix([JOB]), limit, scan, keep))
     }
 
     /// Every audit entry at or after `since_ms`, with its job (`None` for an event that

@@ -8,10 +8,30 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
-use opsgate::emulator;
+use opsgate::emulator::{self, EmulatorOptions, RunningEmulator};
 
 const BIN: &str = env!("CARGO_BIN_EXE_opsgate");
 const PASSWORD_VAR: &str = "OPSGATE_BENCH_IAM_PASSWORD";
+
+/// A runtime of one worker with the cloud emulator on it, its jobs taking 200 ms. The
+/// runtime must outlive the emulator.
+pub fn emulator() -> (tokio::runtime::Runtime, RunningEmulator) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let emu = rt
+        .block_on(emulator::start(
+            EmulatorOptions {
+                job_duration: Duration::from_millis(200),
+                ..Default::default()
+            },
+            ([127, 0, 0, 1], 0).into(),
+        ))
+        .expect("emulator");
+    (rt, emu)
+}
 
 /// A distinct DDM instance ID for each `i`, so the per-target lock never refuses.
 pub fn instance(i: usize) -> String {

@@ -79,29 +79,34 @@ fn get<T: serde::de::DeserializeOwned>(
     path: &str,
 ) -> Result<Option<T>, String> {
     rt.block_on(async {
-        let addr = api.addr;
-        let resp = api
-            .get(path)
-            .send()
-            .await
-            .map_err(|e| format!("cannot reach the running bot at {addr}: {e}"))?;
-        if resp.status() == reqwest::StatusCode::NOT_FOUND {
+        let Some(resp) = answer(api, path).await? else {
             return Ok(None);
-        }
-        if let Some(refusal) = refused(resp.status()) {
-            return Err(refusal);
-        }
-        if !resp.status().is_success() {
-            return Err(format!(
-                "the running bot answered {} for {path}",
-                resp.status()
-            ));
-        }
+        };
         resp.json::<T>()
             .await
             .map(Some)
             .map_err(|e| format!("unreadable answer from the running bot: {e}"))
     })
+}
+
+/// The bot's successful answer to a GET of `path`; `Ok(None)` when it answers 404, an
+/// error saying why for any other failure.
+async fn answer(api: &ApiEndpoint, path: &str) -> Result<Option<reqwest::Response>, String> {
+    let resp = (api.get(path).send().await)
+        .map_err(|e| format!("cannot reach the running bot at {}: {e}", api.addr))?;
+    if resp.status() == reqwest::StatusCode::NOT_FOUND {
+        return Ok(None);
+    }
+    if let Some(refusal) = refused(resp.status()) {
+        return Err(refusal);
+    }
+    if !resp.status().is_success() {
+        return Err(format!(
+            "the running bot answered {} for {path}",
+            resp.status()
+        ));
+    }
+    Ok(Some(resp))
 }
 
 /// What to say when the job API refuses us for want of the token.
@@ -217,17 +222,10 @@ pub fn export(
         Source::Store(copy) => export_lines(&copy.store, since_ms).map_err(|e| e.to_string()),
         Source::Http(api) => rt.block_on(async {
             let path = format!("/api/audit?since={since_ms}");
-            let resp = (api.get(&path).send().await)
-                .map_err(|e| format!("cannot reach the running bot at {}: {e}", api.addr))?;
-            if let Some(refusal) = refused(resp.status()) {
-                return Err(refusal);
-            }
-            if !resp.status().is_success() {
-                return Err(format!(
-                    "the running bot answered {} for {path}",
-                    resp.status()
-                ));
-            }
+            let resp = (answer(api, &path).await?).ok_or_else(|| {
+                "the running bot answered 404 for /api/audit: it is older than this opsgate"
+                    .to_string()
+            })?;
             resp.text()
                 .await
                 .map_err(|e| format!("unreadable answer from the running bot: {e}"))

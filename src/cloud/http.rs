@@ -13,6 +13,36 @@ use reqwest::{Method, Url};
 
 use crate::ports::cloud::CloudError;
 
+/// A resolved base URL (no trailing slash).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Endpoint {
+    pub base: String,
+    /// True when the config overrode the vendor's public host (an emulator or a private
+    /// cloud). Such endpoints may be polled faster than the public ones.
+    pub overridden: bool,
+}
+
+impl Endpoint {
+    /// The URL a request goes to, and the full path that is signed: the base (which may
+    /// carry a path prefix, on private clouds) with `path` and `query` encoded as the
+    /// vendor's signer canonicalises them.
+    pub fn wire_url(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+        encode_path: fn(&str) -> String,
+        encode_query: fn(&[(&str, &str)]) -> String,
+    ) -> Result<(Url, String), String> {
+        let mut url =
+            Url::parse(&self.base).map_err(|e| format!("bad endpoint `{}`: {e}", self.base))?;
+        let full_path = format!("{}{}", url.path().trim_end_matches('/'), path);
+        url.set_path(&encode_path(&full_path));
+        let query_string = encode_query(query);
+        url.set_query((!query_string.is_empty()).then_some(query_string.as_str()));
+        Ok((url, full_path))
+    }
+}
+
 /// Answers larger than this are cut; real ones are a few kilobytes.
 const MAX_BODY: usize = 1 << 20;
 

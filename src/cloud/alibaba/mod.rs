@@ -18,24 +18,17 @@ use reqwest::{Method, Url};
 pub use crate::cloud::http::{Answer, SendError};
 pub use limiter::RateLimiter;
 
-use crate::cloud::http::{self, header_value, secret_header, Outgoing};
+use crate::cloud::http::{self, header_value, secret_header, Endpoint, Outgoing};
 use crate::config::Account;
 use crate::ports::cloud::{CloudError, Described};
 
-/// The URL a request goes to, and the full path that is signed: the endpoint's base with
-/// `path` and `query` encoded as the signer canonicalises them (RFC 3986, sorted).
+/// The URL a request goes to, and the full path that is signed.
 fn wire_url(
     endpoint: &Endpoint,
     path: &str,
     query: &[(&str, &str)],
 ) -> Result<(Url, String), String> {
-    let mut url =
-        Url::parse(&endpoint.base).map_err(|e| format!("bad endpoint `{}`: {e}", endpoint.base))?;
-    let full_path = format!("{}{}", url.path().trim_end_matches('/'), path);
-    url.set_path(&signer::canonical_uri(&full_path));
-    let query_string = signer::canonical_query(query);
-    url.set_query((!query_string.is_empty()).then_some(query_string.as_str()));
-    Ok((url, full_path))
+    endpoint.wire_url(path, query, signer::canonical_uri, signer::canonical_query)
 }
 
 /// SAE's documented limit: 60 API calls per minute per user, across all SAE APIs.
@@ -53,14 +46,6 @@ pub const SAE: Api = Api {
     service: "sae",
     version: "2019-05-06",
 };
-
-/// A resolved base URL (no trailing slash).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Endpoint {
-    pub base: String,
-    /// True when the config overrode the public host (an emulator or a VPC endpoint).
-    pub overridden: bool,
-}
 
 /// One request to an Alibaba API, as an operation builds it: both what is sent and what a
 /// dry run shows come from this.

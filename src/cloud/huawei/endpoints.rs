@@ -11,6 +11,8 @@ use crate::command::{ids, suggest};
 use crate::config::{Account, AuthMethod};
 use crate::domain::Provider;
 
+pub use crate::cloud::http::Endpoint;
+
 /// A Huawei service the bot talks to. The name is the key of `account.endpoints`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Service {
@@ -28,15 +30,6 @@ impl Service {
             Service::Gaussdb => "gaussdb",
         }
     }
-}
-
-/// A resolved base URL (no trailing slash).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Endpoint {
-    pub base: String,
-    /// True when the config overrode the table (an emulator or a private cloud). Such
-    /// endpoints may be polled faster than the public ones.
-    pub overridden: bool,
 }
 
 fn iam_host(region: &str) -> Option<&'static str> {

@@ -27,21 +27,13 @@ use crate::config::{Account, AuthMethod};
 use crate::ports::cloud::{CloudError, Described};
 use crate::secret::Secret;
 
-/// The URL a request goes to, and the full path that is signed: the endpoint's base (which
-/// may carry a path prefix, on private clouds) with `path` and `query` encoded as the
-/// signer canonicalises them.
+/// The URL a request goes to, and the full path that is signed.
 fn wire_url(
     endpoint: &Endpoint,
     path: &str,
     query: &[(&str, &str)],
 ) -> Result<(Url, String), String> {
-    let mut url =
-        Url::parse(&endpoint.base).map_err(|e| format!("bad endpoint `{}`: {e}", endpoint.base))?;
-    let full_path = format!("{}{}", url.path().trim_end_matches('/'), path);
-    url.set_path(&signer::wire_path(&full_path));
-    let query_string = signer::wire_query(query);
-    url.set_query((!query_string.is_empty()).then_some(query_string.as_str()));
-    Ok((url, full_path))
+    endpoint.wire_url(path, query, signer::wire_path, signer::wire_query)
 }
 
 const X_AUTH_TOKEN: HeaderName = HeaderName::from_static("x-auth-token");
