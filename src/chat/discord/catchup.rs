@@ -10,8 +10,9 @@ use std::time::Duration;
 
 use serenity::all::{ChannelId, MessageId, ReactionType, User, UserId};
 
+use super::messages::snowflake;
 use super::render::{APPROVE_EMOJI, DENY_EMOJI};
-use super::sender::{snowflake, CATCH_UP};
+use super::sender::CATCH_UP;
 use super::Shared;
 use crate::domain::Actor;
 use crate::ports::chat::{ChatEvent, Origin};
@@ -86,7 +87,7 @@ pub(crate) async fn run(shared: Arc<Shared>) {
                         continue;
                     }
                 };
-                let actor = super::handler::actor_of(&member.user, &member.roles);
+                let actor = super::events::actor_of(&member.user, &member.roles);
                 if emoji == APPROVE_EMOJI {
                     shared.saw_approval(message, &actor, true);
                 }

@@ -118,9 +118,14 @@ pub(crate) async fn relink(shared: &Shared, job: JobId, card_channel: &str, new_
         let edit = EditMessage::new()
             .content(text)
             .allowed_mentions(CreateAllowedMentions::new());
-        let edited =
-            super::sender::edit_message(shared, post.channel, post.message, &edit, "edit_incident")
-                .await;
+        let edited = super::messages::edit_message(
+            shared,
+            post.channel,
+            post.message,
+            &edit,
+            "edit_incident",
+        )
+        .await;
         if let Err(e) = edited {
             tracing::warn!(job = job.0, error = %e, "could not point an incident message at the reposted card");
         }

@@ -4,8 +4,11 @@
 //!
 //! | file | job |
 //! |---|---|
-//! | `handler.rs` | gateway events -> `ChatEvent` (messages, reactions, buttons, forms, slash commands) |
+//! | `handler.rs` | gateway events -> the engine (messages, reactions, buttons, forms, slash commands) |
+//! | `events.rs` | gateway data -> `ChatEvent`: the actor with role IDs, a message, a vote, slash options as text (no IO) |
 //! | `sender.rs` | `ChatOut`: queues output, one lane per job (post, then coalesced edits and thread lines), per channel, per interaction |
+//! | `answers.rs` | one lane per interaction: the first answer within Discord's 3 s, follow-ups, the "Posted job N" summary |
+//! | `messages.rs` | one plain message posted or edited (split to fit, a dropped one counted): what the lanes build on |
 //! | `deliver.rs` | the one send path for messages, interaction answers and edits: Discord's rate limits honoured, bounded retries, no duplicates |
 //! | `render.rs` | card embed and buttons, splitting long text, incident text |
 //! | `slash.rs` | slash command definitions from the command table, option -> `!` text, autocomplete |
@@ -14,12 +17,15 @@
 //! | `threads.rs` | a thread per job: made on the card once, thread lines there (the channel when refused) |
 //! | `interactions.rs` | how old an interaction is (its ID carries its creation time) and what a late one may still do |
 
+mod answers;
 mod catchup;
 mod connect;
 mod deliver;
+mod events;
 mod handler;
 mod interactions;
 mod lost;
+mod messages;
 pub mod render;
 pub mod rest;
 mod scope;
@@ -272,7 +278,7 @@ pub(crate) struct Shared {
     guilds: Mutex<HashMap<u64, u64>>,
     cache: Mutex<Option<Arc<Cache>>>,
     /// Interactions waiting for the engine's answer, by key.
-    pub interactions: Mutex<HashMap<String, sender::InteractionEntry>>,
+    pub interactions: Mutex<HashMap<String, answers::InteractionEntry>>,
     /// What the adapter remembers between events (cards, threads, guilds).
     pub state: Mutex<state::AdapterState>,
 }

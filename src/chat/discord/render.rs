@@ -8,6 +8,7 @@ use serenity::builder::{
     CreateInputText, CreateModal,
 };
 
+use super::rest::Failure;
 use crate::domain::time::format_duration_ms;
 use crate::domain::JobId;
 use crate::domain::Severity;
@@ -406,6 +407,23 @@ pub fn incident_text(
     };
     let budget = MESSAGE_LIMIT - link.chars().count() - tag.chars().count();
     format!("{tag}{}{link}", truncate(text, budget))
+}
+
+/// The words for a card that could not be posted in `channel`.
+pub(crate) fn post_failure_text(
+    job: JobId,
+    channel: &str,
+    failure: Failure,
+    prefix: &str,
+) -> String {
+    let why = match failure {
+        Failure::Permission => "opsgate may not post there (it needs View Channel, Send Messages, Send Messages in Threads and Embed Links)",
+        Failure::NotFound => "that channel is gone or opsgate cannot see it",
+        _ => "Discord did not take it",
+    };
+    format!(
+        "⚠️ Job {job}'s card could not be posted in <#{channel}>: {why}. The request is recorded and waits for approval; approvers can use {prefix}approve {job} or /approve."
+    )
 }
 
 #[cfg(test)]

@@ -8,9 +8,9 @@ use serenity::all::{AutoArchiveDuration, ChannelId, MessageId as DiscordMessageI
 use serenity::builder::CreateThread;
 
 use super::deliver::Kind;
+use super::messages::{post_text, say, snowflake};
 use super::render::truncate;
 use super::rest::{self, Failure};
-use super::sender::{post_text, say, snowflake};
 use super::{lock, Shared};
 use crate::domain::JobId;
 
