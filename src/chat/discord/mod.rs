@@ -10,6 +10,7 @@
 //! | `render.rs` | card embed and buttons, splitting long text, incident text |
 //! | `slash.rs` | slash command definitions from the command table, option -> `!` text, autocomplete |
 //! | `catchup.rs` | on ready: apply ✅/❌ given while the bot was away |
+//! | `gap.rs` | on the first ready: answer commands typed while no opsgate read the channel (never run them late) |
 //! | `lost.rs` | cards deleted in chat: noticed, reposted once, incident links pointed at the new card |
 //! | `threads.rs` | a thread per job: made on the card once, thread lines there (the channel when refused) |
 //! | `interactions.rs` | how old an interaction is (its ID carries its creation time) and what a late one may still do |
@@ -17,6 +18,7 @@
 mod catchup;
 mod connect;
 mod deliver;
+mod gap;
 mod handler;
 mod interactions;
 mod lost;
@@ -43,6 +45,7 @@ use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::ports::chat::{ChatEvent, ChatOut};
 use crate::ports::inbox::{EngineEvent, EngineHandle};
+use crate::ports::store::ReadMarks;
 
 /// The intents opsgate needs. MESSAGE_CONTENT is privileged: it must be enabled in the
 /// Developer Portal too.
@@ -135,6 +138,7 @@ impl Discord {
             cache: Mutex::new(None),
             interactions: Mutex::new(HashMap::new()),
             state: Mutex::new(state::AdapterState::default()),
+            gap: Mutex::new(gap::Gap::default()),
         });
         let chat = Arc::new(sender::DiscordChat::new(shared.clone()));
         runtime.spawn(sender::dispatch(shared.clone(), rx));
@@ -196,6 +200,13 @@ impl Discord {
         result
     }
 
+    /// Reads each served channel back from `marks` (the newest message handled there) on
+    /// the first READY, and answers the commands typed since (`gap.rs`). Call before
+    /// [`Discord::run`].
+    pub fn read_back_from(&self, marks: ReadMarks) {
+        self.shared.read_back_from(marks);
+    }
+
     /// True while the gateway session is ready.
     pub fn connected(&self) -> bool {
         self.shared.connected.load(Ordering::SeqCst)
@@ -247,7 +258,7 @@ fn explain(e: &serenity::Error, config: &Config) -> String {
 #[derive(Default)]
 struct EngineLink {
     handle: Option<EngineHandle>,
-    waiting: Vec<ChatEvent>,
+    waiting: Vec<EngineEvent>,
 }
 
 /// What the gateway handler and the output lanes share.
@@ -275,6 +286,8 @@ pub(crate) struct Shared {
     pub interactions: Mutex<HashMap<String, sender::InteractionEntry>>,
     /// What the adapter remembers between events (cards, threads, guilds).
     pub state: Mutex<state::AdapterState>,
+    /// Where to read channels back from on the first READY (`gap.rs`).
+    gap: Mutex<gap::Gap>,
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -285,7 +298,7 @@ impl Shared {
     fn attach(&self, engine: EngineHandle) {
         let mut link = lock(&self.engine);
         for event in link.waiting.drain(..) {
-            engine.chat(event);
+            engine.send(event);
         }
         link.handle = Some(engine);
     }
@@ -296,10 +309,24 @@ impl Shared {
 
     /// Sends `event` to the engine, or keeps it until the engine is attached.
     pub fn feed(&self, event: ChatEvent) {
+        self.feed_event(EngineEvent::Chat(event));
+    }
+
+    /// Sends a message's `event` to the engine with the message's place in its channel,
+    /// recorded as read with it.
+    pub fn feed_read(&self, event: ChatEvent, channel: u64, message: u64) {
+        self.feed_event(EngineEvent::Read {
+            event: Some(event),
+            channel: channel.to_string().into(),
+            message: message.to_string().into(),
+        });
+    }
+
+    fn feed_event(&self, event: EngineEvent) {
         let mut link = lock(&self.engine);
         match &link.handle {
             Some(h) => {
-                h.chat(event);
+                h.send(event);
             }
             None => link.waiting.push(event),
         }
