@@ -218,7 +218,10 @@ fn an_empty_flush_succeeds(open: Open<'_>) {
     store.flush().unwrap();
 }
 
-const CASES: &[(&str, fn(Open<'_>))] = &[
+/// A named case of the contract.
+type Case = (&'static str, fn(Open<'_>));
+
+const CASES: &[Case] = &[
     ("a group is read back whole", a_group_is_read_back_whole),
     (
         "later groups move a job and its index together",

@@ -20,7 +20,10 @@ pub const EXIT_LOST_LEAD: i32 = 75;
 /// A store, opened for reading; [`Backend::lead`] makes it this process's to write.
 pub enum Backend {
     Sled(SledStore),
-    Postgres { lease: Lease, reader: Arc<PgReader> },
+    Postgres {
+        lease: Box<Lease>,
+        reader: Arc<PgReader>,
+    },
 }
 
 /// What the driver writes to, once this process leads.
@@ -44,11 +47,11 @@ impl Backend {
                 let url = Url::parse(pg.url.require("the PostgreSQL connection string")?.expose())?;
                 postgres::open_schema(&url, "setup")?;
                 Ok(Backend::Postgres {
-                    lease: Lease {
+                    lease: Box::new(Lease {
                         url: url.clone(),
                         replica: replica_name(),
                         duration: pg.lease,
-                    },
+                    }),
                     reader: Arc::new(PgReader::new(url)),
                 })
             }
@@ -92,7 +95,7 @@ impl Backend {
                     took_over_from: None,
                 });
             }
-            Backend::Postgres { lease, reader } => (lease, reader),
+            Backend::Postgres { lease, reader } => (*lease, reader),
         };
         health.standby.store(true, Ordering::SeqCst);
         tracing::info!(replica = %lease.replica, "standing by until this replica leads");

@@ -21,7 +21,7 @@ pub enum Source {
     /// A private copy of the data directory (sled, while no bot holds it).
     Store(ReadOnly),
     /// The database (PostgreSQL), read directly whether or not replicas run.
-    Database(PgReader),
+    Database(Box<PgReader>),
     /// The running bot that holds the data directory (sled).
     Http(ApiEndpoint),
 }
@@ -31,7 +31,7 @@ impl Source {
     pub fn archive(&self) -> Result<&dyn Archive, &ApiEndpoint> {
         match self {
             Source::Store(copy) => Ok(&copy.store),
-            Source::Database(reader) => Ok(reader),
+            Source::Database(reader) => Ok(reader.as_ref()),
             Source::Http(api) => Err(api),
         }
     }
@@ -76,7 +76,7 @@ pub fn local(addr: SocketAddr) -> SocketAddr {
 pub fn database(pg: &crate::config::store::Postgres) -> Result<Source, String> {
     let url = pg.url.require("the PostgreSQL connection string")?;
     let url = crate::store::postgres::Url::parse(url.expose())?;
-    Ok(Source::Database(PgReader::new(url)))
+    Ok(Source::Database(Box::new(PgReader::new(url))))
 }
 
 /// Opens a copy of the data directory, or falls back to the running bot's endpoint (also

@@ -153,12 +153,12 @@ pub(super) fn refuse_non_empty(dir: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// Takes one entry (key, value) of a store as sled holds it, for a migration or a restore.
+pub type EntrySink<'a> = dyn FnMut(&[u8], &[u8]) -> Result<(), String> + 'a;
+
 /// Every entry of the store but the commit counter, in key order, for a migration.
 impl SledStore {
-    pub(super) fn for_each_entry(
-        &self,
-        f: &mut dyn FnMut(&[u8], &[u8]) -> Result<(), String>,
-    ) -> Result<(), String> {
+    pub(super) fn for_each_entry(&self, f: &mut EntrySink<'_>) -> Result<(), String> {
         for item in self.sled.db.iter() {
             let (key, value) = item.map_err(|e| StoreError::from(e).to_string())?;
             if key.as_ref() != SEQ {

@@ -13,8 +13,8 @@ use super::connect::explain;
 use super::read::{CHAT_FREEZE as CHAT_FREEZE_ROW, NEXT_JOB_ID};
 use super::write::Statements;
 use crate::store::backup::{
-    field, next_id_after_restore, read_error, skip_header, verify, Hashing, Header, MAGIC,
-    RESTORE_BATCH,
+    field, next_id_after_restore, read_error, skip_header, verify, EntrySink, Hashing, Header,
+    MAGIC, RESTORE_BATCH,
 };
 use crate::store::{
     active_key, audit_key, job_key, message_key, ops_key, read_mark_key, BackupSummary, ACTIVE,
@@ -36,10 +36,7 @@ fn snapshot(client: &mut Client) -> Result<Transaction<'_>, String> {
 }
 
 /// Calls `f` with every entry, as sled would hold it, in the snapshot `tx`.
-fn for_each_entry(
-    tx: &mut Transaction<'_>,
-    f: &mut dyn FnMut(&[u8], &[u8]) -> Result<(), String>,
-) -> Result<(), String> {
+fn for_each_entry(tx: &mut Transaction<'_>, f: &mut EntrySink<'_>) -> Result<(), String> {
     let none: [&str; 0] = [];
     let mut rows = tx
         .query_raw(
@@ -330,7 +327,7 @@ impl Rows {
 /// error, none. `next_job_id` (if given) replaces the stored counter.
 fn load(
     client: &mut Client,
-    fill: &mut dyn FnMut(&mut dyn FnMut(&[u8], &[u8]) -> Result<(), String>) -> Result<(), String>,
+    fill: &mut dyn FnMut(&mut EntrySink<'_>) -> Result<(), String>,
     next_job_id: &dyn Fn(u64) -> u64,
 ) -> Result<BackupSummary, String> {
     let statements = Statements::prepare(client).map_err(failed)?;
