@@ -151,12 +151,12 @@ fn a_leader_whose_lease_ended_commits_nothing_and_confirms_nothing() {
 
     // The old leader's renewals see the loss at once.
     let told = Arc::new(Told::default());
-    first
+    let (validity, renewals) = first
         .keep(&lead, Arc::new(AtomicBool::new(false)), told.clone())
-        .unwrap()
-        .join()
         .unwrap();
+    renewals.join().unwrap();
     assert!(told.lost.load(Ordering::SeqCst));
+    assert!(!validity.holds(), "its own clock says the lease ended too");
 }
 
 #[test]
@@ -167,7 +167,7 @@ fn a_kept_lease_stays_and_a_released_one_is_taken_at_once() {
     let lead = take(&first).unwrap();
     let released = Arc::new(AtomicBool::new(false));
     let told = Arc::new(Told::default());
-    let keeper = first.keep(&lead, released.clone(), told.clone()).unwrap();
+    let (validity, keeper) = first.keep(&lead, released.clone(), told.clone()).unwrap();
     let store = PgStore::open(&url, lead.epoch, released).unwrap();
     for n in 0..8 {
         // Four lease lengths in all: only the renewals keep it.
@@ -177,6 +177,7 @@ fn a_kept_lease_stays_and_a_released_one_is_taken_at_once() {
             take(&lease(&url, "second")).is_none(),
             "still held after {n}"
         );
+        assert!(validity.holds(), "renewed: it holds by its own clock too");
     }
     store.close().unwrap();
     keeper.join().unwrap();

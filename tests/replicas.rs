@@ -83,6 +83,22 @@ async fn only_the_leader_connects_and_every_command_gets_one_answer() {
     assert_eq!(world.fake.lock().readies, 1, "one gateway session");
     let calls: Vec<_> = world.emu.call_log();
     assert_eq!(calls.len(), 10, "{calls:?}");
+    for (i, r) in replicas.iter().enumerate() {
+        let leads = if i == leader { "1" } else { "0" };
+        assert_eq!(
+            r.metric("opsgate_leader"),
+            Some(leads.into()),
+            "replica {i}"
+        );
+    }
+    assert_eq!(
+        replicas[leader].metric("opsgate_leader_epoch"),
+        Some("1".into())
+    );
+    assert_eq!(
+        replicas[leader].metric("opsgate_leader_takeovers_total"),
+        Some("0".into())
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -318,8 +334,16 @@ async fn commands_typed_during_a_takeover_are_answered_once_and_never_run() {
             .fake
             .type_message(ALICE, OPS, &format!("!restart ddm {t} soft"));
     }
-    world.leader(&replicas).await;
+    let new = world.leader(&replicas).await;
     takeovers(&world, 1).await;
+    assert_eq!(
+        replicas[new].metric("opsgate_leader_takeovers_total"),
+        Some("1".into())
+    );
+    assert_eq!(
+        replicas[new].metric("opsgate_leader_epoch"),
+        Some("2".into())
+    );
     world.wait_replies(ANSWER, 2).await;
     world.fake.type_message(ALICE, OPS, "!whoami");
     world.wait_replies("roles: oncall", 2).await;

@@ -33,6 +33,9 @@ pub struct Leading {
     /// With PostgreSQL: the epoch this replica leads in, and the replica it took over from.
     pub epoch: Option<i64>,
     pub took_over_from: Option<String>,
+    /// Whether this process surely still leads, by its own clock (always, on sled): what
+    /// the chat adapter is about to post is held back once it does not.
+    pub holds: Arc<dyn Fn() -> bool + Send + Sync>,
 }
 
 impl Backend {
@@ -93,6 +96,7 @@ impl Backend {
                     history: store,
                     epoch: None,
                     took_over_from: None,
+                    holds: Arc::new(|| true),
                 });
             }
             Backend::Postgres { lease, reader } => (*lease, reader),
@@ -113,7 +117,7 @@ impl Backend {
             health: health.clone(),
             metrics: metrics.clone(),
         });
-        lease
+        let (validity, _renewals) = lease
             .keep(&lead, released.clone(), events)
             .map_err(|e| format!("cannot start the lease's thread: {e}"))?;
         let store = Arc::new(PgStore::open(&lease.url, lead.epoch, released)?);
@@ -134,6 +138,7 @@ impl Backend {
             history: store,
             epoch: Some(lead.epoch),
             took_over_from: lead.previous,
+            holds: Arc::new(move || validity.holds()),
         })
     }
 }

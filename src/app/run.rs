@@ -70,6 +70,7 @@ pub fn run_discord(
         metrics: metrics.clone(),
     };
     let (driver, handle, rx) = Driver::new(config.clone(), seams).map_err(|e| e.to_string())?;
+    discord.speak_only_while(leading.holds.clone());
     // Commands typed while no opsgate read the channels are answered, never run late.
     discord.read_back_from(leading.store.read_marks().map_err(|e| e.to_string())?);
     announce_takeover(&config, &discord, &leading);

@@ -86,10 +86,19 @@ impl World {
     /// A world on a new PostgreSQL cluster, or `None` when PostgreSQL is absent and may be
     /// skipped (`support/postgres.rs`).
     pub async fn postgres(job_duration: &str, expires: &str) -> Option<World> {
+        World::postgres_with_lease(job_duration, expires, LEASE).await
+    }
+
+    /// The same with a lease of `lease` (the benchmarks measure takeovers with longer ones).
+    pub async fn postgres_with_lease(
+        job_duration: &str,
+        expires: &str,
+        lease: &str,
+    ) -> Option<World> {
         let pg = Postgres::start()?;
         let url = pg.database();
         let store = format!(
-            "[store]\nbackend = \"postgres\"\nurl_env = \"{URL_VAR}\"\nlease = \"{LEASE}\""
+            "[store]\nbackend = \"postgres\"\nurl_env = \"{URL_VAR}\"\nlease = \"{lease}\""
         );
         let mut world = World::new(job_duration, expires, &store).await;
         world.db = database_of(&url).to_string();
@@ -284,6 +293,14 @@ impl Replica {
 
     pub fn log(&self) -> String {
         self.log.lock().unwrap().join("\n")
+    }
+
+    /// The value of the metric `name` (a line `name value` of `/metrics`).
+    pub fn metric(&self, name: &str) -> Option<String> {
+        let (_, body) = http_get(&self.http, "/metrics")?;
+        body.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .map(|v| v.trim().to_string())
     }
 
     pub fn pid(&self) -> i32 {

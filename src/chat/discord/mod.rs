@@ -139,6 +139,7 @@ impl Discord {
             interactions: Mutex::new(HashMap::new()),
             state: Mutex::new(state::AdapterState::default()),
             gap: Mutex::new(gap::Gap::default()),
+            may_speak: Mutex::new(None),
         });
         let chat = Arc::new(sender::DiscordChat::new(shared.clone()));
         runtime.spawn(sender::dispatch(shared.clone(), rx));
@@ -205,6 +206,12 @@ impl Discord {
     /// [`Discord::run`].
     pub fn read_back_from(&self, marks: ReadMarks) {
         self.shared.read_back_from(marks);
+    }
+
+    /// From now on, every message, answer and edit first asks `may_speak` and is dropped
+    /// when it says no (a replica whose lease may have ended says nothing more).
+    pub fn speak_only_while(&self, may_speak: Arc<dyn Fn() -> bool + Send + Sync>) {
+        *lock(&self.shared.may_speak) = Some(may_speak);
     }
 
     /// True while the gateway session is ready.
@@ -288,6 +295,9 @@ pub(crate) struct Shared {
     pub state: Mutex<state::AdapterState>,
     /// Where to read channels back from on the first READY (`gap.rs`).
     gap: Mutex<gap::Gap>,
+    /// Whether this process may still speak in chat (a replica that may have lost its lead
+    /// may not); every message, answer and edit asks it first (`deliver::call`).
+    may_speak: Mutex<Option<Arc<dyn Fn() -> bool + Send + Sync>>>,
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -295,6 +305,12 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Shared {
+    /// Whether this process may still speak in chat (see `Discord::speak_only_while`).
+    pub fn may_speak(&self) -> bool {
+        let gate = lock(&self.may_speak).clone();
+        gate.is_none_or(|may| may())
+    }
+
     fn attach(&self, engine: EngineHandle) {
         let mut link = lock(&self.engine);
         for event in link.waiting.drain(..) {

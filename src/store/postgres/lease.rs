@@ -10,7 +10,7 @@
 //! was paused or cut off cannot commit once another may lead. PostgreSQL's row locks and
 //! transactions are the whole of the coordination.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -46,6 +46,40 @@ pub struct Lead {
     pub taken: Instant,
     /// The replica whose lease this one took over, if any led before.
     pub previous: Option<String>,
+}
+
+/// Until when the lease surely holds by this replica's own monotonic clock: the start of
+/// the last renewal that succeeded (or of the take) plus the lease's length, which is never
+/// later than the expiry the database wrote (its clock read it after that start). A
+/// replica that was paused (SIGSTOP, a stalled VM) finds it passed as soon as it runs
+/// again, before its lease thread has told anyone: what it would still say in chat is
+/// held back by [`Validity::holds`].
+#[derive(Debug)]
+pub struct Validity {
+    base: Instant,
+    until_ns: AtomicU64,
+}
+
+impl Validity {
+    fn new(until: Instant) -> Validity {
+        let base = Instant::now();
+        let validity = Validity {
+            base,
+            until_ns: AtomicU64::new(0),
+        };
+        validity.extend(until);
+        validity
+    }
+
+    fn extend(&self, until: Instant) {
+        let ns = until.saturating_duration_since(self.base).as_nanos() as u64;
+        self.until_ns.fetch_max(ns, Ordering::SeqCst);
+    }
+
+    /// Whether the lease surely still holds.
+    pub fn holds(&self) -> bool {
+        (self.base.elapsed().as_nanos() as u64) < self.until_ns.load(Ordering::SeqCst)
+    }
 }
 
 /// A lease's length as PostgreSQL's interval argument.
@@ -132,18 +166,24 @@ impl Lease {
     /// Renews the lease of `epoch` on a thread of its own until `released` is set, telling
     /// `events`. A renewal that finds the lease ended or taken is a loss at once; one that
     /// cannot reach the database is retried until the lease would have ended, counted
-    /// from the last renewal that succeeded, and is then a loss.
+    /// from the last renewal that succeeded, and is then a loss. Returns how long the lease
+    /// surely holds (kept up to date by the renewals) and the renewals' thread.
     pub fn keep(
         &self,
         lead: &Lead,
         released: Arc<AtomicBool>,
         events: Arc<dyn LeaseEvents>,
-    ) -> std::io::Result<std::thread::JoinHandle<()>> {
+    ) -> std::io::Result<(Arc<Validity>, std::thread::JoinHandle<()>)> {
         let lease = self.clone();
         let (epoch, taken) = (lead.epoch, lead.taken);
-        std::thread::Builder::new()
+        let validity = Arc::new(Validity::new(taken + self.duration));
+        let kept = validity.clone();
+        let thread = std::thread::Builder::new()
             .name("lease".into())
-            .spawn(move || lease.renew_until_lost(epoch, taken, &released, events.as_ref()))
+            .spawn(move || {
+                lease.renew_until_lost(epoch, taken, &released, events.as_ref(), &kept)
+            })?;
+        Ok((validity, thread))
     }
 
     fn renew_until_lost(
@@ -152,6 +192,7 @@ impl Lease {
         taken: Instant,
         released: &AtomicBool,
         events: &dyn LeaseEvents,
+        validity: &Validity,
     ) {
         let mut client: Option<Client> = None;
         // The lease cannot end later than the last renewal's start plus its length.
@@ -177,6 +218,7 @@ impl Lease {
             match outcome {
                 Ok(true) => {
                     renewed = attempt;
+                    validity.extend(attempt + self.duration);
                     wait = self.renew_every();
                 }
                 Ok(false) => {

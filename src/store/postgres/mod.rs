@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 pub use connect::Url;
-pub use lease::{Lead, Lease, LeaseEvents};
+pub use lease::{Lead, Lease, LeaseEvents, Validity};
 pub use schema::VERSION as SCHEMA_VERSION;
 
 use connect::{explain, Conn};
