@@ -6,7 +6,8 @@
 //! and leaves), or cut off from PostgreSQL (connections killed, the server stopped and
 //! started); replicas started at the same instant elect one leader; commands typed while
 //! no replica read the channel are answered once, never run (on sled after a plain
-//! restart too). Every campaign has a fixed seed (`OPSGATE_FAILOVER_SEED` to change it)
+//! restart too); an approval given by reaction while no replica was connected is applied
+//! by the new leader. Every campaign has a fixed seed (`OPSGATE_FAILOVER_SEED` to change it)
 //! and a bounded size; waits are bounded, never timed claims.
 
 #[path = "support/fake_discord.rs"]
@@ -367,6 +368,50 @@ async fn commands_typed_during_a_takeover_are_answered_once_and_never_run() {
     world.fake.type_message(ALICE, OPS, "!whoami");
     world.wait_replies("roles: oncall", 3).await;
     assert_eq!(world.replies(ANSWER), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approval_given_during_a_takeover_is_applied_by_the_new_leader() {
+    let Some(mut world) = World::postgres("300ms", "1m").await else {
+        return;
+    };
+    let mut replicas = vec![world.spawn(), world.spawn()];
+    let leader = world.leader(&replicas).await;
+    let t = target(6, 0);
+    world
+        .fake
+        .type_message(ALICE, OPS, &format!("!restart ddm {t} hard"));
+    let deadline = Instant::now() + BOUND;
+    let card = loop {
+        let found = (world.fake.lock().messages.iter())
+            .find(|(_, m)| m.title().contains("Job ") && m.text().contains(&t))
+            .map(|(id, _)| *id);
+        if let Some(card) = found {
+            break card;
+        }
+        assert!(Instant::now() < deadline, "no card for {t}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    replicas.remove(leader).kill();
+    // A dba approves while no replica is connected: no gateway event reaches anyone.
+    world.fake.react(BOB, card, "✅", true, false);
+    world.leader(&replicas).await;
+    takeovers(&world, 1).await;
+    let deadline = Instant::now() + BOUND;
+    while world.emu.call_log().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the approval given in the gap was never applied: {}",
+            replicas[0].log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let deadline = Instant::now() + BOUND;
+    while world.sql("SELECT record::json->>'state' FROM opsgate_jobs") != "succeeded" {
+        assert!(Instant::now() < deadline, "the approved job never finished");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(world.emu.call_log().len(), 1, "one cloud call");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
