@@ -100,6 +100,17 @@ async fn only_the_leader_connects_and_every_command_gets_one_answer() {
         replicas[leader].metric("opsgate_leader_takeovers_total"),
         Some("0".into())
     );
+    // The connection string's password is in no replica's log.
+    let password = (world.url.split(':').nth(2))
+        .and_then(|p| p.split('@').next())
+        .unwrap()
+        .to_string();
+    let log = replicas[leader].log();
+    assert!(log.contains("PostgreSQL at 127.0.0.1:"), "{log}");
+    for r in &replicas {
+        assert!(!r.log().contains(&password), "{}", r.log());
+        assert!(!r.log().contains("NOTICE"), "{}", r.log());
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

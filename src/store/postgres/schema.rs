@@ -67,8 +67,10 @@ pub fn migrate(client: &mut Client) -> Result<i32, String> {
     let mut tx = client.transaction().map_err(failed)?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
         .map_err(failed)?;
+    // Quietly: the server's notice that the table exists would be logged on every start.
     tx.batch_execute(
-        "CREATE TABLE IF NOT EXISTS opsgate_schema (
+        "SET LOCAL client_min_messages = warning;
+         CREATE TABLE IF NOT EXISTS opsgate_schema (
              id smallint PRIMARY KEY CHECK (id = 1),
              version integer NOT NULL
          )",
