@@ -320,6 +320,7 @@ async fn takeovers(world: &World, n: usize) {
     loop {
         let said = (world.fake.lock().in_channel(INCIDENTS).iter())
             .filter(|(_, m)| m.text().contains("switched over"))
+            .inspect(|(_, m)| assert!(!m.text().contains("  "), "{}", m.text()))
             .count();
         if said >= n {
             return;

@@ -118,7 +118,9 @@ fn announce_takeover(config: &Config, discord: &Discord, leading: &Leading) {
         return;
     };
     let text = format!(
-        "🔁 opsgate switched over: this replica leads now (epoch {epoch}), taking over from          {from}. Pending approvals and running jobs carry on; commands typed during the switch          are answered in their channels and must be sent again."
+        "🔁 opsgate switched over: this replica leads now (epoch {epoch}), taking over from \
+         {from}. Pending approvals and running jobs carry on; commands typed during the switch \
+         are answered in their channels and must be sent again."
     );
     let chat = discord.chat();
     let mut told = Vec::new();
