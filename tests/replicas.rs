@@ -427,6 +427,42 @@ async fn an_approval_given_during_a_takeover_is_applied_by_the_new_leader() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_stopped_with_sigterm_hands_over_at_once() {
+    // A long lease: the standby could not take over by waiting it out within the test.
+    let Some(mut world) = World::postgres_with_lease("300ms", "1m", "5m").await else {
+        return;
+    };
+    let mut replicas = vec![world.spawn(), world.spawn()];
+    let leader = world.leader(&replicas).await;
+    world.fake.type_message(ALICE, OPS, "!whoami");
+    world.wait_replies("roles: oncall", 1).await;
+    replicas[leader].signal(libc::SIGTERM);
+    let status = replicas[leader].ended().await;
+    assert_eq!(status.code(), Some(0), "{}", replicas[leader].log());
+    assert_eq!(
+        world.sql("SELECT expires_at = '-infinity' OR epoch > 1 FROM opsgate_leader"),
+        "t",
+        "the lease was released on the way out"
+    );
+    let old = replicas.remove(leader);
+    world.leader(&replicas).await;
+    takeovers(&world, 1).await;
+    world.fake.type_message(ALICE, OPS, "!whoami");
+    world.wait_replies("roles: oncall", 2).await;
+    drop(old);
+    // A standby stops at once on SIGTERM, with nothing to drain.
+    replicas.push(world.spawn());
+    let deadline = Instant::now() + BOUND;
+    while replicas[1].role().as_deref() != Some("standby") {
+        assert!(Instant::now() < deadline, "{}", replicas[1].log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    replicas[1].signal(libc::SIGTERM);
+    let status = replicas[1].ended().await;
+    assert_eq!(status.code(), Some(0), "{status:?}: {}", replicas[1].log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_sled_commands_typed_during_a_restart_are_answered_once_and_never_run() {
     let mut world = World::sled("300ms", "1m").await;
     let mut bot = world.spawn();

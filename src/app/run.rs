@@ -51,9 +51,12 @@ pub fn run_discord(
         http::announce(server.addr);
     }
 
-    // A standby has nothing to drain: SIGTERM ends it at once.
-    let standing_by = rt.spawn(async {
-        signals::terminated().await;
+    // A standby has nothing to drain: SIGTERM ends it at once. The handler is in place
+    // before this replica says it stands by.
+    let termination = signals::listen(rt);
+    let asked = termination.clone();
+    let standing_by = rt.spawn(async move {
+        signals::requested(asked).await;
         tracing::info!("termination requested while standing by; stopped");
         std::process::exit(0);
     });
@@ -88,7 +91,7 @@ pub fn run_discord(
                 stopped(done_rx, STOP_WAIT).await;
                 ended.unwrap_or_else(|e| Err(format!("the Discord task failed: {e}")))
             }
-            _ = signals::terminated() => {
+            _ = signals::requested(termination) => {
                 tracing::info!("termination requested; draining");
                 // Nothing here waits on the gateway without a bound: it may be retrying a
                 // Discord that does not answer.
