@@ -108,31 +108,35 @@ fi
 
 # ---- kubernetes ------------------------------------------------------------------------------------
 step "kubernetes: yamllint"
-if yamllint -s -c "$DEPLOY/yamllint.yaml" "$DEPLOY/kubernetes" "$DEPLOY/yamllint.yaml"; then
-    ok "yamllint kubernetes/*.yaml"
+if yamllint -s -c "$DEPLOY/yamllint.yaml" "$DEPLOY/kubernetes" "$DEPLOY/kubernetes-postgres" \
+    "$DEPLOY/yamllint.yaml"; then
+    ok "yamllint kubernetes/*.yaml kubernetes-postgres/*.yaml"
 else
-    bad "yamllint kubernetes/*.yaml"
+    bad "yamllint kubernetes/*.yaml kubernetes-postgres/*.yaml"
 fi
 
 step "kubernetes: kustomize build + kubernetes-validate --strict"
 shopt -s nullglob
-manifests=()
-for f in "$DEPLOY"/kubernetes/*.yaml; do
-    [ "$(basename "$f")" = kustomization.yaml ] || manifests+=("$f")
-done
-if kubectl kustomize "$DEPLOY/kubernetes" >"$work/rendered.yaml"; then
-    ok "kubectl kustomize kubernetes/ ($(grep -c '^kind:' "$work/rendered.yaml") resources)"
-else
-    bad "kubectl kustomize kubernetes/"
-fi
-for v in $K8S_VERSIONS; do
-    # Each file on its own (including secret.example.yaml, which is not in the
-    # kustomization), then the rendered kustomization. --strict rejects unknown fields.
-    if kubernetes-validate --strict --quiet -k "$v" "${manifests[@]}" "$work/rendered.yaml"; then
-        ok "kubernetes-validate --strict, Kubernetes $v"
+# kubernetes/: the single replica on sled; kubernetes-postgres/: two replicas on PostgreSQL.
+for set in kubernetes kubernetes-postgres; do
+    manifests=()
+    for f in "$DEPLOY/$set"/*.yaml; do
+        [ "$(basename "$f")" = kustomization.yaml ] || manifests+=("$f")
+    done
+    if kubectl kustomize "$DEPLOY/$set" >"$work/$set.rendered.yaml"; then
+        ok "kubectl kustomize $set/ ($(grep -c '^kind:' "$work/$set.rendered.yaml") resources)"
     else
-        bad "kubernetes-validate --strict, Kubernetes $v"
+        bad "kubectl kustomize $set/"
     fi
+    for v in $K8S_VERSIONS; do
+        # Each file on its own (including secret.example.yaml, which is not in the
+        # kustomization), then the rendered kustomization. --strict rejects unknown fields.
+        if kubernetes-validate --strict --quiet -k "$v" "${manifests[@]}" "$work/$set.rendered.yaml"; then
+            ok "kubernetes-validate --strict $set/, Kubernetes $v"
+        else
+            bad "kubernetes-validate --strict $set/, Kubernetes $v"
+        fi
+    done
 done
 
 # ---- cross-file ----------------------------------------------------------------------------------
@@ -144,14 +148,16 @@ else
 fi
 
 if [ -n "${OPSGATE_BIN:-}" ]; then
-    step "opsgate check-config (OPSGATE_BIN=$OPSGATE_BIN)"
-    "$VENV/bin/python" -c 'import sys, yaml; sys.stdout.write(yaml.safe_load(open(sys.argv[1]))["data"]["config.toml"])' \
-        "$DEPLOY/kubernetes/configmap.yaml" >"$work/config.toml"
-    if "$OPSGATE_BIN" check-config --no-secrets "$work/config.toml"; then
-        ok "opsgate check-config on the ConfigMap's config.toml"
-    else
-        bad "opsgate check-config on the ConfigMap's config.toml"
-    fi
+    for set in kubernetes kubernetes-postgres; do
+        step "opsgate check-config on $set/ (OPSGATE_BIN=$OPSGATE_BIN)"
+        "$VENV/bin/python" -c 'import sys, yaml; sys.stdout.write(yaml.safe_load(open(sys.argv[1]))["data"]["config.toml"])' \
+            "$DEPLOY/$set/configmap.yaml" >"$work/$set.config.toml"
+        if "$OPSGATE_BIN" check-config --no-secrets "$work/$set.config.toml"; then
+            ok "opsgate check-config on $set/configmap.yaml's config.toml"
+        else
+            bad "opsgate check-config on $set/configmap.yaml's config.toml"
+        fi
+    done
 fi
 
 # ---- this script -----------------------------------------------------------------------------------

@@ -10,7 +10,11 @@ and the Dockerfile's EXPOSE; the container arguments match the Dockerfile's CMD 
 unit's ExecStart; names line up (Secret, ConfigMap, Service, PVC); every *_env variable
 named by the config is a key of the example Secret and vice versa; the grace period
 covers the unit's TimeoutStopSec; the kustomization lists existing files and never the
-example Secret; the two dockerignore copies are identical.
+example Secret; the two dockerignore copies are identical. For kubernetes-postgres/ (two
+replicas on PostgreSQL): the config's [store] is postgres with its connection string from
+the Secret, the Deployment runs at least two replicas with required anti-affinity by node,
+the PodDisruptionBudget selects its pods and keeps one, and it shares the StatefulSet's pod
+settings (image, port, probes, Secret, ConfigMap) but for the data volume.
 """
 
 import json
@@ -35,8 +39,8 @@ def fail(msg):
     problems.append(msg)
 
 
-def load(name):
-    with open(K8S / name, encoding="utf-8") as f:
+def load(name, base=None):
+    with open((base or K8S) / name, encoding="utf-8") as f:
         docs = [d for d in yaml.safe_load_all(f) if d is not None]
     if len(docs) != 1:
         fail(f"kubernetes/{name}: expected exactly one document, found {len(docs)}")
@@ -204,8 +208,85 @@ for name in ("configmap.yaml", "service.yaml", "statefulset.yaml"):
     if name not in resources:
         fail(f"kustomization.yaml: {name} is not listed")
 
+# --- kubernetes-postgres/: two replicas on PostgreSQL ---------------------------------------
+PG = DEPLOY / "kubernetes-postgres"
+pg_configmap = load("configmap.yaml", PG)
+pg_secret = load("secret.example.yaml", PG)
+pg_service = load("service.yaml", PG)
+deployment = load("deployment.yaml", PG)
+pdb = load("pdb.yaml", PG)
+pg_kustomization = load("kustomization.yaml", PG)
+pg_config = {}
+try:
+    pg_config = tomllib.loads(pg_configmap["data"]["config.toml"])
+except (KeyError, TypeError, tomllib.TOMLDecodeError) as e:
+    fail(f"kubernetes-postgres/configmap.yaml: config.toml unreadable: {e}")
+store = pg_config.get("store", {})
+if store.get("backend") != "postgres":
+    fail("kubernetes-postgres/configmap.yaml: [store] backend must be \"postgres\"")
+if "url_file" in store or not store.get("url_env"):
+    fail("kubernetes-postgres/configmap.yaml: [store] url_env (from the Secret) is required")
+if pg_config.get("bot", {}).get("data_dir"):
+    fail("kubernetes-postgres/configmap.yaml: no [bot] data_dir (the jobs are in PostgreSQL)")
+pg_listen = pg_config.get("http", {}).get("listen", "")
+if pg_listen != listen:
+    fail(f"kubernetes-postgres/configmap.yaml: [http] listen {pg_listen!r} differs from {listen!r}")
+pg_env = {"DISCORD_TOKEN"}
+for section in list(pg_config.get("accounts", {}).values()) + [pg_config.get("http", {}), store]:
+    for key, value in section.items():
+        if key.endswith("_env"):
+            pg_env.add(value)
+pg_secret_keys = set((pg_secret.get("stringData") or {}).keys())
+for missing in sorted(pg_env - pg_secret_keys):
+    fail(f"kubernetes-postgres/secret.example.yaml: no key {missing} (named by config.toml)")
+for extra in sorted(pg_secret_keys - pg_env):
+    fail(f"kubernetes-postgres/secret.example.yaml: key {extra} is not named by config.toml")
+without_store = {k: v for k, v in pg_config.items() if k != "store"}
+with_data = dict(without_store, bot=dict(without_store.get("bot", {}), data_dir="/var/lib/opsgate"))
+if with_data != config:
+    fail("kubernetes-postgres/configmap.yaml: config.toml differs from kubernetes/'s beyond [store] and data_dir")
+
+dspec = deployment.get("spec", {})
+if not isinstance(dspec.get("replicas"), int) or dspec.get("replicas") < 2:
+    fail("kubernetes-postgres/deployment.yaml: replicas must be 2 or more")
+dpod = dspec.get("template", {}).get("spec", {})
+dlabels = dspec.get("template", {}).get("metadata", {}).get("labels", {})
+if dspec.get("selector", {}).get("matchLabels") != dlabels:
+    fail("kubernetes-postgres/deployment.yaml: selector differs from the pod labels")
+anti = (dpod.get("affinity", {}).get("podAntiAffinity", {})
+        .get("requiredDuringSchedulingIgnoredDuringExecution", []))
+if not any(t.get("topologyKey") == "kubernetes.io/hostname"
+           and t.get("labelSelector", {}).get("matchLabels") == dlabels for t in anti):
+    fail("kubernetes-postgres/deployment.yaml: needs required pod anti-affinity by kubernetes.io/hostname on its own labels")
+if pdb.get("spec", {}).get("selector", {}).get("matchLabels") != dlabels:
+    fail("kubernetes-postgres/pdb.yaml: selector does not match the Deployment's pods")
+if pdb.get("spec", {}).get("minAvailable") != 1 and pdb.get("spec", {}).get("maxUnavailable") != 1:
+    fail("kubernetes-postgres/pdb.yaml: keep one replica (minAvailable: 1 or maxUnavailable: 1)")
+dcont = (dpod.get("containers") or [{}])[0]
+if dcont.get("args") != ["run", "--config", "/etc/opsgate/config.toml"]:
+    fail("kubernetes-postgres/deployment.yaml: args should be run --config /etc/opsgate/config.toml")
+for key in ("image", "ports", "envFrom", "livenessProbe", "readinessProbe", "securityContext"):
+    if dcont.get(key) != c.get(key):
+        fail(f"kubernetes-postgres/deployment.yaml: container {key} differs from the StatefulSet's")
+if any(m.get("mountPath") == "/var/lib/opsgate" for m in dcont.get("volumeMounts", [])):
+    fail("kubernetes-postgres/deployment.yaml: no data volume (the jobs are in PostgreSQL)")
+if dpod.get("terminationGracePeriodSeconds", 30) < stop:
+    fail("kubernetes-postgres/deployment.yaml: terminationGracePeriodSeconds below the unit's TimeoutStopSec")
+if pg_service.get("spec", {}).get("selector") != svc_selector:
+    fail("kubernetes-postgres/service.yaml: selector differs from kubernetes/service.yaml's")
+pg_resources = pg_kustomization.get("resources", [])
+for name in ("configmap.yaml", "service.yaml", "deployment.yaml", "pdb.yaml"):
+    if name not in pg_resources:
+        fail(f"kubernetes-postgres/kustomization.yaml: {name} is not listed")
+for r in pg_resources:
+    if not (PG / r).is_file():
+        fail(f"kubernetes-postgres/kustomization.yaml: resource {r} does not exist")
+if "secret.example.yaml" in pg_resources:
+    fail("kubernetes-postgres/kustomization.yaml: must not list secret.example.yaml")
+
 for p in problems:
     print(f"consistency: {p}")
 if problems:
     sys.exit(1)
-print(f"consistency: ok (health port {port}, {len(env_names)} secret variables, grace {grace}s >= stop {stop}s)")
+print(f"consistency: ok (health port {port}, {len(env_names)} secret variables, grace {grace}s >= stop {stop}s; "
+      f"PostgreSQL set: {dspec.get('replicas')} replicas)")

@@ -1,6 +1,7 @@
 //! Start-up and wiring for the command-line modes: shell, demo, emulator, check-config,
 //! jobs and audit.
 
+mod backend;
 pub mod backup_cli;
 mod driver_thread;
 pub mod health;
@@ -26,7 +27,7 @@ use crate::driver::{Driver, Seams};
 use crate::emulator;
 use crate::metrics::Metrics;
 use crate::ports::inbox::{EngineEvent, EngineHandle};
-use crate::store::SledStore;
+use backend::Backend;
 use http::Health;
 use std::sync::atomic::Ordering;
 
@@ -75,15 +76,19 @@ pub fn run_shell(
     {
         return Err(shell::unknown_channel(&config, &args.channel));
     }
-    let store = Arc::new(SledStore::open(&data).map_err(|e| e.to_string())?);
-    let reader = SledStore::clone(&store);
-    let jobs = SledStore::clone(&store);
+    let backend = Backend::open(&config.store, &data)?;
+    let place = backend.describe(&data);
+    let reader = backend.archive();
+    let health = Arc::new(Health::default());
+    let metrics = Arc::new(Metrics::new());
+    // The shell on PostgreSQL leads like `run` does: it waits while another replica leads.
+    let leading = backend.lead(&health, &metrics)?;
+    let jobs = leading.history.clone();
     let config = Arc::new(config);
     let watch = Arc::new(JobWatch::default());
-    let metrics = Arc::new(Metrics::new());
     let seams = Seams {
-        store: store.clone(),
-        history: store,
+        store: leading.store,
+        history: leading.history,
         operations: Arc::new(Registry::from_config(&config)),
         chat: Arc::new(ShellChat::new(config.clone())),
         observer: Some(watch.clone()),
@@ -92,7 +97,6 @@ pub fn run_shell(
     };
     let (driver, handle, rx) = Driver::new(config.clone(), seams).map_err(|e| e.to_string())?;
 
-    let health = Arc::new(Health::default());
     health.store_open.store(true, Ordering::Relaxed);
     if let Some(addr) = args.http.or(config.http_listen) {
         let server = rt
@@ -111,7 +115,7 @@ pub fn run_shell(
     let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
     rt.spawn(exit_on_signal(handle.clone(), done_rx));
     health.chat_ready.store(true, Ordering::Relaxed);
-    tracing::info!(data = %data.display(), "shell ready");
+    tracing::info!("shell ready; jobs are kept in the {place}");
 
     let opts = ShellOptions {
         user: args.user,

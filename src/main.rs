@@ -9,11 +9,14 @@ use std::path::Path;
 
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 
+use opsgate::app::backup_cli::Target;
 use opsgate::app::jobs_cli::ApiEndpoint;
 use opsgate::app::logging::{self, Verbosity};
 use opsgate::app::{self, backup_cli, jobs_cli, ShellArgs};
+use opsgate::config::store::Backend;
 use opsgate::config::{Config, LogFormat, Use};
 use opsgate::job::JobFilter;
+use opsgate::store::postgres::Url;
 
 #[derive(Parser)]
 #[command(
@@ -38,6 +41,12 @@ struct ConfigFile {
     /// The config file (TOML; config.example.toml documents every key).
     #[arg(long = "config", env = "OPSGATE_CONFIG", value_name = "FILE")]
     path: PathBuf,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Direction {
+    ToPostgres,
+    ToSled,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -174,16 +183,32 @@ enum Cmd {
         store: Store,
     },
     /// Write a consistent backup of the data directory to FILE (through the running bot's
-    /// HTTP endpoint while it holds the directory).
+    /// HTTP endpoint while it holds the directory), or of the database (PostgreSQL).
     Backup {
         file: PathBuf,
         #[command(flatten)]
         store: Store,
     },
-    /// Restore a backup into a new or empty data directory.
+    /// Restore a backup into a new or empty data directory, or (with a config whose
+    /// `[store]` is PostgreSQL) into an empty database.
     Restore {
         file: PathBuf,
         /// The directory to create; refused if it holds anything.
+        #[arg(long, required_unless_present = "config")]
+        data: Option<PathBuf>,
+        /// A config whose `[store] backend = "postgres"`: restore into its database.
+        #[arg(long, value_name = "FILE", conflicts_with = "data")]
+        config: Option<PathBuf>,
+    },
+    /// Copy a sled data directory into the empty PostgreSQL database of the config's
+    /// `[store]` (`to-postgres`), or that database into a new data directory (`to-sled`).
+    /// Stop the bot (every replica) first.
+    Migrate {
+        #[arg(value_enum)]
+        direction: Direction,
+        #[command(flatten)]
+        config: ConfigFile,
+        /// The data directory to read (`to-postgres`) or create (`to-sled`).
         #[arg(long)]
         data: PathBuf,
     },
@@ -277,15 +302,38 @@ fn main() -> ExitCode {
         }
         Cmd::Backup { file, store } => init(None, Verbosity::Normal).and_then(|()| {
             let config = load(&store.config.path, Use::Check { secrets: false })?;
-            let data = data_dir(&store, &config)?;
             let rt = runtime()?;
-            let api = ApiEndpoint::of(&config);
-            let done = backup_cli::backup(&data, api, &file, &rt)?;
+            let done = backup_cli::backup(source(&store, &config)?, &file, &rt)?;
             print!("{done}");
             Ok(())
         }),
-        Cmd::Restore { file, data } => init(None, Verbosity::Normal)
-            .and_then(|()| backup_cli::restore(&file, &data).map(|done| print!("{done}"))),
+        Cmd::Restore { file, data, config } => init(None, Verbosity::Normal).and_then(|()| {
+            let done = match (data, config) {
+                (Some(data), _) => backup_cli::restore(&file, Target::Directory(&data))?,
+                (None, Some(path)) => {
+                    let config = load(&path, Use::Check { secrets: false })?;
+                    let url = database_url(&config)?;
+                    backup_cli::restore(&file, Target::Database(&url))?
+                }
+                (None, None) => return Err("give --data DIR or --config FILE".into()),
+            };
+            print!("{done}");
+            Ok(())
+        }),
+        Cmd::Migrate {
+            direction,
+            config,
+            data,
+        } => init(None, Verbosity::Normal).and_then(|()| {
+            let config = load(&config.path, Use::Check { secrets: false })?;
+            let url = database_url(&config)?;
+            let done = match direction {
+                Direction::ToPostgres => backup_cli::to_postgres(&data, &url)?,
+                Direction::ToSled => backup_cli::to_sled(&url, &data)?,
+            };
+            print!("{done}");
+            Ok(())
+        }),
         Cmd::Health {
             http,
             config,
@@ -351,11 +399,33 @@ fn with_source(
     show: impl FnOnce(&jobs_cli::Source, &Config, &tokio::runtime::Runtime) -> Result<String, String>,
 ) -> Result<(), String> {
     let config = load(&store.config.path, Use::Check { secrets: false })?;
-    let data = data_dir(store, &config)?;
     let rt = runtime()?;
-    let source = jobs_cli::source(data, ApiEndpoint::of(&config))?;
+    let source = source(store, &config)?;
     print!("{}", show(&source, &config, &rt)?);
     Ok(())
+}
+
+/// Where `jobs`, `audit` and `backup` read: the database (PostgreSQL), or the data
+/// directory's private copy, or the running bot that holds it.
+fn source(store: &Store, config: &Config) -> Result<jobs_cli::Source, String> {
+    match &config.store {
+        Backend::Postgres(pg) => jobs_cli::database(pg),
+        Backend::Sled => jobs_cli::source(data_dir(store, config)?, ApiEndpoint::of(config)),
+    }
+}
+
+/// The connection string of a config whose `[store]` is PostgreSQL.
+fn database_url(config: &Config) -> Result<Url, String> {
+    match &config.store {
+        Backend::Postgres(pg) => {
+            let url = pg.url.require("the PostgreSQL connection string")?;
+            Url::parse(url.expose())
+        }
+        Backend::Sled => Err(format!(
+            "{} has no [store] backend = \"postgres\" to name the database",
+            config.source.display()
+        )),
+    }
 }
 
 fn data_dir(store: &Store, config: &Config) -> Result<PathBuf, String> {

@@ -56,6 +56,45 @@ pub struct Metrics {
     pub pending: Gauge,
     pub running: Gauge,
     pub discord: DiscordMetrics,
+    pub leader: LeaderMetrics,
+}
+
+/// Who leads, with a store shared by replicas (PostgreSQL); a replica on sled always leads.
+#[derive(Clone, Debug, Default)]
+pub struct LeaderMetrics {
+    /// 1 while this replica leads, 0 while it stands by.
+    pub leader: Gauge,
+    /// The epoch this replica leads in (0 before it leads).
+    pub epoch: Gauge,
+    /// Times this replica took the lead over from another one.
+    pub takeovers: Counter,
+    /// Renewals of the lease that failed (the database did not answer).
+    pub renewals_failed: Counter,
+}
+
+impl LeaderMetrics {
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "leader",
+            "1 while this replica leads, 0 while it stands by",
+            self.leader.clone(),
+        );
+        registry.register(
+            "leader_epoch",
+            "The epoch this replica leads in (0 before it leads)",
+            self.epoch.clone(),
+        );
+        registry.register(
+            "leader_takeovers",
+            "Times this replica took the lead over from another one",
+            self.takeovers.clone(),
+        );
+        registry.register(
+            "lease_renewals_failed",
+            "Renewals of the leader's lease that failed",
+            self.renewals_failed.clone(),
+        );
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -215,6 +254,8 @@ impl Metrics {
         );
         let discord = DiscordMetrics::default();
         discord.register(&mut registry);
+        let leader = LeaderMetrics::default();
+        leader.register(&mut registry);
         Metrics {
             registry,
             commands,
@@ -225,6 +266,7 @@ impl Metrics {
             pending,
             running,
             discord,
+            leader,
         }
     }
 

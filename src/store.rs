@@ -1,5 +1,8 @@
-//! Durable state in sled, the one store: jobs, the active-job index, message -> job index,
-//! the append-only audit log, and the job counter, under key prefixes in sled's main tree.
+//! The stores behind `ports::store`: sled here (the default: one process, one directory),
+//! PostgreSQL in `postgres/` (shared by replicas, one of which leads).
+//!
+//! sled holds jobs, the active-job index, message -> job index, the append-only audit log,
+//! the job counter and the read marks under key prefixes in sled's main tree.
 //!
 //! A group of events gathers its [`Writes`]; [`SledStore::commit`] applies them
 //! as one sled batch (visible to readers at once, and recovered all or nothing after a
@@ -14,6 +17,7 @@
 
 mod backup;
 mod batch;
+pub mod postgres;
 mod read_only;
 mod seal;
 mod sled_files;
@@ -33,7 +37,7 @@ use serde::Deserialize;
 use crate::domain::JobId;
 use crate::freeze::ChatFreeze;
 use crate::job::{AuditEntry, Job};
-use crate::ports::store::{History, StorageError, Stored, Writes};
+use crate::ports::store::{History, ReadMarks, StorageError, Stored, Writes};
 
 const JOB: u8 = b'j';
 const ACTIVE: u8 = b'x';
@@ -46,6 +50,8 @@ const CHAT_FREEZE: &[u8] = b"meta:chat_freeze";
 const OPS: u8 = b'o';
 /// The number of the last commit applied to sled, written with each commit's batch.
 const SEQ: &[u8] = b"meta:commit_seq";
+/// Channel -> the newest chat message handled there (`Writes::read_marks`).
+const READ_MARK: u8 = b'r';
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -194,6 +200,13 @@ fn first_jobs(
         }
     }
     Ok(out)
+}
+
+fn read_mark_key(channel: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + channel.len());
+    k.push(READ_MARK);
+    k.extend_from_slice(channel.as_bytes());
+    k
 }
 
 fn decode<T: for<'de> Deserialize<'de>>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
@@ -479,10 +492,53 @@ impl SledStore {
     pub fn job_for_message(&self, message_id: &str) -> Result<Option<JobId>, StoreError> {
         self.read(|db| Ok(db.get(message_key(message_id))?.and_then(|v| id_from(&v))))
     }
+
+    /// The newest chat message handled in each channel.
+    pub fn read_marks(&self) -> Result<ReadMarks, StoreError> {
+        self.read(|db| {
+            let mut marks = ReadMarks::new();
+            for item in db.scan_prefix([READ_MARK]) {
+                let (key, value) = item?;
+                let channel = String::from_utf8_lossy(&key[1..]).into_owned();
+                let message = String::from_utf8_lossy(&value).into_owned();
+                marks.insert(channel.into(), message.into());
+            }
+            Ok(marks)
+        })
+    }
+}
+
+/// What the job API and the tools read from a store, whichever it is.
+pub trait Archive: History {
+    /// Every audit entry at or after `since_ms`, with its job (`None` for an event of no
+    /// job, such as a freeze), oldest first.
+    fn audit_since(&self, since_ms: u64) -> Result<Vec<(Option<JobId>, AuditEntry)>, String>;
+    /// A consistent backup, in the format `opsgate restore` reads.
+    fn backup(&self, out: &mut dyn std::io::Write) -> Result<BackupSummary, String>;
+}
+
+impl Archive for SledStore {
+    fn audit_since(&self, since_ms: u64) -> Result<Vec<(Option<JobId>, AuditEntry)>, String> {
+        SledStore::audit_since(self, since_ms).map_err(|e| e.to_string())
+    }
+
+    fn backup(&self, out: &mut dyn std::io::Write) -> Result<BackupSummary, String> {
+        SledStore::backup(self, out).map_err(|e| e.to_string())
+    }
+}
+
+impl Archive for postgres::PgReader {
+    fn audit_since(&self, since_ms: u64) -> Result<Vec<(Option<JobId>, AuditEntry)>, String> {
+        postgres::PgReader::audit_since(self, since_ms)
+    }
+
+    fn backup(&self, out: &mut dyn std::io::Write) -> Result<BackupSummary, String> {
+        postgres::PgReader::backup(self, out)
+    }
 }
 
 fn failure(e: StoreError) -> StorageError {
-    StorageError(e.to_string())
+    StorageError::new(e.to_string())
 }
 
 impl History for SledStore {
@@ -529,6 +585,10 @@ impl crate::ports::store::Store for SledStore {
             next_ops_seq: self.next_ops_seq().map_err(failure)?,
             active: self.active_jobs().map_err(failure)?,
         })
+    }
+
+    fn read_marks(&self) -> Result<ReadMarks, StorageError> {
+        SledStore::read_marks(self).map_err(failure)
     }
 
     fn commit(&self, writes: Writes) -> Result<(), StorageError> {

@@ -1,31 +1,28 @@
-//! `opsgate backup FILE` and `opsgate restore FILE --data DIR`.
+//! `opsgate backup FILE`, `opsgate restore FILE` and `opsgate migrate`.
 //!
 //! A backup is taken from a private copy of the data directory while the bot is stopped, or
-//! by the running bot (which holds the directory) through its local HTTP endpoint. Either way
-//! the file appears only once complete and synced.
+//! by the running bot (which holds the directory) through its local HTTP endpoint, or from
+//! the database (PostgreSQL) in one snapshot. Either way the file appears only once complete
+//! and synced. A backup of either store restores into either.
 
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use super::jobs_cli::{self, ApiEndpoint, Source};
-use crate::store::{self, BackupSummary};
+use crate::store::postgres::{self, Url};
+use crate::store::{self, BackupSummary, SledStore};
 
-pub fn backup(
-    data: &Path,
-    http: Option<ApiEndpoint>,
-    file: &Path,
-    rt: &tokio::runtime::Runtime,
-) -> Result<String, String> {
+pub fn backup(source: Source, file: &Path, rt: &tokio::runtime::Runtime) -> Result<String, String> {
     let partial = partial_path(file);
-    let written = match jobs_cli::source(data.to_path_buf(), http)? {
-        Source::Store(copy) => create(&partial).and_then(|out| {
-            copy.store
-                .backup(out)
-                .map(|s| describe(&s))
-                .map_err(|e| e.to_string())
-        }),
+    let written = match source {
         Source::Http(api) => fetch(rt, api, &partial),
+        local => create(&partial).and_then(|mut out| {
+            let store = local
+                .archive()
+                .map_err(|_| "no store to read".to_string())?;
+            store.backup(&mut out).map(|s| describe(&s))
+        }),
     };
     let summary = match written.and_then(|summary| finish(&partial, file).map(|()| summary)) {
         Ok(summary) => summary,
@@ -37,10 +34,48 @@ pub fn backup(
     Ok(format!("backup written to {}: {summary}\n", file.display()))
 }
 
-pub fn restore(file: &Path, data: &Path) -> Result<String, String> {
-    let summary = store::restore(file, data)?;
+/// Where a restore or a migration writes.
+pub enum Target<'a> {
+    /// A new or empty data directory (sled).
+    Directory(&'a Path),
+    /// An empty database (PostgreSQL).
+    Database(&'a Url),
+}
+
+pub fn restore(file: &Path, into: Target<'_>) -> Result<String, String> {
+    let (summary, place) = match into {
+        Target::Directory(data) => (store::restore(file, data)?, data.display().to_string()),
+        Target::Database(url) => (postgres::restore(file, url)?, url.server()),
+    };
     Ok(format!(
-        "restored into {}: {}; new jobs are numbered from {} so that no job ID is used twice\n",
+        "restored into {place}: {}; new jobs are numbered from {} so that no job ID is used twice\n",
+        describe(&summary),
+        summary.next_job_id
+    ))
+}
+
+/// `opsgate migrate to-postgres`: the data directory `data` (its bot stopped) into the
+/// empty database at `url`, as it is.
+pub fn to_postgres(data: &Path, url: &Url) -> Result<String, String> {
+    let copy = store::ReadOnly::open(data).map_err(|e| e.to_string())?;
+    let sled: &SledStore = &copy.store;
+    let summary = postgres::migrate_from_sled(sled, url)?;
+    Ok(format!(
+        "copied {} into PostgreSQL at {}: {}; jobs go on from {}\n",
+        data.display(),
+        url.server(),
+        describe(&summary),
+        summary.next_job_id
+    ))
+}
+
+/// `opsgate migrate to-sled`: the database at `url` (every replica stopped) into the new
+/// data directory `data`, as it is.
+pub fn to_sled(url: &Url, data: &Path) -> Result<String, String> {
+    let summary = postgres::migrate_to_sled(url, data)?;
+    Ok(format!(
+        "copied PostgreSQL at {} into {}: {}; jobs go on from {}\n",
+        url.server(),
         data.display(),
         describe(&summary),
         summary.next_job_id

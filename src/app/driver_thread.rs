@@ -48,6 +48,11 @@ fn run(
         Ok(Ok(())) => {
             let _ = stopped.send(());
         }
+        Ok(Err(e)) if e.is_lost_lead() => {
+            let why = format!("stopping because this replica no longer leads: {e}");
+            super::logging::line(super::logging::Level::Error, &why);
+            std::process::exit(super::backend::EXIT_LOST_LEAD);
+        }
         Ok(Err(e)) => {
             let why = format!("stopping because storage failed: {e}");
             super::logging::line(super::logging::Level::Error, &why);

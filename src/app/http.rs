@@ -22,7 +22,7 @@ use crate::domain::{JobId, UserId};
 use crate::job::JobFilter;
 use crate::metrics::Metrics;
 use crate::secret::Secret;
-use crate::store::SledStore;
+use crate::store::Archive;
 
 /// What `/healthz` and `/readyz` report.
 #[derive(Default)]
@@ -31,6 +31,9 @@ pub struct Health {
     pub store_open: AtomicBool,
     /// The chat side takes commands (the shell reads input; Discord's gateway is ready).
     pub chat_ready: AtomicBool,
+    /// This replica waits for the lead (PostgreSQL): it takes no input, and is ready to
+    /// take over.
+    pub standby: AtomicBool,
 }
 
 #[derive(Clone)]
@@ -39,7 +42,7 @@ struct AppState {
     api_token: Option<Secret>,
     health: Arc<Health>,
     metrics: Arc<Metrics>,
-    store: SledStore,
+    store: Arc<dyn Archive>,
     /// Overrides `chat_ready` with a live probe (Discord's gateway state).
     chat_probe: Option<Arc<dyn Fn() -> bool + Send + Sync>>,
 }
@@ -59,7 +62,7 @@ pub async fn serve(
     addr: SocketAddr,
     health: Arc<Health>,
     metrics: Arc<Metrics>,
-    store: SledStore,
+    store: Arc<dyn Archive>,
     chat_probe: Option<Arc<dyn Fn() -> bool + Send + Sync>>,
     api_token: Option<Secret>,
 ) -> std::io::Result<Server> {
@@ -165,14 +168,19 @@ async fn healthz(State(s): State<AppState>) -> Response {
     }
 }
 
+/// 200 `leader` once the store is open and chat connected; 200 `standby` while this
+/// replica waits to take over (it is healthy and ready to); 503 otherwise.
 async fn readyz(State(s): State<AppState>) -> Response {
+    if s.health.standby.load(Ordering::Relaxed) {
+        return (StatusCode::OK, "standby\n").into_response();
+    }
     let store = s.health.store_open.load(Ordering::Relaxed);
     let chat = match &s.chat_probe {
         Some(probe) => probe(),
         None => s.health.chat_ready.load(Ordering::Relaxed),
     };
     match (store, chat) {
-        (true, true) => (StatusCode::OK, "ready\n").into_response(),
+        (true, true) => (StatusCode::OK, "leader\n").into_response(),
         (false, _) => (StatusCode::SERVICE_UNAVAILABLE, "store closed\n").into_response(),
         (true, false) => (StatusCode::SERVICE_UNAVAILABLE, "chat not connected\n").into_response(),
     }
@@ -202,7 +210,7 @@ async fn jobs(State(s): State<AppState>, Query(q): Query<JobsQuery>) -> Response
     let limit = q.limit.unwrap_or(50).min(1000);
     let store = s.store.clone();
     let result = tokio::task::spawn_blocking(move || {
-        store.recent_jobs(limit, 100_000, |j| filter.keeps(j, &UserId::default()))
+        store.recent_jobs(limit, 100_000, &|j| filter.keeps(j, &UserId::default()))
     })
     .await;
     match result {
@@ -212,10 +220,11 @@ async fn jobs(State(s): State<AppState>, Query(q): Query<JobsQuery>) -> Response
 }
 
 async fn job(State(s): State<AppState>, Path(id): Path<JobId>) -> Response {
-    match s.store.job(id) {
-        Ok(Some(job)) => Json(job).into_response(),
-        Ok(None) => (StatusCode::NOT_FOUND, format!("no job {id}\n")).into_response(),
-        Err(_) => (
+    let store = s.store.clone();
+    match tokio::task::spawn_blocking(move || store.job(id)).await {
+        Ok(Ok(Some(job))) => Json(job).into_response(),
+        Ok(Ok(None)) => (StatusCode::NOT_FOUND, format!("no job {id}\n")).into_response(),
+        _ => (
             StatusCode::INTERNAL_SERVER_ERROR,
             "could not read the job\n",
         )
@@ -224,9 +233,10 @@ async fn job(State(s): State<AppState>, Path(id): Path<JobId>) -> Response {
 }
 
 async fn audit(State(s): State<AppState>, Path(id): Path<JobId>) -> Response {
-    match s.store.audit(id) {
-        Ok(entries) => Json(entries).into_response(),
-        Err(_) => (
+    let store = s.store.clone();
+    match tokio::task::spawn_blocking(move || store.audit(id)).await {
+        Ok(Ok(entries)) => Json(entries).into_response(),
+        _ => (
             StatusCode::INTERNAL_SERVER_ERROR,
             "could not read the audit log\n",
         )
@@ -244,7 +254,8 @@ async fn audit_export(State(s): State<AppState>, Query(q): Query<ExportQuery>) -
     let store = s.store.clone();
     let since = q.since.unwrap_or(0);
     let lines =
-        tokio::task::spawn_blocking(move || super::jobs_cli::export_lines(&store, since)).await;
+        tokio::task::spawn_blocking(move || super::jobs_cli::export_lines(store.as_ref(), since))
+            .await;
     match lines {
         Ok(Ok(lines)) => ([(header::CONTENT_TYPE, "application/x-ndjson")], lines).into_response(),
         _ => (
@@ -262,9 +273,7 @@ async fn backup(State(s): State<AppState>) -> Response {
     let store = s.store.clone();
     let written = tokio::task::spawn_blocking(move || {
         let file = tempfile::tempfile()?;
-        let summary = store
-            .backup(&file)
-            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        let summary = store.backup(&mut &file).map_err(std::io::Error::other)?;
         Ok::<_, std::io::Error>((file, summary))
     })
     .await;

@@ -14,11 +14,27 @@ use crate::job::AuditEntry;
 use crate::job::Job;
 use crate::job::JobFilter;
 use crate::secret::Secret;
-use crate::store::{ReadOnly, SledStore, StoreError};
+use crate::store::postgres::PgReader;
+use crate::store::{Archive, ReadOnly, StoreError};
 
 pub enum Source {
+    /// A private copy of the data directory (sled, while no bot holds it).
     Store(ReadOnly),
+    /// The database (PostgreSQL), read directly whether or not replicas run.
+    Database(Box<PgReader>),
+    /// The running bot that holds the data directory (sled).
     Http(ApiEndpoint),
+}
+
+impl Source {
+    /// The store to read, or the running bot to ask over HTTP.
+    pub fn archive(&self) -> Result<&dyn Archive, &ApiEndpoint> {
+        match self {
+            Source::Store(copy) => Ok(&copy.store),
+            Source::Database(reader) => Ok(reader.as_ref()),
+            Source::Http(api) => Err(api),
+        }
+    }
 }
 
 /// The running bot's job API: where it listens and the bearer token it asks for.
@@ -54,6 +70,13 @@ pub fn local(addr: SocketAddr) -> SocketAddr {
         IpAddr::V6(ip) if ip.is_unspecified() => (Ipv6Addr::LOCALHOST, addr.port()).into(),
         _ => addr,
     }
+}
+
+/// The database of a config whose `[store]` is PostgreSQL.
+pub fn database(pg: &crate::config::store::Postgres) -> Result<Source, String> {
+    let url = pg.url.require("the PostgreSQL connection string")?;
+    let url = crate::store::postgres::Url::parse(url.expose())?;
+    Ok(Source::Database(Box::new(PgReader::new(url))))
 }
 
 /// Opens a copy of the data directory, or falls back to the running bot's endpoint (also
@@ -134,12 +157,11 @@ pub fn jobs(
     json: bool,
     rt: &tokio::runtime::Runtime,
 ) -> Result<String, String> {
-    let jobs: Vec<Job> = match source {
-        Source::Store(copy) => copy
-            .store
-            .recent_jobs(limit, usize::MAX, |j| filter.keeps(j, &UserId::default()))
+    let jobs: Vec<Job> = match source.archive() {
+        Ok(store) => store
+            .recent_jobs(limit, usize::MAX, &|j| filter.keeps(j, &UserId::default()))
             .map_err(|e| e.to_string())?,
-        Source::Http(addr) => {
+        Err(addr) => {
             let name = match filter {
                 JobFilter::Pending => "pending",
                 JobFilter::Running => "running",
@@ -180,12 +202,12 @@ pub fn audit(
     json: bool,
     rt: &tokio::runtime::Runtime,
 ) -> Result<String, String> {
-    let entries: Option<Vec<AuditEntry>> = match source {
-        Source::Store(copy) => match copy.store.job(job).map_err(|e| e.to_string())? {
-            Some(_) => Some(copy.store.audit(job).map_err(|e| e.to_string())?),
+    let entries: Option<Vec<AuditEntry>> = match source.archive() {
+        Ok(store) => match store.job(job).map_err(|e| e.to_string())? {
+            Some(_) => Some(store.audit(job).map_err(|e| e.to_string())?),
             None => None,
         },
-        Source::Http(addr) => match get::<Job>(rt, addr, &format!("/api/jobs/{job}"))? {
+        Err(addr) => match get::<Job>(rt, addr, &format!("/api/jobs/{job}"))? {
             Some(_) => get(rt, addr, &format!("/api/jobs/{job}/audit"))?,
             None => None,
         },
@@ -218,9 +240,9 @@ pub fn export(
     since_ms: u64,
     rt: &tokio::runtime::Runtime,
 ) -> Result<String, String> {
-    match source {
-        Source::Store(copy) => export_lines(&copy.store, since_ms).map_err(|e| e.to_string()),
-        Source::Http(api) => rt.block_on(async {
+    match source.archive() {
+        Ok(store) => export_lines(store, since_ms),
+        Err(api) => rt.block_on(async {
             let path = format!("/api/audit?since={since_ms}");
             let resp = (answer(api, &path).await?).ok_or_else(|| {
                 "the running bot answered 404 for /api/audit: it is older than this opsgate"
@@ -234,7 +256,7 @@ pub fn export(
 }
 
 /// The JSON lines of [`export`], read from `store`.
-pub fn export_lines(store: &SledStore, since_ms: u64) -> Result<String, StoreError> {
+pub fn export_lines(store: &dyn Archive, since_ms: u64) -> Result<String, String> {
     let mut jobs: std::collections::BTreeMap<JobId, Option<Job>> = Default::default();
     let mut out = String::new();
     for (job, entry) in store.audit_since(since_ms)? {
@@ -242,7 +264,7 @@ pub fn export_lines(store: &SledStore, since_ms: u64) -> Result<String, StoreErr
             Some(id) => match jobs.get(&id) {
                 Some(known) => known.as_ref().map(|j| j.spec.clone()),
                 None => {
-                    let found = store.job(id)?;
+                    let found = store.job(id).map_err(|e| e.to_string())?;
                     let spec = found.as_ref().map(|j| j.spec.clone());
                     jobs.insert(id, found);
                     spec

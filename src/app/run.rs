@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use super::backend::{Backend, Leading};
 use super::driver_thread;
 use super::http::{self, Health};
 use super::signals;
@@ -12,8 +13,8 @@ use crate::chat::discord::Discord;
 use crate::cloud::Registry;
 use crate::config::Config;
 use crate::driver::{Driver, Seams};
+use crate::ports::chat::Outgoing;
 use crate::ports::inbox::EngineEvent;
-use crate::store::SledStore;
 
 /// Runs until SIGTERM / Ctrl-C (exit 0 after a drain) or a fatal gateway error (Err, which
 /// says what to fix).
@@ -26,22 +27,12 @@ pub fn run_discord(
     let data = data
         .or_else(|| config.data_dir.clone())
         .unwrap_or_else(|| PathBuf::from("opsgate-data"));
-    let store = Arc::new(SledStore::open(&data).map_err(|e| e.to_string())?);
-    let reader = SledStore::clone(&store);
+    let backend = Backend::open(&config.store, &data)?;
+    let place = backend.describe(&data);
     let config = Arc::new(config);
     let discord = Arc::new(Discord::new(config.clone(), rt.handle().clone())?);
     // One registry: the adapter's Discord counters and the engine's.
     let metrics = discord.metrics();
-    let seams = Seams {
-        store: store.clone(),
-        history: store,
-        operations: Arc::new(Registry::from_config(&config)),
-        chat: discord.chat(),
-        observer: None,
-        runtime: rt.handle().clone(),
-        metrics: metrics.clone(),
-    };
-    let (driver, handle, rx) = Driver::new(config.clone(), seams).map_err(|e| e.to_string())?;
 
     let health = Arc::new(Health::default());
     health.store_open.store(true, Ordering::Relaxed);
@@ -51,14 +42,41 @@ pub fn run_discord(
             .block_on(http::serve(
                 addr,
                 health.clone(),
-                metrics,
-                reader,
+                metrics.clone(),
+                backend.archive(),
                 Some(Arc::new(move || probe.connected())),
                 config.api_token.value.clone(),
             ))
             .map_err(|e| format!("cannot listen on {addr} for health and metrics: {e}"))?;
         http::announce(server.addr);
     }
+
+    // A standby has nothing to drain: SIGTERM ends it at once. The handler is in place
+    // before this replica says it stands by.
+    let termination = signals::listen(rt);
+    let asked = termination.clone();
+    let standing_by = rt.spawn(async move {
+        signals::requested(asked).await;
+        tracing::info!("termination requested while standing by; stopped");
+        std::process::exit(0);
+    });
+    let leading = backend.lead(&health, &metrics)?;
+    standing_by.abort();
+    tracing::info!("jobs are kept in the {place}");
+    let seams = Seams {
+        store: leading.store.clone(),
+        history: leading.history.clone(),
+        operations: Arc::new(Registry::from_config(&config)),
+        chat: discord.chat(),
+        observer: None,
+        runtime: rt.handle().clone(),
+        metrics: metrics.clone(),
+    };
+    let (driver, handle, rx) = Driver::new(config.clone(), seams).map_err(|e| e.to_string())?;
+    discord.speak_only_while(leading.holds.clone());
+    // Commands typed while no opsgate read the channels are answered, never run late.
+    discord.read_back_from(leading.store.read_marks().map_err(|e| e.to_string())?);
+    announce_takeover(&config, &discord, &leading);
 
     let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
     tracing::info!(data = %data.display(), "connecting to Discord");
@@ -73,7 +91,7 @@ pub fn run_discord(
                 stopped(done_rx, STOP_WAIT).await;
                 ended.unwrap_or_else(|e| Err(format!("the Discord task failed: {e}")))
             }
-            _ = signals::terminated() => {
+            _ = signals::requested(termination) => {
                 tracing::info!("termination requested; draining");
                 // Nothing here waits on the gateway without a bound: it may be retrying a
                 // Discord that does not answer.
@@ -95,6 +113,30 @@ pub fn run_discord(
     rt.block_on(session).unwrap_or_else(|_| {
         driver_thread::exit_after_panic("the Discord session panicked; stopping")
     })
+}
+
+/// Says in the incident channels that this replica took the lead over from another.
+fn announce_takeover(config: &Config, discord: &Discord, leading: &Leading) {
+    let (Some(epoch), Some(from)) = (leading.epoch, &leading.took_over_from) else {
+        return;
+    };
+    let text = format!(
+        "🔁 opsgate switched over: this replica leads now (epoch {epoch}), taking over from \
+         {from}. Pending approvals and running jobs carry on; commands typed during the switch \
+         are answered in their channels and must be sent again."
+    );
+    let chat = discord.chat();
+    let mut told = Vec::new();
+    for channel in config.incidents.all_channels() {
+        if !told.contains(channel) {
+            told.push(channel.clone());
+            chat.send(Outgoing::Notice {
+                channel: channel.clone(),
+                job: None,
+                text: text.clone(),
+            });
+        }
+    }
 }
 
 /// How long stopping waits for the gateway and, beyond the drain, for the engine.

@@ -18,6 +18,7 @@ pub fn keys_of(parent: &str) -> Option<&'static [&'static str]> {
         ("incidents", []) => fields::<RawIncidents>(),
         ("http", []) => fields::<RawHttp>(),
         ("log", []) => fields::<RawLog>(),
+        ("store", []) => fields::<super::store::RawStore>(),
         ("accounts", [_]) => fields::<RawAccount>(),
         (s, []) if s.starts_with("rules[") => fields::<RawRule>(),
         (s, []) if s.starts_with("freezes[") => fields::<super::freezes::RawFreeze>(),

@@ -11,6 +11,7 @@ mod raw;
 pub mod secrets;
 mod sections;
 pub mod startup;
+pub mod store;
 mod summary;
 mod validate;
 
@@ -58,6 +59,8 @@ pub struct Config {
     /// job API answers only to loopback connections.
     pub api_token: SecretRef,
     pub log_format: LogFormat,
+    /// `[store]`: sled in the data directory, or PostgreSQL shared by replicas.
+    pub store: store::Backend,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

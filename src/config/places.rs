@@ -66,18 +66,32 @@ pub fn location(text: &str, at: usize) -> Location {
     }
 }
 
-/// A line that sets a key named like a secret (`password = "..."`, a mistake the config
-/// rejects) is shown without its value.
+/// A line that sets a key named like a secret (`password = "..."`, `url = "..."` under
+/// `[store]`: mistakes the config rejects) or whose value is an address with credentials in
+/// it (`postgresql://user:password@host/db`) is shown without its value.
 fn redact(line: &str) -> String {
-    let Some((key, _)) = line.split_once('=') else {
+    let Some((key, value)) = line.split_once('=') else {
         return line.to_string();
     };
     let name = key.trim().to_ascii_lowercase();
     let named = ["_env", "_file"].iter().any(|s| name.ends_with(s));
-    let secret = ["password", "secret", "token", "key"]
-        .iter()
-        .any(|w| name.contains(w));
-    if secret && !named {
+    let secret = [
+        "password",
+        "secret",
+        "token",
+        "key",
+        "url",
+        "dsn",
+        "connection",
+    ]
+    .iter()
+    .any(|w| name.contains(w));
+    let credentials = value.split_once("://").is_some_and(|(_, rest)| {
+        rest.split(['/', '"', '\'', ' '])
+            .next()
+            .is_some_and(|authority| authority.contains('@'))
+    });
+    if (secret && !named) || credentials {
         format!("{}= <redacted>", key)
     } else {
         line.to_string()
@@ -175,5 +189,18 @@ mod tests {
     fn secret_looking_values_are_not_shown() {
         assert_eq!(redact("password = \"hunter2\""), "password = <redacted>");
         assert_eq!(redact("password_env = \"X\""), "password_env = \"X\"");
+        assert_eq!(
+            redact("url = \"postgresql://u:pw@h/d\""),
+            "url = <redacted>"
+        );
+        assert_eq!(redact("url_env = \"DB\""), "url_env = \"DB\"");
+        assert_eq!(
+            redact("api_base = \"http://u:pw@127.0.0.1:9/\""),
+            "api_base = <redacted>"
+        );
+        assert_eq!(
+            redact("api_base = \"http://127.0.0.1:9/a@b\""),
+            "api_base = \"http://127.0.0.1:9/a@b\""
+        );
     }
 }

@@ -19,6 +19,7 @@ pub struct RawConfig {
     pub incidents: super::sections::RawIncidents,
     pub http: super::sections::RawHttp,
     pub log: super::sections::RawLog,
+    pub store: super::store::RawStore,
 }
 
 /// Discord snowflakes are 64-bit; TOML integers are signed 64-bit, so accept strings too.

@@ -53,6 +53,11 @@ impl Config {
                 out.push(problem);
             }
         }
+        if let (true, super::store::Backend::Postgres(pg)) = (secrets, &self.store) {
+            if let Some(problem) = unreadable("store", "url", &pg.url) {
+                out.push(problem);
+            }
+        }
         let discord = match usage {
             Use::Run => true,
             Use::Check { .. } => self.discord.configured,

@@ -25,6 +25,7 @@ pub fn summary(config: &Config) -> String {
         None => "forever".to_string(),
     };
     let _ = writeln!(out, "finished jobs kept: {kept}");
+    let _ = writeln!(out, "store: {}", store_line(&config.store));
     let _ = writeln!(out, "roles ({}):", config.policy.roles.len());
     for (name, id) in &config.policy.roles {
         let admin = if config.policy.admin_roles.contains(id) {
@@ -145,4 +146,16 @@ pub fn summary(config: &Config) -> String {
         );
     }
     out
+}
+
+/// Which store, and for PostgreSQL whether its connection string is set (never its value).
+fn store_line(store: &super::store::Backend) -> String {
+    match store {
+        super::store::Backend::Sled => "sled (the data directory)".to_string(),
+        super::store::Backend::Postgres(pg) => format!(
+            "postgres, connection string {}, lease {}",
+            pg.url.status(),
+            humantime::format_duration(pg.lease)
+        ),
+    }
 }

@@ -327,6 +327,7 @@ fn validate(raw: RawConfig, source: &Path, builtins: &Builtins, p: &mut Collecto
     let incidents = super::sections::incidents(raw.incidents, &channels, &catalog, p);
     let http = super::sections::http(raw.http, &base, p);
     let log_format = super::sections::log(raw.log, p);
+    let store = super::store::store(raw.store, &base, p);
 
     let policy = Policy {
         rules,
@@ -360,6 +361,7 @@ fn validate(raw: RawConfig, source: &Path, builtins: &Builtins, p: &mut Collecto
         http_listen: http.listen,
         api_token: http.api_token,
         log_format,
+        store,
         source: source.to_path_buf(),
         prefix,
         data_dir: raw.bot.data_dir.map(|d| base.join(d)),

@@ -22,7 +22,7 @@ use crate::metrics::Metrics;
 use crate::ports::chat::{ChatOut, FlowOut, Outgoing};
 use crate::ports::cloud::Operations;
 use crate::ports::inbox::{EngineEvent, EngineHandle, JobObserver};
-use crate::ports::store::{History, StorageError, Store};
+use crate::ports::store::{is_newer, History, ReadMarks, StorageError, Store};
 
 /// Most events handled in one group before its writes are flushed and its effects released.
 /// Small on purpose: a group's writes and effects stay in memory until its sync, and sled
@@ -55,6 +55,10 @@ pub struct Driver {
     drain_until: Option<Instant>,
     /// Called first when storage fails (the health endpoint starts failing).
     storage_failure_hook: Option<Box<dyn Fn() + Send>>,
+    /// The newest message read in each channel, as stored and as this group adds to it.
+    read: ReadMarks,
+    /// The marks of this group, written with its writes.
+    newly_read: ReadMarks,
 }
 
 impl Driver {
@@ -67,6 +71,7 @@ impl Driver {
     ) -> Result<(Driver, EngineHandle, Receiver<EngineEvent>), StorageError> {
         let (tx, rx) = mpsc::channel();
         let stored = seams.store.load()?;
+        let read = seams.store.read_marks()?;
         let engine = Engine::new(
             config.clone(),
             stored,
@@ -83,6 +88,8 @@ impl Driver {
             in_flight: 0,
             drain_until: None,
             storage_failure_hook: None,
+            read,
+            newly_read: ReadMarks::new(),
         };
         Ok((driver, EngineHandle::new(tx), rx))
     }
@@ -129,6 +136,17 @@ impl Driver {
                     EngineEvent::Chat(event) => {
                         channels.extend(event.channel().cloned());
                         self.engine.on_chat(event, now_ms());
+                    }
+                    EngineEvent::Read {
+                        event,
+                        channel,
+                        message,
+                    } => {
+                        if let Some(event) = event {
+                            channels.extend(event.channel().cloned());
+                            self.engine.on_chat(event, now_ms());
+                        }
+                        self.mark_read(channel, message);
                     }
                     EngineEvent::Cloud { job, update } => {
                         channels.extend(self.engine.channel_of(job));
@@ -192,9 +210,26 @@ impl Driver {
         true
     }
 
+    /// Notes that `message` was read, unless a newer message of its channel already was.
+    fn mark_read(&mut self, channel: ChannelId, message: crate::domain::MessageId) {
+        if self
+            .read
+            .get(&channel)
+            .is_some_and(|read| !is_newer(&message, read))
+        {
+            return;
+        }
+        self.read.insert(channel.clone(), message.clone());
+        self.newly_read.insert(channel, message);
+    }
+
     /// Commit and flush the group's writes, then release its effects.
     fn finish_group(&mut self) -> Result<(), StorageError> {
-        let Step { writes, effects } = self.engine.take();
+        let Step {
+            mut writes,
+            effects,
+        } = self.engine.take();
+        writes.read_marks.append(&mut self.newly_read);
         if !writes.is_empty() {
             self.seams.store.commit(writes)?;
         }
@@ -264,6 +299,12 @@ impl Driver {
     fn storage_failed(&mut self, error: StorageError, channels: &[ChannelId]) -> StorageError {
         if let Some(hook) = &self.storage_failure_hook {
             hook();
+        }
+        if error.is_lost_lead() {
+            // Another replica serves chat now: this one says nothing there.
+            tracing::error!(error = %error, "this replica no longer leads: nothing from this step is acted on; stopping");
+            drop(self.engine.take());
+            return error;
         }
         tracing::error!(error = %error, "storage failed: nothing from this step is acted on; stopping");
         drop(self.engine.take());

@@ -11,6 +11,15 @@ use crate::job::JobState;
 
 pub enum EngineEvent {
     Chat(ChatEvent),
+    /// A chat message with its place in its channel: its event, if it is one for the
+    /// engine, is handled as by `Chat`, and the message is recorded as read in the writes of
+    /// the same group (`Writes::read_marks`), so whoever starts next knows where to read the
+    /// channel back from.
+    Read {
+        event: Option<ChatEvent>,
+        channel: ChannelId,
+        message: MessageId,
+    },
     Cloud {
         job: JobId,
         update: CloudUpdate,
@@ -93,5 +102,14 @@ impl EngineHandle {
 
     pub fn chat(&self, event: ChatEvent) -> bool {
         self.send(EngineEvent::Chat(event))
+    }
+
+    /// `event` (if any), and message `message` of `channel` recorded as read with it.
+    pub fn read(&self, event: Option<ChatEvent>, channel: ChannelId, message: MessageId) -> bool {
+        self.send(EngineEvent::Read {
+            event,
+            channel,
+            message,
+        })
     }
 }

@@ -6,7 +6,7 @@ use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
 use std::fmt;
 
-use crate::domain::{JobId, MessageId};
+use crate::domain::{ChannelId, JobId, MessageId};
 use crate::freeze::ChatFreeze;
 use crate::job::{AuditEntry, Job};
 
@@ -27,7 +27,14 @@ pub struct Writes {
     /// Finished jobs past the retention time: each goes with its audit entries and its
     /// card's message index entry.
     pub forget: Vec<Forget>,
+    /// The newest chat message handled in each channel (see [`ReadMarks`]).
+    pub read_marks: ReadMarks,
 }
+
+/// Channel -> the newest chat message handled there, written with the group that handled
+/// it. Whoever starts next (a restart, a new leader) reads the channel back from there and
+/// answers what came in between, without running it.
+pub type ReadMarks = BTreeMap<ChannelId, MessageId>;
 
 /// A finished job to remove, and what its record points at.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -53,6 +60,7 @@ impl Writes {
             && self.chat_freeze.is_none()
             && self.ops_events.is_empty()
             && self.forget.is_empty()
+            && self.read_marks.is_empty()
     }
 
     /// Removes a finished job with its audit entries and its card's index entry.
@@ -102,15 +110,61 @@ impl Writes {
     pub fn set_next_id(&mut self, next: JobId) {
         self.next_job_id = Some(next);
     }
+
+    /// Records `message` as handled in `channel`, unless a newer one already is.
+    pub fn mark_read(&mut self, channel: ChannelId, message: MessageId) {
+        match self.read_marks.entry(channel) {
+            Entry::Occupied(mut marked) => {
+                if is_newer(&message, marked.get()) {
+                    marked.insert(message);
+                }
+            }
+            Entry::Vacant(new) => {
+                new.insert(message);
+            }
+        }
+    }
+}
+
+/// Whether chat message `a` came after `b` in their channel. Discord's IDs are numbers that
+/// grow with time; they compare as numbers (a longer ID is a larger one).
+pub fn is_newer(a: &MessageId, b: &MessageId) -> bool {
+    (a.len(), a.as_str()) > (b.len(), b.as_str())
 }
 
 /// A storage failure, as the store describes it. Fail-stop: nothing is retried after one.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct StorageError(pub String);
+pub struct StorageError {
+    message: String,
+    lost_lead: bool,
+}
+
+impl StorageError {
+    pub fn new(message: impl Into<String>) -> StorageError {
+        StorageError {
+            message: message.into(),
+            lost_lead: false,
+        }
+    }
+
+    /// This replica no longer leads (its lease ended, or another replica took over): the
+    /// group was not committed, and since another replica now serves chat, nothing may be
+    /// said there either.
+    pub fn lost_lead(message: impl Into<String>) -> StorageError {
+        StorageError {
+            message: message.into(),
+            lost_lead: true,
+        }
+    }
+
+    pub fn is_lost_lead(&self) -> bool {
+        self.lost_lead
+    }
+}
 
 impl fmt::Display for StorageError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.message)
     }
 }
 
@@ -153,10 +207,13 @@ pub struct Stored {
 pub trait Store: History {
     /// Everything a restart starts from.
     fn load(&self) -> Result<Stored, StorageError>;
+    /// Where the chat was read up to: the newest message handled in each channel.
+    fn read_marks(&self) -> Result<ReadMarks, StorageError>;
     /// Applies a group's writes as one unit: readers see them at once, and a crash keeps all
     /// of them or none. The next [`flush`](Self::flush) makes them durable.
     fn commit(&self, writes: Writes) -> Result<(), StorageError>;
-    /// Makes every commit so far durable. Nothing a group allows leaves before this returns.
+    /// Makes every commit so far durable, and (for a store shared by replicas) confirms that
+    /// this replica still leads. Nothing a group allows leaves before this returns.
     fn flush(&self) -> Result<(), StorageError>;
     /// A last flush, for a clean stop.
     fn close(&self) -> Result<(), StorageError>;

@@ -14,15 +14,15 @@ use sha2::{Digest, Sha256};
 
 use super::{next_job_id_in, Sled, SledStore, StoreError, NEXT_ID, SEQ};
 
-const MAGIC: &[u8] = b"opsgate-backup 1\n";
+pub(super) const MAGIC: &[u8] = b"opsgate-backup 1\n";
 /// Entries per batch when restoring: bounds what a restore holds in memory at once.
-const RESTORE_BATCH: usize = 5_000;
+pub(super) const RESTORE_BATCH: usize = 5_000;
 
 #[derive(Debug, Serialize, Deserialize)]
-struct Header {
-    taken_at_ms: u64,
-    next_job_id: u64,
-    entries: u64,
+pub(super) struct Header {
+    pub taken_at_ms: u64,
+    pub next_job_id: u64,
+    pub entries: u64,
 }
 
 /// What a backup or restore wrote.
@@ -34,9 +34,9 @@ pub struct BackupSummary {
 }
 
 /// Passes what is written on, and hashes it.
-struct Hashing<W> {
-    inner: W,
-    hash: Sha256,
+pub(super) struct Hashing<W> {
+    pub inner: W,
+    pub hash: Sha256,
 }
 
 impl<W: Write> Write for Hashing<W> {
@@ -113,12 +113,7 @@ fn backup_of(sled: &Sled, out: impl Write) -> Result<BackupSummary, StoreError> 
 /// after every ID the backed-up bot may have given out since the backup was taken (see
 /// [`next_id_after_restore`]), so that no ID is ever used twice.
 pub fn restore(file: &Path, dir: &Path) -> Result<BackupSummary, String> {
-    let shown = dir.display();
-    if std::fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_some()) {
-        return Err(format!(
-            "{shown} is not empty: restore into a new or empty directory (nothing was changed)"
-        ));
-    }
+    refuse_non_empty(dir)?;
     let header = verify(file)?;
     let store = SledStore::open(dir).map_err(|e| e.to_string())?;
     let mut reader = BufReader::new(File::open(file).map_err(|e| read_error(file, e))?);
@@ -147,21 +142,48 @@ pub fn restore(file: &Path, dir: &Path) -> Result<BackupSummary, String> {
     })
 }
 
+/// A restore or a migration writes only into a new or empty directory.
+pub(super) fn refuse_non_empty(dir: &Path) -> Result<(), String> {
+    if std::fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_some()) {
+        return Err(format!(
+            "{} is not empty: restore into a new or empty directory (nothing was changed)",
+            dir.display()
+        ));
+    }
+    Ok(())
+}
+
+/// Takes one entry (key, value) of a store as sled holds it, for a migration or a restore.
+pub type EntrySink<'a> = dyn FnMut(&[u8], &[u8]) -> Result<(), String> + 'a;
+
+/// Every entry of the store but the commit counter, in key order, for a migration.
+impl SledStore {
+    pub(super) fn for_each_entry(&self, f: &mut EntrySink<'_>) -> Result<(), String> {
+        for item in self.sled.db.iter() {
+            let (key, value) = item.map_err(|e| StoreError::from(e).to_string())?;
+            if key.as_ref() != SEQ {
+                f(&key, &value)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The bot that was backed up may have given out IDs after the backup; nothing records how
 /// many. IDs are consecutive from 1, so the restored store continues at the current time in
 /// milliseconds since 1970 (13 digits), above any count of jobs a bot can reach, and a later
 /// restore continues above that unless more than one job per millisecond was requested on
 /// average in between.
-fn next_id_after_restore(backed_up: u64, now_ms: u64) -> u64 {
+pub(super) fn next_id_after_restore(backed_up: u64, now_ms: u64) -> u64 {
     backed_up.max(now_ms)
 }
 
-fn read_error(file: &Path, e: io::Error) -> String {
+pub(super) fn read_error(file: &Path, e: io::Error) -> String {
     format!("cannot read backup {}: {e}", file.display())
 }
 
 /// Checks the magic line, the header and the checksum, reading the file once.
-fn verify(file: &Path) -> Result<Header, String> {
+pub(super) fn verify(file: &Path) -> Result<Header, String> {
     let damaged = |why: &str| format!("{} is not a usable opsgate backup: {why}", file.display());
     let bytes_len = std::fs::metadata(file)
         .map_err(|e| read_error(file, e))?
@@ -206,14 +228,14 @@ fn skip_magic(reader: &mut impl Read) -> io::Result<()> {
     Ok(())
 }
 
-fn skip_header(reader: &mut BufReader<File>) -> io::Result<()> {
+pub(super) fn skip_header(reader: &mut BufReader<File>) -> io::Result<()> {
     skip_magic(reader)?;
     let mut line = String::new();
     io::BufRead::read_line(reader, &mut line)?;
     Ok(())
 }
 
-fn field(reader: &mut impl Read) -> io::Result<Vec<u8>> {
+pub(super) fn field(reader: &mut impl Read) -> io::Result<Vec<u8>> {
     let mut len = [0u8; 4];
     reader.read_exact(&mut len)?;
     let mut bytes = vec![0u8; u32::from_le_bytes(len) as usize];

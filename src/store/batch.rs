@@ -4,7 +4,9 @@
 
 use crate::ports::store::Writes;
 
-use super::{active_key, audit_key, job_key, message_key, ops_key, CHAT_FREEZE, NEXT_ID};
+use super::{
+    active_key, audit_key, job_key, message_key, ops_key, read_mark_key, CHAT_FREEZE, NEXT_ID,
+};
 
 /// Builds sled batches, serializing values into one buffer kept between writes, so a value
 /// does not grow a new buffer by doubling each time (BENCHMARKS.md, allocations).
@@ -54,6 +56,10 @@ impl BatchBuilder {
             if let Some(message_id) = &gone.message_id {
                 self.batch.remove(message_key(message_id.as_str()));
             }
+        }
+        for (channel, message) in &writes.read_marks {
+            self.batch
+                .insert(read_mark_key(channel.as_str()), message.as_bytes());
         }
     }
 

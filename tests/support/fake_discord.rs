@@ -49,6 +49,8 @@ pub const OTHER_BOT: u64 = 700000000000000009;
 
 #[derive(Clone, Debug)]
 pub struct Call {
+    /// The Authorization header (`Bot TOKEN`): which bot made the call.
+    pub auth: String,
     pub method: String,
     pub path: String,
     pub query: String,
@@ -178,6 +180,10 @@ pub struct Inner {
     /// Component interaction -> the message its button is on (a form carries it on).
     pub form_messages: BTreeMap<u64, u64>,
     interaction_seq: u64,
+    /// Messages users typed (MESSAGE_CREATE), by ID: (channel, author, content). Kept
+    /// apart from `messages` (the bot's), and read back by GET /channels/{c}/messages.
+    pub said: BTreeMap<u64, (u64, u64, String)>,
+    last_id: u64,
 }
 
 /// Discord's epoch (2015-01-01) in Unix milliseconds, the zero of snowflake times.
@@ -197,9 +203,13 @@ pub fn created_ms(id: u64) -> u64 {
 }
 
 impl Inner {
+    /// A new message ID: a snowflake of the current time, as Discord's, larger than every
+    /// one before.
     fn id(&mut self) -> u64 {
         self.next_id += 1;
-        500000000000000000 + self.next_id
+        let now = (unix_ms() - DISCORD_EPOCH_MS) << 22;
+        self.last_id = now.max(self.last_id + 1);
+        self.last_id
     }
 
     /// An interaction ID Discord made `age` ago.
@@ -226,7 +236,7 @@ impl Inner {
 
     /// The ID of the last message a user sent (MESSAGE_CREATE ids are `id()`s too).
     pub fn id_of_last_user_message(&self) -> u64 {
-        500000000000000000 + self.next_id
+        self.last_id
     }
 
     /// Bot messages in a channel, oldest first.
@@ -534,6 +544,22 @@ impl FakeDiscord {
 
     /// MESSAGE_CREATE from `user` in `channel`.
     pub fn say(&self, user: u64, channel: u64, content: &str) {
+        let (m, _) = self.typed(user, channel, content);
+        self.dispatch("MESSAGE_CREATE", m);
+    }
+
+    /// A message typed by `user` in `channel`, kept for reading back, and sent on the
+    /// gateway if a session is there to get it: returns its ID and whether it was sent
+    /// (`false`: typed while no bot was connected).
+    pub fn type_message(&self, user: u64, channel: u64, content: &str) -> (u64, bool) {
+        let (m, id) = self.typed(user, channel, content);
+        let gateway = self.lock().gateway.clone();
+        let sent =
+            gateway.is_some_and(|gw| gw.send(WsCmd::Dispatch("MESSAGE_CREATE".into(), m)).is_ok());
+        (id, sent)
+    }
+
+    fn typed(&self, user: u64, channel: u64, content: &str) -> (Value, u64) {
         let guild = self
             .lock()
             .channel_guilds
@@ -545,7 +571,10 @@ impl FakeDiscord {
         let mut m = message_json_in(guild, id, channel, user_json(user, &u), content);
         m["member"] = json!({"roles": u.roles.iter().map(|r| r.to_string()).collect::<Vec<_>>()});
         let m = checked::<serenity::all::Message>("MESSAGE_CREATE", m);
-        self.dispatch("MESSAGE_CREATE", m);
+        self.lock()
+            .said
+            .insert(id, (channel, user, content.to_string()));
+        (m, id)
     }
 
     /// Records a reaction as Discord would (so REST reads see it) and, if `live`, sends the
@@ -987,7 +1016,12 @@ async fn rest(
                 inner.tokens.push(auth.to_string());
             }
         }
+        let auth = (headers.get("authorization"))
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
         let call = Call {
+            auth,
             method: method.to_string(),
             path: path.clone(),
             query: query.clone(),
@@ -1058,6 +1092,39 @@ async fn rest(
 }
 
 /// Discord's answer to one REST call, changing the fake's state as Discord would.
+/// GET /channels/{c}/messages?after=ID&limit=N: the channel's messages after ID, newest
+/// first, at most N (Discord's order and bounds).
+fn history(inner: &Inner, channel: u64, query: &str) -> Response {
+    let arg = |name: &str| {
+        query
+            .split('&')
+            .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+            .and_then(|v| v.parse::<u64>().ok())
+    };
+    let after = arg("after").unwrap_or(0);
+    let limit = arg("limit").unwrap_or(50).min(100) as usize;
+    let users = inner.users.clone();
+    let mut found: Vec<(u64, Value)> = Vec::new();
+    for (id, (c, author, content)) in inner.said.range(after + 1..) {
+        if *c == channel {
+            let u = users.get(author).cloned().expect("known user");
+            let mut m = message_json(*id, channel, user_json(*author, &u), content);
+            m["member"] =
+                json!({"roles": u.roles.iter().map(|r| r.to_string()).collect::<Vec<_>>()});
+            found.push((*id, m));
+        }
+    }
+    for (id, m) in inner.messages.range(after + 1..) {
+        if m.channel == channel {
+            found.push((*id, message_json(*id, channel, bot_user(), &m.content)));
+        }
+    }
+    found.sort_by_key(|(id, _)| *id);
+    found.truncate(limit);
+    found.reverse();
+    Json(found.into_iter().map(|(_, m)| m).collect::<Vec<_>>()).into_response()
+}
+
 fn route(
     inner: &mut Inner,
     port: u16,
@@ -1077,6 +1144,7 @@ fn route(
             Json(json!({"url": format!("ws://127.0.0.1:{}/gateway", port)})).into_response()
         }
         ("GET", ["users", "@me"]) => Json(bot_user()).into_response(),
+        ("GET", ["channels", c, "messages"]) => history(inner, num(c), query),
         ("POST", ["channels", c, "messages"]) => {
             let channel = num(c);
             let nonce = body["nonce"].as_str().map(str::to_string);

@@ -318,6 +318,13 @@ pub(crate) async fn call(
                 Refused::new(Failure::Timeout, "no time left to try", attempts)
             }));
         }
+        if !shared.may_speak() {
+            return Err(Refused::new(
+                Failure::Other,
+                "not sent: this replica may no longer lead (its lease may have ended)",
+                attempts,
+            ));
+        }
         attempts += 1;
         let answer = match tokio::time::timeout(left, rest.send(call)).await {
             Ok(answer) => answer,

@@ -424,6 +424,7 @@ impl EventHandler for Handler {
             slash::register(&shared.http, &shared.config).await;
         });
         tokio::spawn(catchup::run(self.shared.clone()));
+        tokio::spawn(super::gap::run(self.shared.clone()));
     }
 
     async fn resume(&self, _ctx: Context, _event: ResumedEvent) {
@@ -459,12 +460,17 @@ impl EventHandler for Handler {
         if let Some(g) = msg.guild_id {
             self.shared.learn_guild(msg.channel_id.get(), g.get());
         }
+        if !self.shared.claim(msg.id.get()) {
+            // Already answered as typed while opsgate was switching over (`gap.rs`).
+            return;
+        }
         let origin = self.shared.origin_in(msg.channel_id, None).await;
-        self.shared.feed(ChatEvent::Message {
+        let event = ChatEvent::Message {
             actor,
             origin,
             text,
-        });
+        };
+        (self.shared).feed_read(event, msg.channel_id.get(), msg.id.get());
     }
 
     async fn reaction_remove_all(

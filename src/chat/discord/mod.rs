@@ -13,6 +13,7 @@
 //! | `render.rs` | card embed and buttons, splitting long text, incident text |
 //! | `slash.rs` | slash command definitions from the command table, option -> `!` text, autocomplete |
 //! | `catchup.rs` | on ready: apply ✅/❌ given while the bot was away |
+//! | `gap.rs` | on the first ready: answer commands typed while no opsgate read the channel (never run them late) |
 //! | `lost.rs` | cards deleted in chat: noticed, reposted once, incident links pointed at the new card |
 //! | `threads.rs` | a thread per job: made on the card once, thread lines there (the channel when refused) |
 //! | `interactions.rs` | how old an interaction is (its ID carries its creation time) and what a late one may still do |
@@ -22,6 +23,7 @@ mod catchup;
 mod connect;
 mod deliver;
 mod events;
+mod gap;
 mod handler;
 mod interactions;
 mod lost;
@@ -49,6 +51,7 @@ use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::ports::chat::{ChatEvent, ChatOut};
 use crate::ports::inbox::{EngineEvent, EngineHandle};
+use crate::ports::store::ReadMarks;
 
 /// The intents opsgate needs. MESSAGE_CONTENT is privileged: it must be enabled in the
 /// Developer Portal too.
@@ -141,6 +144,8 @@ impl Discord {
             cache: Mutex::new(None),
             interactions: Mutex::new(HashMap::new()),
             state: Mutex::new(state::AdapterState::default()),
+            gap: Mutex::new(gap::Gap::default()),
+            may_speak: Mutex::new(None),
         });
         let chat = Arc::new(sender::DiscordChat::new(shared.clone()));
         runtime.spawn(sender::dispatch(shared.clone(), rx));
@@ -202,6 +207,19 @@ impl Discord {
         result
     }
 
+    /// Reads each served channel back from `marks` (the newest message handled there) on
+    /// the first READY, and answers the commands typed since (`gap.rs`). Call before
+    /// [`Discord::run`].
+    pub fn read_back_from(&self, marks: ReadMarks) {
+        self.shared.read_back_from(marks);
+    }
+
+    /// From now on, every message, answer and edit first asks `may_speak` and is dropped
+    /// when it says no (a replica whose lease may have ended says nothing more).
+    pub fn speak_only_while(&self, may_speak: Arc<dyn Fn() -> bool + Send + Sync>) {
+        *lock(&self.shared.may_speak) = Some(may_speak);
+    }
+
     /// True while the gateway session is ready.
     pub fn connected(&self) -> bool {
         self.shared.connected.load(Ordering::SeqCst)
@@ -253,7 +271,7 @@ fn explain(e: &serenity::Error, config: &Config) -> String {
 #[derive(Default)]
 struct EngineLink {
     handle: Option<EngineHandle>,
-    waiting: Vec<ChatEvent>,
+    waiting: Vec<EngineEvent>,
 }
 
 /// What the gateway handler and the output lanes share.
@@ -281,6 +299,11 @@ pub(crate) struct Shared {
     pub interactions: Mutex<HashMap<String, answers::InteractionEntry>>,
     /// What the adapter remembers between events (cards, threads, guilds).
     pub state: Mutex<state::AdapterState>,
+    /// Where to read channels back from on the first READY (`gap.rs`).
+    gap: Mutex<gap::Gap>,
+    /// Whether this process may still speak in chat (a replica that may have lost its lead
+    /// may not); every message, answer and edit asks it first (`deliver::call`).
+    may_speak: Mutex<Option<Arc<dyn Fn() -> bool + Send + Sync>>>,
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -288,10 +311,16 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Shared {
+    /// Whether this process may still speak in chat (see `Discord::speak_only_while`).
+    pub fn may_speak(&self) -> bool {
+        let gate = lock(&self.may_speak).clone();
+        gate.is_none_or(|may| may())
+    }
+
     fn attach(&self, engine: EngineHandle) {
         let mut link = lock(&self.engine);
         for event in link.waiting.drain(..) {
-            engine.chat(event);
+            engine.send(event);
         }
         link.handle = Some(engine);
     }
@@ -302,10 +331,24 @@ impl Shared {
 
     /// Sends `event` to the engine, or keeps it until the engine is attached.
     pub fn feed(&self, event: ChatEvent) {
+        self.feed_event(EngineEvent::Chat(event));
+    }
+
+    /// Sends a message's `event` to the engine with the message's place in its channel,
+    /// recorded as read with it.
+    pub fn feed_read(&self, event: ChatEvent, channel: u64, message: u64) {
+        self.feed_event(EngineEvent::Read {
+            event: Some(event),
+            channel: channel.to_string().into(),
+            message: message.to_string().into(),
+        });
+    }
+
+    fn feed_event(&self, event: EngineEvent) {
         let mut link = lock(&self.engine);
         match &link.handle {
             Some(h) => {
-                h.chat(event);
+                h.send(event);
             }
             None => link.waiting.push(event),
         }
