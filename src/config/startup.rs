@@ -3,8 +3,7 @@
 //! section lists the guilds to register slash commands in. A config that fails here would start and then fail on the
 //! first job, so start-up refuses it instead.
 
-use super::{AuthMethod, Config, Problem, SecretRef};
-use crate::domain::Provider;
+use super::{Config, Problem, SecretRef};
 
 /// What the config is about to be used for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,19 +30,24 @@ impl Config {
         if secrets {
             for account in self.accounts.values() {
                 let path = format!("accounts.{}", account.name);
-                let password =
-                    account.provider != Provider::Alibaba && account.auth == AuthMethod::Password;
-                let needed: &[(&str, &SecretRef)] = if password {
-                    &[("password", &account.password)]
-                } else {
-                    &[
-                        ("access_key", &account.access_key),
-                        ("secret_key", &account.secret_key),
-                    ]
-                };
-                for (kind, secret) in needed {
+                for (kind, secret) in account.auth.secrets(account) {
                     if let Some(problem) = unreadable(&path, kind, secret) {
                         out.push(problem);
+                    }
+                }
+            }
+            // A declared command's secrets, at the key that names them.
+            for d in &self.declared {
+                if let super::declared::Action::Command(c) = &d.action {
+                    for (name, secret) in &c.secret_env {
+                        if let Some(why) = &secret.missing {
+                            let mut problem = Problem::new(
+                                format!("operations.{}.secret_env.{name}", d.id),
+                                why.clone(),
+                            );
+                            problem.file = Some(d.file.clone());
+                            out.push(problem);
+                        }
                     }
                 }
             }

@@ -244,17 +244,29 @@ impl Engine {
     /// config (a job stored under an older config) is keyed by its name.
     pub(super) fn lock_key(&self, spec: &JobSpec) -> String {
         let op = self.config.catalog.by_id(&spec.operation);
-        let service = op.map_or(spec.operation.as_str(), |o| o.service.as_str());
         let place = match self.config.accounts.get(&spec.account) {
             Some(a) => a.place(),
             None => format!("account {}", spec.account),
         };
-        let mut key = format!("{place}/{service}");
-        if let Some(op) = op {
-            for p in &op.target {
-                key.push('/');
-                key.push_str(spec.param(&p.name).unwrap_or(""));
-            }
+        // A row may say what its lock is (a declared operation's `lock`); otherwise the
+        // service and every target parameter.
+        let (group, params): (&str, Vec<&str>) = match op {
+            Some(o) => match &o.lock {
+                Some(lock) => (
+                    &lock.group,
+                    lock.params.iter().map(String::as_str).collect(),
+                ),
+                None => (
+                    &o.service,
+                    o.target.iter().map(|p| p.name.as_str()).collect(),
+                ),
+            },
+            None => (&spec.operation, Vec::new()),
+        };
+        let mut key = format!("{place}/{group}");
+        for name in params {
+            key.push('/');
+            key.push_str(spec.param(name).unwrap_or(""));
         }
         key
     }
