@@ -262,9 +262,10 @@ mod declared_tests {
             }
             assert!(!loose.matches(bad), "{bad:?}");
         }
-        // An alternation cannot match in part.
-        let alt = IdPattern::declared("^a$|^b", "a or b".into(), 16).unwrap();
-        assert!(!alt.matches("bc"));
+        // An alternation cannot match in part: unwrapped, `^a|b$` would accept "ax" and "xb".
+        let alt = IdPattern::declared("^a|b$", "a or b".into(), 16).unwrap();
+        assert!(alt.matches("a") && alt.matches("b"));
+        assert!(!alt.matches("ax") && !alt.matches("xb"));
     }
 
     #[test]
