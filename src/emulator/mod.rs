@@ -9,8 +9,10 @@
 mod admin;
 mod auth;
 mod ddm;
+mod ecs;
 mod faults;
 mod iam;
+mod rds;
 mod reply;
 mod sae;
 mod scnet;
@@ -236,6 +238,9 @@ enum Route {
     TaurusUpgrade { instance: String, proxy: String },
     TaurusJob,
     TaurusProxies { instance: String },
+    RdsRestart { instance: String },
+    EcsReboot,
+    EcsJob { job: String },
 }
 
 impl Route {
@@ -266,7 +271,13 @@ impl Route {
                     proxy: p.to_string(),
                 }
             }
+            // TaurusDB's and RDS's job API (the same path on their own hosts).
             ("GET", ["v3", _, "jobs"]) => Route::TaurusJob,
+            ("POST", ["v3", _, "instances", i, "action"]) => Route::RdsRestart {
+                instance: i.to_string(),
+            },
+            ("POST", ["v1", _, "cloudservers", "action"]) => Route::EcsReboot,
+            ("GET", ["v1", _, "jobs", j]) => Route::EcsJob { job: j.to_string() },
             ("GET", ["v3", _, "instances", i, "proxies"]) => Route::TaurusProxies {
                 instance: i.to_string(),
             },
@@ -277,7 +288,7 @@ impl Route {
     /// What a mutating call acts on, for the call log; `None` for reads and tokens.
     fn target(&self) -> Option<String> {
         match self {
-            Route::Restart { instance } => Some(instance.clone()),
+            Route::Restart { instance } | Route::RdsRestart { instance } => Some(instance.clone()),
             Route::TaurusRestart { instance, proxy } | Route::TaurusUpgrade { instance, proxy } => {
                 Some(format!("{instance}/{proxy}"))
             }
@@ -296,6 +307,9 @@ impl Route {
             Route::TaurusUpgrade { .. } => "taurus.upgrade",
             Route::TaurusJob => "taurus.job",
             Route::TaurusProxies { .. } => "taurus.proxies",
+            Route::RdsRestart { .. } => "rds.restart",
+            Route::EcsReboot => "ecs.reboot",
+            Route::EcsJob { .. } => "ecs.job",
         }
     }
 }
@@ -376,7 +390,13 @@ fn handle(shared: &Shared, route: &Route, req: &Incoming) -> Reply {
         Route::TaurusUpgrade { instance, proxy } => {
             taurus::upgrade(&mut s, instance, proxy, &req.body, now)
         }
-        Route::TaurusJob => taurus::show_job(&mut s, req.query.as_deref(), now),
+        Route::TaurusJob => match auth::query_value(req.query.as_deref(), "id") {
+            Some(id) if s.rds.knows_job(&id) => rds::show_job(&s, &id, now),
+            _ => taurus::show_job(&mut s, req.query.as_deref(), now),
+        },
+        Route::RdsRestart { instance } => rds::restart(&mut s, instance, &req.body, now),
+        Route::EcsReboot => ecs::reboot(&mut s, &req.body, now),
+        Route::EcsJob { job } => ecs::show_job(&s, job, now),
         Route::TaurusProxies { instance } => taurus::list_proxies(&mut s, instance, now),
     }
 }
