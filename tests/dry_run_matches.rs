@@ -64,7 +64,8 @@ async fn every_operations_dry_run_is_the_request_it_sends() {
     .await
     .unwrap();
     let base = emu.base_url();
-    let config = opsgate::app::demo_config(&base).unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let config = opsgate::app::demo_config(&base, scratch.path()).unwrap();
     let registry = Registry::from_config(&config);
     for built_in in OPERATIONS {
         let id = (built_in.def)().id;

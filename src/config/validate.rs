@@ -295,6 +295,21 @@ fn validate(raw: RawConfig, source: &Path, builtins: &Builtins, p: &mut Collecto
     if needs_local && !accounts.values().any(|a| a.provider == Provider::Local) {
         accounts.insert(LOCAL_ACCOUNT.to_string(), Arc::new(local_account()));
     }
+    // This host is one place: a sole local account is the default, so a command's usage
+    // line needs no account=NAME.
+    let locals: Vec<String> = (accounts.values())
+        .filter(|a| a.provider == Provider::Local)
+        .map(|a| a.name.clone())
+        .collect();
+    if let [only] = locals.as_slice() {
+        if let Some(a) = accounts.get_mut(only) {
+            if !a.default {
+                let mut one = (**a).clone();
+                one.default = true;
+                *a = Arc::new(one);
+            }
+        }
+    }
     for provider in Provider::ALL {
         let defaults: Vec<_> = accounts
             .values()

@@ -26,6 +26,8 @@ pub const OPERATIONS: &[&str] = &[
     "taurus.job",
     "taurus.proxies",
     "rds.restart",
+    "rds.job",
+    "rds.instances",
     "ecs.reboot",
     "ecs.job",
     "sae.restart",

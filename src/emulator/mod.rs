@@ -239,6 +239,7 @@ enum Route {
     TaurusJob,
     TaurusProxies { instance: String },
     RdsRestart { instance: String },
+    RdsInstances,
     EcsReboot,
     EcsJob { job: String },
 }
@@ -276,6 +277,7 @@ impl Route {
             ("POST", ["v3", _, "instances", i, "action"]) => Route::RdsRestart {
                 instance: i.to_string(),
             },
+            ("GET", ["v3", _, "instances"]) => Route::RdsInstances,
             ("POST", ["v1", _, "cloudservers", "action"]) => Route::EcsReboot,
             ("GET", ["v1", _, "jobs", j]) => Route::EcsJob { job: j.to_string() },
             ("GET", ["v3", _, "instances", i, "proxies"]) => Route::TaurusProxies {
@@ -308,6 +310,7 @@ impl Route {
             Route::TaurusJob => "taurus.job",
             Route::TaurusProxies { .. } => "taurus.proxies",
             Route::RdsRestart { .. } => "rds.restart",
+            Route::RdsInstances => "rds.instances",
             Route::EcsReboot => "ecs.reboot",
             Route::EcsJob { .. } => "ecs.job",
         }
@@ -336,9 +339,18 @@ async fn cloud_api(AxState(shared): AxState<Arc<Shared>>, req: Request) -> Respo
     let Some(route) = Route::parse(&req.method, &req.path) else {
         return Reply::no_such_api().into_response();
     };
-    let operation = route.operation();
     let fault = {
         let mut s = shared.lock();
+        // RDS and TaurusDB share the job API's path: the job's ID tells whose it is.
+        let operation = match &route {
+            Route::TaurusJob
+                if auth::query_value(req.query.as_deref(), "id")
+                    .is_some_and(|id| s.rds.knows_job(&id)) =>
+            {
+                "rds.job"
+            }
+            other => other.operation(),
+        };
         s.count(operation);
         if let Some(target) = route.target() {
             s.log_call(operation, target);
@@ -363,7 +375,7 @@ async fn cloud_api(AxState(shared): AxState<Arc<Shared>>, req: Request) -> Respo
         }
     };
     tracing::debug!(
-        operation,
+        operation = route.operation(),
         status = reply.status.as_u16(),
         "emulator answered"
     );
@@ -395,6 +407,7 @@ fn handle(shared: &Shared, route: &Route, req: &Incoming) -> Reply {
             _ => taurus::show_job(&mut s, req.query.as_deref(), now),
         },
         Route::RdsRestart { instance } => rds::restart(&mut s, instance, &req.body, now),
+        Route::RdsInstances => rds::list(&s, req.query.as_deref(), now),
         Route::EcsReboot => ecs::reboot(&mut s, &req.body, now),
         Route::EcsJob { job } => ecs::show_job(&s, job, now),
         Route::TaurusProxies { instance } => taurus::list_proxies(&mut s, instance, now),

@@ -3,7 +3,8 @@
 //! with `{"restart": {}}`, answered `{"job_id": ...}`), and show a job
 //! (`GET /v3/{project_id}/jobs?id=`, the path TaurusDB's job API shares: `handle` asks RDS
 //! first). Shapes from Huawei's RDS API reference ("Rebooting a DB Instance", "Obtaining
-//! Information About a Task with a Specified ID").
+//! Information About a Task with a Specified ID"), and list one instance
+//! (`GET /v3/{project_id}/instances?id=`, "Querying DB Instances").
 //!
 //! Any ID of the documented shape (32 hex characters, then `in01` MySQL, `in03`
 //! PostgreSQL or `in04` SQL Server) names an instance that exists and is ACTIVE. While its
@@ -87,6 +88,26 @@ pub fn restart(state: &mut State, instance_id: &str, body: &[u8], now: Instant) 
         .busy
         .insert(instance_id.to_string(), job_id.clone());
     Reply::json(StatusCode::OK, json!({ "job_id": job_id }))
+}
+
+/// `GET /v3/{project_id}/instances?id=`: the instance, REBOOTING while its reboot runs,
+/// else ACTIVE (no `id`, or one of another shape: an empty list).
+pub fn list(state: &State, query: Option<&str>, now: Instant) -> Reply {
+    let instances = match super::auth::query_value(query, "id") {
+        Some(id) if instance_ok(&id) => {
+            let status = if state.rds.running(&id, now) {
+                "REBOOTING"
+            } else {
+                "ACTIVE"
+            };
+            vec![json!({"id": id, "name": format!("rds-{}", &id[..8]), "status": status})]
+        }
+        _ => Vec::new(),
+    };
+    Reply::json(
+        StatusCode::OK,
+        json!({"total_count": instances.len(), "instances": instances}),
+    )
 }
 
 /// `GET /v3/{project_id}/jobs?id=` for a job RDS started.

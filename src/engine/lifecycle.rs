@@ -167,13 +167,32 @@ impl Engine {
         }
         self.save_quiet(id, actor, event, detail, now);
         if self.transition(id, JobState::Submitting) {
-            let detail = "sending the request to the cloud".to_string();
+            let detail = self.submitting_detail(id);
             if announce {
                 self.save(id, None, "submitting", detail, now);
             } else {
                 self.save_quiet(id, None, "submitting", detail, now);
             }
             self.effects.push(Effect::Submit(id));
+        }
+    }
+
+    /// The audit entry of a submit. For a declared operation it is the request or argv
+    /// exactly as described (credentials never are) and the declaration's file and hash,
+    /// so what was sent stays readable after the file changes.
+    fn submitting_detail(&self, id: JobId) -> String {
+        let plain = "sending the request to the cloud".to_string();
+        let Some(job) = self.active.get(&id) else {
+            return plain;
+        };
+        let Some(origin) =
+            (self.config.catalog.by_id(&job.spec.operation)).and_then(|op| op.origin.as_ref())
+        else {
+            return plain;
+        };
+        match self.operations.describe(&job.spec) {
+            Ok(d) => format!("sending {} ({origin})", d.lines()),
+            Err(e) => format!("sending the request (cannot describe it: {e}) ({origin})"),
         }
     }
 

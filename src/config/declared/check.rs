@@ -184,11 +184,7 @@ pub fn check(
         notes: raw.notes.clone().unwrap_or_default(),
         check: None,
         lock: Some(lock),
-        origin: Some(format!(
-            "declared in {}, sha256 {}",
-            file.display(),
-            &hash[..16]
-        )),
+        origin: Some(format!("declared in {}, sha256 {hash}", file.display())),
     };
     let declaration = Declaration {
         id,
