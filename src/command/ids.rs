@@ -34,6 +34,10 @@ pub struct Guards {
     pub path_segment: bool,
     /// Never starts with `-`: the value is an argv element and must not read as an option.
     pub no_leading_dash: bool,
+    /// An argv element of a declared command: RFC 3986 unreserved characters and `: @ , + =`
+    /// only, never `.` or `..`. No shell ever sees it, but the program might read it as a
+    /// path, a glob or an expression: `/`, `*`, quotes and shell syntax stay out.
+    pub argv_element: bool,
     /// A decimal integer within this range (inclusive).
     pub integer: Option<(i64, i64)>,
 }
@@ -52,6 +56,18 @@ impl Guards {
             return false;
         }
         if self.no_leading_dash && value.starts_with('-') {
+            return false;
+        }
+        if self.argv_element
+            && (matches!(value, "." | "..")
+                || !value.bytes().all(|b| {
+                    b.is_ascii_alphanumeric()
+                        || matches!(
+                            b,
+                            b'-' | b'_' | b'.' | b'~' | b':' | b'@' | b',' | b'+' | b'='
+                        )
+                }))
+        {
             return false;
         }
         match self.integer {
@@ -81,6 +97,7 @@ impl IdPattern {
                 printable_ascii: false,
                 path_segment: false,
                 no_leading_dash: false,
+                argv_element: false,
                 integer: None,
             },
         }
@@ -118,6 +135,7 @@ impl IdPattern {
         g.printable_ascii |= more.printable_ascii;
         g.path_segment |= more.path_segment;
         g.no_leading_dash |= more.no_leading_dash;
+        g.argv_element |= more.argv_element;
         if more.integer.is_some() {
             g.integer = more.integer;
         }
@@ -286,6 +304,17 @@ mod declared_tests {
         assert!(arg.matches("checkout"));
         assert!(!arg.matches("-rf"));
         assert!(!arg.matches("--flag=x"));
+        let argv = loose().guarded(Guards {
+            no_leading_dash: true,
+            argv_element: true,
+            ..Guards::default()
+        });
+        assert!(argv.matches("checkout") && argv.matches("app=web,tier=1") && argv.matches("v1.2"));
+        for bad in [
+            "a;b", "$(id)", "`id`", "../x", "..", "a/b", "*", "a'b", "a b", "-x",
+        ] {
+            assert!(!argv.matches(bad), "{bad}");
+        }
         let n = IdPattern::declared("^-?[0-9]{1,6}$", "1 to 100".into(), 8)
             .unwrap()
             .guarded(Guards {

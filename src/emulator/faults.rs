@@ -30,6 +30,8 @@ pub const OPERATIONS: &[&str] = &[
     "rds.instances",
     "ecs.reboot",
     "ecs.job",
+    "team.restart",
+    "team.operation",
     "sae.restart",
     "sae.changeorder",
     "sae.changeorders",

@@ -19,6 +19,7 @@ mod scnet;
 mod serve;
 mod state;
 mod taurus;
+mod team_api;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -65,6 +66,8 @@ pub mod demo {
     pub const SCNET_CLUSTER_ID: &str = "11250";
     pub const SCNET_CLUSTER_NAME: &str = "demo-cluster";
     pub const SCNET_INSTANCE: &str = "4c1f43ddb030483e89b55413bee6c004";
+    /// A team's own API (HTTP accounts): the bearer token or X-Api-Key it accepts.
+    pub const TEAM_TOKEN: &str = "demo-team-api-token";
 }
 
 #[derive(Clone, Debug)]
@@ -169,6 +172,7 @@ pub async fn start(opts: EmulatorOptions, addr: SocketAddr) -> std::io::Result<R
         .nest("/_emulator", admin::router())
         .merge(sae::router(shared.clone()))
         .merge(scnet::router(shared.clone()))
+        .merge(team_api::router(shared.clone()))
         .fallback(cloud_api)
         .layer(axum::middleware::from_fn_with_state(
             shared.clone(),

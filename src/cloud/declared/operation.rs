@@ -55,7 +55,9 @@ impl DeclaredHttp {
             Some(p) => (p.interval, p.deadline),
             None => (Duration::from_secs(10), Duration::from_secs(600)),
         };
-        let interval = interval.max(floor);
+        // The account's poll_interval, when set, is the operator's pace and wins over the
+        // declared one, as it wins over a built-in's.
+        let interval = account.poll_interval.unwrap_or(interval).max(floor);
         let policy = PollPolicy {
             initial_delay: interval.min(Duration::from_secs(5)),
             interval,

@@ -139,6 +139,7 @@ pub fn check(
     let guard = |name: &str| Guards {
         path_segment: in_path.iter().any(|n| n == name),
         no_leading_dash: local,
+        argv_element: local,
         ..Guards::default()
     };
     let checked = params::check(&raw.params, raw.modes.as_ref(), RESERVED, &guard, at, p);
