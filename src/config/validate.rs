@@ -182,12 +182,25 @@ pub(super) fn syntax_problem(
 
 fn validate(raw: RawConfig, source: &Path, builtins: &Builtins, p: &mut Collector) -> Config {
     let base = base_dir(source);
+    // How each account authenticates, read ahead (its own problems are reported with it),
+    // so a declared call whose authentication fits none of them is refused where it is.
+    let auths: Vec<super::declared::AccountAuth> = (raw.accounts.iter())
+        .filter_map(|(name, a)| {
+            let provider = Provider::parse(a.provider.as_deref()?)?;
+            Some(super::declared::AccountAuth {
+                name: name.clone(),
+                provider,
+                method: auth_method(a.auth.as_deref(), provider)?,
+            })
+        })
+        .collect();
     let declared = super::declared::load(
         &raw.operations,
         raw.bot.operations_dir.as_deref(),
         source,
         &base,
         builtins,
+        &auths,
         p,
     );
     let catalog = builtins.catalog.with(declared.defs.iter().cloned());
@@ -435,6 +448,23 @@ fn validate(raw: RawConfig, source: &Path, builtins: &Builtins, p: &mut Collecto
     }
 }
 
+/// An account's authentication as `validate_account` reads it, or `None` where that
+/// reports a problem.
+fn auth_method(auth: Option<&str>, provider: Provider) -> Option<AuthMethod> {
+    Some(match (auth, provider) {
+        (None, Provider::Alibaba) => AuthMethod::AkSk,
+        (None | Some("none"), Provider::Local) => AuthMethod::None,
+        (Some(_), Provider::Local) => return None,
+        (Some("bearer"), Provider::Http) => AuthMethod::Bearer,
+        (Some("header"), Provider::Http) => AuthMethod::Header,
+        (Some("none"), Provider::Http) => AuthMethod::None,
+        (_, Provider::Http) => return None,
+        (None | Some("password"), _) => AuthMethod::Password,
+        (Some("aksk"), _) => AuthMethod::AkSk,
+        (Some(_), _) => return None,
+    })
+}
+
 /// The account commands run on when the config declares none of provider "local".
 const LOCAL_ACCOUNT: &str = "local";
 
@@ -615,6 +645,7 @@ fn account(
         }
     }
     let http_like = matches!(provider, Some(Provider::Http | Provider::Local));
+    // Kept in step with `auth_method` below (which reads ahead, without problems).
     let auth = match (raw.auth.as_deref(), provider) {
         // Alibaba has only AK/SK signing; a local account authenticates nowhere.
         (None, Some(Provider::Alibaba)) => AuthMethod::AkSk,

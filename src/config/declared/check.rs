@@ -7,7 +7,7 @@ use std::sync::Arc;
 use sha2::{Digest, Sha256};
 
 use super::raw::RawOperation;
-use super::types::{Action, Declaration};
+use super::types::{Action, AuthKind, Declaration};
 use super::{command, http, params};
 use crate::command::ids::{self, Guards};
 use crate::command::{builtin_by_verb, suggest, Catalog, Lock, OperationDef};
@@ -50,6 +50,21 @@ fn hash(raw: &RawOperation) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
+/// An account as far as a declaration needs it: which provider, and how it authenticates.
+pub struct AccountAuth {
+    pub name: String,
+    pub provider: Provider,
+    pub method: crate::config::AuthMethod,
+}
+
+/// What a declaration is checked against besides itself.
+pub struct Known<'a> {
+    /// The built-ins and the declarations before it.
+    pub catalog: &'a Catalog,
+    pub endpoint_keys: fn(Provider) -> &'static [&'static str],
+    pub accounts: &'a [AccountAuth],
+}
+
 pub struct Checked {
     pub declaration: Arc<Declaration>,
     pub def: OperationDef,
@@ -60,11 +75,11 @@ pub fn check(
     raw: &RawOperation,
     file: &Path,
     base: &Path,
-    catalog: &Catalog,
-    endpoint_keys: fn(Provider) -> &'static [&'static str],
+    known: &Known<'_>,
     at: &str,
     p: &mut Collector,
 ) -> Option<Checked> {
+    let (catalog, endpoint_keys) = (known.catalog, known.endpoint_keys);
     let before = p.len();
     let key = |k: &str| format!("{at}.{k}");
     let word = |k: &str, v: &Option<String>, p: &mut Collector| -> Option<String> {
@@ -158,8 +173,11 @@ pub fn check(
         for k in command::command_keys_set(raw) {
             p.add(key(k), "only for commands (provider = \"local\")");
         }
-        http::check(raw, provider, endpoint_keys(provider), &names, at, p)
-            .map(|c| Action::Http(Box::new(c)))
+        let call = http::check(raw, provider, endpoint_keys(provider), &names, at, p);
+        if let Some(call) = &call {
+            fits_an_account(call.auth, provider, known.accounts, at, p);
+        }
+        call.map(|c| Action::Http(Box::new(c)))
     };
     let lock = lock(raw, &id, &checked, at, p);
     if p.len() > before {
@@ -200,6 +218,53 @@ pub fn check(
         declaration: Arc::new(declaration),
         def,
     })
+}
+
+/// A call whose authentication fits none of the accounts of its provider could never run:
+/// refused, with the authentications that would fit them.
+fn fits_an_account(
+    auth: AuthKind,
+    provider: Provider,
+    accounts: &[AccountAuth],
+    at: &str,
+    p: &mut Collector,
+) {
+    let mine: Vec<&AccountAuth> = accounts.iter().filter(|a| a.provider == provider).collect();
+    if mine.is_empty() {
+        p.add(
+            format!("{at}.provider"),
+            format!(
+                "no {} account is configured for this call: add [accounts.NAME] with provider = \"{}\"",
+                provider.name(),
+                provider.name()
+            ),
+        );
+        return;
+    }
+    if mine.iter().any(|a| auth.misfit(a.method).is_none()) {
+        return;
+    }
+    let fitting: Vec<String> = (AuthKind::ALL.iter())
+        .filter(|k| k.provider() == provider && mine.iter().any(|a| k.misfit(a.method).is_none()))
+        .map(|k| format!("\"{}\"", k.name()))
+        .collect();
+    let accounts: Vec<String> = (mine.iter())
+        .map(|a| format!("{} (auth = \"{}\")", a.name, a.method.name()))
+        .collect();
+    p.add(
+        format!("{at}.auth"),
+        format!(
+            "auth `{}` fits none of the {} accounts: {}; use auth = {}",
+            auth.name(),
+            provider.name(),
+            accounts.join(", "),
+            if fitting.is_empty() {
+                "one that fits them".to_string()
+            } else {
+                fitting.join(" or ")
+            }
+        ),
+    );
 }
 
 /// A verb, service or alias already taken (by a built-in or an earlier declaration), a verb

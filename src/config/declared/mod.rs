@@ -16,7 +16,7 @@ mod types;
 use std::path::Path;
 use std::sync::Arc;
 
-pub use check::account_values;
+pub use check::{account_values, AccountAuth};
 pub use types::{
     Accepted, Action, AuthKind, Body, CommandRun, Declaration, Errors, Fill, HttpCall, Kind, Poll,
     Reconcile, Refusal, RequestTemplate,
@@ -41,6 +41,7 @@ pub(in crate::config) fn load(
     source: &Path,
     base: &Path,
     builtins: &Builtins,
+    accounts: &[AccountAuth],
     p: &mut Collector,
 ) -> Loaded {
     let mut loaded = Loaded::default();
@@ -52,7 +53,7 @@ pub(in crate::config) fn load(
             source,
             base,
             &mut catalog,
-            builtins,
+            (builtins, accounts),
             &at,
             &mut loaded,
             p,
@@ -67,7 +68,7 @@ pub(in crate::config) fn load(
                     &file.shown,
                     base,
                     &mut catalog,
-                    builtins,
+                    (builtins, accounts),
                     &at,
                     &mut loaded,
                     &mut problems,
@@ -85,12 +86,17 @@ fn add(
     file: &Path,
     base: &Path,
     catalog: &mut Catalog,
-    builtins: &Builtins,
+    (builtins, accounts): (&Builtins, &[AccountAuth]),
     at: &str,
     loaded: &mut Loaded,
     p: &mut Collector,
 ) {
-    if let Some(c) = check::check(raw, file, base, catalog, builtins.endpoint_keys, at, p) {
+    let known = check::Known {
+        catalog,
+        endpoint_keys: builtins.endpoint_keys,
+        accounts,
+    };
+    if let Some(c) = check::check(raw, file, base, &known, at, p) {
         let def = Arc::new(c.def);
         *catalog = catalog.with([def.clone()]);
         loaded.defs.push(def);
