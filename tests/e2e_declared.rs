@@ -329,3 +329,26 @@ fn injection_attempts_in_chat_are_refused_before_anything_is_sent() {
     assert!(!dir.path().join("count").exists(), "a command ran");
     assert!(!dir.path().join("hang.pid").exists(), "a command ran");
 }
+
+#[test]
+fn the_lock_freezes_and_the_rules_hold_for_a_declared_operation() {
+    let (dir, emu, config) = setup("500ms");
+    // Two requests for one RDS instance: the second waits for the first (the lock is the
+    // operation and its target parameters); by raw ID it is the same resource.
+    let input = format!(
+        "!restart rds orders-rds\n!restart rds {RDS}\n/as mallory nobody\n!restart rds orders-rds\n\
+         /as root admin\n!freeze 1h maintenance\n/as alice oncall\n!cancel 1\n!restart rds orders-rds\n\
+         !jobs all\n"
+    );
+    let (out, err, ok) = run_shell(&config, &dir.path().join("data"), &input);
+    assert!(ok, "{err}");
+    println!("{out}");
+    assert!(out.contains("is busy: job 1"), "{out}");
+    assert!(
+        out.contains("no rule lets you") || out.contains("not allowed") || out.contains("may not"),
+        "a role without a rule is refused: {out}"
+    );
+    assert!(out.contains("maintenance"), "the freeze refuses it: {out}");
+    assert!(!out.contains("job 2 ·"), "no second job: {out}");
+    assert_eq!(emu.calls("rds.restart"), 0);
+}
