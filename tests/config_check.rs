@@ -389,7 +389,9 @@ fn two_hundred_declarations_load_quickly_enough_to_measure() {
     text.push_str(HW);
     for i in 0..200 {
         text.push_str(&format!(
-            "[[operations]]\nverb = \"poke\"\nservice = \"svc{i}\"\nprovider = \"http\"\nauth = \"bearer\"\nendpoint = \"api\"\nmethod = \"POST\"\npath = \"/services/{{name}}/restart\"\nbody = {{ reason = \"{{reason}}\", n = 1 }}\naccepted = {{ status = [202], id = \"/operation/id\" }}\n[operations.poll]\npath = \"/operations/{{job_id}}\"\nstate = \"/state\"\nrunning = [\"running\"]\nsucceeded = [\"done\"]\n[[operations.params]]\nname = \"name\"\npattern = \"^[a-z0-9-]{{1,63}}$\"\n[[operations.params]]\nname = \"reason\"\nrole = \"arg\"\nvalues = [\"deploy\", \"incident\"]\n"
+            "[[operations]]\nverb = \"poke\"\nservice = \"svc{i}\"\nprovider = \"http\"\nauth = \"bearer\"\nendpoint = \"api\"\nmethod = \"POST\"\npath = \"/services/{{name}}/restart\"\nbody = {{ reason = \"{{reason}}\", n = 1 }}\naccepted = {{ status = [202], id = \"/operation/id\" }}\n[operations.poll]\npath = \"/operations/{{job_id}}\"\nstate = \"/state\"\nrunning = [\"running\"]\nsucceeded = [\"done\"]\n[[operations.params]]\nname = \"name\"\npattern = \"^[a-z0-9-]{{1,{}}}$\"\n[[operations.params]]\nname = \"reason\"\nrole = \"arg\"\nvalues = [\"deploy\", \"incident\"]\n",
+            // A pattern of its own each, so no compilation is shared.
+            10 + i % 54
         ));
     }
     let base = "[roles]\noncall = \"1\"\n".to_string() + HW;

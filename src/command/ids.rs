@@ -13,8 +13,11 @@ use regex::Regex;
 /// whatever the team's regex says.
 #[derive(Clone, Debug)]
 pub struct IdPattern {
+    /// What is compiled: a declared pattern wrapped in anchors of its own.
     source: Cow<'static, str>,
-    regex: OnceLock<Regex>,
+    /// Compiled on first use (`None`: it does not compile, and matches nothing), so that a
+    /// config of many declarations does not pay every compilation at start-up.
+    regex: OnceLock<Option<Regex>>,
     /// What a valid value looks like, in words, for the reply to bad input.
     pub describe: Cow<'static, str>,
     /// Longest value accepted, checked before the regex runs.
@@ -112,14 +115,17 @@ impl IdPattern {
                 "the pattern `{source}` must be anchored: start it with ^ and end it with $"
             ));
         }
-        let regex = regex::RegexBuilder::new(&format!("^(?:{source})$"))
-            // Bounded, so that no pattern in a config makes start-up slow or large.
-            .size_limit(1 << 20)
+        let wrapped = format!("^(?:{source})$");
+        // Parsed now, so a pattern that is not a regex is refused where it is written;
+        // compiled on first use (`compiles` checks that for check-config).
+        regex_syntax::ParserBuilder::new()
+            .nest_limit(64)
             .build()
+            .parse(&wrapped)
             .map_err(|e| format!("the pattern `{source}` does not compile: {e}"))?;
         Ok(IdPattern {
-            source: Cow::Owned(source.to_string()),
-            regex: OnceLock::from(regex),
+            source: Cow::Owned(wrapped),
+            regex: OnceLock::new(),
             describe: Cow::Owned(describe),
             max_len,
             guards: Guards {
@@ -150,16 +156,33 @@ impl IdPattern {
         &self.source
     }
 
+    /// The compiled pattern, or why it does not compile: bounded, so that no pattern in a
+    /// config makes the process slow or large.
+    fn compile(&self) -> Result<Regex, String> {
+        regex::RegexBuilder::new(&self.source)
+            .size_limit(1 << 20)
+            .build()
+            .map_err(|e| format!("the pattern `{}` does not compile: {e}", self.source))
+    }
+
+    /// Whether it compiles (check-config compiles every declared pattern; a start only
+    /// parses them).
+    pub fn compiles(&self) -> Result<(), String> {
+        match self.regex.get_or_init(|| self.compile().ok()) {
+            Some(_) => Ok(()),
+            None => self.compile().map(drop),
+        }
+    }
+
     pub fn matches(&self, value: &str) -> bool {
         // Cheap guards first: nothing valid here is longer than `max_len` (128 unless set).
+        // A pattern that does not compile matches nothing (the static ones are exercised by
+        // the unit tests; check-config compiles the declared ones).
         value.len() <= self.max_len
             && self.guards.allow(value)
-            && self
-                .regex
-                // The static sources are literals exercised by the unit tests, and declared
-                // ones compiled when they were read, so this cannot fail.
-                .get_or_init(|| Regex::new(&self.source).expect("static pattern"))
-                .is_match(value)
+            && (self.regex.get_or_init(|| self.compile().ok()))
+                .as_ref()
+                .is_some_and(|r| r.is_match(value))
     }
 }
 

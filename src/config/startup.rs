@@ -26,6 +26,22 @@ impl Config {
                 "no [[rules]]: every command would be refused; add at least one rule",
             ));
         }
+        // A start only parses declared patterns (compiling 200 of them would cost start-up
+        // tens of milliseconds); check-config compiles each, so none fails on first use.
+        if matches!(usage, Use::Check { .. }) {
+            for op in self
+                .catalog
+                .operations()
+                .iter()
+                .filter(|o| o.origin.is_some())
+            {
+                for param in op.target.iter().chain(&op.args) {
+                    if let Err(e) = param.pattern.compiles() {
+                        out.push(Problem::new(format!("operations.{}.params", op.id), e));
+                    }
+                }
+            }
+        }
         let secrets = !matches!(usage, Use::Check { secrets: false });
         if secrets {
             for account in self.accounts.values() {
