@@ -310,6 +310,16 @@ mod declared_tests {
     }
 
     #[test]
+    fn a_declared_pattern_too_large_to_compile_is_found_by_check_config_and_matches_nothing() {
+        assert!(IdPattern::declared("^(a$", "x".into(), 10).is_err());
+        let huge = IdPattern::declared("^(a{1000}){1000}$", "x".into(), 10).unwrap();
+        assert!(huge.compiles().is_err());
+        assert!(!huge.matches("a"));
+        let fine = IdPattern::declared("^[a-z]{1,8}$", "x".into(), 10).unwrap();
+        assert!(fine.compiles().is_ok() && fine.matches("abc"));
+    }
+
+    #[test]
     fn guards_narrow_a_loose_pattern() {
         let loose = || IdPattern::declared("^.+$", "anything".into(), 64).unwrap();
         let seg = loose().guarded(Guards {
