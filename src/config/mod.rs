@@ -275,8 +275,11 @@ impl Config {
     pub fn load_for(path: &Path, usage: Use, builtins: &Builtins) -> Result<Config, Problems> {
         let config = Config::load(path, builtins)?;
         let mut list = config.startup_problems(usage);
-        if let Ok(text) = std::fs::read_to_string(path) {
-            places::Places::of(&text).locate(&mut list);
+        // Placing problems parses the whole file again: only when there are some.
+        if !list.is_empty() {
+            if let Ok(text) = std::fs::read_to_string(path) {
+                places::Places::of(&text).locate(&mut list);
+            }
         }
         if list.is_empty() {
             Ok(config)

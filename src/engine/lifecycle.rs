@@ -178,21 +178,21 @@ impl Engine {
     }
 
     /// The audit entry of a submit. For a declared operation it is the request or argv
-    /// exactly as described (credentials never are) and the declaration's file and hash,
-    /// so what was sent stays readable after the file changes.
+    /// exactly as described, credentials never (the `requested` entry names the
+    /// declaration's file and hash), so what was sent stays readable after the file changes.
     fn submitting_detail(&self, id: JobId) -> String {
         let plain = "sending the request to the cloud".to_string();
         let Some(job) = self.active.get(&id) else {
             return plain;
         };
-        let Some(origin) =
-            (self.config.catalog.by_id(&job.spec.operation)).and_then(|op| op.origin.as_ref())
-        else {
+        let declared =
+            (self.config.catalog.by_id(&job.spec.operation)).is_some_and(|op| op.origin.is_some());
+        if !declared {
             return plain;
-        };
+        }
         match self.operations.describe(&job.spec) {
-            Ok(d) => format!("sending {} ({origin})", d.lines()),
-            Err(e) => format!("sending the request (cannot describe it: {e}) ({origin})"),
+            Ok(d) => format!("sending {}", d.request()),
+            Err(e) => format!("sending the request (cannot describe it: {e})"),
         }
     }
 

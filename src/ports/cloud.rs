@@ -165,6 +165,13 @@ pub struct Described {
 
 impl Described {
     pub fn lines(&self) -> String {
+        let mut out = self.request();
+        out.push_str(&format!("\n    auth: {}", self.auth));
+        out
+    }
+
+    /// What is sent, without how it is authenticated (the audit entry of a submit).
+    pub fn request(&self) -> String {
         let mut out = format!("{} {}", self.method, self.url);
         for (name, value) in &self.headers {
             out.push_str(&format!("\n    {name}: {value}"));
@@ -172,7 +179,6 @@ impl Described {
         if let Some(body) = &self.body {
             out.push_str(&format!("\n    body: {body}"));
         }
-        out.push_str(&format!("\n    auth: {}", self.auth));
         out
     }
 }

@@ -90,6 +90,9 @@ fn parse(text: &str, p: &mut Collector) -> Vec<RawOperation> {
 /// The file's problems, placed in it and named by it, added to the config's.
 pub fn report(file: &File, problems: Collector, p: &mut Collector) {
     let mut list = problems.into_vec();
+    if list.is_empty() {
+        return;
+    }
     Places::of(&file.text).locate(&mut list);
     for mut problem in list {
         problem.file = Some(file.shown.clone());
