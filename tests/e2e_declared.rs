@@ -146,6 +146,19 @@ endpoints = {{ iam = "{url}", rds = "{url}" }}
 [targets.orders-rds]
 service = "rds"
 instance_id = "{RDS}"
+[targets.billing-rds]
+service = "rds"
+instance_id = "fedcba9876543210fedcba9876543210in03"
+# Typed confirmation and break-glass, scoped to this target (it beats the rule below).
+[[rules]]
+command = "restart rds"
+targets = ["billing-rds"]
+request_roles = ["oncall", "admin"]
+approvals = 1
+approver_roles = ["dba"]
+confirm = true
+break_glass = true
+break_glass_roles = ["admin"]
 [[rules]]
 command = "restart rds"
 request_roles = ["oncall"]
@@ -351,4 +364,32 @@ fn the_lock_freezes_and_the_rules_hold_for_a_declared_operation() {
     assert!(out.contains("maintenance"), "the freeze refuses it: {out}");
     assert!(!out.contains("job 2 ·"), "no second job: {out}");
     assert_eq!(emu.calls("rds.restart"), 0);
+}
+
+#[test]
+fn typed_confirmation_and_break_glass_hold_for_a_declared_operation() {
+    let (dir, emu, config) = setup("500ms");
+    let mut shell = LiveShell::start(&config, &dir.path().join("data"));
+    shell.send("/as root admin");
+    shell.send("!restart rds billing-rds --break-glass \"billing is down\"");
+    let prompt = shell.expect("needs your confirmation: type `!confirm ");
+    let number = prompt
+        .split("!confirm ")
+        .nth(1)
+        .and_then(|t| t.split_whitespace().next())
+        .unwrap()
+        .to_string();
+    // Nothing is stored or sent before the target's name is typed.
+    assert_eq!(emu.calls("rds.restart"), 0);
+    shell.send(&format!("!confirm {number} billing-rds"));
+    shell.expect("job 1 · succeeded");
+    shell.send("!status 1");
+    shell.expect("review pending");
+    let (_, seen) = shell.finish(Duration::from_secs(30));
+    let out = seen.join("\n");
+    assert!(
+        !out.contains("awaiting approval"),
+        "break-glass skipped it: {out}"
+    );
+    assert_eq!(emu.calls("rds.restart"), 1);
 }
