@@ -176,6 +176,37 @@ impl Tail {
 mod tests {
     use super::*;
 
+    fn spec(program: &str, args: &[&str], cap: usize) -> Spec {
+        Spec {
+            program: program.into(),
+            args: args.iter().map(|a| a.to_string()).collect(),
+            env: vec![("ONLY".into(), "this".into())],
+            workdir: "/".into(),
+            timeout: Duration::from_secs(30),
+            output_cap: cap,
+        }
+    }
+
+    #[tokio::test]
+    async fn output_is_capped_to_its_last_bytes() {
+        let run = start(spec("/usr/bin/head", &["-c", "100000", "/dev/zero"], 1000)).unwrap();
+        let done = run.done.await.unwrap();
+        assert!(done.status.is_some_and(|s| s.success()));
+        assert_eq!(done.output.len(), 1000);
+    }
+
+    #[tokio::test]
+    async fn the_environment_is_only_what_was_declared() {
+        let run = start(spec("/usr/bin/env", &[], 4096)).unwrap();
+        let done = run.done.await.unwrap();
+        assert_eq!(String::from_utf8_lossy(&done.output), "ONLY=this\n");
+    }
+
+    #[tokio::test]
+    async fn a_program_that_does_not_start_is_an_error_not_a_run() {
+        assert!(start(spec("/nonexistent/program", &[], 10)).is_err());
+    }
+
     #[test]
     fn the_tail_keeps_the_last_bytes() {
         let mut t = Tail::new(5);
