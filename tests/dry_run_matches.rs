@@ -1,7 +1,6 @@
 //! For every built-in operation (and the demo's declared one), `--dry-run` describes
-//! exactly the request the operation
-//! then sends: the same method, URL (path and query as on the wire) and body, as the cloud
-//! emulator received them.
+//! exactly the request the operation then sends: the same method, URL (path and query as on
+//! the wire) and body, as the cloud emulator received them.
 
 use std::net::SocketAddr;
 
