@@ -3,6 +3,7 @@
 
 mod backend;
 pub mod backup_cli;
+mod demo_ops;
 mod driver_thread;
 pub mod health;
 pub mod http;
@@ -153,14 +154,17 @@ async fn exit_on_signal(engine: EngineHandle, stopped: tokio::sync::oneshot::Rec
 }
 
 /// The example config pointed at a local emulator, with the emulator's demo credentials.
-pub fn demo_config(emulator_url: &str) -> Result<Config, String> {
+/// `scratch` is a directory of the demo's own, for the script its declared command runs.
+pub fn demo_config(emulator_url: &str, scratch: &Path) -> Result<Config, String> {
     let builtins = crate::cloud::builtins();
-    let mut config = Config::parse(EXAMPLE_CONFIG, Path::new("config.example.toml"), &builtins)
+    let script = demo_ops::write_script(scratch)?;
+    let text = format!("{EXAMPLE_CONFIG}\n{}", demo_ops::toml(&script));
+    let mut config = Config::parse(&text, Path::new("config.example.toml"), &builtins)
         .map_err(|p| format!("the built-in example config is invalid:\n{p}"))?;
     for account in config.accounts.values_mut() {
         let mut a = (**account).clone();
         if a.provider == Provider::Huawei {
-            for service in ["iam", "ddm", "gaussdb"] {
+            for service in ["iam", "ddm", "gaussdb", "rds", "ecs"] {
                 a.endpoints
                     .insert(service.to_string(), emulator_url.to_string());
             }
@@ -208,7 +212,11 @@ pub fn run_demo(args: ShellArgs, rt: &tokio::runtime::Runtime) -> Result<(), Str
             SocketAddr::from(([127, 0, 0, 1], 0)),
         ))
         .map_err(|e| format!("cannot start the cloud emulator: {e}"))?;
-    let config = demo_config(&emu.base_url())?;
+    let scratch = tempfile::Builder::new()
+        .prefix("opsgate-demo-script-")
+        .tempdir()
+        .map_err(|e| format!("cannot create a temporary directory: {e}"))?;
+    let config = demo_config(&emu.base_url(), scratch.path())?;
     let tmp;
     let data = match args.data.clone() {
         Some(d) => d,
@@ -225,7 +233,9 @@ pub fn run_demo(args: ShellArgs, rt: &tokio::runtime::Runtime) -> Result<(), Str
         println!(
             "opsgate demo: cloud emulator at {}, data in {}.\n\
              You are {} ({}) in #{}. Try:\n  \
-             !help\n  !restart ddm orders-db hard\n  /as bob dba\n  /react 1 ✅\n  /wait 1\n\
+             !help\n  !restart ddm orders-db hard\n  /as bob dba\n  /react 1 ✅\n  /wait 1\n  \
+             !restart rds orders-rds    (an operation declared in the config)\n  \
+             !rollout deployment shop checkout    (a declared command)\n\
              End with Ctrl-D. Logs go to stderr, errors only (RUST_LOG=info for more).",
             emu.base_url(),
             data.display(),

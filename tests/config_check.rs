@@ -267,3 +267,145 @@ fn syntax_errors_have_a_column_and_the_usual_mistakes_say_what_was_meant() {
     .to_string();
     assert!(err.contains("roles.oncall: must be an ID"), "{err}");
 }
+
+/// A config with a declared operation in a file of `operations_dir`, each line of
+/// `declaration` as written; the problems check-config would print.
+fn declared_problems(declaration: &str, accounts: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("ops")).unwrap();
+    std::fs::write(dir.path().join("ops/team.toml"), declaration).unwrap();
+    let text = format!("[bot]\noperations_dir = \"ops\"\n[roles]\noncall = \"1\"\n{accounts}");
+    let path = dir.path().join("c.toml");
+    match Config::parse(&text, &path, &opsgate::cloud::builtins()) {
+        Ok(_) => String::new(),
+        Err(p) => p.to_string(),
+    }
+}
+
+const HW: &str = r#"
+[accounts.hw]
+provider = "huawei"
+region = "cn-north-4"
+project_id = "0123456789abcdef0123456789abcdef"
+auth = "aksk"
+access_key_env = "X_AK"
+secret_key_env = "X_SK"
+[accounts.team]
+provider = "http"
+auth = "bearer"
+token_env = "X_TOKEN"
+endpoints = { api = "http://127.0.0.1:1" }
+"#;
+
+#[test]
+fn declared_operations_are_refused_with_file_line_and_suggestion() {
+    // (declaration, the line the problem is on, what the message must say)
+    let cases: &[(&str, u32, &str)] = &[
+        (
+            "[[operations]]\nverb = \"poke\"\nservice = \"svc\"\nprovider = \"http\"\nauth = \"bearer\"\nendpoint = \"api\"\npath = \"/x/{nme}\"\n[[operations.params]]\nname = \"name\"\npattern = \"^[a-z]+$\"\n",
+            7,
+            "unknown placeholder `{nme}` (known here: {name}); did you mean `name`?",
+        ),
+        (
+            "[[operations]]\nverb = \"poke\"\nservice = \"svc\"\nprovider = \"http\"\nauth = \"bearer\"\nendpoint = \"api\"\npath = \"/x/{name}\"\n[[operations.params]]\nname = \"name\"\n",
+            8,
+            "parameter `name` has no pattern: give it pattern = \"^...$\"",
+        ),
+        (
+            "[[operations]]\nverb = \"poke\"\nservice = \"svc\"\nprovider = \"http\"\nauth = \"bearer\"\nendpoint = \"api\"\npath = \"/x/id-{name}\"\n[[operations.params]]\nname = \"name\"\npattern = \"^[a-z]+$\"\n",
+            7,
+            "placeholder outside a path segment in `id-{name}`: a placeholder must be a whole segment",
+        ),
+        (
+            "[[operations]]\nverb = \"poke\"\nservice = \"svc\"\nprovider = \"http\"\nauth = \"header\"\nendpoint = \"api\"\npath = \"/x/{name}\"\n[[operations.params]]\nname = \"name\"\npattern = \"^[a-z]+$\"\n",
+            5,
+            "auth `header` fits none of the http accounts: team (auth = \"bearer\"); use auth = \"bearer\"",
+        ),
+        (
+            "[[operations]]\nverb = \"restart\"\nservice = \"ddm\"\nprovider = \"huawei\"\nendpoint = \"ddm\"\npath = \"/x/{name}\"\n[[operations.params]]\nname = \"name\"\npattern = \"^[a-z]+$\"\n",
+            3,
+            "`restart ddm` is already an operation (`ddm.restart`, built in); pick another service name or alias",
+        ),
+        (
+            "[[operations]]\nverb = \"approve\"\nservice = \"x\"\nprovider = \"local\"\nprogram = \"/bin/true\"\nargv = [\"{name}\"]\n[[operations.params]]\nname = \"name\"\npattern = \"^[a-z]+$\"\n",
+            2,
+            "`approve` is a built-in command; pick another verb",
+        ),
+        (
+            "[[operations]]\nverb = \"rollout\"\nservice = \"deployment\"\nprovider = \"local\"\nprogram = \"kubectl\"\nargv = [\"{name}\"]\n[[operations.params]]\nname = \"name\"\npattern = \"^[a-z]+$\"\n",
+            5,
+            "`kubectl` is a relative program path: give the absolute path (e.g. /usr/local/bin/kubectl",
+        ),
+        (
+            "[[operations]]\nverb = \"poke\"\nservice = \"svc\"\nprovider = \"http\"\nauth = \"bearer\"\nendpoint = \"api\"\npath = \"/x/{name}\"\naccepted = { id = \"job_id\" }\n[[operations.params]]\nname = \"name\"\npattern = \"^[a-z]+$\"\n",
+            8,
+            "`job_id` is not a JSON Pointer (RFC 6901): it starts with / (e.g. `/job/status`)",
+        ),
+        (
+            "[[operations]]\nverb = \"poke\"\nservice = \"svc\"\nprovider = \"http\"\nauth = \"bearer\"\nendpoint = \"api\"\npath = \"/x/{name}\"\n[operations.poll]\npath = \"/y/{job_id}\"\nstate = \"/a/~2\"\nsucceeded = [\"done\"]\n[[operations.params]]\nname = \"name\"\npattern = \"^[a-z]+$\"\n",
+            10,
+            "`/a/~2` is not a JSON Pointer (RFC 6901)",
+        ),
+    ];
+    for (declaration, line, says) in cases {
+        let text = declared_problems(declaration, HW);
+        let at = format!("ops/team.toml:{line}:");
+        assert!(
+            text.lines().any(|l| l.contains(&at) && l.contains(says)),
+            "expected `{at} ... {says}` in:\n{text}"
+        );
+    }
+    // Two declarations of one verb and service: the second is refused, naming the first.
+    let twice = "[[operations]]\nverb = \"poke\"\nservice = \"svc\"\nprovider = \"local\"\nprogram = \"/bin/true\"\nargv = [\"{name}\"]\n[[operations.params]]\nname = \"name\"\npattern = \"^[a-z]+$\"\n";
+    let text = declared_problems(&format!("{twice}{twice}"), HW);
+    assert!(
+        text.contains("ops/team.toml:12:")
+            && text.contains("`poke svc` is already an operation (`svc.poke`, declared in"),
+        "{text}"
+    );
+}
+
+#[test]
+fn the_example_operations_are_valid_and_hashed() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let text = format!(
+        "[bot]\noperations_dir = {:?}\n[roles]\noncall = \"1\"\n{HW}",
+        root.join("operations").display().to_string()
+    );
+    let config = Config::parse(&text, &root.join("c.toml"), &opsgate::cloud::builtins())
+        .unwrap_or_else(|p| panic!("{p}"));
+    let ids: Vec<&str> = config.declared.iter().map(|d| d.id.as_str()).collect();
+    assert_eq!(ids, ["ecs.reboot", "rds.restart", "deployment.rollout"]);
+    for d in &config.declared {
+        assert_eq!(d.hash.len(), 64);
+    }
+}
+
+#[test]
+fn two_hundred_declarations_load_quickly_enough_to_measure() {
+    // Not a timed assertion: the figure is printed for BENCHMARKS.md; the check is that 200
+    // declarations all load.
+    let mut text = String::from("[roles]\noncall = \"1\"\n");
+    text.push_str(HW);
+    for i in 0..200 {
+        text.push_str(&format!(
+            "[[operations]]\nverb = \"poke\"\nservice = \"svc{i}\"\nprovider = \"http\"\nauth = \"bearer\"\nendpoint = \"api\"\nmethod = \"POST\"\npath = \"/services/{{name}}/restart\"\nbody = {{ reason = \"{{reason}}\", n = 1 }}\naccepted = {{ status = [202], id = \"/operation/id\" }}\n[operations.poll]\npath = \"/operations/{{job_id}}\"\nstate = \"/state\"\nrunning = [\"running\"]\nsucceeded = [\"done\"]\n[[operations.params]]\nname = \"name\"\npattern = \"^[a-z0-9-]{{1,{}}}$\"\n[[operations.params]]\nname = \"reason\"\nrole = \"arg\"\nvalues = [\"deploy\", \"incident\"]\n",
+            // A pattern of its own each, so no compilation is shared.
+            10 + i % 54
+        ));
+    }
+    let base = "[roles]\noncall = \"1\"\n".to_string() + HW;
+    let builtins = opsgate::cloud::builtins();
+    let time = |t: &str| {
+        let start = std::time::Instant::now();
+        for _ in 0..5 {
+            Config::parse(t, Path::new("c.toml"), &builtins).unwrap_or_else(|p| panic!("{p}"));
+        }
+        start.elapsed() / 5
+    };
+    let without = time(&base);
+    let with = time(&text);
+    let config = Config::parse(&text, Path::new("c.toml"), &builtins).unwrap();
+    assert_eq!(config.declared.len(), 200);
+    println!("config parse: without declarations {without:?}, with 200 {with:?}");
+}

@@ -1,6 +1,6 @@
-//! For every built-in operation, `--dry-run` describes exactly the request the operation
-//! then sends: the same method, URL (path and query as on the wire) and body, as the cloud
-//! emulator received them.
+//! For every built-in operation (and the demo's declared one), `--dry-run` describes
+//! exactly the request the operation then sends: the same method, URL (path and query as on
+//! the wire) and body, as the cloud emulator received them.
 
 use std::net::SocketAddr;
 
@@ -64,10 +64,20 @@ async fn every_operations_dry_run_is_the_request_it_sends() {
     .await
     .unwrap();
     let base = emu.base_url();
-    let config = opsgate::app::demo_config(&base).unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let config = opsgate::app::demo_config(&base, scratch.path()).unwrap();
     let registry = Registry::from_config(&config);
-    for built_in in OPERATIONS {
-        let id = (built_in.def)().id;
+    // The built-ins, and the demo's declared HTTP call (RDS restart).
+    let declared = (config.declared.iter())
+        .filter(|d| matches!(d.action, opsgate::config::declared::Action::Http(_)))
+        .map(|d| d.id.clone());
+    let ids: Vec<String> = OPERATIONS
+        .iter()
+        .map(|b| (b.def)().id)
+        .chain(declared)
+        .collect();
+    assert!(ids.iter().any(|id| id == "rds.restart"), "{ids:?}");
+    for id in ids {
         let spec = spec(&config, &id);
         let op = registry.get(&id, &spec.account).unwrap();
         let before = op.describe(&spec).unwrap();

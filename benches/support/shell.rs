@@ -60,11 +60,85 @@ endpoints = {{ iam = "{url}", ddm = "{url}" }}
 [[rules]]
 command = "restart ddm"
 request_roles = ["oncall"]
+[[rules]]
+command = "reboot ddm"
+request_roles = ["oncall"]
+{DECLARED_DDM}
 "#,
         user = emulator::demo::IAM_USER,
         domain = emulator::demo::IAM_DOMAIN,
     );
     let path = dir.join(format!("bench-{poll}.toml"));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// The built-in DDM restart's request, declared (`!reboot ddm <instance>`): the same API,
+/// signer, client and answers, so the bench compares what the declaration costs.
+const DECLARED_DDM: &str = r#"
+[[operations]]
+verb = "reboot"
+service = "ddm"
+summary = "restart a DDM instance (declared; the bench compares it with the built-in)"
+provider = "huawei"
+endpoint = "ddm"
+method = "POST"
+path = "/v1/{project_id}/instances/{instance_id}/action"
+body = { restart = { type = "soft" } }
+accepted = { status = [200], id = "/jobId" }
+[operations.errors]
+code = "/errCode"
+message = "/externalMessage"
+refused = [{ status = 400 }, { status = 409 }, { status = 429, retry = true }]
+[operations.poll]
+path = "/v3/{project_id}/jobs/{job_id}"
+state = "/job/status"
+running = ["Running"]
+succeeded = ["Completed"]
+failed = ["Failed"]
+[[operations.params]]
+name = "instance_id"
+pattern = "^[0-9a-zA-Z]{32}in09$"
+"#;
+
+/// [`write_config`] with `extra` more declarations (HTTP calls on a team API account), for
+/// what loading them adds to start-up.
+pub fn write_config_declaring(dir: &Path, url: &str, poll: &str, extra: usize) -> PathBuf {
+    let path = write_config(dir, url, poll);
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    text.push_str(&format!(
+        "[accounts.team]\nprovider = \"http\"\nauth = \"none\"\nendpoints = {{ api = \"{url}\" }}\n"
+    ));
+    for i in 0..extra {
+        text.push_str(&format!(
+            r#"
+[[operations]]
+verb = "restart"
+service = "svc{i}"
+provider = "http"
+auth = "none"
+endpoint = "api"
+method = "POST"
+path = "/ops/v1/public/services/{{name}}/restart"
+body = {{ reason = "{{reason}}", drain = true }}
+accepted = {{ status = [202], id = "/operation/id" }}
+errors = {{ code = "/code", message = "/message", refused = [{{ status = 400 }}] }}
+[operations.poll]
+path = "/ops/v1/public/operations/{{job_id}}"
+state = "/state"
+running = ["running"]
+succeeded = ["done"]
+[[operations.params]]
+name = "name"
+pattern = "^[a-z0-9-]{{1,63}}$"
+[[operations.params]]
+name = "reason"
+role = "arg"
+values = ["deploy", "incident"]
+"#
+        ));
+    }
+    let path = dir.join(format!("bench-{poll}-{extra}-declared.toml"));
     std::fs::write(&path, text).unwrap();
     path
 }

@@ -32,5 +32,7 @@ pub fn builtins() -> Builtins {
         catalog: Catalog::new(OPERATIONS.iter().map(|op| Arc::new((op.def)())).collect()),
         check_account: huawei::endpoints::check_account,
         check_service: huawei::endpoints::check_service,
+        check_endpoint: super::declared::check_endpoint,
+        endpoint_keys: super::declared::endpoint_keys,
     }
 }

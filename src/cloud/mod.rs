@@ -4,6 +4,8 @@
 
 pub mod alibaba;
 pub mod catalog;
+pub mod command;
+pub mod declared;
 pub mod http;
 pub mod huawei;
 pub mod registry;

@@ -19,6 +19,8 @@ pub struct AccountClients {
     pub alibaba: Option<Arc<alibaba::AlibabaClient>>,
     /// Holds the account's SCNet token and AI base URL.
     pub scnet: Option<Arc<scnet::ScnetClient>>,
+    /// The provider's HTTP client (its bound on requests in flight), for HTTP accounts.
+    pub http: Http,
 }
 
 /// Idle connections kept open per cloud host. A quiet bot makes a call now and then; a busy
@@ -43,7 +45,8 @@ impl Registry {
             .build()
             .unwrap_or_default();
         // One bound on requests in flight per provider, shared by its accounts.
-        let per_provider: [Http; 3] = std::array::from_fn(|_| Http::from(client.clone()));
+        let per_provider: [Http; Provider::ALL.len()] =
+            std::array::from_fn(|_| Http::from(client.clone()));
         let mut registry = Registry::default();
         for account in config.accounts.values() {
             let http = &per_provider[account.provider as usize];
@@ -55,6 +58,7 @@ impl Registry {
                     .then(|| Arc::new(alibaba::AlibabaClient::new(account.clone(), http.clone()))),
                 scnet: (account.provider == Provider::Scnet)
                     .then(|| Arc::new(scnet::ScnetClient::new(account.clone(), http.clone()))),
+                http: http.clone(),
             };
             for op in OPERATIONS {
                 let def = (op.def)();
@@ -62,6 +66,17 @@ impl Registry {
                     let built = (op.build)(&clients);
                     registry.ops.insert((def.id, account.name.clone()), built);
                 }
+            }
+            // Declared operations: one more implementation of the same seam.
+            for decl in config
+                .declared
+                .iter()
+                .filter(|d| d.provider == account.provider)
+            {
+                let built = super::declared::build(decl, &clients);
+                registry
+                    .ops
+                    .insert((decl.id.clone(), account.name.clone()), built);
             }
         }
         registry

@@ -17,6 +17,9 @@ pub struct Param {
     /// How the usage line shows it, e.g. `<instance>`.
     pub label: String,
     pub pattern: IdPattern,
+    /// The value comes only from a named target's config table, never typed in chat (a
+    /// declared operation's `from_target` parameter): requests must name a target.
+    pub from_target: bool,
 }
 
 impl Param {
@@ -25,8 +28,19 @@ impl Param {
             name: name.to_string(),
             label: label.to_string(),
             pattern: pattern.clone(),
+            from_target: false,
         }
     }
+}
+
+/// What the per-resource lock of an operation is made of, when it is not the built-ins'
+/// "the service and all its target parameters".
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lock {
+    /// Operations with the same group share locks (a declared operation's id by default).
+    pub group: String,
+    /// The parameters (target, mode or further arguments) whose values name the resource.
+    pub params: Vec<String>,
 }
 
 /// A closed set of modes, e.g. soft/hard; the mode is part of what a rule matches.
@@ -70,6 +84,11 @@ pub struct OperationDef {
     /// Extra lines for `!help <command>`: caveats users must know.
     pub notes: String,
     pub check: Option<CheckFn>,
+    /// `None`: the lock is the service and all target parameters (the built-ins).
+    pub lock: Option<Lock>,
+    /// Where the row comes from when it is not built in, recorded in each job's audit
+    /// entry, e.g. `declared in operations/rds.toml, sha256 1a2b3c4d5e6f7a8b`.
+    pub origin: Option<String>,
 }
 
 impl OperationDef {

@@ -9,15 +9,75 @@ use std::sync::OnceLock;
 use regex::Regex;
 
 /// A named, anchored pattern with a description used in error replies. The built-in ones
-/// are statics; declared operations build theirs from the config.
+/// are statics; declared operations build theirs from the config, with [`Guards`] that hold
+/// whatever the team's regex says.
 #[derive(Clone, Debug)]
 pub struct IdPattern {
+    /// What is compiled: a declared pattern wrapped in anchors of its own.
     source: Cow<'static, str>,
-    regex: OnceLock<Regex>,
+    /// Compiled on first use (`None`: it does not compile, and matches nothing), so that a
+    /// config of many declarations does not pay every compilation at start-up.
+    regex: OnceLock<Option<Regex>>,
     /// What a valid value looks like, in words, for the reply to bad input.
     pub describe: Cow<'static, str>,
     /// Longest value accepted, checked before the regex runs.
     max_len: usize,
+    guards: Guards,
+}
+
+/// Checks a declared parameter's value must pass besides its regex: a team's pattern may be
+/// looser than it should be, and these keep a value from ever being more than one URL
+/// segment or argv element, or a flag.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Guards {
+    /// Printable ASCII only (no space, control, bidi or invisible character).
+    pub printable_ascii: bool,
+    /// RFC 3986 unreserved characters only, and not `.` or `..`: the value fills one URL
+    /// path segment and can never add one.
+    pub path_segment: bool,
+    /// Never starts with `-`: the value is an argv element and must not read as an option.
+    pub no_leading_dash: bool,
+    /// An argv element of a declared command: RFC 3986 unreserved characters and `: @ , + =`
+    /// only, never `.` or `..`. No shell ever sees it, but the program might read it as a
+    /// path, a glob or an expression: `/`, `*`, quotes and shell syntax stay out.
+    pub argv_element: bool,
+    /// A decimal integer within this range (inclusive).
+    pub integer: Option<(i64, i64)>,
+}
+
+impl Guards {
+    fn allow(&self, value: &str) -> bool {
+        if self.printable_ascii && !value.bytes().all(|b| b.is_ascii_graphic()) {
+            return false;
+        }
+        if self.path_segment
+            && (matches!(value, "." | "..")
+                || !value
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~')))
+        {
+            return false;
+        }
+        if self.no_leading_dash && value.starts_with('-') {
+            return false;
+        }
+        if self.argv_element
+            && (matches!(value, "." | "..")
+                || !value.bytes().all(|b| {
+                    b.is_ascii_alphanumeric()
+                        || matches!(
+                            b,
+                            b'-' | b'_' | b'.' | b'~' | b':' | b'@' | b',' | b'+' | b'='
+                        )
+                }))
+        {
+            return false;
+        }
+        match self.integer {
+            Some((min, max)) => value.parse::<i64>().is_ok_and(|n| (min..=max).contains(&n)),
+            None => true,
+        }
+    }
 }
 
 impl IdPattern {
@@ -36,41 +96,93 @@ impl IdPattern {
             regex: OnceLock::new(),
             describe: Cow::Borrowed(describe),
             max_len,
+            guards: Guards {
+                printable_ascii: false,
+                path_segment: false,
+                no_leading_dash: false,
+                argv_element: false,
+                integer: None,
+            },
         }
     }
 
     /// A pattern from the config. It must be written anchored (`^...$`), and it is compiled
     /// wrapped in anchors of its own, so an alternation or an inline flag inside it can never
-    /// let a value match only in part.
+    /// let a value match only in part. Its values are printable ASCII whatever it says.
     pub fn declared(source: &str, describe: String, max_len: usize) -> Result<Self, String> {
         if !source.starts_with('^') || !source.ends_with('$') {
             return Err(format!(
                 "the pattern `{source}` must be anchored: start it with ^ and end it with $"
             ));
         }
-        let regex = Regex::new(&format!("^(?:{source})$"))
+        let wrapped = format!("^(?:{source})$");
+        // Parsed now, so a pattern that is not a regex is refused where it is written;
+        // compiled on first use (`compiles` checks that for check-config).
+        regex_syntax::ParserBuilder::new()
+            .nest_limit(64)
+            .build()
+            .parse(&wrapped)
             .map_err(|e| format!("the pattern `{source}` does not compile: {e}"))?;
         Ok(IdPattern {
-            source: Cow::Owned(source.to_string()),
-            regex: OnceLock::from(regex),
+            source: Cow::Owned(wrapped),
+            regex: OnceLock::new(),
             describe: Cow::Owned(describe),
             max_len,
+            guards: Guards {
+                printable_ascii: true,
+                ..Guards::default()
+            },
         })
+    }
+
+    /// This pattern with more guards (they only ever narrow what it accepts).
+    pub fn guarded(mut self, more: Guards) -> Self {
+        let g = &mut self.guards;
+        g.printable_ascii |= more.printable_ascii;
+        g.path_segment |= more.path_segment;
+        g.no_leading_dash |= more.no_leading_dash;
+        g.argv_element |= more.argv_element;
+        if more.integer.is_some() {
+            g.integer = more.integer;
+        }
+        self
+    }
+
+    pub fn guards(&self) -> Guards {
+        self.guards
     }
 
     pub fn source(&self) -> &str {
         &self.source
     }
 
+    /// The compiled pattern, or why it does not compile: bounded, so that no pattern in a
+    /// config makes the process slow or large.
+    fn compile(&self) -> Result<Regex, String> {
+        regex::RegexBuilder::new(&self.source)
+            .size_limit(1 << 20)
+            .build()
+            .map_err(|e| format!("the pattern `{}` does not compile: {e}", self.source))
+    }
+
+    /// Whether it compiles (check-config compiles every declared pattern; a start only
+    /// parses them).
+    pub fn compiles(&self) -> Result<(), String> {
+        match self.regex.get_or_init(|| self.compile().ok()) {
+            Some(_) => Ok(()),
+            None => self.compile().map(drop),
+        }
+    }
+
     pub fn matches(&self, value: &str) -> bool {
-        // Cheap guard first: nothing valid here is longer than `max_len` (128 unless set).
+        // Cheap guards first: nothing valid here is longer than `max_len` (128 unless set).
+        // A pattern that does not compile matches nothing (the static ones are exercised by
+        // the unit tests; check-config compiles the declared ones).
         value.len() <= self.max_len
-            && self
-                .regex
-                // The static sources are literals exercised by the unit tests, and declared
-                // ones compiled when they were read, so this cannot fail.
-                .get_or_init(|| Regex::new(&self.source).expect("static pattern"))
-                .is_match(value)
+            && self.guards.allow(value)
+            && (self.regex.get_or_init(|| self.compile().ok()))
+                .as_ref()
+                .is_some_and(|r| r.is_match(value))
     }
 }
 
@@ -167,6 +279,85 @@ pub static SCNET_STATUS_FIELD: IdPattern = IdPattern::new(
     r"^[A-Za-z_][A-Za-z0-9_]{0,39}$",
     "a field name of letters, digits or _ such as status",
 );
+
+#[cfg(test)]
+mod declared_tests {
+    use super::*;
+
+    #[test]
+    fn declared_patterns_are_anchored_and_printable_whatever_they_say() {
+        assert!(IdPattern::declared("[a-z]+", "x".into(), 10).is_err());
+        let loose = IdPattern::declared("^.*$", "anything".into(), 16).unwrap();
+        assert!(loose.matches("abc"));
+        for bad in [
+            "a b",
+            "a\u{202e}b",
+            "a\u{200b}",
+            "é",
+            "a\0",
+            "",
+            "x".repeat(17).as_str(),
+        ] {
+            if bad.is_empty() {
+                continue;
+            }
+            assert!(!loose.matches(bad), "{bad:?}");
+        }
+        // An alternation cannot match in part: unwrapped, `^a|b$` would accept "ax" and "xb".
+        let alt = IdPattern::declared("^a|b$", "a or b".into(), 16).unwrap();
+        assert!(alt.matches("a") && alt.matches("b"));
+        assert!(!alt.matches("ax") && !alt.matches("xb"));
+    }
+
+    #[test]
+    fn a_declared_pattern_too_large_to_compile_is_found_by_check_config_and_matches_nothing() {
+        assert!(IdPattern::declared("^(a$", "x".into(), 10).is_err());
+        let huge = IdPattern::declared("^(a{1000}){1000}$", "x".into(), 10).unwrap();
+        assert!(huge.compiles().is_err());
+        assert!(!huge.matches("a"));
+        let fine = IdPattern::declared("^[a-z]{1,8}$", "x".into(), 10).unwrap();
+        assert!(fine.compiles().is_ok() && fine.matches("abc"));
+    }
+
+    #[test]
+    fn guards_narrow_a_loose_pattern() {
+        let loose = || IdPattern::declared("^.+$", "anything".into(), 64).unwrap();
+        let seg = loose().guarded(Guards {
+            path_segment: true,
+            ..Guards::default()
+        });
+        assert!(seg.matches("orders-db_1.v2~x"));
+        for bad in ["..", ".", "a/b", "%2F", "a?b", "a#b", "a;b", "$(x)", "`x`"] {
+            assert!(!seg.matches(bad), "{bad}");
+        }
+        let arg = loose().guarded(Guards {
+            no_leading_dash: true,
+            ..Guards::default()
+        });
+        assert!(arg.matches("checkout"));
+        assert!(!arg.matches("-rf"));
+        assert!(!arg.matches("--flag=x"));
+        let argv = loose().guarded(Guards {
+            no_leading_dash: true,
+            argv_element: true,
+            ..Guards::default()
+        });
+        assert!(argv.matches("checkout") && argv.matches("app=web,tier=1") && argv.matches("v1.2"));
+        for bad in [
+            "a;b", "$(id)", "`id`", "../x", "..", "a/b", "*", "a'b", "a b", "-x",
+        ] {
+            assert!(!argv.matches(bad), "{bad}");
+        }
+        let n = IdPattern::declared("^-?[0-9]{1,6}$", "1 to 100".into(), 8)
+            .unwrap()
+            .guarded(Guards {
+                integer: Some((1, 100)),
+                ..Guards::default()
+            });
+        assert!(n.matches("1") && n.matches("100"));
+        assert!(!n.matches("0") && !n.matches("101") && !n.matches("-1"));
+    }
+}
 
 #[cfg(test)]
 mod alibaba_scnet_tests {

@@ -10,7 +10,9 @@ mod target;
 pub mod text;
 
 pub use catalog::Catalog;
-pub use grammar::{builtin_by_verb, Builtin, BuiltinDef, Modes, OperationDef, Param, BUILTINS};
+pub use grammar::{
+    builtin_by_verb, Builtin, BuiltinDef, Lock, Modes, OperationDef, Param, BUILTINS,
+};
 pub use parse::{
     parse, quote, reason_text, usage_of, Command, OperationRequest, ParseError, MAX_INPUT,
 };

@@ -503,6 +503,27 @@ fn target(
             params: named.params.clone(),
         });
     }
+    if op.target.iter().any(|p| p.from_target) {
+        let named: Vec<&str> = (targets.values())
+            .filter(|t| t.service == op.service)
+            .map(|t| t.name.as_str())
+            .collect();
+        return Err(reject(
+            format!(
+                "{} is not a named {} target, and {} takes named targets only: {}.{}",
+                quote(first),
+                op.service,
+                op.key(),
+                if named.is_empty() {
+                    "none is configured".to_string()
+                } else {
+                    named.join(", ")
+                },
+                hint(first, named.iter().copied())
+            ),
+            usage,
+        ));
+    }
     let mut params = BTreeMap::new();
     let mut raw = Vec::with_capacity(op.target.len());
     for param in &op.target {

@@ -3,6 +3,7 @@
 
 use serde::de::{self, DeserializeOwned, Deserializer, Visitor};
 
+use super::declared::raw::{self as declared, RawOperation};
 use super::raw::{RawAccount, RawBot, RawConfig, RawRule};
 use super::sections::{RawDiscord, RawHttp, RawIncidents, RawLog, RawRoute};
 
@@ -23,6 +24,18 @@ pub fn keys_of(parent: &str) -> Option<&'static [&'static str]> {
         (s, []) if s.starts_with("rules[") => fields::<RawRule>(),
         (s, []) if s.starts_with("freezes[") => fields::<super::freezes::RawFreeze>(),
         ("incidents", [r]) if r.starts_with("routes[") => fields::<RawRoute>(),
+        (s, []) if s.starts_with("operations[") => fields::<RawOperation>(),
+        (s, [r]) if s.starts_with("operations[") && r.starts_with("params[") => {
+            fields::<declared::RawParam>()
+        }
+        (s, ["modes"]) if s.starts_with("operations[") => fields::<declared::RawModes>(),
+        (s, ["accepted"]) if s.starts_with("operations[") => fields::<declared::RawAccepted>(),
+        (s, ["errors"]) if s.starts_with("operations[") => fields::<declared::RawErrors>(),
+        (s, ["errors", r]) if s.starts_with("operations[") && r.starts_with("refused[") => {
+            fields::<declared::RawRefusal>()
+        }
+        (s, ["poll"]) if s.starts_with("operations[") => fields::<declared::RawPoll>(),
+        (s, ["reconcile"]) if s.starts_with("operations[") => fields::<declared::RawReconcile>(),
         _ => return None,
     })
 }

@@ -4,6 +4,7 @@
 //! can show a whole broken file in one go. Secrets are only ever named here (an environment
 //! variable or a file); their values are read at load time into [`SecretRef`]s.
 
+pub mod declared;
 mod freezes;
 mod known_keys;
 mod places;
@@ -21,6 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use declared::Declaration;
 pub use secrets::SecretRef;
 pub use sections::{Discord, IncidentRoute, Incidents, LogFormat};
 pub use startup::Use;
@@ -43,6 +45,9 @@ pub struct Config {
     pub policy: Policy,
     /// Every operation a user can request.
     pub catalog: Arc<Catalog>,
+    /// Operations declared in the config (`[[operations]]` and `[bot] operations_dir`),
+    /// for the cloud layer to build; their rows are in `catalog`.
+    pub declared: Vec<Arc<Declaration>>,
     /// `[[freezes]]`: change freezes from the file (`!freeze` adds more at run time).
     pub freezes: Vec<Freeze>,
     /// Channel IDs whose jobs each get a thread on their card.
@@ -65,10 +70,16 @@ pub struct Config {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AuthMethod {
-    /// Huawei IAM password token (`POST /v3/auth/tokens`).
+    /// Huawei IAM password token (`POST /v3/auth/tokens`); SCNet password tokens.
     Password,
     /// Access key / secret key request signing.
     AkSk,
+    /// An HTTP account: `Authorization: Bearer <token>`.
+    Bearer,
+    /// An HTTP account: the token in a header of the account's naming.
+    Header,
+    /// An HTTP account without authentication, or the local account of commands.
+    None,
 }
 
 impl AuthMethod {
@@ -76,6 +87,22 @@ impl AuthMethod {
         match self {
             AuthMethod::Password => "password",
             AuthMethod::AkSk => "aksk",
+            AuthMethod::Bearer => "bearer",
+            AuthMethod::Header => "header",
+            AuthMethod::None => "none",
+        }
+    }
+
+    /// The secrets an account authenticating this way needs, by the name of their key.
+    pub fn secrets(self, account: &Account) -> Vec<(&'static str, &SecretRef)> {
+        match self {
+            AuthMethod::Password => vec![("password", &account.password)],
+            AuthMethod::AkSk => vec![
+                ("access_key", &account.access_key),
+                ("secret_key", &account.secret_key),
+            ],
+            AuthMethod::Bearer | AuthMethod::Header => vec![("token", &account.token)],
+            AuthMethod::None => Vec::new(),
         }
     }
 }
@@ -94,7 +121,10 @@ pub struct Account {
     pub password: SecretRef,
     pub access_key: SecretRef,
     pub secret_key: SecretRef,
-    /// Service name (`iam`, `ddm`, ...) -> base URL, overriding the region table.
+    /// An HTTP account's bearer or header token.
+    pub token: SecretRef,
+    /// Service name (`iam`, `ddm`, ...) -> base URL, overriding the region table. For an
+    /// HTTP account, the base URLs its declared operations name.
     pub endpoints: BTreeMap<String, String>,
     /// Overrides the provider's default poll interval (never below its floor).
     pub poll_interval: Option<Duration>,
@@ -142,6 +172,8 @@ pub struct ProviderSettings {
     /// SCNet: the status field of the container detail answer (UNCONFIRMED upstream);
     /// unset tries `status` and then the usual alternatives.
     pub status_field: Option<String>,
+    /// HTTP accounts with `auth = "header"`: the header that carries the token.
+    pub auth_header: Option<String>,
 }
 
 /// What only the cloud layer knows, handed to config validation: the built-in operations,
@@ -152,6 +184,11 @@ pub struct Builtins {
     pub check_account: fn(&Account) -> Option<(String, String)>,
     /// Why a service cannot be reached on an account, if it cannot.
     pub check_service: fn(&Account, &str) -> Option<String>,
+    /// Why an account cannot reach the endpoint a declared operation names (its key, e.g.
+    /// `rds`), if it cannot.
+    pub check_endpoint: fn(&Account, &str) -> Option<String>,
+    /// The endpoint keys each provider's accounts understand (`endpoints = { ... }`).
+    pub endpoint_keys: fn(Provider) -> &'static [&'static str],
 }
 
 /// One thing wrong with the config, at a key path such as `rules[1].approver_roles`.
@@ -161,6 +198,8 @@ pub struct Problem {
     pub message: String,
     /// Where in the file, when the key or value can be found there.
     pub at: Option<Location>,
+    /// The file it is in, when not the config file itself (a file of declared operations).
+    pub file: Option<PathBuf>,
 }
 
 /// A place in the config file (1-based line and column) and that line's text.
@@ -177,6 +216,7 @@ impl Problem {
             path: path.into(),
             message: message.into(),
             at: None,
+            file: None,
         }
     }
 }
@@ -201,8 +241,8 @@ pub struct Problems {
 
 impl fmt::Display for Problems {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let file = self.file.display();
         for p in &self.list {
+            let file = p.file.as_ref().unwrap_or(&self.file).display();
             match &p.at {
                 Some(at) => {
                     writeln!(f, "{file}:{}:{}: {p}", at.line, at.column)?;
@@ -238,8 +278,11 @@ impl Config {
     pub fn load_for(path: &Path, usage: Use, builtins: &Builtins) -> Result<Config, Problems> {
         let config = Config::load(path, builtins)?;
         let mut list = config.startup_problems(usage);
-        if let Ok(text) = std::fs::read_to_string(path) {
-            places::Places::of(&text).locate(&mut list);
+        // Placing problems parses the whole file again: only when there are some.
+        if !list.is_empty() {
+            if let Ok(text) = std::fs::read_to_string(path) {
+                places::Places::of(&text).locate(&mut list);
+            }
         }
         if list.is_empty() {
             Ok(config)

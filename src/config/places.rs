@@ -44,7 +44,11 @@ impl<'a> Places<'a> {
 
     /// Gives every problem its place in the file.
     pub fn locate(&self, problems: &mut [Problem]) {
-        for p in problems.iter_mut().filter(|p| p.at.is_none()) {
+        // A problem of another file (a file of declared operations) is placed by that file.
+        for p in problems
+            .iter_mut()
+            .filter(|p| p.at.is_none() && p.file.is_none())
+        {
             p.at = self.find(&p.path);
         }
     }

@@ -14,6 +14,8 @@ pub struct RawConfig {
     pub accounts: BTreeMap<String, RawAccount>,
     pub targets: BTreeMap<String, RawTarget>,
     pub rules: Vec<RawRule>,
+    /// Operations declared in the config (HTTP calls and local commands).
+    pub operations: Vec<super::declared::raw::RawOperation>,
     pub freezes: Vec<super::freezes::RawFreeze>,
     pub discord: Option<super::sections::RawDiscord>,
     pub incidents: super::sections::RawIncidents,
@@ -40,6 +42,8 @@ pub struct RawBot {
     pub thread_channels: Vec<String>,
     /// How long finished jobs and their audit entries are kept (`"180d"`), or `"forever"`.
     pub keep_finished: Option<String>,
+    /// A directory (relative to the config's) of `*.toml` files of `[[operations]]`.
+    pub operations_dir: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -58,6 +62,10 @@ pub struct RawAccount {
     pub access_key_file: Option<String>,
     pub secret_key_env: Option<String>,
     pub secret_key_file: Option<String>,
+    /// HTTP accounts: the bearer or header token, and the header that carries it.
+    pub token_env: Option<String>,
+    pub token_file: Option<String>,
+    pub auth_header: Option<String>,
     pub endpoints: BTreeMap<String, String>,
     pub poll_interval: Option<String>,
     pub request_timeout: Option<String>,

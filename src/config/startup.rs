@@ -3,8 +3,7 @@
 //! section lists the guilds to register slash commands in. A config that fails here would start and then fail on the
 //! first job, so start-up refuses it instead.
 
-use super::{AuthMethod, Config, Problem, SecretRef};
-use crate::domain::Provider;
+use super::{Config, Problem, SecretRef};
 
 /// What the config is about to be used for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,23 +26,44 @@ impl Config {
                 "no [[rules]]: every command would be refused; add at least one rule",
             ));
         }
+        // A start only parses declared patterns (compiling 200 of them would cost start-up
+        // tens of milliseconds); check-config compiles each, so none fails on first use.
+        if matches!(usage, Use::Check { .. }) {
+            for op in self
+                .catalog
+                .operations()
+                .iter()
+                .filter(|o| o.origin.is_some())
+            {
+                for param in op.target.iter().chain(&op.args) {
+                    if let Err(e) = param.pattern.compiles() {
+                        out.push(Problem::new(format!("operations.{}.params", op.id), e));
+                    }
+                }
+            }
+        }
         let secrets = !matches!(usage, Use::Check { secrets: false });
         if secrets {
             for account in self.accounts.values() {
                 let path = format!("accounts.{}", account.name);
-                let password =
-                    account.provider != Provider::Alibaba && account.auth == AuthMethod::Password;
-                let needed: &[(&str, &SecretRef)] = if password {
-                    &[("password", &account.password)]
-                } else {
-                    &[
-                        ("access_key", &account.access_key),
-                        ("secret_key", &account.secret_key),
-                    ]
-                };
-                for (kind, secret) in needed {
+                for (kind, secret) in account.auth.secrets(account) {
                     if let Some(problem) = unreadable(&path, kind, secret) {
                         out.push(problem);
+                    }
+                }
+            }
+            // A declared command's secrets, at the key that names them.
+            for d in &self.declared {
+                if let super::declared::Action::Command(c) = &d.action {
+                    for (name, secret) in &c.secret_env {
+                        if let Some(why) = &secret.missing {
+                            let mut problem = Problem::new(
+                                format!("operations.{}.secret_env.{name}", d.id),
+                                why.clone(),
+                            );
+                            problem.file = Some(d.file.clone());
+                            out.push(problem);
+                        }
                     }
                 }
             }

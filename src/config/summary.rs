@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use super::{AuthMethod, Config};
+use super::Config;
 use crate::domain::RoleId;
 
 pub fn summary(config: &Config) -> String {
@@ -90,18 +90,30 @@ pub fn summary(config: &Config) -> String {
             params.join(" ")
         );
     }
+    let _ = writeln!(out, "declared operations ({}):", config.declared.len());
+    for d in &config.declared {
+        if let Some(op) = config.catalog.by_id(&d.id) {
+            let _ = writeln!(
+                out,
+                "  {:<24} {} ({}, from {}, sha256 {})",
+                op.key(),
+                d.id,
+                d.provider.name(),
+                d.file.display(),
+                &d.hash[..16]
+            );
+        }
+    }
     let _ = writeln!(out, "accounts ({}):", config.accounts.len());
     for (name, a) in &config.accounts {
         let default = if a.default { ", default" } else { "" };
-        let secrets = match a.auth {
-            AuthMethod::Password if a.provider != crate::domain::Provider::Alibaba => {
-                format!("password {}", a.password.status())
-            }
-            _ => format!(
-                "access key {}, secret key {}",
-                a.access_key.status(),
-                a.secret_key.status()
-            ),
+        let secrets: Vec<String> = (a.auth.secrets(a).iter())
+            .map(|(kind, secret)| format!("{} {}", kind.replace('_', " "), secret.status()))
+            .collect();
+        let secrets = if secrets.is_empty() {
+            "no secrets".to_string()
+        } else {
+            secrets.join(", ")
         };
         let endpoints = if a.endpoints.is_empty() {
             String::new()

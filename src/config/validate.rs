@@ -19,15 +19,6 @@ const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 const MAX_APPROVALS: i64 = 10;
 const DEFAULT_KEEP_FINISHED: Duration = Duration::from_secs(180 * 24 * 3600);
 
-/// Endpoint keys each provider understands (service name -> base URL).
-fn endpoint_keys(provider: Provider) -> &'static [&'static str] {
-    match provider {
-        Provider::Huawei => &["iam", "ddm", "gaussdb"],
-        Provider::Alibaba => &["sae"],
-        Provider::Scnet => &["token", "ac", "ai"],
-    }
-}
-
 /// Resolves role names at a key path to IDs, reporting unknown ones.
 type RoleIds<'a> = &'a dyn Fn(&[String], &str, &mut Collector) -> Vec<RoleId>;
 
@@ -37,6 +28,23 @@ pub(super) struct Collector(Vec<Problem>);
 impl Collector {
     pub(super) fn add(&mut self, path: impl Into<String>, message: impl Into<String>) {
         self.0.push(Problem::new(path, message));
+    }
+
+    pub(super) fn push(&mut self, problem: Problem) {
+        self.0.push(problem);
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    #[cfg(test)]
+    pub(super) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub(super) fn into_vec(self) -> Vec<Problem> {
+        self.0
     }
 }
 
@@ -52,8 +60,25 @@ pub fn parse(text: &str, source: &Path, builtins: &Builtins) -> Result<Config, V
             Err(e) => return Err(vec![syntax_problem(text, &e)]),
         }
     };
-    // Keys the unknown ones were probably meant to be: a "missing" problem about one of
-    // those is the same mistake, so it is not reported twice.
+    let meant = unknown_keys(unknown, &mut problems);
+    let config = validate(raw, source, builtins, &mut problems);
+    let mut list = problems.0;
+    list.retain(|p| !(p.message.starts_with("missing") && meant.contains(&p.path)));
+    if list.is_empty() {
+        Ok(config)
+    } else {
+        super::places::Places::of(text).locate(&mut list);
+        for p in &mut list {
+            p.path = one_based(&p.path);
+        }
+        Err(list)
+    }
+}
+
+/// Each unknown key as a problem, with the known key it was probably meant to be; returns
+/// those meant keys: a "missing" problem about one of them is the same mistake, so it is
+/// not reported twice.
+pub(super) fn unknown_keys(unknown: Vec<String>, problems: &mut Collector) -> Vec<String> {
     let mut meant = Vec::new();
     for path in unknown {
         let (parent, key) = match path.rfind('.') {
@@ -75,18 +100,7 @@ pub fn parse(text: &str, source: &Path, builtins: &Builtins) -> Result<Config, V
         };
         problems.add(path, message);
     }
-    let config = validate(raw, source, builtins, &mut problems);
-    let mut list = problems.0;
-    list.retain(|p| !(p.message.starts_with("missing") && meant.contains(&p.path)));
-    if list.is_empty() {
-        Ok(config)
-    } else {
-        super::places::Places::of(text).locate(&mut list);
-        for p in &mut list {
-            p.path = one_based(&p.path);
-        }
-        Err(list)
-    }
+    meant
 }
 
 /// Paths are shown with 1-based indexes (`rules[1]` is the first `[[rules]]` table), as
@@ -109,7 +123,7 @@ fn one_based(path: &str) -> String {
 }
 
 /// `rules.2.command` (serde's style) as `rules[2].command` (the validator's).
-fn bracketed(path: &str) -> String {
+pub(super) fn bracketed(path: &str) -> String {
     let mut out = String::with_capacity(path.len() + 4);
     for segment in path.split('.') {
         if !segment.is_empty() && segment.bytes().all(|b| b.is_ascii_digit()) {
@@ -126,7 +140,10 @@ fn bracketed(path: &str) -> String {
 
 /// A file that is not valid TOML, or a value of the wrong type: one problem at the place
 /// the parser stopped, with a hint for the usual mistakes.
-fn syntax_problem(text: &str, e: &serde_path_to_error::Error<toml::de::Error>) -> Problem {
+pub(super) fn syntax_problem(
+    text: &str,
+    e: &serde_path_to_error::Error<toml::de::Error>,
+) -> Problem {
     let path = e.path().to_string();
     let path = if path == "." {
         String::new()
@@ -165,7 +182,35 @@ fn syntax_problem(text: &str, e: &serde_path_to_error::Error<toml::de::Error>) -
 
 fn validate(raw: RawConfig, source: &Path, builtins: &Builtins, p: &mut Collector) -> Config {
     let base = base_dir(source);
-    let catalog = builtins.catalog.clone();
+    // How each account authenticates, read ahead (its own problems are reported with it),
+    // so a declared call whose authentication fits none of them is refused where it is.
+    let auths: Vec<super::declared::AccountAuth> = (raw.accounts.iter())
+        .filter_map(|(name, a)| {
+            let provider = Provider::parse(a.provider.as_deref()?)?;
+            Some(super::declared::AccountAuth {
+                name: name.clone(),
+                provider,
+                method: auth_method(a.auth.as_deref(), provider)?,
+            })
+        })
+        .collect();
+    let declared = super::declared::load(
+        &raw.operations,
+        raw.bot.operations_dir.as_deref(),
+        source,
+        &base,
+        builtins,
+        &auths,
+        p,
+    );
+    let catalog = builtins.catalog.with(declared.defs.iter().cloned());
+    // Endpoint keys the declared operations name: their accounts may override them.
+    let declared_keys: Vec<(Provider, String)> = (declared.list.iter())
+        .filter_map(|d| match &d.action {
+            super::declared::Action::Http(h) => Some((d.provider, h.endpoint.clone())),
+            super::declared::Action::Command(_) => None,
+        })
+        .collect();
 
     let prefix = raw.bot.prefix.unwrap_or_else(|| "!".to_string());
     if prefix.is_empty() || prefix.len() > 3 || prefix.chars().any(char::is_whitespace) {
@@ -246,11 +291,36 @@ fn validate(raw: RawConfig, source: &Path, builtins: &Builtins, p: &mut Collecto
                 format!("account name must be {}", ids::NAME.describe),
             );
         }
-        if let Some(account) = account(&name, raw, &path, &base, p) {
+        let keys = EndpointKeys {
+            builtin: builtins.endpoint_keys,
+            declared: &declared_keys,
+        };
+        if let Some(account) = account(&name, raw, &path, &base, &keys, p) {
             if let Some((key, message)) = (builtins.check_account)(&account) {
                 p.add(format!("{path}.{key}"), message);
             }
             accounts.insert(name, Arc::new(account));
+        }
+    }
+    // Commands run on this host: without an account of provider "local" in the file, they
+    // get one named `local` (rules may scope by it; tags come from a declared one).
+    let needs_local = declared.list.iter().any(|d| d.provider == Provider::Local);
+    if needs_local && !accounts.values().any(|a| a.provider == Provider::Local) {
+        accounts.insert(LOCAL_ACCOUNT.to_string(), Arc::new(local_account()));
+    }
+    // This host is one place: a sole local account is the default, so a command's usage
+    // line needs no account=NAME.
+    let locals: Vec<String> = (accounts.values())
+        .filter(|a| a.provider == Provider::Local)
+        .map(|a| a.name.clone())
+        .collect();
+    if let [only] = locals.as_slice() {
+        if let Some(a) = accounts.get_mut(only) {
+            if !a.default {
+                let mut one = (**a).clone();
+                one.default = true;
+                *a = Arc::new(one);
+            }
         }
     }
     for provider in Provider::ALL {
@@ -277,7 +347,11 @@ fn validate(raw: RawConfig, source: &Path, builtins: &Builtins, p: &mut Collecto
         if !ids::NAME.matches(&name) {
             p.add(&path, format!("target name must be {}", ids::NAME.describe));
         }
-        if let Some(t) = target(&name, raw, &path, &accounts, builtins, p) {
+        let known = Known {
+            catalog: &catalog,
+            declared: &declared.list,
+        };
+        if let Some(t) = target(&name, raw, &path, &accounts, builtins, &known, p) {
             targets.insert(name, t);
         }
     }
@@ -372,7 +446,81 @@ fn validate(raw: RawConfig, source: &Path, builtins: &Builtins, p: &mut Collecto
         thread_channels,
         keep_finished,
         catalog: Arc::new(catalog),
+        declared: declared.list,
     }
+}
+
+/// An account's authentication as `validate_account` reads it, or `None` where that
+/// reports a problem.
+fn auth_method(auth: Option<&str>, provider: Provider) -> Option<AuthMethod> {
+    Some(match (auth, provider) {
+        (None, Provider::Alibaba) => AuthMethod::AkSk,
+        (None | Some("none"), Provider::Local) => AuthMethod::None,
+        (Some(_), Provider::Local) => return None,
+        (Some("bearer"), Provider::Http) => AuthMethod::Bearer,
+        (Some("header"), Provider::Http) => AuthMethod::Header,
+        (Some("none"), Provider::Http) => AuthMethod::None,
+        (_, Provider::Http) => return None,
+        (None | Some("password"), _) => AuthMethod::Password,
+        (Some("aksk"), _) => AuthMethod::AkSk,
+        (Some(_), _) => return None,
+    })
+}
+
+/// The account commands run on when the config declares none of provider "local".
+const LOCAL_ACCOUNT: &str = "local";
+
+fn local_account() -> Account {
+    Account {
+        name: LOCAL_ACCOUNT.to_string(),
+        provider: Provider::Local,
+        region: String::new(),
+        project_id: None,
+        default: true,
+        auth: AuthMethod::None,
+        iam_user: None,
+        iam_domain: None,
+        password: SecretRef::default(),
+        access_key: SecretRef::default(),
+        secret_key: SecretRef::default(),
+        token: SecretRef::default(),
+        endpoints: BTreeMap::new(),
+        poll_interval: None,
+        request_timeout: DEFAULT_REQUEST_TIMEOUT,
+        settings: ProviderSettings::default(),
+    }
+}
+
+/// The endpoint keys an account may set: the provider's own, and those its declared
+/// operations name (an HTTP account's are its own to choose).
+struct EndpointKeys<'a> {
+    builtin: fn(Provider) -> &'static [&'static str],
+    declared: &'a [(Provider, String)],
+}
+
+impl EndpointKeys<'_> {
+    fn of(&self, provider: Provider) -> Vec<&str> {
+        let mut keys: Vec<&str> = (self.builtin)(provider).to_vec();
+        for (p, k) in self.declared {
+            if *p == provider && !keys.contains(&k.as_str()) {
+                keys.push(k);
+            }
+        }
+        keys
+    }
+
+    fn allows(&self, provider: Provider, key: &str) -> bool {
+        match provider {
+            Provider::Http => ids::NAME.matches(key),
+            _ => self.of(provider).contains(&key),
+        }
+    }
+}
+
+/// The operations a target may name, and the declarations behind the declared ones.
+struct Known<'a> {
+    catalog: &'a Catalog,
+    declared: &'a [Arc<super::declared::Declaration>],
 }
 
 /// `[bot] keep_finished`: a duration of at least a second, or `"forever"`; 180 days unless set.
@@ -444,6 +592,7 @@ fn account(
     raw: RawAccount,
     path: &str,
     base: &Path,
+    keys: &EndpointKeys<'_>,
     p: &mut Collector,
 ) -> Option<Account> {
     let provider = match raw.provider.as_deref() {
@@ -453,7 +602,7 @@ fn account(
                 p.add(
                     format!("{path}.provider"),
                     format!(
-                        "unknown provider `{s}` (huawei, alibaba or scnet){}",
+                        "unknown provider `{s}` (huawei, alibaba, scnet, http or local){}",
                         suggest::did_you_mean(s, Provider::ALL.iter().map(|p| p.name()))
                     ),
                 );
@@ -463,7 +612,7 @@ fn account(
         None => {
             p.add(
                 format!("{path}.provider"),
-                "missing (huawei, alibaba or scnet)",
+                "missing (huawei, alibaba, scnet, http or local)",
             );
             None
         }
@@ -478,13 +627,13 @@ fn account(
                 );
             }
         }
-        // SCNet picks its endpoints from the config and its cluster by id or name; a
-        // region is optional and only shown in summaries.
-        Some(Provider::Scnet) => {
+        // SCNet picks its endpoints from the config and its cluster by id or name, an HTTP
+        // account its base URLs; a region is optional and only shown in summaries.
+        Some(Provider::Scnet | Provider::Http | Provider::Local) => {
             if !region.is_empty() && !ids::NAME.matches(&region) {
                 p.add(
                     format!("{path}.region"),
-                    format!("optional for SCNet; if set, must be {}", ids::NAME.describe),
+                    format!("optional here; if set, must be {}", ids::NAME.describe),
                 );
             }
         }
@@ -497,12 +646,35 @@ fn account(
             }
         }
     }
-    let auth = match raw.auth.as_deref() {
-        // Alibaba has only AK/SK signing.
-        None if provider == Some(Provider::Alibaba) => AuthMethod::AkSk,
-        None | Some("password") => AuthMethod::Password,
-        Some("aksk") => AuthMethod::AkSk,
-        Some(other) => {
+    let http_like = matches!(provider, Some(Provider::Http | Provider::Local));
+    // Kept in step with `auth_method` below (which reads ahead, without problems).
+    let auth = match (raw.auth.as_deref(), provider) {
+        // Alibaba has only AK/SK signing; a local account authenticates nowhere.
+        (None, Some(Provider::Alibaba)) => AuthMethod::AkSk,
+        (None | Some("none"), Some(Provider::Local)) => AuthMethod::None,
+        (Some(other), Some(Provider::Local)) => {
+            p.add(
+                format!("{path}.auth"),
+                format!("`{other}`: a local account (commands) has no auth"),
+            );
+            AuthMethod::None
+        }
+        (Some("bearer"), Some(Provider::Http)) => AuthMethod::Bearer,
+        (Some("header"), Some(Provider::Http)) => AuthMethod::Header,
+        (Some("none"), Some(Provider::Http)) => AuthMethod::None,
+        (other, Some(Provider::Http)) => {
+            p.add(
+                format!("{path}.auth"),
+                format!(
+                    "{} (an HTTP account: bearer, header or none)",
+                    other.map_or("missing".to_string(), |o| format!("unknown auth `{o}`"))
+                ),
+            );
+            AuthMethod::None
+        }
+        (None | Some("password"), _) => AuthMethod::Password,
+        (Some("aksk"), _) => AuthMethod::AkSk,
+        (Some(other), _) => {
             p.add(
                 format!("{path}.auth"),
                 format!("unknown auth `{other}` (password or aksk)"),
@@ -548,6 +720,38 @@ fn account(
     }
     let settings = provider_settings(provider, auth, &raw, path, p);
     let password_auth = provider != Provider::Alibaba && auth == AuthMethod::Password;
+    let aksk_auth = auth == AuthMethod::AkSk;
+    let token_auth = matches!(auth, AuthMethod::Bearer | AuthMethod::Header);
+    if !http_like {
+        for (key, set) in [
+            ("token_env", raw.token_env.is_some()),
+            ("token_file", raw.token_file.is_some()),
+            ("auth_header", raw.auth_header.is_some()),
+        ] {
+            if set {
+                p.add(format!("{path}.{key}"), "only for HTTP accounts");
+            }
+        }
+    }
+    if auth == AuthMethod::Header {
+        let valid = |h: &str| {
+            !h.is_empty()
+                && h.len() <= 64
+                && h.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        };
+        match raw.auth_header.as_deref() {
+            Some(h) if valid(h) => {}
+            Some(_) => p.add(
+                format!("{path}.auth_header"),
+                "a header name is letters, digits and -",
+            ),
+            None => p.add(
+                format!("{path}.auth_header"),
+                "missing: the header that carries the token (e.g. \"X-Api-Key\")",
+            ),
+        }
+    }
+    let token = secret("token", &raw.token_env, &raw.token_file, token_auth, p);
     if password_auth && provider == Provider::Huawei {
         if raw.iam_user.as_deref().unwrap_or("").is_empty() {
             p.add(format!("{path}.iam_user"), "missing (the IAM user name)");
@@ -570,26 +774,27 @@ fn account(
         "access_key",
         &raw.access_key_env,
         &raw.access_key_file,
-        !password_auth,
+        aksk_auth,
         p,
     );
     let secret_key = secret(
         "secret_key",
         &raw.secret_key_env,
         &raw.secret_key_file,
-        !password_auth,
+        aksk_auth,
         p,
     );
     for (key, url) in &raw.endpoints {
         let epath = format!("{path}.endpoints.{key}");
-        if !endpoint_keys(provider).contains(&key.as_str()) {
+        if !keys.allows(provider, key) {
+            let known = keys.of(provider);
             p.add(
                 &epath,
                 format!(
                     "unknown endpoint (known for {}: {}){}",
                     provider.name(),
-                    endpoint_keys(provider).join(", "),
-                    suggest::did_you_mean(key, endpoint_keys(provider).iter().copied())
+                    known.join(", "),
+                    suggest::did_you_mean(key, known.iter().copied())
                 ),
             );
         }
@@ -623,6 +828,7 @@ fn account(
         password,
         access_key,
         secret_key,
+        token,
         endpoints: raw
             .endpoints
             .into_iter()
@@ -749,6 +955,7 @@ fn provider_settings(
         }
     }
     ProviderSettings {
+        auth_header: raw.auth_header.clone(),
         calls_per_minute,
         scnet_user: raw.scnet_user.clone(),
         org_id: raw.org_id.clone(),
@@ -764,9 +971,10 @@ fn target(
     path: &str,
     accounts: &BTreeMap<String, Arc<Account>>,
     builtins: &Builtins,
+    known: &Known<'_>,
     p: &mut Collector,
 ) -> Option<Target> {
-    let services = builtins.catalog.services();
+    let services = known.catalog.services();
     let Some(service_name) = raw.service.as_deref() else {
         p.add(
             format!("{path}.service"),
@@ -774,7 +982,7 @@ fn target(
         );
         return None;
     };
-    let Some(op) = builtins
+    let Some(op) = known
         .catalog
         .operations()
         .iter()
@@ -810,6 +1018,9 @@ fn target(
                     if let Some(e) = (builtins.check_service)(acc, &op.service) {
                         p.add(format!("{path}.account"), e);
                     }
+                }
+                for e in declared_misfits(acc, &op.service, known, builtins) {
+                    p.add(format!("{path}.account"), e);
                 }
                 a
             }
@@ -1028,6 +1239,36 @@ fn rule(
         },
         thread: raw.thread,
     })
+}
+
+/// Why the declared operations on `service` cannot run on `account`: an authentication that
+/// does not fit the account's, or an endpoint it cannot reach.
+fn declared_misfits(
+    account: &Account,
+    service: &str,
+    known: &Known<'_>,
+    builtins: &Builtins,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for op in known
+        .catalog
+        .operations()
+        .iter()
+        .filter(|o| o.service == service)
+    {
+        let Some(d) = known.declared.iter().find(|d| d.id == op.id) else {
+            continue;
+        };
+        if let super::declared::Action::Http(h) = &d.action {
+            if let Some(why) = h.auth.misfit(account.auth) {
+                out.push(format!("`{}`: {why}", op.key()));
+            }
+            if let Some(why) = (builtins.check_endpoint)(account, &h.endpoint) {
+                out.push(format!("`{}`: {why}", op.key()));
+            }
+        }
+    }
+    out
 }
 
 /// A rule's `targets`, `accounts` or `tags`: at most one of them, naming what exists.

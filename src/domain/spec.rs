@@ -21,23 +21,37 @@ impl JobSpec {
     }
 }
 
-/// The cloud vendor behind an account. Each operation belongs to exactly one.
+/// Where an operation runs: a cloud vendor behind an account, a generic HTTP API (an
+/// operation declared in the config), or this host (a declared local command). Each
+/// operation belongs to exactly one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Provider {
     Huawei,
     Alibaba,
     Scnet,
+    /// An HTTP API of the team's own, reached through an account's configured base URL.
+    Http,
+    /// A program run on this host (no cloud account).
+    Local,
 }
 
 impl Provider {
-    pub const ALL: [Provider; 3] = [Provider::Huawei, Provider::Alibaba, Provider::Scnet];
+    pub const ALL: [Provider; 5] = [
+        Provider::Huawei,
+        Provider::Alibaba,
+        Provider::Scnet,
+        Provider::Http,
+        Provider::Local,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Provider::Huawei => "huawei",
             Provider::Alibaba => "alibaba",
             Provider::Scnet => "scnet",
+            Provider::Http => "http",
+            Provider::Local => "local",
         }
     }
 

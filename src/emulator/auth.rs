@@ -124,6 +124,14 @@ pub fn decode_query(raw: &str) -> Option<Vec<(String, String)>> {
         .collect()
 }
 
+/// The first value of `key` in a raw query, decoded.
+pub fn query_value(raw: Option<&str>, key: &str) -> Option<String> {
+    decode_query(raw?)?
+        .into_iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

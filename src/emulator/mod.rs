@@ -9,14 +9,17 @@
 mod admin;
 mod auth;
 mod ddm;
+mod ecs;
 mod faults;
 mod iam;
+mod rds;
 mod reply;
 mod sae;
 mod scnet;
 mod serve;
 mod state;
 mod taurus;
+mod team_api;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -63,6 +66,8 @@ pub mod demo {
     pub const SCNET_CLUSTER_ID: &str = "11250";
     pub const SCNET_CLUSTER_NAME: &str = "demo-cluster";
     pub const SCNET_INSTANCE: &str = "4c1f43ddb030483e89b55413bee6c004";
+    /// A team's own API (HTTP accounts): the bearer token or X-Api-Key it accepts.
+    pub const TEAM_TOKEN: &str = "demo-team-api-token";
 }
 
 #[derive(Clone, Debug)]
@@ -167,6 +172,7 @@ pub async fn start(opts: EmulatorOptions, addr: SocketAddr) -> std::io::Result<R
         .nest("/_emulator", admin::router())
         .merge(sae::router(shared.clone()))
         .merge(scnet::router(shared.clone()))
+        .merge(team_api::router(shared.clone()))
         .fallback(cloud_api)
         .layer(axum::middleware::from_fn_with_state(
             shared.clone(),
@@ -236,6 +242,10 @@ enum Route {
     TaurusUpgrade { instance: String, proxy: String },
     TaurusJob,
     TaurusProxies { instance: String },
+    RdsRestart { instance: String },
+    RdsInstances,
+    EcsReboot,
+    EcsJob { job: String },
 }
 
 impl Route {
@@ -266,7 +276,14 @@ impl Route {
                     proxy: p.to_string(),
                 }
             }
+            // TaurusDB's and RDS's job API (the same path on their own hosts).
             ("GET", ["v3", _, "jobs"]) => Route::TaurusJob,
+            ("POST", ["v3", _, "instances", i, "action"]) => Route::RdsRestart {
+                instance: i.to_string(),
+            },
+            ("GET", ["v3", _, "instances"]) => Route::RdsInstances,
+            ("POST", ["v1", _, "cloudservers", "action"]) => Route::EcsReboot,
+            ("GET", ["v1", _, "jobs", j]) => Route::EcsJob { job: j.to_string() },
             ("GET", ["v3", _, "instances", i, "proxies"]) => Route::TaurusProxies {
                 instance: i.to_string(),
             },
@@ -277,7 +294,7 @@ impl Route {
     /// What a mutating call acts on, for the call log; `None` for reads and tokens.
     fn target(&self) -> Option<String> {
         match self {
-            Route::Restart { instance } => Some(instance.clone()),
+            Route::Restart { instance } | Route::RdsRestart { instance } => Some(instance.clone()),
             Route::TaurusRestart { instance, proxy } | Route::TaurusUpgrade { instance, proxy } => {
                 Some(format!("{instance}/{proxy}"))
             }
@@ -296,6 +313,10 @@ impl Route {
             Route::TaurusUpgrade { .. } => "taurus.upgrade",
             Route::TaurusJob => "taurus.job",
             Route::TaurusProxies { .. } => "taurus.proxies",
+            Route::RdsRestart { .. } => "rds.restart",
+            Route::RdsInstances => "rds.instances",
+            Route::EcsReboot => "ecs.reboot",
+            Route::EcsJob { .. } => "ecs.job",
         }
     }
 }
@@ -322,9 +343,18 @@ async fn cloud_api(AxState(shared): AxState<Arc<Shared>>, req: Request) -> Respo
     let Some(route) = Route::parse(&req.method, &req.path) else {
         return Reply::no_such_api().into_response();
     };
-    let operation = route.operation();
     let fault = {
         let mut s = shared.lock();
+        // RDS and TaurusDB share the job API's path: the job's ID tells whose it is.
+        let operation = match &route {
+            Route::TaurusJob
+                if auth::query_value(req.query.as_deref(), "id")
+                    .is_some_and(|id| s.rds.knows_job(&id)) =>
+            {
+                "rds.job"
+            }
+            other => other.operation(),
+        };
         s.count(operation);
         if let Some(target) = route.target() {
             s.log_call(operation, target);
@@ -349,7 +379,7 @@ async fn cloud_api(AxState(shared): AxState<Arc<Shared>>, req: Request) -> Respo
         }
     };
     tracing::debug!(
-        operation,
+        operation = route.operation(),
         status = reply.status.as_u16(),
         "emulator answered"
     );
@@ -376,7 +406,14 @@ fn handle(shared: &Shared, route: &Route, req: &Incoming) -> Reply {
         Route::TaurusUpgrade { instance, proxy } => {
             taurus::upgrade(&mut s, instance, proxy, &req.body, now)
         }
-        Route::TaurusJob => taurus::show_job(&mut s, req.query.as_deref(), now),
+        Route::TaurusJob => match auth::query_value(req.query.as_deref(), "id") {
+            Some(id) if s.rds.knows_job(&id) => rds::show_job(&s, &id, now),
+            _ => taurus::show_job(&mut s, req.query.as_deref(), now),
+        },
+        Route::RdsRestart { instance } => rds::restart(&mut s, instance, &req.body, now),
+        Route::RdsInstances => rds::list(&s, req.query.as_deref(), now),
+        Route::EcsReboot => ecs::reboot(&mut s, &req.body, now),
+        Route::EcsJob { job } => ecs::show_job(&s, job, now),
         Route::TaurusProxies { instance } => taurus::list_proxies(&mut s, instance, now),
     }
 }

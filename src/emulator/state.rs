@@ -97,6 +97,8 @@ pub struct State {
     pub arrivals: Vec<(&'static str, String, Instant)>,
     /// TaurusDB proxies and their jobs.
     pub taurus: super::taurus::Taurus,
+    pub rds: super::rds::Rds,
+    pub ecs: super::ecs::Ecs,
     /// Every request as it arrived, headers aside.
     pub requests: Vec<super::Received>,
 }
@@ -123,6 +125,8 @@ impl State {
             call_log: Vec::new(),
             arrivals: Vec::new(),
             taurus: Default::default(),
+            rds: Default::default(),
+            ecs: Default::default(),
             requests: Vec::new(),
         }
     }

@@ -191,6 +191,8 @@ mod tests {
             summary: String::new(),
             notes: String::new(),
             check: None,
+            lock: None,
+            origin: None,
         };
         let catalog = crate::command::Catalog::new(vec![std::sync::Arc::new(op)]);
         let targets = Default::default();

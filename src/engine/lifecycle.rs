@@ -167,13 +167,32 @@ impl Engine {
         }
         self.save_quiet(id, actor, event, detail, now);
         if self.transition(id, JobState::Submitting) {
-            let detail = "sending the request to the cloud".to_string();
+            let detail = self.submitting_detail(id);
             if announce {
                 self.save(id, None, "submitting", detail, now);
             } else {
                 self.save_quiet(id, None, "submitting", detail, now);
             }
             self.effects.push(Effect::Submit(id));
+        }
+    }
+
+    /// The audit entry of a submit. For a declared operation it is the request or argv
+    /// exactly as described, credentials never (the `requested` entry names the
+    /// declaration's file and hash), so what was sent stays readable after the file changes.
+    fn submitting_detail(&self, id: JobId) -> String {
+        let plain = "sending the request to the cloud".to_string();
+        let Some(job) = self.active.get(&id) else {
+            return plain;
+        };
+        let declared =
+            (self.config.catalog.by_id(&job.spec.operation)).is_some_and(|op| op.origin.is_some());
+        if !declared {
+            return plain;
+        }
+        match self.operations.describe(&job.spec) {
+            Ok(d) => format!("sending {}", d.request()),
+            Err(e) => format!("sending the request (cannot describe it: {e})"),
         }
     }
 
@@ -244,17 +263,29 @@ impl Engine {
     /// config (a job stored under an older config) is keyed by its name.
     pub(super) fn lock_key(&self, spec: &JobSpec) -> String {
         let op = self.config.catalog.by_id(&spec.operation);
-        let service = op.map_or(spec.operation.as_str(), |o| o.service.as_str());
         let place = match self.config.accounts.get(&spec.account) {
             Some(a) => a.place(),
             None => format!("account {}", spec.account),
         };
-        let mut key = format!("{place}/{service}");
-        if let Some(op) = op {
-            for p in &op.target {
-                key.push('/');
-                key.push_str(spec.param(&p.name).unwrap_or(""));
-            }
+        // A row may say what its lock is (a declared operation's `lock`); otherwise the
+        // service and every target parameter.
+        let (group, params): (&str, Vec<&str>) = match op {
+            Some(o) => match &o.lock {
+                Some(lock) => (
+                    &lock.group,
+                    lock.params.iter().map(String::as_str).collect(),
+                ),
+                None => (
+                    &o.service,
+                    o.target.iter().map(|p| p.name.as_str()).collect(),
+                ),
+            },
+            None => (&spec.operation, Vec::new()),
+        };
+        let mut key = format!("{place}/{group}");
+        for name in params {
+            key.push('/');
+            key.push_str(spec.param(name).unwrap_or(""));
         }
         key
     }

@@ -238,6 +238,10 @@ impl Engine {
         if confirmed {
             detail.push_str(", confirmed by typing the target's name");
         }
+        // A declared operation's file and hash, so a later edit of it shows in the log.
+        if let Some(origin) = &req.op.origin {
+            detail.push_str(&format!(" ({origin})"));
+        }
         self.locks.insert(self.lock_key(&job.spec), id);
         if needs_approval {
             self.expiries.insert((job.expires_ms, id));

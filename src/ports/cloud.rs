@@ -159,15 +159,26 @@ pub struct Described {
     pub body: Option<String>,
     /// e.g. `X-Auth-Token: an IAM token for user `ops-bot` (not shown)`.
     pub auth: String,
+    /// Fixed headers sent besides the ones that authenticate it (a declared operation's).
+    pub headers: Vec<(String, String)>,
 }
 
 impl Described {
     pub fn lines(&self) -> String {
+        let mut out = self.request();
+        out.push_str(&format!("\n    auth: {}", self.auth));
+        out
+    }
+
+    /// What is sent, without how it is authenticated (the audit entry of a submit).
+    pub fn request(&self) -> String {
         let mut out = format!("{} {}", self.method, self.url);
+        for (name, value) in &self.headers {
+            out.push_str(&format!("\n    {name}: {value}"));
+        }
         if let Some(body) = &self.body {
             out.push_str(&format!("\n    body: {body}"));
         }
-        out.push_str(&format!("\n    auth: {}", self.auth));
         out
     }
 }

@@ -667,4 +667,32 @@ instance_id = "5d2f6a0c9b1e4c7d8a3f2e1d0c9b8a7fin09"
             vec![("acct".to_string(), "acct".to_string())]
         );
     }
+
+    #[test]
+    fn declared_operations_get_slash_commands_and_autocomplete_like_the_built_ins() {
+        let text = format!(
+            "{CONFIG}\n{}\n[targets.orders-rds]\nservice = \"rds\"\ninstance_id = \"0123456789abcdef0123456789abcdefin01\"\n\
+             [[operations]]\nverb = \"rollout\"\nservice = \"deployment\"\nprovider = \"local\"\n\
+             program = \"/usr/local/bin/kubectl\"\nargv = [\"{{name}}\"]\n\
+             [[operations.params]]\nname = \"name\"\npattern = \"^[a-z]+$\"\n",
+            include_str!("../../../operations/huawei-rds-restart.toml")
+        );
+        let c = match Config::parse(&text, Path::new("t.toml"), &crate::cloud::builtins()) {
+            Ok(c) => c,
+            Err(p) => panic!("{p}"),
+        };
+        let json: Vec<serde_json::Value> = commands(&c)
+            .iter()
+            .map(|c| serde_json::to_value(c).unwrap_or_default())
+            .collect();
+        let rollout = json.iter().find(|c| c["name"] == "rollout");
+        assert!(rollout.is_some(), "{json:?}");
+        let restart = json.iter().find(|c| c["name"] == "restart").cloned();
+        let choices = restart.map(|r| r["options"][0]["choices"].to_string());
+        assert!(choices.is_some_and(|c| c.contains("\"rds\"")));
+        let rds = suggest(&c, "target", "", Some("rds"));
+        assert_eq!(rds.len(), 1);
+        assert_eq!(rds[0].1, "orders-rds");
+        assert!(is_operation(&c.catalog, "rollout"));
+    }
 }

@@ -10,6 +10,7 @@ pub mod limiter;
 pub mod sae;
 pub mod signer;
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use reqwest::header::{HeaderName, ACCEPT, AUTHORIZATION, HOST};
@@ -34,17 +35,18 @@ fn wire_url(
 /// SAE's documented limit: 60 API calls per minute per user, across all SAE APIs.
 pub const DEFAULT_CALLS_PER_MINUTE: u32 = 60;
 
-/// An Alibaba product API: which endpoint key and which version.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// An Alibaba product API: which endpoint key and which version (the built-ins' are
+/// constants; a declared operation's come from the config).
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Api {
     /// Key of `account.endpoints`, and the host prefix (`sae.{region}.aliyuncs.com`).
-    pub service: &'static str,
-    pub version: &'static str,
+    pub service: Cow<'static, str>,
+    pub version: Cow<'static, str>,
 }
 
 pub const SAE: Api = Api {
-    service: "sae",
-    version: "2019-05-06",
+    service: Cow::Borrowed("sae"),
+    version: Cow::Borrowed("2019-05-06"),
 };
 
 /// One request to an Alibaba API, as an operation builds it: both what is sent and what a
@@ -53,10 +55,10 @@ pub const SAE: Api = Api {
 pub struct Request {
     pub api: Api,
     /// The API's action (`x-acs-action`), e.g. `RestartInstances`.
-    pub action: &'static str,
+    pub action: Cow<'static, str>,
     pub method: Method,
     /// Unencoded.
-    pub path: &'static str,
+    pub path: Cow<'static, str>,
     pub query: Vec<(String, String)>,
 }
 
@@ -93,8 +95,8 @@ impl AlibabaClient {
     }
 
     /// `endpoints.<service>` if set, else `https://<service>.<region>.aliyuncs.com`.
-    pub fn endpoint(&self, api: Api) -> Result<Endpoint, String> {
-        if let Some(base) = self.account.endpoints.get(api.service) {
+    pub fn endpoint(&self, api: &Api) -> Result<Endpoint, String> {
+        if let Some(base) = self.account.endpoints.get(api.service.as_ref()) {
             return Ok(Endpoint {
                 base: base.trim_end_matches('/').to_string(),
                 overridden: true,
@@ -115,8 +117,8 @@ impl AlibabaClient {
 
     /// `request` as it would go out, without any credential.
     pub fn describe(&self, request: &Request) -> Result<Described, String> {
-        let endpoint = self.endpoint(request.api)?;
-        let (url, _) = wire_url(&endpoint, request.path, &request.query())?;
+        let endpoint = self.endpoint(&request.api)?;
+        let (url, _) = wire_url(&endpoint, &request.path, &request.query())?;
         Ok(Described {
             method: request.method.to_string(),
             url: url.to_string(),
@@ -125,6 +127,7 @@ impl AlibabaClient {
                 "ACS3-HMAC-SHA256 signature of `{}` with the account's access key (not shown)",
                 request.action
             ),
+            headers: Vec::new(),
         })
     }
 
@@ -132,10 +135,10 @@ impl AlibabaClient {
     pub async fn send_request(&self, request: &Request) -> Result<Answer, SendError> {
         let query = request.query();
         (self.send(
-            request.api,
-            request.action,
+            &request.api,
+            &request.action,
             request.method.clone(),
-            request.path,
+            &request.path,
             &query,
         ))
         .await
@@ -145,7 +148,7 @@ impl AlibabaClient {
     /// query is sent exactly as it is signed (RFC 3986, sorted).
     pub async fn send(
         &self,
-        api: Api,
+        api: &Api,
         action: &str,
         method: Method,
         path: &str,
@@ -184,7 +187,7 @@ impl AlibabaClient {
             (signer::CONTENT_SHA_HEADER, payload_hash.as_str()),
             (signer::DATE_HEADER, date.as_str()),
             (signer::NONCE_HEADER, nonce.as_str()),
-            (signer::VERSION_HEADER, api.version),
+            (signer::VERSION_HEADER, api.version.as_ref()),
         ];
         let input = signer::SigningInput {
             method: method.as_str(),

@@ -76,6 +76,8 @@ fn def() -> OperationDef {
                 the job says so here and someone must act in the SAE console."
             .into(),
         check: Some(check),
+        lock: None,
+        origin: None,
     }
 }
 
@@ -255,7 +257,7 @@ struct Listed {
 
 impl SaeRestart {
     pub fn new(client: Arc<AlibabaClient>) -> Result<SaeRestart, String> {
-        let endpoint = client.endpoint(SAE)?;
+        let endpoint = client.endpoint(&SAE)?;
         let policy = poll_policy(client.account(), endpoint.overridden);
         Ok(SaeRestart {
             client,
@@ -293,9 +295,9 @@ impl SaeRestart {
         let (app_id, instances) = self.params(spec)?;
         Ok(Request {
             api: SAE,
-            action: "RestartInstances",
+            action: "RestartInstances".into(),
             method: Method::PUT,
-            path: RESTART_PATH,
+            path: RESTART_PATH.into(),
             query: vec![
                 ("AppId".to_string(), app_id.to_string()),
                 ("InstanceIds".to_string(), instances.to_string()),
@@ -344,7 +346,7 @@ impl SaeRestart {
     async fn get(&self, action: &str, path: &str, query: &[(&str, &str)]) -> Result<Value, String> {
         let answer = self
             .client
-            .send(SAE, action, Method::GET, path, query)
+            .send(&SAE, action, Method::GET, path, query)
             .await
             .map_err(|e| e.to_string())?;
         if errors::is_throttled(&answer) {

@@ -65,6 +65,8 @@ fn def() -> OperationDef {
                 default Huawei account (or account=NAME)."
             .into(),
         check: None,
+        lock: None,
+        origin: None,
     }
 }
 
@@ -470,6 +472,7 @@ mod tests {
             password: SecretRef::default(),
             access_key: SecretRef::default(),
             secret_key: SecretRef::default(),
+            token: SecretRef::default(),
             endpoints: BTreeMap::new(),
             poll_interval: poll,
             request_timeout: Duration::from_secs(30),

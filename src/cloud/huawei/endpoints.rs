@@ -20,15 +20,34 @@ pub enum Service {
     Ddm,
     /// GaussDB(for MySQL), a.k.a. TaurusDB.
     Gaussdb,
+    /// RDS and ECS are reached only by operations declared in the config.
+    Rds,
+    Ecs,
 }
 
 impl Service {
+    pub const ALL: [Service; 5] = [
+        Service::Iam,
+        Service::Ddm,
+        Service::Gaussdb,
+        Service::Rds,
+        Service::Ecs,
+    ];
+    /// The endpoint keys of `accounts.<name>.endpoints`.
+    pub const KEYS: [&'static str; 5] = ["iam", "ddm", "gaussdb", "rds", "ecs"];
+
     pub fn key(self) -> &'static str {
         match self {
             Service::Iam => "iam",
             Service::Ddm => "ddm",
             Service::Gaussdb => "gaussdb",
+            Service::Rds => "rds",
+            Service::Ecs => "ecs",
         }
+    }
+
+    pub fn from_key(key: &str) -> Option<Service> {
+        Service::ALL.into_iter().find(|s| s.key() == key)
     }
 }
 
@@ -96,12 +115,87 @@ fn gaussdb_host(region: &str) -> Option<&'static str> {
     })
 }
 
+/// RDS hosts, from the Go SDK's `services/rds/v3/region/region.go` (the EU region is on
+/// `myhuaweicloud.eu`).
+fn rds_host(region: &str) -> Option<&'static str> {
+    Some(match region {
+        "af-south-1" => "rds.af-south-1.myhuaweicloud.com",
+        "ae-ad-1" => "rds.ae-ad-1.myhuaweicloud.com",
+        "ap-southeast-1" => "rds.ap-southeast-1.myhuaweicloud.com",
+        "ap-southeast-2" => "rds.ap-southeast-2.myhuaweicloud.com",
+        "ap-southeast-3" => "rds.ap-southeast-3.myhuaweicloud.com",
+        "ap-southeast-4" => "rds.ap-southeast-4.myhuaweicloud.com",
+        "cn-east-2" => "rds.cn-east-2.myhuaweicloud.com",
+        "cn-east-3" => "rds.cn-east-3.myhuaweicloud.com",
+        "cn-east-5" => "rds.cn-east-5.myhuaweicloud.com",
+        "cn-north-1" => "rds.cn-north-1.myhuaweicloud.com",
+        "cn-north-2" => "rds.cn-north-2.myhuaweicloud.com",
+        "cn-north-4" => "rds.cn-north-4.myhuaweicloud.com",
+        "cn-north-9" => "rds.cn-north-9.myhuaweicloud.com",
+        "cn-south-1" => "rds.cn-south-1.myhuaweicloud.com",
+        "cn-south-2" => "rds.cn-south-2.myhuaweicloud.com",
+        "cn-southwest-2" => "rds.cn-southwest-2.myhuaweicloud.com",
+        "eu-west-0" => "rds.eu-west-0.myhuaweicloud.com",
+        "eu-west-101" => "rds.eu-west-101.myhuaweicloud.eu",
+        "la-north-2" => "rds.la-north-2.myhuaweicloud.com",
+        "la-south-2" => "rds.la-south-2.myhuaweicloud.com",
+        "na-mexico-1" => "rds.na-mexico-1.myhuaweicloud.com",
+        "ru-northwest-2" => "rds.ru-northwest-2.myhuaweicloud.com",
+        "sa-brazil-1" => "rds.sa-brazil-1.myhuaweicloud.com",
+        "tr-west-1" => "rds.tr-west-1.myhuaweicloud.com",
+        _ => return None,
+    })
+}
+
+/// ECS hosts, from the Go SDK's `services/ecs/v2/region/region.go` (which lists the EU
+/// region on `myhuaweicloud.com`, unlike the other services; kept as the SDK has it).
+fn ecs_host(region: &str) -> Option<&'static str> {
+    Some(match region {
+        "af-north-1" => "ecs.af-north-1.myhuaweicloud.com",
+        "af-south-1" => "ecs.af-south-1.myhuaweicloud.com",
+        "ae-ad-1" => "ecs.ae-ad-1.myhuaweicloud.com",
+        "ap-southeast-1" => "ecs.ap-southeast-1.myhuaweicloud.com",
+        "ap-southeast-2" => "ecs.ap-southeast-2.myhuaweicloud.com",
+        "ap-southeast-3" => "ecs.ap-southeast-3.myhuaweicloud.com",
+        "ap-southeast-4" => "ecs.ap-southeast-4.myhuaweicloud.com",
+        "ap-southeast-5" => "ecs.ap-southeast-5.myhuaweicloud.com",
+        "cn-east-2" => "ecs.cn-east-2.myhuaweicloud.com",
+        "cn-east-3" => "ecs.cn-east-3.myhuaweicloud.com",
+        "cn-east-4" => "ecs.cn-east-4.myhuaweicloud.com",
+        "cn-east-5" => "ecs.cn-east-5.myhuaweicloud.com",
+        "cn-north-1" => "ecs.cn-north-1.myhuaweicloud.com",
+        "cn-north-2" => "ecs.cn-north-2.myhuaweicloud.com",
+        "cn-north-4" => "ecs.cn-north-4.myhuaweicloud.com",
+        "cn-north-9" => "ecs.cn-north-9.myhuaweicloud.com",
+        "cn-north-11" => "ecs.cn-north-11.myhuaweicloud.com",
+        "cn-north-12" => "ecs.cn-north-12.myhuaweicloud.com",
+        "cn-south-1" => "ecs.cn-south-1.myhuaweicloud.com",
+        "cn-south-2" => "ecs.cn-south-2.myhuaweicloud.com",
+        "cn-south-4" => "ecs.cn-south-4.myhuaweicloud.com",
+        "cn-southwest-2" => "ecs.cn-southwest-2.myhuaweicloud.com",
+        "cn-southwest-3" => "ecs.cn-southwest-3.myhuaweicloud.com",
+        "eu-west-0" => "ecs.eu-west-0.myhuaweicloud.com",
+        "eu-west-101" => "ecs.eu-west-101.myhuaweicloud.com",
+        "la-north-2" => "ecs.la-north-2.myhuaweicloud.com",
+        "la-south-2" => "ecs.la-south-2.myhuaweicloud.com",
+        "me-east-1" => "ecs.me-east-1.myhuaweicloud.com",
+        "my-kualalumpur-1" => "ecs.my-kualalumpur-1.myhuaweicloud.com",
+        "na-mexico-1" => "ecs.na-mexico-1.myhuaweicloud.com",
+        "ru-moscow-1" => "ecs.ru-moscow-1.myhuaweicloud.com",
+        "sa-brazil-1" => "ecs.sa-brazil-1.myhuaweicloud.com",
+        "tr-west-1" => "ecs.tr-west-1.myhuaweicloud.com",
+        _ => return None,
+    })
+}
+
 /// The public host of `service` in `region`, if the table knows it.
 pub fn public_host(service: Service, region: &str) -> Option<&'static str> {
     match service {
         Service::Iam => iam_host(region),
         Service::Ddm => ddm_host(region),
         Service::Gaussdb => gaussdb_host(region),
+        Service::Rds => rds_host(region),
+        Service::Ecs => ecs_host(region),
     }
 }
 
@@ -154,7 +248,7 @@ pub const HUAWEI_REGIONS: &[&str] = &[
     "tr-west-1",
 ];
 
-const CHECKED: [Service; 3] = [Service::Iam, Service::Ddm, Service::Gaussdb];
+const CHECKED: [Service; 5] = Service::ALL;
 
 /// A problem (key, message) when a Huawei account's region is unknown to the table and the
 /// account overrides no endpoint, or when password auth has no IAM endpoint.
@@ -230,6 +324,7 @@ mod tests {
             password: SecretRef::default(),
             access_key: SecretRef::default(),
             secret_key: SecretRef::default(),
+            token: SecretRef::default(),
             endpoints: endpoints
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))

@@ -49,6 +49,9 @@ pub struct Request {
     /// Unencoded (IDs in it are validated before they get here).
     pub path: String,
     pub query: Vec<(String, String)>,
+    /// Fixed headers besides the ones the client sets (a declared operation's); sent
+    /// unsigned, which SDK-HMAC-SHA256 allows.
+    pub headers: Vec<(String, String)>,
     pub body: Option<Vec<u8>>,
 }
 
@@ -59,9 +62,19 @@ impl Request {
             method: Method::POST,
             path,
             query: Vec::new(),
+            headers: Vec::new(),
             body,
         }
     }
+}
+
+/// What a send is made of besides its body.
+struct Parts<'a> {
+    service: Service,
+    method: Method,
+    path: &'a str,
+    query: &'a [(&'a str, &'a str)],
+    headers: &'a [(HeaderName, HeaderValue)],
 }
 
 pub struct HuaweiClient {
@@ -108,14 +121,21 @@ impl HuaweiClient {
         let query: Vec<(&str, &str)> = (request.query.iter())
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
-        self.send(
-            request.service,
-            request.method.clone(),
-            &request.path,
-            &query,
-            request.body.clone(),
-        )
-        .await
+        let mut extra = Vec::with_capacity(request.headers.len());
+        for (name, value) in &request.headers {
+            let name = HeaderName::try_from(name.as_str()).map_err(|_| {
+                SendError::Failed(CloudError::local(format!("bad header name `{name}`")))
+            })?;
+            extra.push((name, header_value(value)?));
+        }
+        let request_parts = Parts {
+            service: request.service,
+            method: request.method.clone(),
+            path: &request.path,
+            query: &query,
+            headers: &extra,
+        };
+        self.send_parts(request_parts, request.body.clone()).await
     }
 
     /// `request` as it would go out, without any credential: the URL it is sent to (built
@@ -134,12 +154,14 @@ impl HuaweiClient {
             AuthMethod::AkSk => {
                 "SDK-HMAC-SHA256 signature with the account's access key (not shown)".to_string()
             }
+            other => format!("auth = \"{}\" is not a Huawei method", other.name()),
         };
         Ok(Described {
             method: request.method.to_string(),
             url: url.to_string(),
             body: (request.body.as_ref()).map(|b| String::from_utf8_lossy(b).into_owned()),
             auth,
+            headers: request.headers.clone(),
         })
     }
 
@@ -156,6 +178,28 @@ impl HuaweiClient {
         query: &[(&str, &str)],
         body: Option<Vec<u8>>,
     ) -> Result<Answer, SendError> {
+        let parts = Parts {
+            service,
+            method,
+            path,
+            query,
+            headers: &[],
+        };
+        self.send_parts(parts, body).await
+    }
+
+    async fn send_parts(
+        &self,
+        parts: Parts<'_>,
+        body: Option<Vec<u8>>,
+    ) -> Result<Answer, SendError> {
+        let Parts {
+            service,
+            method,
+            path,
+            query,
+            headers: extra,
+        } = parts;
         let failed = |m: String| SendError::Failed(CloudError::local(m));
         let endpoint = self.endpoint(service).map_err(failed)?;
         let body = body.unwrap_or_default();
@@ -176,9 +220,14 @@ impl HuaweiClient {
                     access: access.clone(),
                     secret: secret.clone(),
                 };
-                self.attempt(&endpoint, &method, path, query, &body, &cred)
+                self.attempt(&endpoint, &method, path, query, &body, extra, &cred)
                     .await
             }
+            AuthMethod::Bearer | AuthMethod::Header | AuthMethod::None => Err(failed(format!(
+                "account `{}` has auth = \"{}\", not a Huawei method",
+                self.account.name,
+                self.account.auth.name()
+            ))),
             AuthMethod::Password => {
                 let token = self.tokens.get(&self.http, &self.account).await?;
                 let answer = self
@@ -188,6 +237,7 @@ impl HuaweiClient {
                         path,
                         query,
                         &body,
+                        extra,
                         &Credential::Token(token.clone()),
                     )
                     .await?;
@@ -203,6 +253,7 @@ impl HuaweiClient {
                     path,
                     query,
                     &body,
+                    extra,
                     &Credential::Token(token),
                 )
                 .await
@@ -210,6 +261,7 @@ impl HuaweiClient {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn attempt(
         &self,
         endpoint: &Endpoint,
@@ -217,6 +269,7 @@ impl HuaweiClient {
         path: &str,
         query: &[(&str, &str)],
         body: &[u8],
+        extra: &[(HeaderName, HeaderValue)],
         cred: &Credential,
     ) -> Result<Answer, SendError> {
         let failed = |m: String| SendError::Failed(CloudError::local(m));
@@ -261,6 +314,7 @@ impl HuaweiClient {
                 }
             }
         }
+        headers.extend(extra.iter().cloned());
         tracing::debug!(account = %self.account.name, %method, path = %full_path, "sending");
         let out = Outgoing {
             method: method.clone(),

@@ -108,8 +108,24 @@ impl Attempted {
 pub async fn send_with_retries<F, Fut>(
     policy: &RetryPolicy,
     what: &str,
+    send: F,
+    refusal: impl Fn(&Answer) -> Option<Refusal>,
+) -> Attempted
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Answer, SendError>>,
+{
+    send_with_retries_by(policy, what, send, refusal, errors::from_answer).await
+}
+
+/// [`send_with_retries`] for any vendor: `error_of` reads a refusal's code and message (a
+/// declared operation's JSON Pointers), for the last refusal when the retries run out.
+pub async fn send_with_retries_by<F, Fut>(
+    policy: &RetryPolicy,
+    what: &str,
     mut send: F,
     refusal: impl Fn(&Answer) -> Option<Refusal>,
+    error_of: impl Fn(&Answer) -> CloudError,
 ) -> Attempted
 where
     F: FnMut() -> Fut,
@@ -123,8 +139,8 @@ where
         let (base, last) = match send().await {
             Ok(answer) => match refusal(&answer) {
                 None => return Attempted::Answered(answer),
-                Some(Refusal::Throttled) => (policy.throttled_base, errors::from_answer(&answer)),
-                Some(Refusal::Busy) => (policy.busy_base, errors::from_answer(&answer)),
+                Some(Refusal::Throttled) => (policy.throttled_base, error_of(&answer)),
+                Some(Refusal::Busy) => (policy.busy_base, error_of(&answer)),
             },
             Err(SendError::NotSent(m)) => {
                 unreachable += 1;

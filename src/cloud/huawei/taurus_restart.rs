@@ -46,6 +46,8 @@ fn def() -> OperationDef {
                 while it restarts."
             .into(),
         check: None,
+        lock: None,
+        origin: None,
     }
 }
 

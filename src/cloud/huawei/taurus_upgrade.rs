@@ -53,6 +53,8 @@ fn def() -> OperationDef {
                 TaurusDB may refuse the upgrade (REJECT); its reason is shown as it is."
             .into(),
         check: Some(check),
+        lock: None,
+        origin: None,
     }
 }
 

@@ -235,6 +235,7 @@ impl ScnetClient {
             url,
             body: None,
             auth: "a cluster token from the SCNet token service (not shown)".into(),
+            headers: Vec::new(),
         })
     }
 }
@@ -265,6 +266,7 @@ pub(crate) fn test_account() -> Account {
         password: Default::default(),
         access_key: Default::default(),
         secret_key: Default::default(),
+        token: Default::default(),
         endpoints: BTreeMap::new(),
         poll_interval: None,
         request_timeout: Duration::from_secs(30),

@@ -94,6 +94,8 @@ fn def() -> OperationDef {
                 Running is UNCONFIRMED. The job succeeds when the instance is Running again."
             .into(),
         check: None,
+        lock: None,
+        origin: None,
     }
 }
 

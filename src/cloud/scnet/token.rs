@@ -253,6 +253,13 @@ pub async fn fetch(
             headers.push((HeaderName::from_static("signature"), secret_header(&sig)?));
             AKSK_PATH
         }
+        other => {
+            return Err(local(format!(
+                "account `{}` has auth = \"{}\", not an SCNet method",
+                account.name,
+                other.name()
+            )))
+        }
     };
     let url = Url::parse(&format!("{}{path}", base.trim_end_matches('/')))
         .map_err(|e| local(format!("bad SCNet token endpoint `{base}`: {e}")))?;
