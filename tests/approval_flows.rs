@@ -205,6 +205,8 @@ fn freeze_and_unfreeze_are_for_admins_durable_and_in_the_overview() {
     let r = h.say("root", &[ADMIN], "!unfreeze");
     assert!(r.contains("No !freeze is in force"), "{r}");
     assert!(h.say("alice", &[ONCALL], SOFT).contains("job 1"));
+    // Its cloud result posts on its own; the replies below must not race it.
+    h.wait_for(1, "succeeded");
     h.say("x", &[], "!status");
     let overview = h.chat.last_reply();
     assert!(
