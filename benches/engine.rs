@@ -156,6 +156,7 @@ fn driver(
         observer: None,
         runtime: rt.handle().clone(),
         metrics: Arc::new(Metrics::new()),
+        leads: Arc::new(|| true),
     };
     let (driver, handle, rx) = Driver::new(Arc::new(config()), seams).unwrap();
     let t = std::thread::spawn(move || {

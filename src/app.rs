@@ -95,6 +95,7 @@ pub fn run_shell(
         observer: Some(watch.clone()),
         runtime: rt.handle().clone(),
         metrics: metrics.clone(),
+        leads: leading.holds.clone(),
     };
     let (driver, handle, rx) = Driver::new(config.clone(), seams).map_err(|e| e.to_string())?;
 

@@ -159,6 +159,7 @@ impl Bot {
             observer: None,
             runtime: rt,
             metrics: discord.metrics(),
+            leads: Arc::new(|| true),
         };
         let (driver, handle, rx) = Driver::new(config, seams).expect("engine");
         let engine_thread = std::thread::spawn(move || {

@@ -71,6 +71,7 @@ pub fn run_discord(
         observer: None,
         runtime: rt.handle().clone(),
         metrics: metrics.clone(),
+        leads: leading.holds.clone(),
     };
     let (driver, handle, rx) = Driver::new(config.clone(), seams).map_err(|e| e.to_string())?;
     discord.speak_only_while(leading.holds.clone());

@@ -77,8 +77,15 @@ impl Driver {
             Ok(op) => {
                 let span = tracing::info_span!("job", job = id.0);
                 let timer = CloudCall::new(self, &spec);
+                let leads = self.seams.leads.clone();
                 self.seams.runtime.spawn(tracing::Instrument::instrument(
                     async move {
+                        if !leads() {
+                            // The job is durably `submitting`: whoever leads next reconciles
+                            // it with the cloud. This process is about to end (lease lost).
+                            tracing::error!(operation = %spec.operation, "this replica may no longer lead: the request is not sent");
+                            return;
+                        }
                         tracing::info!(operation = %spec.operation, "submitting");
                         let outcome = timer.time("submit", || op.submit(&spec)).await;
                         report(&tx, id, CloudUpdate::Submitted(outcome));

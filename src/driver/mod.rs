@@ -42,6 +42,10 @@ pub struct Seams {
     /// Where cloud tasks run.
     pub runtime: tokio::runtime::Handle,
     pub metrics: Arc<Metrics>,
+    /// Whether this process surely still leads (a PostgreSQL replica's lease, by its own
+    /// clock; always true on sled). Asked again just before a cloud request leaves, since a
+    /// replica paused between its commit and its submit may no longer lead when it runs.
+    pub leads: Arc<dyn Fn() -> bool + Send + Sync>,
 }
 
 pub struct Driver {

@@ -365,6 +365,7 @@ impl Harness {
             observer: None,
             runtime: rt.handle().clone(),
             metrics: Arc::new(Metrics::new()),
+            leads: Arc::new(|| true),
         };
         let (driver, handle, rx) = Driver::new(config, seams).unwrap();
         let thread = std::thread::spawn(move || {
