@@ -4,19 +4,10 @@
 
 use std::sync::Arc;
 
-use super::registry::AccountClients;
+use super::operation::BuiltIn;
 use super::{alibaba, huawei, scnet};
-use crate::command::{Catalog, OperationDef};
+use crate::command::Catalog;
 use crate::config::Builtins;
-use crate::ports::cloud::CloudOperation;
-
-/// One built-in operation, as its module gives it.
-pub struct BuiltIn {
-    /// Its row in the catalog: verb, service, parameters with their patterns, modes, help.
-    pub def: fn() -> OperationDef,
-    /// The operation for one account.
-    pub build: fn(&AccountClients) -> Result<Arc<dyn CloudOperation>, String>,
-}
 
 pub const OPERATIONS: &[BuiltIn] = &[
     huawei::ddm::OPERATION,

@@ -8,6 +8,7 @@ pub mod command;
 pub mod declared;
 pub mod http;
 pub mod huawei;
+pub mod operation;
 pub mod registry;
 pub mod scnet;
 

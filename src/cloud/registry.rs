@@ -6,22 +6,11 @@ use std::sync::Arc;
 
 use super::catalog::OPERATIONS;
 use super::http::Http;
+use super::operation::AccountClients;
 use super::{alibaba, huawei, scnet};
-use crate::config::{Account, Config};
+use crate::config::Config;
 use crate::domain::Provider;
 use crate::ports::cloud::{CloudOperation, Operations};
-
-/// The per-account clients an operation is built from.
-pub struct AccountClients {
-    pub account: Arc<Account>,
-    pub huawei: Option<Arc<huawei::HuaweiClient>>,
-    /// Holds the account's SAE call budget, shared by all its SAE jobs.
-    pub alibaba: Option<Arc<alibaba::AlibabaClient>>,
-    /// Holds the account's SCNet token and AI base URL.
-    pub scnet: Option<Arc<scnet::ScnetClient>>,
-    /// The provider's HTTP client (its bound on requests in flight), for HTTP accounts.
-    pub http: Http,
-}
 
 /// Idle connections kept open per cloud host. A quiet bot makes a call now and then; a busy
 /// moment opens up to a provider's bound on requests in flight, and each connection kept

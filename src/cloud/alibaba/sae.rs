@@ -20,10 +20,10 @@ use serde_json::Value;
 
 use super::errors::{self, vendor_error};
 use super::{AlibabaClient, Answer, Request, SendError, SAE};
-use crate::cloud::catalog::BuiltIn;
 use crate::cloud::http::clean;
 use crate::cloud::huawei::retry::RetryPolicy;
-use crate::cloud::registry::AccountClients;
+use crate::cloud::operation::AccountClients;
+use crate::cloud::operation::BuiltIn;
 use crate::cloud::{now_unix, plausible_id, Cadence};
 use crate::command::{ids, OperationDef, Param};
 use crate::config::Account;

@@ -12,7 +12,7 @@ use std::sync::Arc;
 pub use operation::DeclaredHttp;
 use transport::Transport;
 
-use super::registry::AccountClients;
+use super::operation::AccountClients;
 use super::{alibaba, huawei};
 use crate::config::declared::Action;
 use crate::config::{Account, Declaration};

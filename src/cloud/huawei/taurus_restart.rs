@@ -15,8 +15,8 @@ use serde_json::Value;
 use super::retry::{self, RetryPolicy};
 use super::taurus_job::{self, JobHandle, TaurusJobs};
 use super::{HuaweiClient, Request, Service};
-use crate::cloud::catalog::BuiltIn;
-use crate::cloud::registry::AccountClients;
+use crate::cloud::operation::AccountClients;
+use crate::cloud::operation::BuiltIn;
 use crate::command::{ids, OperationDef};
 use crate::domain::{JobSpec, Provider};
 use crate::ports::cloud::{

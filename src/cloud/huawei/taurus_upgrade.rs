@@ -16,9 +16,9 @@ use serde_json::{json, Value};
 use super::retry::{self, RetryPolicy};
 use super::taurus_job::{self, JobHandle, TaurusJobs};
 use super::{Answer, HuaweiClient, Request, Service};
-use crate::cloud::catalog::BuiltIn;
 use crate::cloud::http::clean;
-use crate::cloud::registry::AccountClients;
+use crate::cloud::operation::AccountClients;
+use crate::cloud::operation::BuiltIn;
 use crate::command::{ids, OperationDef, Param};
 use crate::domain::{JobSpec, Provider};
 use crate::ports::cloud::{

@@ -23,11 +23,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{envelope, ScnetClient};
-use crate::cloud::catalog::BuiltIn;
 use crate::cloud::http::clean;
 use crate::cloud::http::SendError;
 use crate::cloud::huawei::retry::RetryPolicy;
-use crate::cloud::registry::AccountClients;
+use crate::cloud::operation::AccountClients;
+use crate::cloud::operation::BuiltIn;
 use crate::cloud::{now_unix, Cadence};
 use crate::command::{ids, OperationDef, Param};
 use crate::config::Account;
