@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::validate::Collector;
+use super::problems::Collector;
 use crate::freeze::{parse_time, parse_weekly, Freeze, Window};
 
 const MAX_REASON: usize = 200;

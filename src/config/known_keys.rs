@@ -1,7 +1,11 @@
 //! The keys each table of the config accepts, read from the raw types' own serde
-//! definitions (so they never drift from what the parser takes), for "did you mean".
+//! definitions (so they never drift from what the parser takes), for "did you mean"; and
+//! unknown keys reported with the known key meant.
 
 use serde::de::{self, DeserializeOwned, Deserializer, Visitor};
+
+use super::problems::Collector;
+use crate::command::suggest;
 
 use super::declared::raw::{self as declared, RawOperation};
 use super::raw::{RawAccount, RawBot, RawConfig, RawRule};
@@ -71,6 +75,33 @@ impl<'de> Deserializer<'de> for Capture<'_> {
         option unit unit_struct newtype_struct seq tuple tuple_struct map enum identifier
         ignored_any
     }
+}
+
+/// Each unknown key as a problem, with the known key it was probably meant to be; returns
+/// those meant keys: a "missing" problem about one of them is the same mistake, so it is
+/// not reported twice.
+pub(super) fn unknown_keys(unknown: Vec<String>, problems: &mut Collector) -> Vec<String> {
+    let mut meant = Vec::new();
+    for path in unknown {
+        let (parent, key) = match path.rfind('.') {
+            Some(i) => (&path[..i], &path[i + 1..]),
+            None => ("", path.as_str()),
+        };
+        let hint = keys_of(parent).and_then(|keys| suggest::nearest(key, keys.iter().copied()));
+        if let Some(k) = hint {
+            meant.push(if parent.is_empty() {
+                k.to_string()
+            } else {
+                format!("{parent}.{k}")
+            });
+        }
+        let message = match hint {
+            Some(k) => format!("unknown key; did you mean `{k}`?"),
+            None => "unknown key".to_string(),
+        };
+        problems.add(path, message);
+    }
+    meant
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ pub mod declared;
 mod freezes;
 mod known_keys;
 mod places;
+mod problems;
 mod raw;
 pub mod secrets;
 mod sections;

@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::problems::Collector;
 use super::raw::RawId;
 use super::secrets::SecretRef;
-use super::validate::Collector;
 use crate::command::Catalog;
 use crate::domain::{ChannelId, Severity};
 

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::problems::Collector;
 use super::secrets::SecretRef;
-use super::validate::Collector;
 
 /// The connection string's variable unless the config names another one or a file.
 pub const DEFAULT_URL_ENV: &str = "OPSGATE_DATABASE_URL";

@@ -5,7 +5,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::known_keys;
+use super::known_keys::unknown_keys;
+use super::problems::{bracketed, one_based, syntax_problem, Collector};
 use super::raw::{RawAccount, RawConfig, RawId, RawRule, RawTarget};
 use super::secrets::SecretRef;
 use super::{base_dir, Account, AuthMethod, Builtins, Config, Problem, ProviderSettings};
@@ -22,32 +23,6 @@ const DEFAULT_KEEP_FINISHED: Duration = Duration::from_secs(180 * 24 * 3600);
 /// Resolves role names at a key path to IDs, reporting unknown ones.
 type RoleIds<'a> = &'a dyn Fn(&[String], &str, &mut Collector) -> Vec<RoleId>;
 
-#[derive(Default)]
-pub(super) struct Collector(Vec<Problem>);
-
-impl Collector {
-    pub(super) fn add(&mut self, path: impl Into<String>, message: impl Into<String>) {
-        self.0.push(Problem::new(path, message));
-    }
-
-    pub(super) fn push(&mut self, problem: Problem) {
-        self.0.push(problem);
-    }
-
-    pub(super) fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    #[cfg(test)]
-    pub(super) fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    pub(super) fn into_vec(self) -> Vec<Problem> {
-        self.0
-    }
-}
-
 pub fn parse(text: &str, source: &Path, builtins: &Builtins) -> Result<Config, Vec<Problem>> {
     let mut problems = Collector::default();
     let mut unknown = Vec::new();
@@ -62,7 +37,7 @@ pub fn parse(text: &str, source: &Path, builtins: &Builtins) -> Result<Config, V
     };
     let meant = unknown_keys(unknown, &mut problems);
     let config = validate(raw, source, builtins, &mut problems);
-    let mut list = problems.0;
+    let mut list = problems.into_vec();
     list.retain(|p| !(p.message.starts_with("missing") && meant.contains(&p.path)));
     if list.is_empty() {
         Ok(config)
@@ -73,111 +48,6 @@ pub fn parse(text: &str, source: &Path, builtins: &Builtins) -> Result<Config, V
         }
         Err(list)
     }
-}
-
-/// Each unknown key as a problem, with the known key it was probably meant to be; returns
-/// those meant keys: a "missing" problem about one of them is the same mistake, so it is
-/// not reported twice.
-pub(super) fn unknown_keys(unknown: Vec<String>, problems: &mut Collector) -> Vec<String> {
-    let mut meant = Vec::new();
-    for path in unknown {
-        let (parent, key) = match path.rfind('.') {
-            Some(i) => (&path[..i], &path[i + 1..]),
-            None => ("", path.as_str()),
-        };
-        let hint = known_keys::keys_of(parent)
-            .and_then(|keys| suggest::nearest(key, keys.iter().copied()));
-        if let Some(k) = hint {
-            meant.push(if parent.is_empty() {
-                k.to_string()
-            } else {
-                format!("{parent}.{k}")
-            });
-        }
-        let message = match hint {
-            Some(k) => format!("unknown key; did you mean `{k}`?"),
-            None => "unknown key".to_string(),
-        };
-        problems.add(path, message);
-    }
-    meant
-}
-
-/// Paths are shown with 1-based indexes (`rules[1]` is the first `[[rules]]` table), as
-/// people count tables in a file; inside, they are 0-based like the parsers'.
-fn one_based(path: &str) -> String {
-    let mut out = String::with_capacity(path.len());
-    let mut rest = path;
-    while let Some(open) = rest.find('[') {
-        out.push_str(&rest[..=open]);
-        rest = &rest[open + 1..];
-        let close = rest.find(']').unwrap_or(rest.len());
-        match rest[..close].parse::<usize>() {
-            Ok(i) => out.push_str(&(i + 1).to_string()),
-            Err(_) => out.push_str(&rest[..close]),
-        }
-        rest = &rest[close..];
-    }
-    out.push_str(rest);
-    out
-}
-
-/// `rules.2.command` (serde's style) as `rules[2].command` (the validator's).
-pub(super) fn bracketed(path: &str) -> String {
-    let mut out = String::with_capacity(path.len() + 4);
-    for segment in path.split('.') {
-        if !segment.is_empty() && segment.bytes().all(|b| b.is_ascii_digit()) {
-            out.push_str(&format!("[{segment}]"));
-        } else {
-            if !out.is_empty() {
-                out.push('.');
-            }
-            out.push_str(segment);
-        }
-    }
-    out
-}
-
-/// A file that is not valid TOML, or a value of the wrong type: one problem at the place
-/// the parser stopped, with a hint for the usual mistakes.
-pub(super) fn syntax_problem(
-    text: &str,
-    e: &serde_path_to_error::Error<toml::de::Error>,
-) -> Problem {
-    let path = e.path().to_string();
-    let path = if path == "." {
-        String::new()
-    } else {
-        bracketed(&path)
-    };
-    let inner = e.inner();
-    // toml says "invalid table header" before the line that says what is wrong with it.
-    let lines: Vec<&str> = inner
-        .message()
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect();
-    let mut message = match lines.as_slice() {
-        [first, rest @ ..] if !rest.is_empty() && first.starts_with("invalid table header") => {
-            rest.join("; ")
-        }
-        _ => lines.join("; "),
-    };
-    let rules_as_table = (message.contains("duplicate key `rules`")
-        || (path.starts_with("rules") && message.contains("expected a sequence")))
-        && text.lines().any(|l| l.trim() == "[rules]");
-    if rules_as_table {
-        message.push_str("; each rule is its own [[rules]] table (two brackets), not [rules]");
-    }
-    if message.contains("untagged enum RawId") {
-        message = "must be an ID: a number, or digits in quotes".to_string();
-    }
-    let mut problem = Problem::new(one_based(&path), message);
-    problem.at = inner
-        .span()
-        .map(|span| super::places::location(text, span.start));
-    problem
 }
 
 fn validate(raw: RawConfig, source: &Path, builtins: &Builtins, p: &mut Collector) -> Config {
@@ -1081,12 +951,7 @@ fn target(
         }
     }
     for param in &op.target {
-        if !params.contains_key(&param.name)
-            && !p
-                .0
-                .iter()
-                .any(|x| x.path == format!("{path}.{}", param.name))
-        {
+        if !params.contains_key(&param.name) && !p.has_path(&format!("{path}.{}", param.name)) {
             p.add(
                 format!("{path}.{}", param.name),
                 format!("missing ({})", param.pattern.describe),

@@ -11,7 +11,7 @@ use super::types::{Action, AuthKind, Declaration};
 use super::{command, http, params};
 use crate::command::ids::{self, Guards};
 use crate::command::{builtin_by_verb, suggest, Catalog, Lock, OperationDef};
-use crate::config::validate::Collector;
+use crate::config::problems::Collector;
 use crate::domain::Provider;
 
 /// Values the account fills, by provider: a template may use them, a parameter may not be

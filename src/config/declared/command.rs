@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::raw::RawOperation;
 use super::template::{self, Names};
 use super::types::{CommandRun, Fill};
-use crate::config::validate::Collector;
+use crate::config::problems::Collector;
 use crate::config::SecretRef;
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);

@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use super::raw::RawOperation;
 use crate::config::places::Places;
-use crate::config::validate::{self, Collector};
+use crate::config::problems::{self, Collector};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
@@ -74,16 +74,16 @@ fn parse(text: &str, p: &mut Collector) -> Vec<RawOperation> {
     let mut unknown = Vec::new();
     let de = toml::Deserializer::new(text);
     let mut on_unknown =
-        |path: serde_ignored::Path| unknown.push(validate::bracketed(&path.to_string()));
+        |path: serde_ignored::Path| unknown.push(problems::bracketed(&path.to_string()));
     let de = serde_ignored::Deserializer::new(de, &mut on_unknown);
     let raw: RawFile = match serde_path_to_error::deserialize(de) {
         Ok(raw) => raw,
         Err(e) => {
-            p.push(validate::syntax_problem(text, &e));
+            p.push(problems::syntax_problem(text, &e));
             return Vec::new();
         }
     };
-    validate::unknown_keys(unknown, p);
+    crate::config::known_keys::unknown_keys(unknown, p);
     raw.operations
 }
 

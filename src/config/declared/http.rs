@@ -6,7 +6,7 @@ use std::time::Duration;
 use super::raw::RawOperation;
 use super::template::{self, Names};
 use super::types::{Accepted, AuthKind, Errors, HttpCall, Poll, Reconcile, Refusal};
-use crate::config::validate::Collector;
+use crate::config::problems::Collector;
 use crate::domain::Provider;
 
 const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(10);

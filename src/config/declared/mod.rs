@@ -22,7 +22,7 @@ pub use types::{
     Reconcile, Refusal, RequestTemplate,
 };
 
-use super::validate::Collector;
+use super::problems::Collector;
 use super::Builtins;
 use crate::command::{Catalog, OperationDef};
 

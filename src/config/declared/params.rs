@@ -8,7 +8,7 @@ use super::raw::{RawModes, RawParam};
 use super::types::Kind;
 use crate::command::ids::{Guards, IdPattern};
 use crate::command::{Modes, Param};
-use crate::config::validate::Collector;
+use crate::config::problems::Collector;
 
 /// Longest value a declared parameter takes unless it says (`max_length`, at most 1,024).
 const DEFAULT_MAX_LEN: usize = 128;

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use super::types::{Body, Fill, RequestTemplate};
 use crate::command::suggest;
-use crate::config::validate::Collector;
+use crate::config::problems::Collector;
 
 /// The placeholders a template may use, for "unknown placeholder" and its suggestion.
 pub struct Names<'a> {
