@@ -17,33 +17,9 @@ mod fixtures;
 #[path = "support/shell.rs"]
 mod shell;
 
-use shell::{instance, write_config, write_config_declaring, Shell};
+use shell::{instance, ms, percentile, wait_posts, write_config, write_config_declaring, Shell};
 
 const N: usize = 1000;
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.3} ms", d.as_secs_f64() * 1000.0)
-}
-
-/// Waits until the emulator has received `count` DDM restarts.
-fn wait_posts(emu: &RunningEmulator, count: usize) {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    // Polling stays cheap (a count under the emulator's lock, no copies) so the bench does
-    // not compete with the bot for the machine's two cores.
-    while emu.arrival_count("ddm.restart") < count {
-        assert!(
-            Instant::now() < deadline,
-            "only {} of {count} restarts arrived",
-            emu.arrival_count("ddm.restart")
-        );
-        std::thread::sleep(Duration::from_millis(1));
-    }
-}
 
 /// Writes `N` commands made by `line` at once into a fresh shell (after one warm-up) and
 /// returns commands per second, from the first byte written to the last POST received, and

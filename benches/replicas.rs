@@ -30,34 +30,13 @@ mod shell;
 
 use fake_discord::{ALICE, OPS};
 use replicas::{Replica, World};
-use shell::{instance, write_config, Shell};
+use shell::{instance, ms, percentile, wait_posts, write_config, Shell};
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.3} ms", d.as_secs_f64() * 1000.0)
-}
-
-fn wait_posts(emu: &RunningEmulator, count: usize) {
-    let deadline = Instant::now() + Duration::from_secs(300);
-    while emu.arrival_count("ddm.restart") < count {
-        assert!(
-            Instant::now() < deadline,
-            "only {} of {count} restarts arrived",
-            emu.arrival_count("ddm.restart")
-        );
-        std::thread::sleep(Duration::from_millis(1));
-    }
 }
 
 /// What one store gave.

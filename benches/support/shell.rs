@@ -268,3 +268,28 @@ impl Shell {
         let _ = self.child.wait();
     }
 }
+
+/// The `p` quantile of durations sorted ascending.
+pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+pub fn ms(d: Duration) -> String {
+    format!("{:.3} ms", d.as_secs_f64() * 1000.0)
+}
+
+/// Waits (bounded) until the emulator has received `count` DDM restarts.
+pub fn wait_posts(emu: &RunningEmulator, count: usize) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    // Polling stays cheap (a count under the emulator's lock, no copies) so the bench does
+    // not compete with the bot for the machine's two cores.
+    while emu.arrival_count("ddm.restart") < count {
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {count} restarts arrived",
+            emu.arrival_count("ddm.restart")
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
